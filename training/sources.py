@@ -123,10 +123,11 @@ def clean_message(text: str) -> str | None:
     text = _PLACEABLE.sub(" ", text)
     if "{" in text or "}" in text:
         return None
-    text = _TAG.sub(" ", html.unescape(text.replace("\\n", " ")))
+    text = _TAG.sub(" ", html.unescape(text.replace("\\n", " ").replace("\\", " ")))
     text = _PRINTF.sub(" ", text)
     text = _SPACE.sub(" ", text).strip(" \t:;,-")
     text = _EMPTY_QUOTES.sub("", text)
+    text = re.sub(r"([:;,])\s*([.!?])", r"\2", text)
     text = _SPACE.sub(" ", re.sub(r"\s+([.,!?;:])", r"\1", text)).strip()
     return text if any(ch.isalpha() for ch in text) else None
 
