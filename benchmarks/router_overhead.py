@@ -78,10 +78,10 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "router_overhead.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{'path':<10} {'sent/s':>10} {'median s':>10}")  # noqa: T201
+    print(f"{'path':<10} {'sent/s':>10} {'median s':>10}")
     for k in ("direct", "router"):
-        print(f"{k:<10} {result['sentences_per_second'][k]:>10.1f} {med[k]:>10.2f}")  # noqa: T201
-    print(f"router overhead: {result['overhead_percent']:+.1f}% (goal < 10%); "  # noqa: T201
+        print(f"{k:<10} {result['sentences_per_second'][k]:>10.1f} {med[k]:>10.2f}")
+    print(f"router overhead: {result['overhead_percent']:+.1f}% (goal < 10%); "
           f"language ID + grouping of 1000 texts: {result['routing_seconds_1000']:.3f} s")
 
 

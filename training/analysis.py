@@ -162,7 +162,8 @@ def plot_dendrogram(languages: Sequence[str], vectors: np.ndarray, path: Path, l
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scipy.cluster.hierarchy import dendrogram, linkage as scipy_linkage
+    from scipy.cluster.hierarchy import dendrogram
+    from scipy.cluster.hierarchy import linkage as scipy_linkage
 
     x = prepare(vectors, centre)
     z = scipy_linkage(x, method=linkage, metric="euclidean" if linkage == "ward" else "cosine")

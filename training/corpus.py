@@ -8,6 +8,8 @@ Layout of a corpus directory::
     parallel/<lang>-en.tsv       English-aligned sentence pairs: key <TAB> text <TAB> English,
                                  shuffled with a fixed seed; rows [0, 200) are the dev split
                                  (layer choice), rows [200, 1200) the test split
+    labelled/emoji-topic/labels.tsv   emoji <TAB> Unicode group (8 topic classes)
+    labelled/emoji-topic/<lang>.tsv   emoji <TAB> CLDR short name in <lang>
 
 Languages are router codes (ISO 639-1 where one exists); see :mod:`training.languages`.
 """
@@ -31,6 +33,8 @@ from training.sources import (
     fetch_debian,
     fetch_npm,
     list_debian,
+    read_cldr_names,
+    read_emoji_groups,
     read_langpack,
     read_udhr,
 )
@@ -60,7 +64,7 @@ class CorpusSettings:
     min_pair_words: int = 5
     min_mono_words: int = 3
     seed: int = 13
-    format: int = 3
+    format: int = 4
 
 
 def n_words(text: str) -> int:
@@ -71,13 +75,14 @@ def n_words(text: str) -> int:
     return len(words)
 
 
-def _choose_locales(locales: list[str]) -> dict[str, str]:
+def _choose_locales(locales: list[str], preferred: dict[str, str] = PREFERRED_LOCALES) -> dict[str, str]:
+    """One locale per language code: the preferred one, else the bare code, else the first."""
     by_code: dict[str, list[str]] = defaultdict(list)
     for loc in locales:
         by_code[normalize_code(loc)].append(loc)
     chosen = {}
     for code, locs in by_code.items():
-        pref = PREFERRED_LOCALES.get(code)
+        pref = preferred.get(code)
         chosen[code] = pref if pref in locs else (code if code in locs else sorted(locs)[0])
     return chosen
 
@@ -155,6 +160,22 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
         counts[code]["udhr_paragraphs"] = len(paras)
         counts[code]["udhr_tag"] = decl.tag  # type: ignore[assignment,attr-defined]
 
+    # ---- emoji topic (labelled): Unicode groups of emoji, CLDR short names per language
+    uni = fetch_debian(["unicode-data"], cache_dir / "debian")[0]
+    uni_root = extract_deb(uni.path, cache_dir / "debian-x" / uni.name)
+    cldr = fetch_npm("cldr-annotations-full", cache_dir / "npm")
+    sources.append(_source(uni, "debian", "Unicode License v3"))
+    sources.append(_source(cldr, "npm", "Unicode License v3 (CLDR)"))
+    groups = read_emoji_groups(next(uni_root.rglob("emoji-test.txt")))
+    _write_rows(out_dir / "labelled" / "emoji-topic" / "labels.tsv", sorted(groups.items()))
+    # CLDR regional locales (en-GB...) hold only their differences: take the bare code
+    chosen_cldr = _choose_locales(list(cldr_names := read_cldr_names(cldr.path)), preferred={})
+    for code, locale in sorted(chosen_cldr.items()):
+        names = {e: n for e, n in cldr_names[locale].items() if e in groups}
+        if len(names) >= 100:
+            _write_rows(out_dir / "labelled" / "emoji-topic" / f"{code}.tsv", sorted(names.items()))
+            counts[code]["emoji_names"] = len(names)
+
     for code, lines in mono.items():
         unique = list(dict.fromkeys(lines))
         _write_rows(out_dir / "mono" / f"{code}.txt", [(t,) for t in unique])
@@ -201,6 +222,17 @@ def read_udhr_paragraphs(corpus_dir: str | Path, lang: str) -> list[str]:
     if not path.is_file():
         return []
     return [line.split("\t", 1)[1] for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+
+
+def read_emoji_topic(corpus_dir: str | Path, lang: str) -> list[tuple[str, str, str]]:
+    """(emoji, name in ``lang``, topic label) rows of the emoji-topic task (empty if none)."""
+    root = Path(corpus_dir) / "labelled" / "emoji-topic"
+    path = root / f"{lang}.tsv"
+    if not path.is_file():
+        return []
+    labels = dict(line.split("\t") for line in (root / "labels.tsv").read_text(encoding="utf-8").splitlines())
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    return [(e, n, labels[e]) for e, n in rows if e in labels]
 
 
 def read_pairs(corpus_dir: str | Path, lang: str, split: str = "test") -> list[tuple[str, str]]:

