@@ -235,11 +235,42 @@ def read_emoji_topic(corpus_dir: str | Path, lang: str) -> list[tuple[str, str, 
     return [(e, n, labels[e]) for e, n in rows if e in labels]
 
 
-def read_pairs(corpus_dir: str | Path, lang: str, split: str = "test") -> list[tuple[str, str]]:
-    """(text, English) pairs of ``lang`` for a split: ``dev``, ``test`` or ``all``."""
+def read_pair_rows(corpus_dir: str | Path, lang: str) -> list[tuple[str, str, str]]:
+    """All (key, text, English) rows of ``lang``, in their shuffled order."""
     path = Path(corpus_dir) / "parallel" / f"{lang}-en.tsv"
     if not path.is_file():
         return []
-    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    rows = [tuple(line.split("\t")) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [r for r in rows if len(r) == 3]  # type: ignore[misc]
+
+
+def read_pairs(corpus_dir: str | Path, lang: str, split: str = "test") -> list[tuple[str, str]]:
+    """(text, English) pairs of ``lang`` for a split: ``dev``, ``test`` or ``all``."""
+    rows = read_pair_rows(corpus_dir, lang)
     lo, hi = {"dev": (0, DEV_SIZE), "test": (DEV_SIZE, DEV_SIZE + TEST_SIZE), "all": (0, len(rows))}[split]
-    return [(r[1], r[2]) for r in rows[lo:hi] if len(r) == 3]
+    return [(r[1], r[2]) for r in rows[lo:hi]]
+
+
+def read_bitext(corpus_dir: str | Path, src: str, tgt: str, n: int = TEST_SIZE) -> list[tuple[str, str]]:
+    """Up to ``n`` (src, tgt) translation pairs, outside both languages' dev splits.
+
+    ``tgt="en"`` reads the English-aligned test split; two other languages are joined on the
+    Firefox message id they share.
+    """
+    if src == "en":
+        return [(b, a) for a, b in read_bitext(corpus_dir, tgt, "en", n)]
+    if tgt == "en":
+        return read_pairs(corpus_dir, src, "test")[:n]
+    a, b = read_pair_rows(corpus_dir, src), read_pair_rows(corpus_dir, tgt)
+    dev = {r[0] for r in a[:DEV_SIZE]} | {r[0] for r in b[:DEV_SIZE]}
+    other = {r[0]: r[1] for r in b}
+    out, seen_a, seen_b = [], set(), set()
+    for key, text, _ in a:
+        if key in dev or key not in other or text in seen_a or other[key] in seen_b or text == other[key]:
+            continue
+        seen_a.add(text)
+        seen_b.add(other[key])
+        out.append((text, other[key]))
+        if len(out) == n:
+            break
+    return out

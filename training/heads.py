@@ -43,6 +43,7 @@ class HeadTrainingConfig:
         default_setting: the setting served under the plain task name.
         test_fraction: share of emoji held out for testing.
         max_per_language: cap on training names per language (None = all).
+        max_test_per_language: cap on test names per language (None = all).
         c: inverse regularisation strength of the logistic regression.
         seed: split seed.
     """
@@ -52,6 +53,7 @@ class HeadTrainingConfig:
     default_setting: str = "every"
     test_fraction: float = 0.3
     max_per_language: int | None = None
+    max_test_per_language: int | None = None
     c: float = 10.0
     seed: int = 13
 
@@ -116,7 +118,7 @@ def train_heads(
         def encoded(lang: str, split: str, _enc: SentenceEncoder = enc, _cache: dict = cache) -> tuple[np.ndarray, list[str]]:
             if (lang, split) not in _cache:
                 rows = rows_of(lang, train_ids if split == "train" else test_ids,
-                               config.max_per_language if split == "train" else None)
+                               config.max_per_language if split == "train" else config.max_test_per_language)
                 vecs = _enc.encode([r[0] for r in rows]) if rows else np.zeros((0, _enc.dim), np.float32)
                 _cache[lang, split] = (vecs, [r[1] for r in rows])
             return _cache[lang, split]

@@ -178,9 +178,11 @@ def classify(
 
 
 def _register_subapps() -> None:
+    from sprachbund_router.cli.evaluate import eval_app
     from sprachbund_router.cli.train import train_app
 
     app.add_typer(train_app, name="train")
+    app.add_typer(eval_app, name="eval")
 
 
 _register_subapps()

@@ -1,0 +1,118 @@
+"""``sbr eval``: retrieval (Table 3), classification heads, language ID and routing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sprachbund_router.cli.options import ModelOpt, RevisionOpt, VerboseOpt
+
+eval_app = typer.Typer(help="Measure retrieval, classification and routing on held-out real data.", no_args_is_help=True)
+
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON here.")]
+
+
+def _prepare(model: str | None, revision: str | None, verbose: bool):
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from sprachbund_router.errors import SprachbundError
+    from sprachbund_router.paths import data_dir
+    from sprachbund_router.router import SprachbundRouter
+    from training.corpus import load_manifest
+
+    corpus = data_dir() / "corpus"
+    try:
+        load_manifest(corpus)
+        router = SprachbundRouter.default() if model is None else SprachbundRouter.from_pretrained(model, revision=revision)
+    except (SprachbundError, FileNotFoundError) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from err
+    return router, corpus
+
+
+def _write(result: dict[str, Any], output: Path | None) -> None:
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        typer.echo(f"wrote {output}")
+
+
+def retrieval_markdown(result: dict[str, Any]) -> str:
+    """The retrieval result as a markdown table (mean top-1 per system, MTEB F1 of the router)."""
+    systems = result["systems"]
+    head = "| pair | n | " + " | ".join(f"{s} (xx→yy / yy→xx / mean)" for s in systems) + " | router MTEB F1 |"
+    lines = [head, "|" + "---|" * (len(systems) + 3)]
+    for row in result["pairs"]:
+        cells = [f"{v['xx2en']:.1f} / {v['en2xx']:.1f} / **{v['mean']:.1f}**" for v in row["systems"].values()]
+        lines.append(f"| {row['pair']} | {row['n']} | " + " | ".join(cells) + f" | {row['systems']['router']['mteb_f1']:.1f} |")
+    lines.append("| average | | " + " | ".join(f"**{result['average'][s]:.1f}**" for s in systems) + " | |")
+    return "\n".join(lines)
+
+
+@eval_app.command("retrieval")
+def retrieval(
+    model: ModelOpt = None,
+    revision: RevisionOpt = None,
+    pairs: Annotated[str | None, typer.Option("--pairs", help="Comma-separated pairs (default: the paper's Table 3 pairs).")] = None,
+    n: Annotated[int, typer.Option("--n", min=100, help="Sentence pairs per language pair.")] = 1000,
+    output: OutputOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Table 3: top-1 retrieval accuracy both ways per pair, base vs router vs baselines."""
+    from training.evaluation import TABLE3_PAIRS, evaluate_retrieval
+
+    router, corpus = _prepare(model, revision, verbose)
+    result = evaluate_retrieval(router, corpus, pairs.split(",") if pairs else TABLE3_PAIRS, n)
+    typer.echo(f"# {result['convention']}")
+    typer.echo(retrieval_markdown(result))
+    _write(result, output)
+
+
+@eval_app.command("classify")
+def classify(
+    model: ModelOpt = None,
+    revision: RevisionOpt = None,
+    languages: Annotated[str | None, typer.Option("--languages", help="Comma-separated languages (default: all of the router's).")] = None,
+    max_per_language: Annotated[int, typer.Option(help="Training names per language.")] = 300,
+    max_test_per_language: Annotated[int, typer.Option(help="Test names per language.")] = 200,
+    output: OutputOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Emoji-topic accuracy per language in the English, pivot and every-language settings, base vs router."""
+    from training.evaluation import evaluate_classification
+
+    router, corpus = _prepare(model, revision, verbose)
+    result = evaluate_classification(router, corpus, languages.split(",") if languages else None,
+                                     max_per_language, max_test_per_language)
+    typer.echo(f"# {result['dataset']}; {result['protocol']}")
+    typer.echo("| setting | base mean acc. | router mean acc. |\n|---|---|---|")
+    for setting, res in result["results"].items():
+        typer.echo(f"| {setting} | {res['base']['mean']} | {res['router']['mean']} |")
+    _write(result, output)
+
+
+@eval_app.command("langid")
+def langid(
+    model: ModelOpt = None,
+    revision: RevisionOpt = None,
+    per_bucket: Annotated[int, typer.Option(help="Texts per language and length bucket.")] = 100,
+    languages: Annotated[str | None, typer.Option("--languages", help="Comma-separated languages (default: all it identifies).")] = None,
+    output: OutputOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Language-ID and sprachbund-routing accuracy by text length, router vs other packages."""
+    from training.evaluation import evaluate_langid
+
+    router, corpus = _prepare(model, revision, verbose)
+    result = evaluate_langid(router, corpus, per_bucket, languages.split(",") if languages else None)
+    buckets = ["1-2 words", "3-5 words", "sentence"]
+    typer.echo(f"# {result['n_texts']} texts in {len(result['languages'])} languages; language / sprachbund accuracy (%)")
+    typer.echo("| identifier | " + " | ".join(buckets) + " | all |\n|" + "---|" * (len(buckets) + 2))
+    for name, res in result["identifiers"].items():
+        cells = [f"{res['by_length'][b]['language']:.1f} / {res['by_length'][b]['sprachbund']:.1f}" if b in res["by_length"] else "-"
+                 for b in buckets]
+        typer.echo(f"| {name} | " + " | ".join(cells) + f" | {res['language']:.1f} / {res['sprachbund']:.1f} |")
+    _write(result, output)

@@ -1,0 +1,273 @@
+"""Evaluation: retrieval (paper Table 3), classification heads, language ID and routing.
+
+Every function returns plain dicts (written as JSON by ``sbr eval``) and computes what it
+reports from the data; nothing is copied from a previous run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sprachbund_router.encoder import SentenceEncoder
+from sprachbund_router.index import top_k_cosine
+from sprachbund_router.router import SprachbundRouter
+from training.corpus import n_words, read_bitext, read_emoji_topic, read_pairs
+from training.metrics import bidirectional_accuracy
+
+logger = logging.getLogger(__name__)
+
+#: The language pairs of the paper's Table 3 (Tatoeba), with ``no`` written ``nb``.
+TABLE3_PAIRS = [
+    "de-en", "pt-en", "es-en", "nl-en", "tl-en", "ur-en", "el-en", "af-en", "fr-en", "it-en", "nl-de",
+    "de-it", "es-pt", "de-el", "sv-da", "da-nb", "fr-de", "it-ro", "ar-ru", "zh-ja", "pl-cs",
+]
+#: XLM-R's Table 3 scores as the paper reports them (XLM-R, XLM-R CT, ours), for side-by-side reading.
+TABLE3_PAPER = {
+    "xlmr": [89.0, 78.7, 72.0, 77.4, 29.9, 33.4, 54.1, 53.1, 73.2, 65.9, 67.0, 55.1, 75.9, 54.5, 81.1, 89.6, 76.0, 51.2, 43.4, 52.6, 73.8],
+    "xlmr_ct": [85.9, 75.5, 70.2, 77.3, 31.4, 36.5, 52.4, 57.9, 73.6, 63.5, 65.4,
+                54.2, 73.2, 49.9, 79.6, 89.6, 72.3, 50.4, 46.7, 59.6, 76.8],
+    "ours": [90.3, 80.6, 75.3, 79.0, 32.2, 39.8, 54.5, 57.4, 74.6, 67.9, 68.2, 57.8, 76.7, 55.3, 81.0, 89.9, 77.5, 53.3, 58.7, 61.7, 82.1],
+}
+LAYER_NOTE = ("vectors: masked mean of hidden_states[{layer}] (0 = embeddings, {n} = last layer), "
+              "cosine similarity, no fine-tuning")
+
+
+def mteb_bitext_f1(queries: np.ndarray, corpus: np.ndarray) -> float:
+    """MTEB's Tatoeba main score: weighted F1 of nearest-neighbour predictions, one direction.
+
+    (MTEB's BitextMining evaluator searches the second side for each sentence of the first and
+    scores the predicted indices against the gold ones with ``average="weighted"``.)
+    """
+    from sklearn.metrics import f1_score
+
+    idx, _ = top_k_cosine(queries, corpus, 1)
+    gold = np.arange(len(queries))
+    return float(f1_score(gold, idx[:, 0], average="weighted", zero_division=0))
+
+
+def _systems(router: SprachbundRouter) -> dict[str, Callable[[str, str], str]]:
+    """System name -> function (src lang, tgt lang) -> encoder name that embeds both sides."""
+    cfg = router.config
+
+    def by_groups(groups: dict[str, list[str]], encoders: dict[str, str]) -> Callable[[str, str], str]:
+        where = {lang: g for g, members in groups.items() for lang in members}
+
+        def pick(a: str, b: str) -> str:
+            ga, gb = where.get(a), where.get(b)
+            return encoders[ga] if ga is not None and ga == gb else cfg.shared_encoder
+
+        return pick
+
+    systems: dict[str, Callable[[str, str], str]] = {"base": lambda a, b: cfg.shared_encoder}
+    systems["router"] = by_groups(cfg.sprachbunds, cfg.sprachbund_encoders)
+    baselines = cfg.provenance.get("baselines", {})
+    if "random" in baselines:
+        systems["random"] = by_groups(baselines["random"]["sprachbunds"], baselines["random"]["sprachbund_encoders"])
+    if "all" in baselines:
+        systems["all"] = lambda a, b, _e=baselines["all"]["encoder"]: _e
+    return systems
+
+
+def evaluate_retrieval(
+    router: SprachbundRouter, corpus_dir: Path, pairs: Sequence[str] = TABLE3_PAIRS, n: int = 1000, batch_size: int = 64
+) -> dict[str, Any]:
+    """Top-1 accuracy both ways (and MTEB's F1) per language pair and system.
+
+    Systems: ``base`` (the shared encoder alone), ``router`` (sprachbund encoder when both
+    languages share a sprachbund, else the shared encoder), and the ``random`` / ``all``
+    baselines when the router has them. Encodings are shared between systems that resolve to
+    the same encoder, so a router without trained encoders costs one pass.
+    """
+    systems = _systems(router)
+    cache: dict[tuple[int, str, int], np.ndarray] = {}
+
+    def vectors(enc: SentenceEncoder, texts: list[str], tag: str) -> np.ndarray:
+        key = (id(enc), tag, len(texts))
+        if key not in cache:
+            cache[key] = enc.encode(texts, batch_size=batch_size)
+        return cache[key]
+
+    rows = []
+    for pair in pairs:
+        src, tgt = pair.split("-")
+        bitext = read_bitext(corpus_dir, src, tgt, n)
+        if len(bitext) < 100:
+            logger.warning("skipping %s: only %d pairs", pair, len(bitext))
+            continue
+        row: dict[str, Any] = {"pair": pair, "n": len(bitext), "systems": {}}
+        for name, pick in systems.items():
+            enc_name = pick(src, tgt)
+            enc = router.encoder(enc_name)
+            a = vectors(enc, [p[0] for p in bitext], f"{pair}:src")
+            b = vectors(enc, [p[1] for p in bitext], f"{pair}:tgt")
+            acc = bidirectional_accuracy(a, b)
+            row["systems"][name] = {**{k: round(100 * v, 2) for k, v in acc.items()},
+                                    "mteb_f1": round(100 * mteb_bitext_f1(a, b), 2), "encoder": enc_name}
+        rows.append(row)
+        logger.info("%s: %s", pair, {k: v["mean"] for k, v in row["systems"].items()})
+    average = {name: round(float(np.mean([r["systems"][name]["mean"] for r in rows])), 2) for name in systems} if rows else {}
+    enc = router.encoder(router.config.shared_encoder)
+    return {
+        "task": "retrieval",
+        "convention": LAYER_NOTE.format(layer=enc.layer, n=enc.num_layers),
+        "metric": "top-1 accuracy (%) xx->yy, yy->xx and mean; mteb_f1: weighted F1 of xx->yy (MTEB Tatoeba main score)",
+        "data": "Firefox interface strings (Debian firefox-esr-l10n), test split; non-English pairs joined on message ids",
+        "systems": list(systems),
+        "pairs": rows,
+        "average": average,
+    }
+
+
+def evaluate_classification(
+    router: SprachbundRouter, corpus_dir: Path, languages: Sequence[str] | None = None,
+    max_per_language: int = 300, max_test_per_language: int = 200,
+) -> dict[str, Any]:
+    """Emoji-topic accuracy per language, per setting, for heads on the router's sprachbund
+    encoders versus heads trained the same way on the base (shared) encoder."""
+    import tempfile
+
+    from training.heads import HeadTrainingConfig, train_heads
+
+    cfg = router.config
+    langs = set(languages or cfg.languages)
+    groups = {g: [m for m in members if m in langs] for g, members in cfg.sprachbunds.items()}
+    groups = {g: m for g, m in groups.items() if m}
+    pivots = {g: cfg.pivots.get(g, m[0]) if cfg.pivots.get(g) in m else m[0] for g, m in groups.items()}
+    head_cfg = HeadTrainingConfig(max_per_language=max_per_language, max_test_per_language=max_test_per_language)
+    out: dict[str, Any] = {"task": "classification", "dataset": "emoji-topic (CLDR names, Unicode groups; 8 classes)",
+                           "protocol": "logistic-regression heads on frozen pooled vectors; test = emoji unseen in training",
+                           "results": {}}
+    for system, enc_of in (("base", lambda g: cfg.shared_encoder), ("router", lambda g: cfg.sprachbund_encoders[g])):
+        encoders = {g: router.encoder(enc_of(g)) for g in groups}
+        with tempfile.TemporaryDirectory() as tmp:
+            heads = train_heads(corpus_dir, groups, pivots, encoders, Path(tmp) / "heads", head_cfg)
+            from sprachbund_router.heads import ClassificationHead
+
+            for task, per_group in heads.items():
+                if ":" not in task:
+                    continue
+                setting = task.split(":")[1]
+                per_lang = {}
+                for p in per_group.values():
+                    per_lang.update({k: v for k, v in ClassificationHead.load(Path(tmp) / p).config.metrics.items() if k != "mean"})
+                out["results"].setdefault(setting, {})[system] = {
+                    "per_language": {k: round(100 * v, 2) for k, v in sorted(per_lang.items())},
+                    "mean": round(100 * float(np.mean(list(per_lang.values()))), 2) if per_lang else None,
+                }
+    return out
+
+
+# ------------------------------------------------------------------------------ language ID
+def _length_bucket(text: str) -> str:
+    n = n_words(text)
+    return "1-2 words" if n <= 2 else ("3-5 words" if n <= 5 else "sentence")
+
+
+def langid_test_set(corpus_dir: Path, languages: Sequence[str], per_bucket: int = 100) -> list[tuple[str, str, str]]:
+    """(language, bucket, text): Firefox test sentences and CLDR emoji names, held out of training."""
+    out = []
+    for lang in languages:
+        texts = [x for x, _ in read_pairs(corpus_dir, lang, "test")] + [n for _, n, _ in read_emoji_topic(corpus_dir, lang)]
+        buckets: dict[str, list[str]] = defaultdict(list)
+        for t in texts:
+            b = _length_bucket(t)
+            if len(buckets[b]) < per_bucket and any(ch.isalpha() for ch in t):
+                buckets[b].append(t)
+        out += [(lang, b, t) for b, ts in buckets.items() for t in ts]
+    return out
+
+
+def other_identifiers() -> dict[str, Callable[[list[str]], list[str | None]]]:
+    """Language-ID packages installed besides the router's (each maps to ISO 639-1 codes)."""
+    from training.languages import normalize_code
+
+    found: dict[str, Callable[[list[str]], list[str | None]]] = {}
+    try:
+        import langid
+
+        def _langid(texts: list[str]) -> list[str | None]:
+            return [normalize_code(langid.classify(t)[0]) for t in texts]
+
+        found["langid (all 97)"] = _langid
+    except ImportError:
+        pass
+    try:
+        import gcld3
+
+        det = gcld3.NNetLanguageIdentifier(min_num_bytes=0, max_num_bytes=1000)
+
+        def _cld3(texts: list[str]) -> list[str | None]:
+            return [normalize_code(det.FindLanguage(text=t).language) for t in texts]
+
+        found["cld3"] = _cld3
+    except ImportError:
+        pass
+    try:
+        from langdetect import DetectorFactory, LangDetectException, detect
+
+        DetectorFactory.seed = 0
+
+        def _langdetect(texts: list[str]) -> list[str | None]:
+            out: list[str | None] = []
+            for t in texts:
+                try:
+                    out.append(normalize_code(detect(t)))
+                except LangDetectException:
+                    out.append(None)
+            return out
+
+        found["langdetect"] = _langdetect
+    except ImportError:
+        pass
+    try:
+        from lingua import LanguageDetectorBuilder
+
+        lingua = LanguageDetectorBuilder.from_all_languages().build()
+
+        def _lingua(texts: list[str]) -> list[str | None]:
+            res = lingua.detect_languages_in_parallel_of(texts)
+            return [normalize_code(r.iso_code_639_1.name.lower()) if r else None for r in res]
+
+        found["lingua"] = _lingua
+    except ImportError:
+        pass
+    return found
+
+
+def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int = 100,
+                    languages: Sequence[str] | None = None) -> dict[str, Any]:
+    """Language-ID and sprachbund-routing accuracy per language and text length, side by side."""
+    ident_langs = set(router._identifier.languages)
+    langs = [lang for lang in (languages or router.config.languages) if lang in ident_langs]
+    data = langid_test_set(corpus_dir, langs, per_bucket)
+    texts = [t for _, _, t in data]
+    preds: dict[str, list[str | None]] = {"router (langid, restricted)": [r.language for r in router.route(texts)]}
+    for name, fn in other_identifiers().items():
+        logger.info("running %s on %d texts", name, len(texts))
+        preds[name] = fn(texts)
+    where = {lang: g for g, m in router.config.sprachbunds.items() for lang in m}
+    result: dict[str, Any] = {"task": "langid", "n_texts": len(texts), "languages": langs,
+                              "data": "Firefox test-split sentences and CLDR emoji names (held out)", "identifiers": {}}
+    for name, p in preds.items():
+        lang_ok = np.array([a == b for (a, _, _), b in zip(data, p)])
+        route_ok = np.array([b is not None and where.get(b) == where[a] for (a, _, _), b in zip(data, p)])
+        by_bucket = {}
+        for bucket in ("1-2 words", "3-5 words", "sentence"):
+            m = np.array([b == bucket for _, b, _ in data])
+            if m.any():
+                by_bucket[bucket] = {"language": round(100 * lang_ok[m].mean(), 2), "sprachbund": round(100 * route_ok[m].mean(), 2),
+                                     "n": int(m.sum())}
+        per_lang = {}
+        for lang in langs:
+            m = np.array([a == lang for a, _, _ in data])
+            if m.any():
+                per_lang[lang] = {"language": round(100 * lang_ok[m].mean(), 2), "sprachbund": round(100 * route_ok[m].mean(), 2)}
+        result["identifiers"][name] = {"language": round(100 * lang_ok.mean(), 2), "sprachbund": round(100 * route_ok.mean(), 2),
+                                       "by_length": by_bucket, "per_language": per_lang}
+    return result
