@@ -14,27 +14,12 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from sprachbund_router.checkpoint import check_encoder_dir
 from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.pooling import pool, pool_layers, resolve_layer
 
 logger = logging.getLogger(__name__)
-
-WEIGHTS_NAME = "model.safetensors"
-
-
-def check_encoder_dir(path: Path) -> None:
-    """Raise :class:`CheckpointError` unless ``path`` holds a safetensors transformers encoder."""
-    if not path.is_dir():
-        raise CheckpointError(f"encoder directory {path} does not exist")
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"encoder directory {path} has no config.json")
-    if not any(path.glob("*.safetensors")):
-        found = sorted(p.name for p in path.iterdir())
-        raise CheckpointError(
-            f"encoder directory {path} has no .safetensors weights (found: {found}); "
-            "only safetensors weights are loaded, convert pickled weights first"
-        )
 
 
 class SentenceEncoder:

@@ -9,15 +9,16 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from sprachbund_router.checkpoint import check_encoder_dir
 from sprachbund_router.config import (
     LANGUAGE_VECTORS_NAME,
     RouterConfig,
     load_language_vectors,
 )
-from sprachbund_router.encoder import SentenceEncoder, check_encoder_dir
 from sprachbund_router.errors import CheckpointError, MissingHeadError
 from sprachbund_router.heads import ClassificationHead
 from sprachbund_router.hub import resolve
@@ -27,9 +28,20 @@ from sprachbund_router.language_id import LanguageGuess, make_identifier
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch",)
+#: torch: transformers + PyTorch; onnx / onnx-int8: onnxruntime + tokenizers only (after `sbr export onnx`).
+BACKENDS = ("torch", "onnx", "onnx-int8")
 #: Share of a corpus that must fall in one sprachbund for that sprachbund's encoder to be used.
 CORPUS_MAJORITY = 0.9
+
+
+class Encoder(Protocol):
+    """What the router needs of an encoder (torch ``SentenceEncoder`` or ``OnnxSentenceEncoder``)."""
+
+    dim: int
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, progress: bool = False) -> np.ndarray:
+        """Vectors of ``texts`` in input order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -92,11 +104,16 @@ class SprachbundRouter:
         device: torch device for the encoders (default: CPU).
     """
 
-    def __init__(self, config: RouterConfig, directory: str | Path, device: str | None = None) -> None:
+    def __init__(
+        self, config: RouterConfig, directory: str | Path, device: str | None = None, backend: str = "torch"
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r} is not available; choose one of {BACKENDS}")
         self.config = config
         self.directory = Path(directory)
         self.device = device
-        self._encoders: dict[str, SentenceEncoder] = {}
+        self.backend = backend
+        self._encoders: dict[str, Encoder] = {}
         self._heads: dict[tuple[str, str], ClassificationHead] = {}
         self._identifier = make_identifier(config.language_id.backend, config.languages)
         self.languages, self.language_vectors = self._load_language_vectors()
@@ -118,7 +135,8 @@ class SprachbundRouter:
         Args:
             path_or_repo_id: a local router directory or a Hub repo id (``org/name``).
             revision: Hub revision (branch, tag or commit).
-            backend: ``"torch"``.
+            backend: ``"torch"``, or ``"onnx"`` / ``"onnx-int8"`` (onnxruntime and the tokenizer
+                only; needs the ONNX files written by ``sbr export onnx``).
             local_files_only: use only the local Hub cache (default: ``HF_HUB_OFFLINE``).
             cache_dir: huggingface_hub cache directory.
             device: torch device for the encoders.
@@ -129,26 +147,23 @@ class SprachbundRouter:
             HubAccessError: a repo id that is neither cached nor downloadable.
         """
         if backend not in BACKENDS:
-            raise ValueError(
-                f"backend {backend!r} is not available; choose one of {BACKENDS} "
-                "(ONNX needs exported encoders: see `sbr export onnx`)"
-            )
+            raise ValueError(f"backend {backend!r} is not available; choose one of {BACKENDS}")
         directory = resolve(path_or_repo_id, revision=revision, local_files_only=local_files_only,
                             cache_dir=cache_dir, what="router")
         config = RouterConfig.load(directory)
-        router = cls(config, directory, device=device)
+        router = cls(config, directory, device=device, backend=backend)
         router._local_files_only = local_files_only
         router._cache_dir = cache_dir
         for name, spec in config.encoders.items():
             if spec.path is not None:
                 try:
-                    check_encoder_dir(router._local_path(spec.path))
+                    check_encoder_dir(router._local_path(spec.path), backend)
                 except CheckpointError as err:
                     raise CheckpointError(f"encoder {name!r} of router {directory}: {err}") from err
         return router
 
     @classmethod
-    def default(cls, device: str | None = None) -> SprachbundRouter:
+    def default(cls, device: str | None = None, backend: str = "torch") -> SprachbundRouter:
         """Load the embedded default router built by ``sbr setup``.
 
         Raises:
@@ -162,7 +177,7 @@ class SprachbundRouter:
                 f"the default router is not built yet ({directory} is empty); run `sbr setup` once "
                 "(it converts the bundled multilingual-e5-small and computes the sprachbunds)"
             )
-        return cls.from_pretrained(directory, device=device)
+        return cls.from_pretrained(directory, device=device, backend=backend)
 
     _local_files_only: bool | None = None
     _cache_dir: str | Path | None = None
@@ -177,7 +192,7 @@ class SprachbundRouter:
             return self.config.languages, None
         return load_language_vectors(self.directory)
 
-    def encoder(self, name: str) -> SentenceEncoder:
+    def encoder(self, name: str) -> Encoder:
         """The encoder called ``name`` in the config, loaded on first use."""
         if name in self._encoders:
             return self._encoders[name]
@@ -197,7 +212,14 @@ class SprachbundRouter:
         else:
             path = resolve(spec.repo_id, revision=spec.revision, local_files_only=self._local_files_only,  # type: ignore[arg-type]
                            cache_dir=self._cache_dir, what="encoder")
-        self._encoders[name] = SentenceEncoder.from_pretrained(path, self.config.pooling, spec, device=self.device)
+        if self.backend == "torch":
+            from sprachbund_router.encoder import SentenceEncoder
+
+            self._encoders[name] = SentenceEncoder.from_pretrained(path, self.config.pooling, spec, device=self.device)
+        else:
+            from sprachbund_router.onnx_encoder import OnnxSentenceEncoder
+
+            self._encoders[name] = OnnxSentenceEncoder(path, self.config.pooling, spec, self.backend)
         return self._encoders[name]
 
     def save_pretrained(self, directory: str | Path) -> Path:

@@ -139,12 +139,14 @@ def plot_map(languages: Sequence[str], vectors: np.ndarray, path: Path, centre: 
     xy = TSNE(n_components=2, perplexity=min(30.0, len(x) - 1.0), random_state=seed, init="pca").fit_transform(x)
     xy = (xy - xy.min(0)) / (xy.max(0) - xy.min(0)).clip(min=1e-12)
     fams = [family_of(lang) or "unlisted" for lang in languages]
-    names = sorted(set(fams), key=lambda f: (f == "unlisted", -fams.count(f), f))
+    fams = [f if fams.count(f) > 1 else "single-language families" for f in fams]
+    grey = ("unlisted", "single-language families")
+    names = sorted(set(fams), key=lambda f: (f in grey, -fams.count(f), f))
     cmap = plt.get_cmap("tab20")
     fig, ax = plt.subplots(figsize=(11, 9))
     for k, fam in enumerate(names):
         idx = [i for i, f in enumerate(fams) if f == fam]
-        color = "lightgrey" if fam == "unlisted" else cmap(k % 20)
+        color = {"unlisted": "lightgrey", "single-language families": "dimgrey"}.get(fam, cmap(k % 20))
         ax.scatter(xy[idx, 0], xy[idx, 1], s=40, color=color, label=f"{fam} ({len(idx)})")
         for i in idx:
             ax.annotate(languages[i], xy[i], fontsize=8, xytext=(3, 2), textcoords="offset points")

@@ -1,0 +1,169 @@
+"""Export sprachbund encoders to ONNX (fp32 and dynamic int8) and check them against PyTorch.
+
+Like setfit's ``exporters/onnx.py``, body and pooling are wrapped in one module so the graph
+takes ``input_ids`` and ``attention_mask`` (dynamic batch and sequence axes) and returns the
+L2-normalised pooled vector of the router's configured ``hidden_states`` layer: the runtime
+needs onnxruntime and the tokenizer only. Layers above the pooled one are dropped from the
+graph. At export:
+
+* fp32 parity: cosine between ONNX and PyTorch vectors on real multilingual sentences must
+  reach ``min_cosine`` (0.999) or the export fails;
+* int8 (onnxruntime dynamic quantisation of MatMul weights): the top-1 retrieval accuracy on
+  held-out translated pairs is measured for PyTorch and int8; an int8 file whose drop exceeds
+  ``max_int8_drop`` points is deleted and reported as refused.
+
+Results go to ``<encoder>/onnx/export.json``, which the model cards read.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
+from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig
+from sprachbund_router.encoder import SentenceEncoder
+from sprachbund_router.pooling import pool, resolve_layer
+from training.metrics import bidirectional_accuracy
+
+logger = logging.getLogger(__name__)
+
+
+class PooledEncoder(nn.Module):
+    """Encoder body + pooling + L2 normalisation, as one module for export."""
+
+    def __init__(self, model: nn.Module, layer: int, mode: str) -> None:
+        super().__init__()
+        n_layers = model.config.num_hidden_layers
+        self.layer = resolve_layer(layer, n_layers)
+        self.mode = mode
+        model = copy.deepcopy(model)
+        body = getattr(getattr(model, "encoder", None), "layer", None)
+        if isinstance(body, nn.ModuleList) and self.layer < n_layers:
+            model.encoder.layer = body[: self.layer]  # layers above the pooled one do not matter
+            model.config.num_hidden_layers = self.layer
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        hidden = out.hidden_states[self.layer] if self.layer < len(out.hidden_states) else out.last_hidden_state
+        return nn.functional.normalize(pool(hidden, attention_mask, self.mode), dim=-1)  # type: ignore[arg-type]
+
+
+def export_fp32(encoder: SentenceEncoder, out_file: Path, opset: int = 17) -> Path:
+    """Write the pooled encoder as ONNX with dynamic batch and sequence axes."""
+    wrapper = PooledEncoder(encoder.model, encoder.layer, encoder.pooling.mode).eval()
+    sample = encoder.tokenize(["Hallo Welt, dies ist ein Beispiel.", "猫"])
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            (sample["input_ids"], sample["attention_mask"]),
+            str(out_file),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["sentence_embedding"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                          "sentence_embedding": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return out_file
+
+
+def quantize_int8(fp32_file: Path, out_file: Path) -> Path:
+    """Dynamic int8 quantisation of the MatMul weights (onnxruntime)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32_file), str(out_file), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    return out_file
+
+
+def _onnx_vectors(onnx_file: Path, encoder: SentenceEncoder, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    out = []
+    for start in range(0, len(texts), batch_size):
+        b = encoder.tokenize(texts[start : start + batch_size])
+        out.append(sess.run(None, {"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()})[0])
+    return np.concatenate(out)
+
+
+def export_encoder(
+    encoder_dir: Path,
+    pooling: PoolingConfig,
+    spec: EncoderSpec,
+    parity_texts: Sequence[str],
+    eval_pairs: Sequence[tuple[str, str]],
+    *,
+    min_cosine: float = 0.999,
+    max_int8_drop: float = 1.0,
+) -> dict[str, Any]:
+    """Export one encoder directory (fp32 + int8) and write ``onnx/export.json``.
+
+    Raises:
+        RuntimeError: fp32 parity below ``min_cosine``.
+    """
+    encoder = SentenceEncoder.from_pretrained(encoder_dir, pooling, spec)
+    onnx_dir = encoder_dir / ONNX_DIR
+    fp32 = export_fp32(encoder, onnx_dir / ONNX_FILES["onnx"])
+    ref = encoder.encode(list(parity_texts))
+    got = _onnx_vectors(fp32, encoder, [spec.text_prefix + t for t in parity_texts])
+    cos = (ref * got).sum(axis=1)
+    if cos.min() < min_cosine:
+        raise RuntimeError(f"ONNX fp32 export of {encoder_dir} disagrees with PyTorch: min cosine {cos.min():.5f} < {min_cosine}")
+    info: dict[str, Any] = {
+        "layer": pooling.layer, "layer_resolved": encoder.layer, "num_layers": encoder.num_layers, "mode": pooling.mode,
+        "dim": encoder.dim, "opset": 17, "text_prefix": spec.text_prefix, "max_length": spec.max_length,
+        "fp32": {"file": f"{ONNX_DIR}/{ONNX_FILES['onnx']}", "parity_min_cosine": round(float(cos.min()), 6),
+                 "parity_mean_cosine": round(float(cos.mean()), 6), "parity_texts": len(parity_texts)},
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    int8 = quantize_int8(fp32, onnx_dir / ONNX_FILES["onnx-int8"])
+    if eval_pairs:
+        xs, ens = [p[0] for p in eval_pairs], [p[1] for p in eval_pairs]
+        torch_acc = bidirectional_accuracy(encoder.encode(xs), encoder.encode(ens))["mean"]
+        prefixed = [spec.text_prefix + t for t in xs], [spec.text_prefix + t for t in ens]
+        int8_acc = bidirectional_accuracy(_onnx_vectors(int8, encoder, prefixed[0]), _onnx_vectors(int8, encoder, prefixed[1]))["mean"]
+        drop = 100 * (torch_acc - int8_acc)
+        info["retrieval_eval"] = {"pairs": len(eval_pairs), "metric": "top-1 accuracy (%), mean of both directions",
+                                  "torch_fp32": round(100 * torch_acc, 2), "onnx_int8": round(100 * int8_acc, 2),
+                                  "int8_drop_points": round(drop, 2), "max_int8_drop": max_int8_drop}
+        if drop > max_int8_drop:
+            int8.unlink()
+            info["int8"] = {"refused": f"retrieval drop {drop:.2f} points > {max_int8_drop}"}
+            logger.warning("int8 export of %s refused: drop %.2f points", encoder_dir, drop)
+        else:
+            info["int8"] = {"file": f"{ONNX_DIR}/{ONNX_FILES['onnx-int8']}"}
+    (onnx_dir / ONNX_EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    logger.info("exported %s: parity %.5f, int8 %s", encoder_dir, cos.min(), info.get("int8"))
+    return info
+
+
+def export_router(
+    router_dir: Path, parity_texts: Sequence[str], eval_pairs: Sequence[tuple[str, str]],
+    min_cosine: float = 0.999, max_int8_drop: float = 1.0,
+) -> dict[str, dict[str, Any]]:
+    """Export every local encoder of a router directory (each distinct directory once)."""
+    config = RouterConfig.load(router_dir)
+    done: dict[Path, dict[str, Any]] = {}
+    out = {}
+    for name, spec in config.encoders.items():
+        if spec.path is None:
+            logger.warning("encoder %s lives on the Hub (%s); export it from its own directory", name, spec.repo_id)
+            continue
+        path = (router_dir / spec.path).resolve()
+        if path not in done:
+            done[path] = export_encoder(path, config.pooling, spec, parity_texts, eval_pairs,
+                                        min_cosine=min_cosine, max_int8_drop=max_int8_drop)
+        out[name] = done[path]
+    return out

@@ -1,0 +1,85 @@
+"""The ONNX backend: onnxruntime plus the ``tokenizers`` library, no torch needed.
+
+The exported graph takes ``input_ids`` and ``attention_mask`` and returns the pooled,
+L2-normalised sentence vector of the layer fixed at export (see ``exporters/onnx.py``), so
+the runtime only tokenises, pads and runs the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sprachbund_router.checkpoint import ONNX_DIR, ONNX_FILES, check_encoder_dir, read_onnx_export_info
+from sprachbund_router.config import EncoderSpec, PoolingConfig
+from sprachbund_router.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+
+class OnnxSentenceEncoder:
+    """Sentence vectors from an exported ONNX encoder (same interface as ``SentenceEncoder.encode``)."""
+
+    def __init__(self, path: Path, pooling: PoolingConfig, spec: EncoderSpec, variant: str = "onnx") -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        check_encoder_dir(path, variant)
+        info = read_onnx_export_info(path)
+        if info["mode"] != pooling.mode or info["layer_resolved"] != _resolved(pooling.layer, info["num_layers"]):
+            raise CheckpointError(
+                f"{path / ONNX_DIR} was exported for hidden_states[{info['layer_resolved']}] ({info['mode']}) but the "
+                f"router pools hidden_states[{pooling.layer}] ({pooling.mode}); export again"
+            )
+        self.text_prefix = spec.text_prefix
+        self.max_length = spec.max_length
+        self.layer = info["layer_resolved"]
+        self.num_layers = info["num_layers"]
+        self.dim = int(info["dim"])
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        pad_id = _pad_id(path)
+        self.tokenizer.enable_truncation(max_length=self.max_length)
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=self.tokenizer.id_to_token(pad_id) or "<pad>")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path / ONNX_DIR / ONNX_FILES[variant]), opts, providers=["CPUExecutionProvider"])
+        self.variant = variant
+        logger.info("loaded ONNX encoder %s (%s)", path, variant)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, progress: bool = False) -> np.ndarray:
+        """Encode ``texts`` into float32 ``[n, dim]`` in input order (vectors come normalised from the graph)."""
+        from tqdm.auto import tqdm
+
+        if not normalize:
+            logger.warning("the ONNX graph returns L2-normalised vectors; normalize=False is ignored")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        n_cut = 0
+        for start in tqdm(range(0, len(order), batch_size), desc="encoding", unit="batch", disable=not progress):
+            idx = order[start : start + batch_size]
+            encs = self.tokenizer.encode_batch([self.text_prefix + texts[i] for i in idx])
+            n_cut += sum(bool(e.overflowing) for e in encs)
+            ids = np.array([e.ids for e in encs], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+            out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        if n_cut:
+            logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
+        return out
+
+
+def _resolved(layer: int, num_layers: int) -> int:
+    return layer % (num_layers + 1)
+
+
+def _pad_id(path: Path) -> int:
+    for name, key in (("config.json", "pad_token_id"), ("tokenizer_config.json", "pad_token_id")):
+        f = path / name
+        if f.is_file():
+            value = json.loads(f.read_text()).get(key)
+            if isinstance(value, int):
+                return value
+    return 0
