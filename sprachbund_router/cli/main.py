@@ -39,7 +39,7 @@ def _load(model: str | None, revision: str | None, backend: str):
     from sprachbund_router.router import SprachbundRouter
 
     if model is None:
-        return SprachbundRouter.default()
+        return SprachbundRouter.default(backend=backend)
     return SprachbundRouter.from_pretrained(model, revision=revision, backend=backend)
 
 
@@ -179,10 +179,12 @@ def classify(
 
 def _register_subapps() -> None:
     from sprachbund_router.cli.evaluate import eval_app
+    from sprachbund_router.cli.export import export_app
     from sprachbund_router.cli.train import train_app
 
     app.add_typer(train_app, name="train")
     app.add_typer(eval_app, name="eval")
+    app.add_typer(export_app, name="export")
 
 
 _register_subapps()

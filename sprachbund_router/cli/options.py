@@ -23,7 +23,9 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help="Router directory or Hub repo id. Default: the embedded default router (built by `sbr setup`)."),
 ]
 RevisionOpt = Annotated[str | None, typer.Option("--revision", help="Hub revision (branch, tag or commit) of --model.")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="Inference backend: torch.")]
+BackendOpt = Annotated[
+    str, typer.Option("--backend", help="Inference backend: torch, onnx or onnx-int8 (ONNX needs `sbr export onnx` first).")
+]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: tsv or json.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
 LangOpt = Annotated[

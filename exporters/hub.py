@@ -1,0 +1,213 @@
+"""Publish a router to the Hugging Face Hub: one repo per encoder plus the router's own.
+
+``plan_export`` checks everything before anything is written or uploaded (a router
+directory, valid repo names, a token unless dry-run). ``write_folders`` builds exactly the
+folders that would be uploaded; ``upload`` pushes the encoder repos first, then writes the
+router config with their commit hashes pinned and pushes the router. ``seed_cache`` lays
+dry-run folders out as huggingface_hub's cache, so they load by repo id with
+``HF_HUB_OFFLINE=1`` exactly as downloaded repos would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO
+from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
+from sprachbund_router.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "training_metrics.json", "conversion.json")
+REPOS_FILE = "repos.json"
+
+
+class ExportError(ValueError):
+    """The export cannot go ahead (nothing has been uploaded)."""
+
+
+@dataclass
+class HubPlan:
+    """What will be published: repo id -> source, and which encoders each repo serves."""
+
+    router_dir: Path
+    config: RouterConfig
+    router_repo: str
+    encoder_repos: dict[str, str] = field(default_factory=dict)  # encoder name -> repo id
+    encoder_dirs: dict[str, Path] = field(default_factory=dict)  # repo id -> directory
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "router"
+
+
+def plan_export(router_dir: str | Path, org: str, name: str | None = None, *, dry_run: bool = False,
+                token: str | None = None) -> HubPlan:
+    """Validate the export and decide the repositories.
+
+    Raises:
+        ExportError: not a router directory, invalid repo names, missing encoder weights, or
+            no Hub token when uploading.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    router_dir = Path(router_dir)
+    try:
+        config = RouterConfig.load(router_dir)
+    except CheckpointError as err:
+        raise ExportError(f"{router_dir} is not a router directory: {err}") from err
+    name = name or _slug(router_dir.resolve().name)
+    router_repo = f"{org}/{name}"
+    plan = HubPlan(router_dir, config, router_repo)
+    served = {*config.sprachbund_encoders.values(), config.shared_encoder, config.fallback_encoder}
+    by_dir: dict[Path, str] = {}
+    for enc in sorted(served):
+        spec = config.encoders[enc]
+        if spec.path is None:  # already on the Hub: keep pointing there
+            continue
+        path = (router_dir / spec.path).resolve()
+        if not (path / "model.safetensors").is_file():
+            raise ExportError(f"encoder {enc!r} at {path} has no model.safetensors")
+        repo = by_dir.setdefault(path, f"{org}/{name}-{_slug(enc)}")
+        plan.encoder_repos[enc] = repo
+        plan.encoder_dirs[repo] = path
+    for repo in [router_repo, *plan.encoder_dirs]:
+        try:
+            validate_repo_id(repo)
+        except HFValidationError as err:
+            raise ExportError(f"invalid Hub repo name {repo!r}: {err}") from err
+    if not dry_run:
+        from huggingface_hub import get_token
+
+        if not (token or get_token()):
+            raise ExportError("no Hugging Face token: run `huggingface-cli login`, set HF_TOKEN, or pass --dry-run OUT_DIR")
+    return plan
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    for f in src.rglob("*"):
+        if f.is_file():
+            _link_or_copy(f, dst / f.relative_to(src))
+
+
+def _pair_results(router_dir: Path, languages: list[str]) -> list[dict[str, Any]]:
+    path = router_dir / "eval" / "retrieval.json"
+    if not path.is_file():
+        return []
+    res = json.loads(path.read_text())
+    out = []
+    for row in res["pairs"]:
+        a, b = row["pair"].split("-")
+        if (a in languages and b in languages) or (a in languages and b == "en"):
+            out.append({"pair": row["pair"], "value": row["systems"]["router"]["mean"]})
+    return out
+
+
+def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write one folder per repository (exactly what would be uploaded); returns repo -> folder."""
+    from hub_cards.cards import encoder_card, router_card
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ExportError(f"{out_dir} is not empty; choose a new directory for the export")
+    folders: dict[str, Path] = {}
+    cfg = plan.config
+    for repo, src in plan.encoder_dirs.items():
+        folder = out_dir / repo.split("/")[1]
+        for fname in ENCODER_FILES:
+            if (src / fname).is_file():
+                _link_or_copy(src / fname, folder / fname)
+        onnx_info = None
+        if (src / ONNX_DIR / ONNX_EXPORT_INFO).is_file():
+            _copy_tree(src / ONNX_DIR, folder / ONNX_DIR)
+            onnx_info = json.loads((src / ONNX_DIR / ONNX_EXPORT_INFO).read_text())
+        names = [e for e, r in plan.encoder_repos.items() if r == repo]
+        langs = sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]})
+        if not langs:  # shared/fallback encoder: every language
+            langs = cfg.languages
+        metrics = json.loads((src / "training_metrics.json").read_text()) if (src / "training_metrics.json").is_file() else None
+        card = encoder_card(repo, names[0], cfg, plan.router_repo, languages=langs, onnx_info=onnx_info,
+                            training_metrics=metrics, pair_results=_pair_results(plan.router_dir, langs))
+        card.save(folder / "README.md")
+        folders[repo] = folder
+
+    # the router repo: config pointing at the encoder repos, vectors, heads, analysis
+    folder = out_dir / plan.router_repo.split("/")[1]
+    data = cfg.to_dict()
+    revisions = revisions or {}
+    for enc, repo in plan.encoder_repos.items():
+        spec = EncoderSpec(**data["encoders"][enc])
+        spec.path, spec.repo_id, spec.revision = None, repo, revisions.get(repo)
+        data["encoders"][enc] = {k: v for k, v in spec.__dict__.items()}
+    served = set(plan.encoder_repos) | {e for e, s in cfg.encoders.items() if s.repo_id}
+    data["encoders"] = {k: v for k, v in data["encoders"].items() if k in served}  # baselines stay local
+    folder.mkdir(parents=True, exist_ok=True)
+    RouterConfig.from_dict(data).save(folder)
+    if (plan.router_dir / LANGUAGE_VECTORS_NAME).is_file():
+        _link_or_copy(plan.router_dir / LANGUAGE_VECTORS_NAME, folder / LANGUAGE_VECTORS_NAME)
+    for per_group in cfg.heads.values():
+        for rel in per_group.values():
+            _copy_tree(plan.router_dir / rel, folder / rel)
+    analysis = None
+    if (plan.router_dir / "analysis").is_dir():
+        _copy_tree(plan.router_dir / "analysis", folder / "analysis")
+        if (plan.router_dir / "analysis" / "analysis.json").is_file():
+            analysis = json.loads((plan.router_dir / "analysis" / "analysis.json").read_text())
+    retrieval = None
+    if (plan.router_dir / "eval" / "retrieval.json").is_file():
+        retrieval = json.loads((plan.router_dir / "eval" / "retrieval.json").read_text())
+    router_card(plan.router_repo, cfg, plan.encoder_repos, analysis, retrieval).save(folder / "README.md")
+    folders[plan.router_repo] = folder
+    (out_dir / REPOS_FILE).write_text(json.dumps({r: str(p.relative_to(out_dir)) for r, p in folders.items()}, indent=1) + "\n")
+    return folders
+
+
+def upload(plan: HubPlan, work_dir: str | Path, private: bool = False, token: str | None = None) -> dict[str, str]:
+    """Upload encoder repos, then the router with their commits pinned; returns repo -> commit."""
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    commits: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        folders = write_folders(plan, Path(tmp) / "enc")
+        for repo, folder in folders.items():
+            if repo == plan.router_repo:
+                continue
+            api.create_repo(repo, private=private, exist_ok=True)
+            info = api.upload_folder(repo_id=repo, folder_path=str(folder), commit_message="Upload sprachbund encoder")
+            commits[repo] = info.oid
+            logger.info("uploaded %s at %s", repo, info.oid)
+        pinned = write_folders(plan, Path(tmp) / "router", revisions=commits)[plan.router_repo]
+        api.create_repo(plan.router_repo, private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=plan.router_repo, folder_path=str(pinned), commit_message="Upload sprachbund router")
+        commits[plan.router_repo] = info.oid
+    return commits
+
+
+def seed_cache(dry_run_dir: str | Path, cache_dir: str | Path, commit: str = "0" * 40) -> None:
+    """Lay dry-run folders out as huggingface_hub's cache (``models--org--name/snapshots/...``)."""
+    dry_run_dir, cache_dir = Path(dry_run_dir), Path(cache_dir)
+    repos = json.loads((dry_run_dir / REPOS_FILE).read_text())
+    for repo, rel in repos.items():
+        root = cache_dir / ("models--" + repo.replace("/", "--"))
+        _copy_tree(dry_run_dir / rel, root / "snapshots" / commit)
+        (root / "refs").mkdir(parents=True, exist_ok=True)
+        (root / "refs" / "main").write_text(commit)

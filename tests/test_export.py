@@ -1,0 +1,135 @@
+"""ONNX export and Hub export: parity, the torch-free backend, dry-run folders that load offline."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from exporters.hub import ExportError, plan_export, seed_cache, write_folders
+from exporters.onnx import export_router
+from sprachbund_router import CheckpointError, SprachbundRouter
+from tests.conftest import EXAMPLES
+
+TEXTS = ["Die Katze sitzt auf der Matte", "Кошка сидит на коврике", "the cat sits on the mat", "猫 坐 在 垫子 上", "der hund"]
+PAIRS = [("die katze", "the cat"), ("der hund", "the dog"), ("das haus", "the house"), ("rot", "red")]
+
+
+@pytest.fixture(scope="module")
+def exported_toy(tmp_path_factory, toy_router_dir):
+    d = tmp_path_factory.mktemp("toy-onnx") / "router"
+    shutil.copytree(toy_router_dir, d)
+    infos = export_router(d, TEXTS, PAIRS, max_int8_drop=100.0)
+    return d, infos
+
+
+def test_onnx_export_parity_and_files(exported_toy):
+    d, infos = exported_toy
+    assert set(infos) == {"west", "east", "shared"}
+    for info in infos.values():
+        assert info["fp32"]["parity_min_cosine"] >= 0.999
+        assert info["layer_resolved"] == 2 and info["mode"] == "mean"
+        assert "retrieval_eval" in info and "file" in info["int8"]
+    for name in ("west", "east", "shared"):
+        assert (d / "encoders" / name / "onnx" / "model.onnx").is_file()
+        assert (d / "encoders" / name / "onnx" / "model_qint8.onnx").is_file()
+
+
+def test_onnx_backend_matches_torch(exported_toy):
+    d, _ = exported_toy
+    torch_router = SprachbundRouter.from_pretrained(d)
+    onnx_router = SprachbundRouter.from_pretrained(d, backend="onnx")
+    a, b = torch_router.encode(TEXTS), onnx_router.encode(TEXTS)
+    assert a.shape == b.shape and (a * b).sum(axis=1).min() > 0.999
+    q = SprachbundRouter.from_pretrained(d, backend="onnx-int8").encode(TEXTS)
+    assert q.shape == a.shape and np.isfinite(q).all()
+
+
+def test_onnx_backend_runs_without_torch(exported_toy):
+    d, _ = exported_toy
+    code = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch.") or name == "transformers" or name.startswith("transformers."):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from sprachbund_router import SprachbundRouter
+r = SprachbundRouter.from_pretrained({str(d)!r}, backend="onnx")
+res = r.retrieve(["Die Katze sitzt"], ["the cat sits on the mat", "the dog runs"])
+assert "torch" not in sys.modules and "transformers" not in sys.modules
+print("ok", res[0].encoder, r.encode(["der hund"]).shape)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok ") and "(1, 32)" in out.stdout
+
+
+def test_onnx_backend_without_export_fails_clearly(toy_router_dir):
+    with pytest.raises(CheckpointError, match="sbr export onnx"):
+        SprachbundRouter.from_pretrained(toy_router_dir, backend="onnx")
+
+
+def test_hub_dry_run_loads_offline_with_both_backends(exported_toy, tmp_path, monkeypatch):
+    d, _ = exported_toy
+    plan = plan_export(d, "someorg", "toy-router", dry_run=True)
+    assert plan.encoder_repos == {"east": "someorg/toy-router-east", "shared": "someorg/toy-router-shared",
+                                  "west": "someorg/toy-router-west"}
+    folders = write_folders(plan, tmp_path / "out")
+    router_folder = folders["someorg/toy-router"]
+    cfg = json.loads((router_folder / "router_config.json").read_text())
+    assert cfg["encoders"]["west"]["repo_id"] == "someorg/toy-router-west" and cfg["encoders"]["west"]["path"] is None
+    card = (folders["someorg/toy-router-west"] / "README.md").read_text()
+    assert card.startswith("---\n") and "base_model:" in card and "pipeline_tag: feature-extraction" in card
+    assert "parity with PyTorch" in card and "de" in card
+    seed_cache(tmp_path / "out", tmp_path / "hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = SprachbundRouter.from_pretrained(d)
+    for backend in ("torch", "onnx"):
+        hub = SprachbundRouter.from_pretrained("someorg/toy-router", backend=backend, cache_dir=tmp_path / "hub")
+        assert "snapshots" in str(hub.directory)
+        got, want = hub.encode(TEXTS), source.encode(TEXTS)
+        assert (got * want).sum(axis=1).min() > 0.999
+
+
+def test_hub_export_refuses_bad_input(tmp_path, exported_toy, monkeypatch):
+    d, _ = exported_toy
+    with pytest.raises(ExportError, match="not a router directory"):
+        plan_export(tmp_path, "someorg", dry_run=True)
+    with pytest.raises(ExportError, match="invalid Hub repo name"):
+        plan_export(d, "bad org!", "x", dry_run=True)
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "nohome"))
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_TOKEN_PATH", str(tmp_path / "nohome" / "token"))
+    with pytest.raises(ExportError, match="no Hugging Face token"):
+        plan_export(d, "someorg", "x", dry_run=False)
+
+
+@pytest.mark.skipif(os.environ.get("SBR_SKIP_DEFAULT_EXPORT") == "1", reason="disabled by SBR_SKIP_DEFAULT_EXPORT")
+def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
+    """Embedded default: ONNX export, Hub dry-run, and the same top-1 on the bundled example."""
+    from sprachbund_router.cli.export import parity_and_eval_sets
+
+    d = default_router.directory
+    info_file = d / "encoders" / "base" / "onnx" / "export.json"
+    if not info_file.is_file():
+        parity, pairs = parity_and_eval_sets(50)
+        export_router(d, parity, pairs)
+    info = json.loads(info_file.read_text())
+    assert info["fp32"]["parity_min_cosine"] >= 0.999
+    plan = plan_export(d, "sbr-test", "default-router", dry_run=True)
+    write_folders(plan, tmp_path / "out")
+    seed_cache(tmp_path / "out", tmp_path / "hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    queries = (EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines()
+    corpus = (EXAMPLES / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    want = [r.indices[0] for r in default_router.retrieve(queries, corpus)]
+    for backend in ("torch", "onnx"):
+        hub = SprachbundRouter.from_pretrained("sbr-test/default-router", backend=backend, cache_dir=tmp_path / "hub")
+        got = [r.indices[0] for r in hub.retrieve(queries, corpus)]
+        assert got == want, backend
