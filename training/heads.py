@@ -111,17 +111,19 @@ def train_heads(
         return rows
 
     heads: dict[str, dict[str, str]] = {}
+    # encodings are shared between groups served by the same encoder object
+    cache: dict[tuple[int, str, str], tuple[np.ndarray, list[str]]] = {}
     for group, members in groups.items():
         enc = encoders[group]
-        cache: dict[tuple[str, str], tuple[np.ndarray, list[str]]] = {}
 
-        def encoded(lang: str, split: str, _enc: SentenceEncoder = enc, _cache: dict = cache) -> tuple[np.ndarray, list[str]]:
-            if (lang, split) not in _cache:
+        def encoded(lang: str, split: str, _enc: SentenceEncoder = enc) -> tuple[np.ndarray, list[str]]:
+            key = (id(_enc), lang, split)
+            if key not in cache:
                 rows = rows_of(lang, train_ids if split == "train" else test_ids,
                                config.max_per_language if split == "train" else config.max_test_per_language)
                 vecs = _enc.encode([r[0] for r in rows]) if rows else np.zeros((0, _enc.dim), np.float32)
-                _cache[lang, split] = (vecs, [r[1] for r in rows])
-            return _cache[lang, split]
+                cache[key] = (vecs, [r[1] for r in rows])
+            return cache[key]
 
         test_langs = [lang for lang in members if lang in data]
         for setting in config.settings:
