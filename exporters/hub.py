@@ -161,9 +161,8 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
     RouterConfig.from_dict(data).save(folder)
     if (plan.router_dir / LANGUAGE_VECTORS_NAME).is_file():
         _link_or_copy(plan.router_dir / LANGUAGE_VECTORS_NAME, folder / LANGUAGE_VECTORS_NAME)
-    for per_group in cfg.heads.values():
-        for rel in per_group.values():
-            _copy_tree(plan.router_dir / rel, folder / rel)
+    for rel in sorted({rel for per_group in cfg.heads.values() for rel in per_group.values()}):
+        _copy_tree(plan.router_dir / rel, folder / rel)
     analysis = None
     if (plan.router_dir / "analysis").is_dir():
         _copy_tree(plan.router_dir / "analysis", folder / "analysis")
