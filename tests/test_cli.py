@@ -78,3 +78,14 @@ def test_cli_errors_are_clear(toy_router_dir, tmp_path):
     assert res.exit_code == 1 and "not in any sprachbund" in _flat(res)
     res = runner.invoke(app, ["classify", str(good), "--task", "topic", "--model", str(toy_router_dir), "--lang", "de"])
     assert res.exit_code == 1 and "no head for task 'topic'" in _flat(res)
+
+
+def test_train_export_eval_errors_before_work(tmp_path):
+    res = runner.invoke(app, ["train", "build", str(tmp_path / "missing.toml")])
+    assert res.exit_code == 1 and "does not exist" in _flat(res)
+    res = runner.invoke(app, ["export", "hub", str(tmp_path), "--org", "someorg", "--dry-run", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "not a router directory" in _flat(res)
+    res = runner.invoke(app, ["eval", "retrieval", "--model", str(tmp_path / "nope")])
+    assert res.exit_code == 1
+    for sub in ("train", "eval", "export"):
+        assert runner.invoke(app, [sub, "--help"]).exit_code == 0

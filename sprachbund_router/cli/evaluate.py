@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sprachbund_router.cli.options import ModelOpt, RevisionOpt, VerboseOpt
+from sprachbund_router.cli.options import ModelOpt, RevisionOpt, VerboseOpt, fail
 
 eval_app = typer.Typer(help="Measure retrieval, classification and routing on held-out real data.", no_args_is_help=True)
 
@@ -28,8 +28,7 @@ def _prepare(model: str | None, revision: str | None, verbose: bool):
         load_manifest(corpus)
         router = SprachbundRouter.default() if model is None else SprachbundRouter.from_pretrained(model, revision=revision)
     except (SprachbundError, FileNotFoundError) as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from err
+        raise fail(err) from err
     return router, corpus
 
 

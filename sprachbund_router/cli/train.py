@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sprachbund_router.cli.options import VerboseOpt
+from sprachbund_router.cli.options import VerboseOpt, fail
 
 train_app = typer.Typer(help="Build corpora, language vectors, sprachbunds and routers.", no_args_is_help=True)
 
@@ -56,15 +56,13 @@ def build(
     try:
         cfg = load_build_config(config)
     except (FileNotFoundError, ValueError) as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from err
+        raise fail(err) from err
     if output_dir is not None:
         cfg.output_dir = str(output_dir)
     try:
         out = build_router(cfg)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from err
+        raise fail(err) from err
     report = json.loads((out / "training_report.json").read_text())
     typer.echo(f"router written to {out} in {report['seconds']:.0f}s")
     for name, m in report["mlm"].items():
