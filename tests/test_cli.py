@@ -89,3 +89,25 @@ def test_train_export_eval_errors_before_work(tmp_path):
     assert res.exit_code == 1
     for sub in ("train", "eval", "export"):
         assert runner.invoke(app, [sub, "--help"]).exit_code == 0
+
+
+def test_eval_commands_on_default_router(default_router, tmp_path):
+    out = tmp_path / "ret.json"
+    res = runner.invoke(app, ["eval", "retrieval", "--pairs", "de-en,nl-de", "--n", "100", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "hidden_states[12]" in res.output and "| de-en | 100 |" in res.output
+    data = json.loads(out.read_text())
+    for row in data["pairs"]:
+        assert row["systems"]["base"]["mean"] == row["systems"]["router"]["mean"] > 70  # one encoder for all groups
+    res = runner.invoke(app, ["eval", "langid", "--languages", "de,ru,hi", "--per-bucket", "10", "-o", str(tmp_path / "l.json")])
+    assert res.exit_code == 0, res.output
+    lid = json.loads((tmp_path / "l.json").read_text())
+    assert len(lid["identifiers"]) >= 3  # the router's and at least two other packages, same run
+    router_res = lid["identifiers"]["router (langid, restricted)"]
+    assert router_res["by_length"]["sentence"]["language"] >= 90
+    res = runner.invoke(app, ["eval", "classify", "--languages", "de,en", "--max-per-language", "100",
+                              "--max-test-per-language", "50", "-o", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    cls = json.loads((tmp_path / "c.json").read_text())
+    assert set(cls["results"]) == {"english", "pivot", "every"}
+    assert cls["results"]["every"]["router"]["mean"] > 40

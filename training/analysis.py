@@ -64,6 +64,19 @@ TABLE9 = np.array([
 ])
 
 
+def uriel_group(lineage: Sequence[str] | None) -> str | None:
+    """The URIEL family of a lineage; Indo-European is split into its branches (Germanic,
+    Italic, Balto-Slavic, Indo-Iranian...), the granularity of the paper's Table 7.
+    Languages with no family feature (isolates such as Basque) get ``isolate``."""
+    if lineage is None:
+        return None
+    if not lineage:
+        return "isolate"
+    if lineage[0] == "Indo-European" and len(lineage) > 1:
+        return lineage[1]
+    return lineage[0]
+
+
 def family_of(lang: str) -> str | None:
     """Family of a router code per the paper's Table 7 (``nb`` is listed there as ``no``)."""
     return PAPER_FAMILIES.get({"nb": "no"}.get(lang, lang))
@@ -127,8 +140,12 @@ def table9_comparison(languages: Sequence[str], vectors: np.ndarray, centre: boo
     return out
 
 
-def plot_map(languages: Sequence[str], vectors: np.ndarray, path: Path, centre: bool = True, seed: int = 13) -> Path:
-    """t-SNE map of the language vectors (min-max scaled to [0, 1], as in the paper's Figure 2)."""
+def plot_map(
+    languages: Sequence[str], vectors: np.ndarray, path: Path, centre: bool = True, seed: int = 13,
+    families: Mapping[str, str | None] | None = None, family_source: str = "paper Table 7",
+) -> Path:
+    """t-SNE map of the language vectors (min-max scaled to [0, 1], as in the paper's Figure 2),
+    coloured by family (``families``; default: the paper's Table 7)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,7 +155,7 @@ def plot_map(languages: Sequence[str], vectors: np.ndarray, path: Path, centre: 
     x = prepare(vectors, centre)
     xy = TSNE(n_components=2, perplexity=min(30.0, len(x) - 1.0), random_state=seed, init="pca").fit_transform(x)
     xy = (xy - xy.min(0)) / (xy.max(0) - xy.min(0)).clip(min=1e-12)
-    fams = [family_of(lang) or "unlisted" for lang in languages]
+    fams = [(families.get(lang) if families is not None else family_of(lang)) or "unlisted" for lang in languages]
     fams = [f if fams.count(f) > 1 else "single-language families" for f in fams]
     grey = ("unlisted", "single-language families")
     names = sorted(set(fams), key=lambda f: (f in grey, -fams.count(f), f))
@@ -150,7 +167,7 @@ def plot_map(languages: Sequence[str], vectors: np.ndarray, path: Path, centre: 
         ax.scatter(xy[idx, 0], xy[idx, 1], s=40, color=color, label=f"{fam} ({len(idx)})")
         for i in idx:
             ax.annotate(languages[i], xy[i], fontsize=8, xytext=(3, 2), textcoords="offset points")
-    ax.set_title("Language representations (t-SNE), coloured by family (paper Table 7)")
+    ax.set_title(f"Language representations (t-SNE), coloured by family ({family_source})")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -190,6 +207,7 @@ def write_report(
     centre: bool = True,
     title: str = "Representation sprachbunds",
     extra: Mapping[str, Any] | None = None,
+    uriel: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``analysis.json``, ``language_map.png`` and ``dendrogram.png``."""
     from training.languages import language_name
@@ -197,6 +215,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     families = {lang: family_of(lang) for lang in languages}
     paper = {lang: paper_group_of(lang) for lang in languages}
+    uriel_fam = {lang: uriel_group(uriel.get(lang)) for lang in languages} if uriel else None
     result: dict[str, Any] = {
         "n_languages": len(languages),
         "k": len(groups),
@@ -208,11 +227,18 @@ def write_report(
         "family_agreement_random_ari": random_baseline_ari(groups, families),
         "paper_table1_agreement": agreement(groups, paper),
         "paper_table1_random_ari": random_baseline_ari(groups, paper),
+        **({"uriel_agreement": agreement(groups, uriel_fam),
+            "uriel_random_ari": random_baseline_ari(groups, uriel_fam),
+            "uriel_families": uriel_fam} if uriel_fam else {}),
         "k_selection": list(k_table),
         "table9": table9_comparison(languages, vectors, centre),
         **(extra or {}),
     }
-    plot_map(languages, vectors, out_dir / "language_map.png", centre)
+    if uriel_fam:
+        plot_map(languages, vectors, out_dir / "language_map.png", centre, families=uriel_fam,
+                 family_source="URIEL via lang2vec; Indo-European by branch")
+    else:
+        plot_map(languages, vectors, out_dir / "language_map.png", centre)
     plot_dendrogram(languages, vectors, out_dir / "dendrogram.png", linkage, centre)
     (out_dir / "analysis.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
 
@@ -231,6 +257,12 @@ def write_report(
         f"{result['family_agreement_random_ari']} |",
         f"| paper's sprachbunds (Table 1, XLM-R) | {pa['n_languages']} | {pa['purity']} | {pa['ari']} | "
         f"{result['paper_table1_random_ari']} |",
+    ]
+    if uriel_fam:
+        ua = result["uriel_agreement"]
+        lines.append(f"| URIEL family (lang2vec; Indo-European by branch) | {ua['n_languages']} | {ua['purity']} | "
+                     f"{ua['ari']} | {result['uriel_random_ari']} |")
+    lines += [
         "", "## Choice of K (silhouette, cosine)", "", "| K | silhouette | smallest group | largest group |",
         "|---|---|---|---|",
     ]

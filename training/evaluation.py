@@ -93,8 +93,10 @@ def evaluate_retrieval(
             cache[key] = enc.encode(texts, batch_size=batch_size)
         return cache[key]
 
+    from tqdm.auto import tqdm
+
     rows = []
-    for pair in pairs:
+    for pair in tqdm(pairs, desc="retrieval pairs", unit="pair"):
         src, tgt = pair.split("-")
         bitext = read_bitext(corpus_dir, src, tgt, n)
         if len(bitext) < 100:
@@ -183,6 +185,10 @@ def langid_test_set(corpus_dir: Path, languages: Sequence[str], per_bucket: int 
     return out
 
 
+#: Languages each package can name, where the package lists them (used for a fair subset).
+SUPPORTED: dict[str, set[str]] = {}
+
+
 def other_identifiers() -> dict[str, Callable[[list[str]], list[str | None]]]:
     """Language-ID packages installed besides the router's (each maps to ISO 639-1 codes)."""
     from training.languages import normalize_code
@@ -223,6 +229,11 @@ def other_identifiers() -> dict[str, Callable[[list[str]], list[str | None]]]:
             return out
 
         found["langdetect"] = _langdetect
+        import os
+
+        import langdetect as _ld
+
+        SUPPORTED["langdetect"] = {normalize_code(n) for n in os.listdir(os.path.join(os.path.dirname(_ld.__file__), "profiles"))}
     except ImportError:
         pass
     try:
@@ -235,6 +246,9 @@ def other_identifiers() -> dict[str, Callable[[list[str]], list[str | None]]]:
             return [normalize_code(r.iso_code_639_1.name.lower()) if r else None for r in res]
 
         found["lingua"] = _lingua
+        from lingua import Language
+
+        SUPPORTED["lingua"] = {normalize_code(lang.iso_code_639_1.name.lower()) for lang in Language.all()}
     except ImportError:
         pass
     return found
@@ -252,7 +266,11 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         logger.info("running %s on %d texts", name, len(texts))
         preds[name] = fn(texts)
     where = {lang: g for g, m in router.config.sprachbunds.items() for lang in m}
+    common = set(langs)
+    for name in preds:
+        common &= SUPPORTED.get(name, common)
     result: dict[str, Any] = {"task": "langid", "n_texts": len(texts), "languages": langs,
+                              "common_languages": sorted(common),
                               "data": "Firefox test-split sentences and CLDR emoji names (held out)", "identifiers": {}}
     for name, p in preds.items():
         lang_ok = np.array([a == b for (a, _, _), b in zip(data, p)])
@@ -268,6 +286,8 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
             m = np.array([a == lang for a, _, _ in data])
             if m.any():
                 per_lang[lang] = {"language": round(100 * lang_ok[m].mean(), 2), "sprachbund": round(100 * route_ok[m].mean(), 2)}
+        in_common = np.array([a in common for a, _, _ in data])
         result["identifiers"][name] = {"language": round(100 * lang_ok.mean(), 2), "sprachbund": round(100 * route_ok.mean(), 2),
+                                       "language_on_common": round(100 * lang_ok[in_common].mean(), 2) if in_common.any() else None,
                                        "by_length": by_bucket, "per_language": per_lang}
     return result

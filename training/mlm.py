@@ -114,16 +114,6 @@ def sample_batch(texts: Mapping[str, Sequence[str]], probs: Mapping[str, float],
     return [rng.choice(texts[lang]) for lang in rng.choices(langs, weights=weights, k=n)]
 
 
-def hash_texts(texts: Sequence[str]) -> str:
-    """Short fingerprint of a list of sentences."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8") + b"\n")
-    return h.hexdigest()[:16]
-
-
 def _latest_checkpoint(ckpt_dir: Path) -> tuple[int, Path] | None:
     found = [(int(p.name.split("-")[1]), p) for p in ckpt_dir.glob("step-*") if (p / "done").exists()]
     return max(found) if found else None
@@ -145,6 +135,8 @@ def continue_pretraining(
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import AutoModel, AutoTokenizer, DataCollatorForLanguageModeling
+
+    from training.corpus import hash_texts
 
     out_dir = Path(out_dir)
     ckpt_dir = out_dir.with_name(out_dir.name + ".checkpoints")

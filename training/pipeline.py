@@ -27,7 +27,14 @@ from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.hub import resolve
 from sprachbund_router.paths import data_dir
 from training.analysis import write_report
-from training.corpus import build_corpus, load_manifest, read_mono, read_pairs, read_udhr_paragraphs
+from training.corpus import (
+    build_corpus,
+    load_manifest,
+    read_mono,
+    read_pairs,
+    read_udhr_paragraphs,
+    read_uriel_families_json,
+)
 from training.heads import FALLBACK, HeadTrainingConfig, train_heads
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
@@ -236,8 +243,9 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     ks = range(2, min(9, len(langs)))
     ktable = k_selection(vecs, ks, config.linkage, config.centre)  # type: ignore[arg-type]
     analysis = write_report(out / "analysis", langs, vecs, groups, piv, ktable, linkage=config.linkage,
-                            centre=config.centre, title=f"Representation sprachbunds ({config.name})")
-    report["analysis"] = {k: analysis[k] for k in ("family_agreement", "paper_table1_agreement")}
+                            centre=config.centre, title=f"Representation sprachbunds ({config.name})",
+                            uriel=read_uriel_families_json(corpus))
+    report["analysis"] = {k: analysis[k] for k in ("family_agreement", "paper_table1_agreement", "uriel_agreement") if k in analysis}
 
     # 5. continued pre-training: sprachbunds and baselines
     mono = {lang: read_mono(corpus, lang)[: config.mlm_max_sentences] for lang in langs}

@@ -102,6 +102,45 @@ def fetch_npm(name: str, dest: Path) -> FetchedPackage:
     return FetchedPackage(name, version, unpacked / "package")
 
 
+# ------------------------------------------------------------------------------ PyPI
+def fetch_pypi(name: str, dest: Path) -> FetchedPackage:
+    """``pip download`` a package's wheel (no install, no dependencies) into ``dest`` (once)."""
+    import sys
+
+    dest.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(dest.glob(f"{name.replace('-', '_')}-*.whl"))
+    if not wheels:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest), name])
+        wheels = sorted(dest.glob(f"{name.replace('-', '_')}-*.whl"))
+    if not wheels:
+        raise SourceError(f"pip download {name} produced no wheel")
+    return FetchedPackage(name, wheels[-1].name.split("-")[1], wheels[-1])
+
+
+def read_uriel_families(lang2vec_wheel: Path) -> dict[str, list[str]]:
+    """ISO 639-3 code -> family lineage, broadest first, from lang2vec's URIEL ``fam`` features.
+
+    The wheel is read as a zip (lang2vec itself is not imported: it needs ``pkg_resources``).
+    A lineage lists the family features set for the language, ordered by how many languages
+    share each (the family first, then branch, sub-branch...).
+    """
+    import io
+
+    import numpy as np
+
+    with zipfile.ZipFile(lang2vec_wheel) as z:
+        data = np.load(io.BytesIO(z.read("lang2vec/data/family_features.npz")), allow_pickle=True)
+    feats, langs, values = data["feats"], data["langs"], data["data"][:, :, 0] > 0.5
+    sizes = values.sum(axis=0)
+    out = {}
+    for i, lang in enumerate(langs.tolist()):
+        idx = np.flatnonzero(values[i])
+        if len(idx):
+            order = idx[np.argsort(-sizes[idx], kind="stable")]
+            out[lang] = [str(feats[j])[2:] for j in order]
+    return out
+
+
 # ------------------------------------------------------------------------------ cleaning
 _BRAND = re.compile(r"\{\s*-(brand|vendor)[\w-]*(\s*\(\s*case\s*:\s*\"\w+\"\s*\))?\s*\}")
 _PLACEABLE = re.compile(r"\{[^{}]*\}")
