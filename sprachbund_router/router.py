@@ -102,10 +102,18 @@ class SprachbundRouter:
         config: the router configuration.
         directory: the router directory relative paths in ``config`` refer to.
         device: torch device for the encoders (default: CPU).
+        backend: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``.
+        local_files_only / cache_dir: how encoders stored in Hub repos are resolved.
     """
 
     def __init__(
-        self, config: RouterConfig, directory: str | Path, device: str | None = None, backend: str = "torch"
+        self,
+        config: RouterConfig,
+        directory: str | Path,
+        device: str | None = None,
+        backend: str = "torch",
+        local_files_only: bool | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not available; choose one of {BACKENDS}")
@@ -113,6 +121,8 @@ class SprachbundRouter:
         self.directory = Path(directory)
         self.device = device
         self.backend = backend
+        self._local_files_only = local_files_only  # for encoders that live in Hub repos
+        self._cache_dir = cache_dir
         self._encoders: dict[str, Encoder] = {}
         self._heads: dict[tuple[str, str], ClassificationHead] = {}
         self._identifier = make_identifier(config.language_id.backend, config.languages)
@@ -151,9 +161,8 @@ class SprachbundRouter:
         directory = resolve(path_or_repo_id, revision=revision, local_files_only=local_files_only,
                             cache_dir=cache_dir, what="router")
         config = RouterConfig.load(directory)
-        router = cls(config, directory, device=device, backend=backend)
-        router._local_files_only = local_files_only
-        router._cache_dir = cache_dir
+        router = cls(config, directory, device=device, backend=backend, local_files_only=local_files_only,
+                     cache_dir=cache_dir)
         for name, spec in config.encoders.items():
             if spec.path is not None:
                 try:
@@ -178,9 +187,6 @@ class SprachbundRouter:
                 "(it converts the bundled multilingual-e5-small and computes the sprachbunds)"
             )
         return cls.from_pretrained(directory, device=device, backend=backend)
-
-    _local_files_only: bool | None = None
-    _cache_dir: str | Path | None = None
 
     def _local_path(self, path: str) -> Path:
         p = Path(path).expanduser()
@@ -248,6 +254,11 @@ class SprachbundRouter:
         yield "analysis"
 
     # ------------------------------------------------------------------ routing
+    @property
+    def identifiable_languages(self) -> list[str]:
+        """Router languages the language identifier can name (others need ``lang=``)."""
+        return list(self._identifier.languages)
+
     def identify(self, texts: str | Sequence[str]) -> list[LanguageGuess]:
         """Identify the language of each text (restricted to this router's languages)."""
         items = validate_texts(texts)

@@ -67,9 +67,9 @@ def _systems(router: SprachbundRouter) -> dict[str, Callable[[str, str], str]]:
     systems: dict[str, Callable[[str, str], str]] = {"base": lambda a, b: cfg.shared_encoder}
     systems["router"] = by_groups(cfg.sprachbunds, cfg.sprachbund_encoders)
     baselines = cfg.provenance.get("baselines", {})
-    if "random" in baselines:
+    if "random" in baselines and all(e in cfg.encoders for e in baselines["random"]["sprachbund_encoders"].values()):
         systems["random"] = by_groups(baselines["random"]["sprachbunds"], baselines["random"]["sprachbund_encoders"])
-    if "all" in baselines:
+    if "all" in baselines and baselines["all"]["encoder"] in cfg.encoders:  # published routers leave baselines out
         systems["all"] = lambda a, b, _e=baselines["all"]["encoder"]: _e
     return systems
 
@@ -257,7 +257,7 @@ def other_identifiers() -> dict[str, Callable[[list[str]], list[str | None]]]:
 def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int = 100,
                     languages: Sequence[str] | None = None) -> dict[str, Any]:
     """Language-ID and sprachbund-routing accuracy per language and text length, side by side."""
-    ident_langs = set(router._identifier.languages)
+    ident_langs = set(router.identifiable_languages)
     langs = [lang for lang in (languages or router.config.languages) if lang in ident_langs]
     data = langid_test_set(corpus_dir, langs, per_bucket)
     texts = [t for _, _, t in data]
