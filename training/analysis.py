@@ -175,8 +175,10 @@ def plot_map(
     return path
 
 
-def plot_dendrogram(languages: Sequence[str], vectors: np.ndarray, path: Path, linkage: str = "ward", centre: bool = True) -> Path:
-    """Dendrogram of the agglomerative clustering (same geometry as the sprachbunds)."""
+def plot_dendrogram(
+    languages: Sequence[str], vectors: np.ndarray, path: Path, linkage: str = "ward", centre: bool = True, k: int = 4
+) -> Path:
+    """Dendrogram of the agglomerative clustering (same geometry as the sprachbunds), cut into ``k`` colours."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,7 +189,8 @@ def plot_dendrogram(languages: Sequence[str], vectors: np.ndarray, path: Path, l
     x = prepare(vectors, centre)
     z = scipy_linkage(x, method=linkage, metric="euclidean" if linkage == "ward" else "cosine")
     fig, ax = plt.subplots(figsize=(max(10, len(languages) * 0.16), 6))
-    dendrogram(z, labels=list(languages), leaf_font_size=8, ax=ax, color_threshold=z[-4, 2] if len(z) >= 4 else None)
+    cut = (z[-k, 2] + z[-(k - 1), 2]) / 2 if 2 <= k <= len(z) else None  # between the K-th and (K-1)-th merges
+    dendrogram(z, labels=list(languages), leaf_font_size=8, ax=ax, color_threshold=cut)
     ax.set_title(f"Agglomerative clustering of language representations ({linkage} linkage, cosine geometry)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -239,7 +242,7 @@ def write_report(
                  family_source="URIEL via lang2vec; Indo-European by branch")
     else:
         plot_map(languages, vectors, out_dir / "language_map.png", centre)
-    plot_dendrogram(languages, vectors, out_dir / "dendrogram.png", linkage, centre)
+    plot_dendrogram(languages, vectors, out_dir / "dendrogram.png", linkage, centre, k=len(groups))
     (out_dir / "analysis.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
 
     lines = [f"# {title}", "", f"{len(languages)} languages, K={len(groups)}, {linkage} linkage on "
