@@ -180,13 +180,17 @@ def export_encoder(
 
 def export_router(
     router_dir: Path, parity_texts: Sequence[str], eval_pairs: Sequence[tuple[str, str]],
-    min_cosine: float = 0.999, max_int8_drop: float = 1.0,
+    min_cosine: float = 0.999, max_int8_drop: float = 1.0, include_baselines: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Export every local encoder of a router directory (each distinct directory once)."""
+    """Export the local encoders a router serves (each distinct directory once); baseline
+    encoders kept for evaluation only with ``include_baselines``."""
     config = RouterConfig.load(router_dir)
+    served = {*config.sprachbund_encoders.values(), config.shared_encoder, config.fallback_encoder}
     done: dict[Path, dict[str, Any]] = {}
     out = {}
     for name, spec in config.encoders.items():
+        if name not in served and not include_baselines:
+            continue
         if spec.path is None:
             logger.warning("encoder %s lives on the Hub (%s); export it from its own directory", name, spec.repo_id)
             continue
