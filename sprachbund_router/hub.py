@@ -22,13 +22,12 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
 
 
 def is_offline() -> bool:
-    """Whether huggingface_hub is in offline mode (``HF_HUB_OFFLINE``)."""
-    try:
-        from huggingface_hub import constants
+    """Whether huggingface_hub is in offline mode: ``HF_HUB_OFFLINE`` as it is now (huggingface_hub
+    itself reads the variable once, at import)."""
+    from huggingface_hub import constants
 
-        return bool(constants.HF_HUB_OFFLINE)
-    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
-        return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return env or bool(constants.HF_HUB_OFFLINE)
 
 
 def looks_like_repo_id(name: str) -> bool:
