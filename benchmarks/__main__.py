@@ -1,8 +1,9 @@
-"""Run every benchmark: ``python -m benchmarks`` (about 5-10 minutes on 2 CPU cores).
+"""Run every benchmark: ``python -m benchmarks`` (about 5 minutes on 2 CPU cores).
 
-* encode speed and peak memory: bare encoder vs router (torch), ONNX fp32 and int8 when the
-  default router has been exported (`sbr export onnx`); each in its own process, rounds
-  alternating between modes so machine noise hits all; the median is reported, with ratios;
+* encode speed and peak memory on sentences of <= 120 and <= 50 characters: bare encoder vs
+  router (torch), ONNX fp32 and int8 when the default router has been exported (`sbr export
+  onnx`); each in its own process, rounds alternating between modes so machine noise hits all;
+  the median is reported, with ratios;
 * cold ``from_pretrained`` time (part of the same runs);
 * retrieval cost over 1k, 10k and 100k corpus vectors (search only: the vectors are random
   unit vectors of the encoder's dimension, since encoding 100k sentences is not the point).
@@ -30,7 +31,7 @@ from sprachbund_router.paths import default_router_dir
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def encode_benchmark(rounds: int, n: int) -> dict:
+def encode_benchmark(rounds: int, n: int, max_chars: int = 120) -> dict:
     onnx_dir = default_router_dir() / "encoders" / "base" / "onnx"
     modes = [m for m in MODES if not m.startswith("router-onnx")]
     if (onnx_dir / "model.onnx").is_file():
@@ -40,7 +41,8 @@ def encode_benchmark(rounds: int, n: int) -> dict:
     runs: dict[str, list[dict]] = {m: [] for m in modes}
     for _ in range(rounds):
         for mode in modes:
-            out = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--mode", mode, "--n", str(n)],
+            out = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--mode", mode, "--n", str(n),
+                                  "--max-chars", str(max_chars)],
                                  capture_output=True, text=True, check=True)
             runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
     table = {}
@@ -50,7 +52,7 @@ def encode_benchmark(rounds: int, n: int) -> dict:
     base = table["direct-torch"]["sentences_per_second"]
     for mode in table:
         table[mode]["speed_vs_direct_torch"] = round(table[mode]["sentences_per_second"] / base, 2)
-    return {"n_sentences": n, "rounds": rounds, "modes": table, "runs": runs}
+    return {"n_sentences": n, "max_chars": max_chars, "rounds": rounds, "modes": table, "runs": runs}
 
 
 def retrieval_benchmark(dim: int = 384, n_queries: int = 100) -> dict:
@@ -73,14 +75,17 @@ def retrieval_benchmark(dim: int = 384, n_queries: int = 100) -> dict:
     return {"queries": n_queries, "top_k": 10, "dim": dim, "corpus_sizes": rows}
 
 
-def markdown(enc: dict, ret: dict, machine: str) -> str:
-    lines = [f"Machine: {machine}. {enc['n_sentences']} short real sentences in 12 languages, batch 32, "
-             f"median of {enc['rounds']} alternating rounds.", "",
-             "| mode | sentences/s | vs bare torch encoder | cold load (s) | peak RSS (MiB) |", "|---|---|---|---|---|"]
-    for mode, r in enc["modes"].items():
-        lines.append(f"| {mode} | {r['sentences_per_second']:.1f} | {r['speed_vs_direct_torch']:.2f}x | "
-                     f"{r['cold_load_seconds']:.1f} | {r['peak_rss_mib']:.0f} |")
-    lines += ["", f"Retrieval search cost ({ret['queries']} queries, top-{ret['top_k']}, dim {ret['dim']}, exact cosine):", "",
+def markdown(encs: list[dict], ret: dict, machine: str) -> str:
+    lines = [f"Machine: {machine}. Real sentences in 12 languages (Firefox test split), batch 32, "
+             f"median of {encs[0]['rounds']} alternating rounds, each mode in its own process.", ""]
+    for enc in encs:
+        lines += [f"{enc['n_sentences']} sentences of at most {enc['max_chars']} characters:", "",
+                  "| mode | sentences/s | vs bare torch encoder | cold load (s) | peak RSS (MiB) |", "|---|---|---|---|---|"]
+        for mode, r in enc["modes"].items():
+            lines.append(f"| {mode} | {r['sentences_per_second']:.1f} | {r['speed_vs_direct_torch']:.2f}x | "
+                         f"{r['cold_load_seconds']:.1f} | {r['peak_rss_mib']:.0f} |")
+        lines.append("")
+    lines += [f"Retrieval search cost ({ret['queries']} queries, top-{ret['top_k']}, dim {ret['dim']}, exact cosine):", "",
               "| corpus vectors | ms / query | index size (MiB) |", "|---|---|---|"]
     for n, r in ret["corpus_sizes"].items():
         lines.append(f"| {int(n):,} | {r['ms_per_query']} | {r['index_mib']} |")
@@ -95,12 +100,12 @@ def main() -> None:
     import os
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
-    enc = encode_benchmark(args.rounds, args.n)
+    encs = [encode_benchmark(args.rounds, args.n, 120), encode_benchmark(args.rounds, args.n, 50)]
     ret = retrieval_benchmark()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "encode_speed.json").write_text(json.dumps({"machine": machine, **enc}, indent=1) + "\n")
+    (RESULTS / "encode_speed.json").write_text(json.dumps({"machine": machine, "runs": encs}, indent=1) + "\n")
     (RESULTS / "retrieval_scaling.json").write_text(json.dumps({"machine": machine, **ret}, indent=1) + "\n")
-    md = markdown(enc, ret, machine)
+    md = markdown(encs, ret, machine)
     (RESULTS / "README.md").write_text(md)
     print(md)
 

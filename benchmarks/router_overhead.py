@@ -26,9 +26,9 @@ LANGS = ["de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "pl", "tr", "ko", "vi"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def sentences(n: int) -> list[str]:
-    """``n`` short sentences, round-robin over the languages."""
-    per_lang = [[x for x, _ in read_pairs(data_dir() / "corpus", lang, "test") if len(x) <= 120] for lang in LANGS]
+def sentences(n: int, max_chars: int = 120) -> list[str]:
+    """``n`` real sentences of at most ``max_chars`` characters, round-robin over the languages."""
+    per_lang = [[x for x, _ in read_pairs(data_dir() / "corpus", lang, "test") if len(x) <= max_chars] for lang in LANGS]
     out, i = [], 0
     while len(out) < n:
         pool = per_lang[i % len(LANGS)]

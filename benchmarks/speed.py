@@ -21,10 +21,11 @@ def main() -> None:
     ap.add_argument("--mode", choices=MODES, required=True)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-chars", type=int, default=120)
     args = ap.parse_args()
     from benchmarks.router_overhead import sentences
 
-    texts = sentences(args.n)
+    texts = sentences(args.n, args.max_chars)
     t0 = time.perf_counter()
     from sprachbund_router import SprachbundRouter
 
@@ -47,7 +48,8 @@ def main() -> None:
     run(texts)
     secs = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"mode": args.mode, "n": len(texts), "seconds": secs, "sentences_per_second": len(texts) / secs,
+    print(json.dumps({"mode": args.mode, "n": len(texts), "max_chars": args.max_chars, "seconds": secs,
+                      "sentences_per_second": len(texts) / secs,
                       "cold_load_seconds": cold, "peak_rss_mib": peak}))
 
 

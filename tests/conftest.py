@@ -33,3 +33,22 @@ def default_router() -> SprachbundRouter:
 
         build_default_router()
     return SprachbundRouter.default()
+
+
+def assert_hub_roundtrip(router_dir: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hub dry run of ``router_dir`` laid out as the HF cache, loaded offline by repo id with both
+    backends: the top-1 matches on the bundled example must equal the source directory's."""
+    from exporters.hub import plan_export, seed_cache, write_folders
+
+    org, name = repo.split("/")
+    write_folders(plan_export(router_dir, org, name, dry_run=True), tmp_path / "dry")
+    seed_cache(tmp_path / "dry", tmp_path / "hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    queries = (EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines()
+    corpus = (EXAMPLES / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    want = [r.indices[0] for r in SprachbundRouter.from_pretrained(router_dir).retrieve(queries, corpus)]
+    for backend in ("torch", "onnx"):
+        hub = SprachbundRouter.from_pretrained(repo, backend=backend, cache_dir=tmp_path / "hub")
+        assert "snapshots" in str(hub.directory)
+        got = [r.indices[0] for r in hub.retrieve(queries, corpus)]
+        assert got == want, backend

@@ -1,7 +1,6 @@
 """ONNX export and Hub export: parity, the torch-free backend, dry-run folders that load offline."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 from exporters.hub import ExportError, plan_export, seed_cache, write_folders
 from exporters.onnx import export_router
 from sprachbund_router import CheckpointError, SprachbundRouter
-from tests.conftest import EXAMPLES
+from tests.conftest import assert_hub_roundtrip
 
 TEXTS = ["Die Katze sitzt auf der Matte", "Кошка сидит на коврике", "the cat sits on the mat", "猫 坐 在 垫子 上", "der hund"]
 PAIRS = [("die katze", "the cat"), ("der hund", "the dog"), ("das haus", "the house"), ("rot", "red")]
@@ -110,7 +109,6 @@ def test_hub_export_refuses_bad_input(tmp_path, exported_toy, monkeypatch):
         plan_export(d, "someorg", "x", dry_run=False)
 
 
-@pytest.mark.skipif(os.environ.get("SBR_SKIP_DEFAULT_EXPORT") == "1", reason="disabled by SBR_SKIP_DEFAULT_EXPORT")
 def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
     """Embedded default: ONNX export, Hub dry-run, and the same top-1 on the bundled example."""
     from sprachbund_router.cli.export import parity_and_eval_sets
@@ -122,14 +120,4 @@ def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
         export_router(d, parity, pairs)
     info = json.loads(info_file.read_text())
     assert info["fp32"]["parity_min_cosine"] >= 0.999
-    plan = plan_export(d, "sbr-test", "default-router", dry_run=True)
-    write_folders(plan, tmp_path / "out")
-    seed_cache(tmp_path / "out", tmp_path / "hub")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    queries = (EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines()
-    corpus = (EXAMPLES / "corpus.txt").read_text(encoding="utf-8").splitlines()
-    want = [r.indices[0] for r in default_router.retrieve(queries, corpus)]
-    for backend in ("torch", "onnx"):
-        hub = SprachbundRouter.from_pretrained("sbr-test/default-router", backend=backend, cache_dir=tmp_path / "hub")
-        got = [r.indices[0] for r in hub.retrieve(queries, corpus)]
-        assert got == want, backend
+    assert_hub_roundtrip(d, "sbr-test/default-router", tmp_path, monkeypatch)

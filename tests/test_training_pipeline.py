@@ -151,24 +151,13 @@ def test_interrupted_mlm_resumes_from_checkpoint(tmp_path, toy_router_dir, monke
 
 def test_tiny_router_exports_and_loads_from_hub_layout(tiny_router, tmp_path, monkeypatch):
     """ONNX export and Hub dry run of a trained router: same top-1 on the bundled example, both backends."""
-    from exporters.hub import plan_export, seed_cache, write_folders
     from exporters.onnx import export_router
     from sprachbund_router.cli.export import parity_and_eval_sets
-    from tests.conftest import EXAMPLES
+    from tests.conftest import assert_hub_roundtrip
 
     out, _ = tiny_router
     parity, pairs = parity_and_eval_sets(10)
     infos = export_router(out, parity, pairs, max_int8_drop=100.0)
     assert set(infos) == {"sb1", "sb2", "base"}  # served encoders; baselines stay local
     assert all(i["fp32"]["parity_min_cosine"] >= 0.999 for i in infos.values())
-    plan = plan_export(out, "sbr-test", "tiny-router", dry_run=True)
-    write_folders(plan, tmp_path / "dry")
-    seed_cache(tmp_path / "dry", tmp_path / "hub")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    queries = (EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines()
-    corpus = (EXAMPLES / "corpus.txt").read_text(encoding="utf-8").splitlines()
-    want = [r.indices[0] for r in SprachbundRouter.from_pretrained(out).retrieve(queries, corpus)]
-    for backend in ("torch", "onnx"):
-        hub = SprachbundRouter.from_pretrained("sbr-test/tiny-router", backend=backend, cache_dir=tmp_path / "hub")
-        got = [r.indices[0] for r in hub.retrieve(queries, corpus)]
-        assert got == want, backend
+    assert_hub_roundtrip(out, "sbr-test/tiny-router", tmp_path, monkeypatch)
