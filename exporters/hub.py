@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +154,7 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
     for enc, repo in plan.encoder_repos.items():
         spec = EncoderSpec(**data["encoders"][enc])
         spec.path, spec.repo_id, spec.revision = None, repo, revisions.get(repo)
-        data["encoders"][enc] = {k: v for k, v in spec.__dict__.items()}
+        data["encoders"][enc] = asdict(spec)
     served = set(plan.encoder_repos) | {e for e, s in cfg.encoders.items() if s.repo_id}
     data["encoders"] = {k: v for k, v in data["encoders"].items() if k in served}  # baselines stay local
     folder.mkdir(parents=True, exist_ok=True)
