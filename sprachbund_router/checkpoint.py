@@ -34,6 +34,10 @@ def check_encoder_dir(path: Path, backend: str = "torch") -> None:
         raise ValueError(f"unknown backend {backend!r}")
     onnx_file = path / ONNX_DIR / ONNX_FILES[backend]
     if not onnx_file.is_file():
+        info = path / ONNX_DIR / ONNX_EXPORT_INFO
+        refused = json.loads(info.read_text()).get("int8", {}).get("refused") if info.is_file() else None
+        if backend == "onnx-int8" and refused:
+            raise CheckpointError(f"{path} has no int8 variant: it was refused at export ({refused}); use backend='onnx'")
         raise CheckpointError(f"{onnx_file} not found: export the router first (`sbr export onnx ROUTER_DIR`)")
     if not (path / "tokenizer.json").is_file():
         raise CheckpointError(f"encoder directory {path} has no tokenizer.json (needed by the ONNX backend)")

@@ -121,3 +121,14 @@ def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
     info = json.loads(info_file.read_text())
     assert info["fp32"]["parity_min_cosine"] >= 0.999
     assert_hub_roundtrip(d, "sbr-test/default-router", tmp_path, monkeypatch)
+
+
+def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir):
+    d = tmp_path / "r"
+    shutil.copytree(toy_router_dir, d)
+    export_router(d, TEXTS, PAIRS, max_int8_drop=-1000.0)  # every measured drop (>= -100 points) exceeds it
+    info = json.loads((d / "encoders" / "west" / "onnx" / "export.json").read_text())
+    assert "refused" in info["int8"] and not (d / "encoders" / "west" / "onnx" / "model_qint8.onnx").exists()
+    with pytest.raises(CheckpointError, match="refused at export"):
+        SprachbundRouter.from_pretrained(d, backend="onnx-int8")
+    assert SprachbundRouter.from_pretrained(d, backend="onnx").encode(TEXTS).shape == (len(TEXTS), 32)
