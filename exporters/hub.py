@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
+from training.files import link_or_copy, link_tree
 
 logger = logging.getLogger(__name__)
 
@@ -92,20 +91,6 @@ def plan_export(router_dir: str | Path, org: str, name: str | None = None, *, dr
     return plan
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _copy_tree(src: Path, dst: Path) -> None:
-    for f in src.rglob("*"):
-        if f.is_file():
-            _link_or_copy(f, dst / f.relative_to(src))
-
-
 def _pair_results(router_dir: Path, languages: list[str]) -> list[dict[str, Any]]:
     path = router_dir / "eval" / "retrieval.json"
     if not path.is_file():
@@ -132,10 +117,10 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
         folder = out_dir / repo.split("/")[1]
         for fname in ENCODER_FILES:
             if (src / fname).is_file():
-                _link_or_copy(src / fname, folder / fname)
+                link_or_copy(src / fname, folder / fname)
         onnx_info = None
         if (src / ONNX_DIR / ONNX_EXPORT_INFO).is_file():
-            _copy_tree(src / ONNX_DIR, folder / ONNX_DIR)
+            link_tree(src / ONNX_DIR, folder / ONNX_DIR)
             onnx_info = json.loads((src / ONNX_DIR / ONNX_EXPORT_INFO).read_text())
         names = [e for e, r in plan.encoder_repos.items() if r == repo]
         langs = sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]})
@@ -160,12 +145,12 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
     folder.mkdir(parents=True, exist_ok=True)
     RouterConfig.from_dict(data).save(folder)
     if (plan.router_dir / LANGUAGE_VECTORS_NAME).is_file():
-        _link_or_copy(plan.router_dir / LANGUAGE_VECTORS_NAME, folder / LANGUAGE_VECTORS_NAME)
+        link_or_copy(plan.router_dir / LANGUAGE_VECTORS_NAME, folder / LANGUAGE_VECTORS_NAME)
     for rel in sorted({rel for per_group in cfg.heads.values() for rel in per_group.values()}):
-        _copy_tree(plan.router_dir / rel, folder / rel)
+        link_tree(plan.router_dir / rel, folder / rel)
     analysis = None
     if (plan.router_dir / "analysis").is_dir():
-        _copy_tree(plan.router_dir / "analysis", folder / "analysis")
+        link_tree(plan.router_dir / "analysis", folder / "analysis")
         if (plan.router_dir / "analysis" / "analysis.json").is_file():
             analysis = json.loads((plan.router_dir / "analysis" / "analysis.json").read_text())
     retrieval = None
@@ -207,6 +192,6 @@ def seed_cache(dry_run_dir: str | Path, cache_dir: str | Path, commit: str = "0"
     repos = json.loads((dry_run_dir / REPOS_FILE).read_text())
     for repo, rel in repos.items():
         root = cache_dir / ("models--" + repo.replace("/", "--"))
-        _copy_tree(dry_run_dir / rel, root / "snapshots" / commit)
+        link_tree(dry_run_dir / rel, root / "snapshots" / commit)
         (root / "refs").mkdir(parents=True, exist_ok=True)
         (root / "refs" / "main").write_text(commit)

