@@ -1,7 +1,7 @@
 """One transformer encoder and the sentence vectors read off it.
 
-Weights load from safetensors only and remote code is never trusted. Texts are sorted by
-length before batching (less padding) and returned in input order.
+Weights load from safetensors only and remote code is never trusted. Texts are batched by
+token count (less padding) and returned in input order.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from sprachbund_router.batching import length_sorted_batches, n_batches, windows
 from sprachbund_router.checkpoint import check_encoder_dir
 from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.errors import CheckpointError
@@ -105,9 +106,18 @@ class SentenceEncoder:
                 logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
         return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def _batches(self, texts: Sequence[str], batch_size: int) -> list[list[int]]:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids (with the prefix and special tokens, truncated to ``max_length``), unpadded;
+        warns about truncated texts."""
+        prefixed = [self.text_prefix + t for t in texts]
+        ids: list[list[int]] = self.tokenizer(prefixed, truncation=True, max_length=self.max_length)["input_ids"]
+        at_limit = [p for p, x in zip(prefixed, ids) if len(x) >= self.max_length]
+        if at_limit:
+            full = self.tokenizer(at_limit, add_special_tokens=True, truncation=False)["input_ids"]
+            n_cut = sum(len(x) > self.max_length for x in full)
+            if n_cut:
+                logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
+        return ids
 
     @torch.inference_mode()
     def encode(
@@ -128,6 +138,8 @@ class SentenceEncoder:
     ) -> dict[int, np.ndarray]:
         """Encode ``texts`` once and pool several ``hidden_states`` entries.
 
+        Texts are batched by token count (see :mod:`sprachbund_router.batching`).
+
         Returns:
             layer index (non-negative) -> float32 array ``[len(texts), dim]``.
         """
@@ -136,16 +148,21 @@ class SentenceEncoder:
         mode = mode or self.pooling.mode
         resolved = [resolve_layer(layer, self.num_layers) for layer in layers]
         out = {layer: np.empty((len(texts), self.dim), dtype=np.float32) for layer in resolved}
-        batches = self._batches(texts, batch_size)
-        for idx in tqdm(batches, desc="encoding", unit="batch", disable=not progress):
-            batch = self.tokenize([texts[i] for i in idx])
-            hidden = self.model(**batch, output_hidden_states=True).hidden_states
-            if len(resolved) == 1:
-                pooled = {resolved[0]: pool(hidden[resolved[0]], batch["attention_mask"], mode)}  # type: ignore[arg-type]
-            else:
-                pooled = pool_layers(hidden, batch["attention_mask"], resolved, mode)  # type: ignore[arg-type]
-            for layer, vecs in pooled.items():
-                if normalize:
-                    vecs = torch.nn.functional.normalize(vecs.float(), dim=-1)
-                out[layer][idx] = vecs.float().cpu().numpy()
+        with tqdm(total=n_batches(len(texts), batch_size), desc="encoding", unit="batch", disable=not progress) as bar:
+            for start, stop in windows(len(texts), batch_size):
+                ids = self._token_ids(texts[start:stop])
+                for idx in length_sorted_batches([len(x) for x in ids], batch_size):
+                    padded = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+                    batch = {k: padded[k].to(self.device) for k in ("input_ids", "attention_mask")}
+                    hidden = self.model(**batch, output_hidden_states=True).hidden_states
+                    if len(resolved) == 1:
+                        pooled = {resolved[0]: pool(hidden[resolved[0]], batch["attention_mask"], mode)}  # type: ignore[arg-type]
+                    else:
+                        pooled = pool_layers(hidden, batch["attention_mask"], resolved, mode)  # type: ignore[arg-type]
+                    rows = [start + i for i in idx]
+                    for layer, vecs in pooled.items():
+                        if normalize:
+                            vecs = torch.nn.functional.normalize(vecs.float(), dim=-1)
+                        out[layer][rows] = vecs.float().cpu().numpy()
+                    bar.update()
         return out

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sprachbund_router.batching import length_sorted_batches, n_batches, windows
 from sprachbund_router.checkpoint import ONNX_DIR, ONNX_FILES, check_encoder_dir, read_onnx_export_info
 from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.errors import CheckpointError
@@ -21,10 +22,29 @@ from sprachbund_router.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 
-class OnnxSentenceEncoder:
-    """Sentence vectors from an exported ONNX encoder (same interface as ``SentenceEncoder.encode``)."""
+#: onnxruntime graph fusions left off: on this project's x86 CPUs (onnxruntime 1.32) the fused
+#: SkipLayerNormalization kernel ran 4-5x slower than the Add + LayerNormalization it replaces
+#: and BiasGelu 1.3-1.7x slower than Add + Gelu; with both off the int8 encoder ran 1.3-1.5x
+#: faster (``python -m benchmarks.onnx_fusions`` measures both again).
+SLOW_CPU_FUSIONS: tuple[str, ...] = ("SkipLayerNormFusion", "BiasGeluFusion")
 
-    def __init__(self, path: Path, pooling: PoolingConfig, spec: EncoderSpec, variant: str = "onnx") -> None:
+
+class OnnxSentenceEncoder:
+    """Sentence vectors from an exported ONNX encoder (same interface as ``SentenceEncoder.encode``).
+
+    Args:
+        path: encoder directory with ``tokenizer.json`` and ``onnx/``.
+        pooling: the router's pooling (checked against the layer fixed at export).
+        spec: the encoder's text prefix and maximum length.
+        variant: ``"onnx"`` (fp32) or ``"onnx-int8"``.
+        disabled_optimizers: onnxruntime graph transformers to switch off (default
+            :data:`SLOW_CPU_FUSIONS`).
+    """
+
+    def __init__(
+        self, path: Path, pooling: PoolingConfig, spec: EncoderSpec, variant: str = "onnx",
+        disabled_optimizers: Sequence[str] = SLOW_CPU_FUSIONS,
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -41,12 +61,13 @@ class OnnxSentenceEncoder:
         self.num_layers = info["num_layers"]
         self.dim = int(info["dim"])
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        pad_id = _pad_id(path)
+        self.pad_id = _pad_id(path)
+        self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_length)
-        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=self.tokenizer.id_to_token(pad_id) or "<pad>")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path / ONNX_DIR / ONNX_FILES[variant]), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path / ONNX_DIR / ONNX_FILES[variant]), opts,
+                                            providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers))
         self.variant = variant
         logger.info("loaded ONNX encoder %s (%s)", path, variant)
 
@@ -57,15 +78,21 @@ class OnnxSentenceEncoder:
         if not normalize:
             logger.warning("the ONNX graph returns L2-normalised vectors; normalize=False is ignored")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         n_cut = 0
-        for start in tqdm(range(0, len(order), batch_size), desc="encoding", unit="batch", disable=not progress):
-            idx = order[start : start + batch_size]
-            encs = self.tokenizer.encode_batch([self.text_prefix + texts[i] for i in idx])
-            n_cut += sum(bool(e.overflowing) for e in encs)
-            ids = np.array([e.ids for e in encs], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
-            out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        with tqdm(total=n_batches(len(texts), batch_size), desc="encoding", unit="batch", disable=not progress) as bar:
+            for start, stop in windows(len(texts), batch_size):
+                encs = self.tokenizer.encode_batch([self.text_prefix + t for t in texts[start:stop]])
+                n_cut += sum(bool(e.overflowing) for e in encs)
+                for idx in length_sorted_batches([len(e.ids) for e in encs], batch_size):
+                    width = len(encs[idx[0]].ids)  # longest first
+                    ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+                    mask = np.zeros((len(idx), width), dtype=np.int64)
+                    for row, i in enumerate(idx):
+                        n = len(encs[i].ids)
+                        ids[row, :n] = encs[i].ids
+                        mask[row, :n] = 1
+                    out[[start + i for i in idx]] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+                    bar.update()
         if n_cut:
             logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
         return out

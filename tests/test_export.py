@@ -132,3 +132,37 @@ def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir):
     with pytest.raises(CheckpointError, match="refused at export"):
         SprachbundRouter.from_pretrained(d, backend="onnx-int8")
     assert SprachbundRouter.from_pretrained(d, backend="onnx").encode(TEXTS).shape == (len(TEXTS), 32)
+
+
+def test_onnx_session_leaves_slow_fusions_off(exported_toy, tmp_path):
+    """The export does not bake SkipLayerNormalization/BiasGelu in, and onnxruntime honours the
+    names in SLOW_CPU_FUSIONS (with them on, the same graph gets SkipLayerNormalization)."""
+    import onnx
+    import onnxruntime as ort
+
+    from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS
+
+    d, infos = exported_toy
+    for info in infos.values():
+        assert not {"SkipLayerNormalization", "BiasGelu"} & set(info["fused_operators"])
+    ops = {}
+    for label, disabled in (("off", list(SLOW_CPU_FUSIONS)), ("on", [])):
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = str(tmp_path / f"{label}.onnx")
+        ort.InferenceSession(str(d / "encoders" / "west" / "onnx" / "model.onnx"), opts,
+                             providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        ops[label] = {n.op_type for n in onnx.load(str(tmp_path / f"{label}.onnx")).graph.node}
+    assert "SkipLayerNormalization" in ops["on"]
+    assert not {"SkipLayerNormalization", "BiasGelu"} & ops["off"]
+
+
+def test_onnx_vectors_do_not_depend_on_batching(exported_toy, monkeypatch):
+    from sprachbund_router import batching
+
+    d, _ = exported_toy
+    router = SprachbundRouter.from_pretrained(d, backend="onnx")
+    enc = router.encoder(router.config.shared_encoder)
+    texts = [("Katze " * (i % 7 + 1)).strip() + f" {i}" for i in range(23)] + TEXTS
+    one_by_one = np.stack([enc.encode([t])[0] for t in texts])
+    monkeypatch.setattr(batching, "SORT_WINDOW", 8)
+    np.testing.assert_allclose(enc.encode(texts, batch_size=3), one_by_one, atol=1e-5)
