@@ -29,14 +29,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
 from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig
 from sprachbund_router.encoder import SentenceEncoder
-from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS
+from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS, OnnxSentenceEncoder
 from sprachbund_router.pooling import pool, resolve_layer
 from training.metrics import bidirectional_accuracy
 
@@ -122,20 +121,6 @@ def quantize_int8(fp32_file: Path, out_file: Path) -> Path:
     return out_file
 
 
-def _session(onnx_file: Path) -> Any:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"], disabled_optimizers=list(SLOW_CPU_FUSIONS))
-
-
-def _onnx_vectors(sess: Any, encoder: SentenceEncoder, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-    out = []
-    for start in range(0, len(texts), batch_size):
-        b = encoder.tokenize(texts[start : start + batch_size])
-        out.append(sess.run(None, {"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()})[0])
-    return np.concatenate(out)
-
-
 def export_encoder(
     encoder_dir: Path,
     pooling: PoolingConfig,
@@ -155,27 +140,29 @@ def export_encoder(
     onnx_dir = encoder_dir / ONNX_DIR
     fp32 = export_fp32(encoder, onnx_dir / ONNX_FILES["onnx"])
     fused = fuse_transformer_ops(fp32, encoder.model.config)
-    ref = encoder.encode(list(parity_texts))
-    got = _onnx_vectors(_session(fp32), encoder, [spec.text_prefix + t for t in parity_texts])
-    cos = (ref * got).sum(axis=1)
-    if cos.min() < min_cosine:
-        raise RuntimeError(f"ONNX fp32 export of {encoder_dir} disagrees with PyTorch: min cosine {cos.min():.5f} < {min_cosine}")
     info: dict[str, Any] = {
         "layer": pooling.layer, "layer_resolved": encoder.layer, "num_layers": encoder.num_layers, "mode": pooling.mode,
         "dim": encoder.dim, "opset": 17, "text_prefix": spec.text_prefix, "max_length": spec.max_length,
-        "fused_operators": fused,
-        "fp32": {"file": f"{ONNX_DIR}/{ONNX_FILES['onnx']}", "parity_min_cosine": round(float(cos.min()), 6),
-                 "parity_mean_cosine": round(float(cos.mean()), 6), "parity_texts": len(parity_texts)},
+        "fused_operators": fused, "disabled_onnxruntime_fusions": list(SLOW_CPU_FUSIONS),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    info_file = onnx_dir / ONNX_EXPORT_INFO
+    info_file.write_text(json.dumps(info, indent=1) + "\n")  # the ONNX backend reads it; completed below
+    # both checks run the ONNX files through the runtime backend, batching and session options included
+    ref = encoder.encode(list(parity_texts))
+    got = OnnxSentenceEncoder(encoder_dir, pooling, spec, "onnx").encode(list(parity_texts))
+    cos = (ref * got).sum(axis=1)
+    if cos.min() < min_cosine:
+        info_file.unlink()
+        raise RuntimeError(f"ONNX fp32 export of {encoder_dir} disagrees with PyTorch: min cosine {cos.min():.5f} < {min_cosine}")
+    info["fp32"] = {"file": f"{ONNX_DIR}/{ONNX_FILES['onnx']}", "parity_min_cosine": round(float(cos.min()), 6),
+                    "parity_mean_cosine": round(float(cos.mean()), 6), "parity_texts": len(parity_texts)}
     int8 = quantize_int8(fp32, onnx_dir / ONNX_FILES["onnx-int8"])
     if eval_pairs:
         xs, ens = [p[0] for p in eval_pairs], [p[1] for p in eval_pairs]
         torch_acc = bidirectional_accuracy(encoder.encode(xs), encoder.encode(ens))["mean"]
-        prefixed = [spec.text_prefix + t for t in xs], [spec.text_prefix + t for t in ens]
-        int8_sess = _session(int8)  # one session for both sides
-        int8_acc = bidirectional_accuracy(_onnx_vectors(int8_sess, encoder, prefixed[0]),
-                                          _onnx_vectors(int8_sess, encoder, prefixed[1]))["mean"]
+        int8_encoder = OnnxSentenceEncoder(encoder_dir, pooling, spec, "onnx-int8")
+        int8_acc = bidirectional_accuracy(int8_encoder.encode(xs), int8_encoder.encode(ens))["mean"]
         drop = 100 * (torch_acc - int8_acc)
         info["retrieval_eval"] = {"pairs": len(eval_pairs), "metric": "top-1 accuracy (%), mean of both directions",
                                   "torch_fp32": round(100 * torch_acc, 2), "onnx_int8": round(100 * int8_acc, 2),

@@ -145,6 +145,8 @@ Multilingual Pre-Training*. Languages of this encoder: {', '.join(sorted(languag
 - Trained and evaluated on interface strings and the UDHR: short, formal text; other domains are not measured.
 - Language identification (in the router) is weak on 1-2 word texts; such texts fall back to the shared encoder.
 - Scores compare with published Tatoeba tables only loosely: the test data are Firefox strings, not Tatoeba.
+- The int8 ONNX file quantises activations per batch (dynamic quantisation), so a text's int8 vector depends
+  slightly on the texts batched with it; the measured drop uses the runtime's token-length batching.
 """
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)
 
