@@ -20,6 +20,7 @@ from typing import Any
 from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
+from sprachbund_router.onnx_encoder import pad_token_id
 from training.files import link_or_copy, link_tree
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
             langs = cfg.languages
         metrics = json.loads((src / "training_metrics.json").read_text()) if (src / "training_metrics.json").is_file() else None
         card = encoder_card(repo, names[0], cfg, plan.router_repo, languages=langs, onnx_info=onnx_info,
-                            training_metrics=metrics, pair_results=_pair_results(plan.router_dir, langs))
+                            training_metrics=metrics, pair_results=_pair_results(plan.router_dir, langs),
+                            pad_id=pad_token_id(src))
         card.save(folder / "README.md")
         folders[repo] = folder
 

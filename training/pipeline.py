@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig, s
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.hub import resolve
 from sprachbund_router.paths import data_dir
-from training.analysis import write_report
 from training.corpus import (
     build_corpus,
     load_manifest,
@@ -36,17 +34,12 @@ from training.corpus import (
     read_uriel_families_json,
 )
 from training.files import link_tree
-from training.heads import FALLBACK, HeadTrainingConfig, train_heads
+from training.heads import HeadTrainingConfig
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
 from training.mlm import MLMConfig, continue_pretraining
-from training.sprachbunds import (
-    cluster_languages,
-    compute_language_vectors,
-    k_selection,
-    pivots,
-    random_groups,
-)
+from training.sprachbunds import compute_language_vectors, random_groups
+from training.stages import find_sprachbunds, train_sprachbund_heads
 
 logger = logging.getLogger(__name__)
 
@@ -239,14 +232,12 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     report["language_vectors"] = lv_meta
 
     # 4. sprachbunds and analysis
-    groups = cluster_languages(langs, vecs, config.k, config.linkage, config.centre)  # type: ignore[arg-type]
-    piv = pivots(groups, langs, vecs, config.centre)
-    ks = range(2, min(9, len(langs)))
-    ktable = k_selection(vecs, ks, config.linkage, config.centre)  # type: ignore[arg-type]
-    analysis = write_report(out / "analysis", langs, vecs, groups, piv, ktable, linkage=config.linkage,
-                            centre=config.centre, title=f"Representation sprachbunds ({config.name})",
-                            uriel=read_uriel_families_json(corpus))
-    report["analysis"] = {k: analysis[k] for k in ("family_agreement", "paper_table1_agreement", "uriel_agreement") if k in analysis}
+    sb = find_sprachbunds(langs, vecs, k=config.k, linkage=config.linkage, centre=config.centre,  # type: ignore[arg-type]
+                          analysis_dir=out / "analysis", title=f"Representation sprachbunds ({config.name})",
+                          uriel=read_uriel_families_json(corpus))
+    groups, piv, ktable = sb.groups, sb.pivots, sb.k_table
+    report["analysis"] = {k: sb.analysis[k] for k in ("family_agreement", "paper_table1_agreement", "uriel_agreement")
+                          if k in sb.analysis}
 
     # 5. continued pre-training: sprachbunds and baselines
     mono = {lang: read_mono(corpus, lang)[: config.mlm_max_sentences] for lang in langs}
@@ -273,12 +264,9 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
 
     # 6. task heads
     group_encoders = {g: SentenceEncoder.from_pretrained(out / "encoders" / g, pooling, specs[g]) for g in groups}
-    group_encoders[FALLBACK] = SentenceEncoder.from_pretrained(out / "encoders" / "base", pooling, specs["base"])
-    head_groups = {**groups, FALLBACK: sorted(langs)}
-    head_pivots = {**piv, **pivots({FALLBACK: sorted(langs)}, langs, vecs, config.centre)}
-    heads_dir = out / "heads"
-    shutil.rmtree(heads_dir, ignore_errors=True)
-    heads = train_heads(corpus, head_groups, head_pivots, group_encoders, heads_dir, config.heads)
+    fallback = SentenceEncoder.from_pretrained(out / "encoders" / "base", pooling, specs["base"])
+    heads = train_sprachbund_heads(corpus, sb, langs, vecs, config.centre, group_encoders, fallback, out / "heads",
+                                   config.heads)
     report["heads"] = {}
     from sprachbund_router.heads import ClassificationHead
 

@@ -1,0 +1,71 @@
+"""The stages every router build shares, from language vectors on: sprachbunds with their
+analysis, then the task heads. ``sbr setup`` (:mod:`training.default_router`) and ``sbr train
+build`` (:mod:`training.pipeline`) differ in what comes before (caching, continued pre-training)
+and call these for the rest.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sprachbund_router.encoder import SentenceEncoder
+from training.analysis import write_report
+from training.heads import FALLBACK, HeadTrainingConfig, train_heads
+from training.sprachbunds import Linkage, cluster_languages, k_selection, pivots
+
+
+@dataclass
+class Sprachbunds:
+    """Clustering result: groups, their pivots, the K table and the analysis summary."""
+
+    groups: dict[str, list[str]]
+    pivots: dict[str, str]
+    k_table: list[dict[str, float]]
+    analysis: dict[str, Any]
+
+
+def find_sprachbunds(
+    languages: Sequence[str],
+    vectors: np.ndarray,
+    *,
+    k: int,
+    linkage: Linkage,
+    centre: bool,
+    analysis_dir: Path,
+    title: str,
+    uriel: Mapping[str, Sequence[str]] | None,
+) -> Sprachbunds:
+    """Cluster the language vectors into ``k`` sprachbunds, pick pivots, score K = 2..8 and write
+    the analysis report (figures, agreement with families) to ``analysis_dir``."""
+    groups = cluster_languages(languages, vectors, k, linkage, centre)
+    piv = pivots(groups, languages, vectors, centre)
+    k_table = k_selection(vectors, range(2, min(9, len(languages))), linkage, centre)
+    analysis = write_report(analysis_dir, languages, vectors, groups, piv, k_table, linkage=linkage, centre=centre,
+                            title=title, uriel=uriel)
+    return Sprachbunds(groups, piv, k_table, analysis)
+
+
+def train_sprachbund_heads(
+    corpus: Path,
+    sprachbunds: Sprachbunds,
+    languages: Sequence[str],
+    vectors: np.ndarray,
+    centre: bool,
+    encoders: Mapping[str, SentenceEncoder],
+    fallback_encoder: SentenceEncoder,
+    heads_dir: Path,
+    config: HeadTrainingConfig,
+) -> dict[str, dict[str, str]]:
+    """Task heads for every sprachbund (with its encoder) plus the fallback head over all
+    languages (with the fallback encoder); ``heads_dir`` is written afresh."""
+    every = sorted(languages)
+    groups = {**sprachbunds.groups, FALLBACK: every}
+    group_pivots = {**sprachbunds.pivots, **pivots({FALLBACK: every}, languages, vectors, centre)}
+    shutil.rmtree(heads_dir, ignore_errors=True)
+    return train_heads(corpus, groups, group_pivots, {**encoders, FALLBACK: fallback_encoder}, heads_dir, config)
