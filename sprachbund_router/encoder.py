@@ -100,7 +100,7 @@ class SentenceEncoder:
             return_overflowing_tokens=False, return_length=False,
         )
         if batch["input_ids"].shape[1] == self.max_length:
-            full = self.tokenizer(prefixed, add_special_tokens=True, truncation=False)["input_ids"]
+            full = self.tokenizer(prefixed, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
             n_cut = sum(len(ids) > self.max_length for ids in full)
             if n_cut:
                 logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
@@ -113,7 +113,7 @@ class SentenceEncoder:
         ids: list[list[int]] = self.tokenizer(prefixed, truncation=True, max_length=self.max_length)["input_ids"]
         at_limit = [p for p, x in zip(prefixed, ids) if len(x) >= self.max_length]
         if at_limit:
-            full = self.tokenizer(at_limit, add_special_tokens=True, truncation=False)["input_ids"]
+            full = self.tokenizer(at_limit, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
             n_cut = sum(len(x) > self.max_length for x in full)
             if n_cut:
                 logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
