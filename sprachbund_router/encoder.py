@@ -93,18 +93,12 @@ class SentenceEncoder:
 
     # ------------------------------------------------------------------ encoding
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Tokenise (with the prefix), pad and truncate; warns about truncated texts."""
-        prefixed = [self.text_prefix + t for t in texts]
-        batch = self.tokenizer(
-            prefixed, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
-            return_overflowing_tokens=False, return_length=False,
-        )
-        if batch["input_ids"].shape[1] == self.max_length:
-            full = self.tokenizer(prefixed, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-            n_cut = sum(len(ids) > self.max_length for ids in full)
-            if n_cut:
-                logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
-        return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        """Tokenise (with the prefix), truncate and pad into one batch; warns about truncated texts."""
+        return self._pad(self._token_ids(texts))
+
+    def _pad(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        padded = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+        return {k: padded[k].to(self.device) for k in ("input_ids", "attention_mask")}
 
     def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids (with the prefix and special tokens, truncated to ``max_length``), unpadded;
@@ -152,8 +146,7 @@ class SentenceEncoder:
             for start, stop in windows(len(texts), batch_size):
                 ids = self._token_ids(texts[start:stop])
                 for idx in length_sorted_batches([len(x) for x in ids], batch_size):
-                    padded = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-                    batch = {k: padded[k].to(self.device) for k in ("input_ids", "attention_mask")}
+                    batch = self._pad([ids[i] for i in idx])
                     hidden = self.model(**batch, output_hidden_states=True).hidden_states
                     if len(resolved) == 1:
                         pooled = {resolved[0]: pool(hidden[resolved[0]], batch["attention_mask"], mode)}  # type: ignore[arg-type]

@@ -323,14 +323,12 @@ class SprachbundRouter:
         self, items: list[str], encoders: list[str], batch_size: int, normalize: bool, progress: bool = False
     ) -> np.ndarray:
         # one pass per set of weights: names that share an encoder (loaded once) are batched together
-        loaded = {name: self.encoder(name) for name in dict.fromkeys(encoders)}
-        groups: dict[int, list[int]] = defaultdict(list)
+        groups: dict[Encoder, list[int]] = defaultdict(list)
         for i, name in enumerate(encoders):
-            groups[id(loaded[name])].append(i)
-        by_id = {id(enc): enc for enc in loaded.values()}
+            groups[self.encoder(name)].append(i)
         out: np.ndarray | None = None
-        for key, idx in groups.items():
-            vecs = by_id[key].encode([items[i] for i in idx], batch_size, normalize, progress)
+        for encoder, idx in groups.items():
+            vecs = encoder.encode([items[i] for i in idx], batch_size, normalize, progress)
             if out is None:
                 out = np.empty((len(items), vecs.shape[1]), dtype=np.float32)
             out[idx] = vecs
