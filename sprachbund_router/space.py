@@ -1,0 +1,252 @@
+"""The router's vector space: language-centred vectors and per-sprachbund linear maps.
+
+An encoder's pooled vectors carry, besides meaning, a large component that only says which
+language a text is in (the paper's language representation: the mean sentence vector of a
+language). The router removes it and, optionally, maps each sprachbund into one shared
+space anchored on one language (English), fitted in closed form on the sprachbund's
+translation pairs. The vector served for a text of language ``l`` in sprachbund ``s``,
+embedded by encoder ``E`` that has a space, is::
+
+    v = normalise(E(text))            # the encoder's pooled vector
+    v = v - mean[l]                   # centring (see SpaceSpec.missing_mean / fallback_mean)
+    v = v @ maps[s]                   # when s has a map and l is not the anchor language
+    v = normalise(v)
+
+Texts of every sprachbund land in the anchor's space, so vectors of different sprachbunds
+stay comparable with cosine.
+
+A space lives in one safetensors file in the router directory (``spaces/<encoder>.safetensors``):
+
+* ``means`` ``[n, dim]``: rows named by the metadata list ``mean_keys``
+  (``lang:<code>``, ``sprachbund:<name>``, ``global``);
+* ``map.<name>`` ``[dim, dim]``: linear maps (row vectors are multiplied on the right);
+* ``probe_vectors`` ``[p, dim]``: the encoder's own vectors of the metadata ``probe_texts``,
+  used to refuse a space fitted on another encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from sprachbund_router.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+MeanChoice = Literal["sprachbund", "global", "none"]
+MEAN_CHOICES = ("sprachbund", "global", "none")
+#: Cosine that an encoder's vector of each probe text must reach against the stored one.
+PROBE_MIN_COSINE = {"torch": 0.999, "onnx": 0.999, "onnx-int8": 0.95}
+
+
+@dataclass
+class SpaceSpec:
+    """How the vectors of one encoder are turned into served vectors (``router_config.json``, ``spaces``).
+
+    Attributes:
+        path: safetensors file of the space, relative to the router directory.
+        centring: subtract the language's mean vector before normalising.
+        missing_mean: mean used for a router language without its own mean: its
+            sprachbund's, the global one, or none.
+        fallback_mean: mean used for texts that fell back (language unknown or unsure):
+            ``"global"`` or ``"none"``.
+        anchor: language whose (centred) vectors define the shared space; it is never mapped.
+        sprachbund_maps: sprachbund -> name of the map its languages use (``map.<name>`` in
+            the file), or None for no map. Sprachbunds not listed use no map.
+        fallback_map: map for texts that fell back (None: no map).
+        provenance: how the space was fitted and what it measured (free form).
+    """
+
+    path: str
+    centring: bool = True
+    missing_mean: MeanChoice = "sprachbund"
+    fallback_mean: MeanChoice = "global"
+    anchor: str | None = "en"
+    sprachbund_maps: dict[str, str | None] = field(default_factory=dict)
+    fallback_map: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path:
+            raise ValueError(f"space path must be a non-empty string, got {self.path!r}")
+        if not isinstance(self.centring, bool):
+            raise ValueError(f"space centring must be true or false, got {self.centring!r}")
+        if self.missing_mean not in MEAN_CHOICES:
+            raise ValueError(f"space missing_mean must be one of {MEAN_CHOICES}, got {self.missing_mean!r}")
+        if self.fallback_mean not in ("global", "none"):
+            raise ValueError(f"space fallback_mean must be 'global' or 'none', got {self.fallback_mean!r}")
+        if not isinstance(self.sprachbund_maps, dict):
+            raise ValueError(f"space sprachbund_maps must be an object, got {self.sprachbund_maps!r}")
+
+    def parts(self, sprachbund: str) -> list[str]:
+        """What this space does to the vectors of ``sprachbund`` (recorded per sprachbund)."""
+        out = ["centring"] if self.centring else []
+        name = self.sprachbund_maps.get(sprachbund)
+        if name:
+            out.append(f"map:{name}")
+        return out
+
+
+class VectorSpace:
+    """A loaded space: means and maps, applied to rows of a mixed batch.
+
+    Args:
+        spec: the space's settings.
+        means: key (``lang:xx``, ``sprachbund:name``, ``global``) -> mean vector.
+        maps: name -> ``[dim, dim]`` matrix.
+        sprachbund_of: language -> sprachbund, for the sprachbund mean of a language
+            without its own.
+        probe_texts / probe_vectors: the fitting encoder's raw vectors of a few texts.
+    """
+
+    def __init__(
+        self,
+        spec: SpaceSpec,
+        means: Mapping[str, np.ndarray],
+        maps: Mapping[str, np.ndarray],
+        sprachbund_of: Mapping[str, str],
+        probe_texts: Sequence[str] = (),
+        probe_vectors: np.ndarray | None = None,
+    ) -> None:
+        self.spec = spec
+        self.means = {k: np.asarray(v, dtype=np.float32) for k, v in means.items()}
+        self.maps = {k: np.asarray(v, dtype=np.float32) for k, v in maps.items()}
+        self.sprachbund_of = dict(sprachbund_of)
+        self.probe_texts = list(probe_texts)
+        self.probe_vectors = probe_vectors
+        dims = {v.shape[-1] for v in self.means.values()} | {m.shape[0] for m in self.maps.values()}
+        if len(dims) > 1:
+            raise CheckpointError(f"space {spec.path} mixes vector dimensions {sorted(dims)} (means and maps must agree)")
+        self.dim: int | None = dims.pop() if dims else None
+        for name, m in self.maps.items():
+            if m.ndim != 2 or m.shape[0] != m.shape[1]:
+                raise CheckpointError(f"space {spec.path}: map {name!r} has shape {m.shape}, expected square [dim, dim]")
+        wanted = {n for n in [*spec.sprachbund_maps.values(), spec.fallback_map] if n}
+        missing = sorted(wanted - set(self.maps))
+        if missing:
+            raise CheckpointError(f"space {spec.path}: the config names map(s) {missing} that the file lacks (has {sorted(self.maps)})")
+        if spec.fallback_mean == "global" and spec.centring and "global" not in self.means:
+            raise CheckpointError(f"space {spec.path}: fallback_mean is 'global' but the file has no global mean")
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, directory: Path, spec: SpaceSpec, sprachbund_of: Mapping[str, str]) -> VectorSpace:
+        """Read the space file named in ``spec`` from the router ``directory``.
+
+        Raises:
+            CheckpointError: missing or corrupt file, wrong shapes, maps the config names but
+                the file lacks.
+        """
+        from sprachbund_router.config import load_tensors
+
+        tensors, meta = load_tensors(directory / spec.path)
+        if "means" not in tensors or "mean_keys" not in meta:
+            raise CheckpointError(f"{directory / spec.path} is not a space file: expected tensor 'means' and metadata 'mean_keys'")
+        keys = list(meta["mean_keys"])
+        if tensors["means"].ndim != 2 or len(keys) != tensors["means"].shape[0]:
+            raise CheckpointError(f"{directory / spec.path} is corrupt: {len(keys)} mean keys for means of shape {tensors['means'].shape}")
+        means = dict(zip(keys, tensors["means"]))
+        maps = {k[len("map."):]: v for k, v in tensors.items() if k.startswith("map.")}
+        return cls(spec, means, maps, sprachbund_of, meta.get("probe_texts", []), tensors.get("probe_vectors"))
+
+    def save(self, directory: Path) -> Path:
+        """Write the space file to ``directory / spec.path``."""
+        from sprachbund_router.config import save_tensors
+
+        keys = sorted(self.means)
+        tensors = {"means": np.stack([self.means[k] for k in keys]) if keys else np.zeros((0, self.dim or 0), np.float32)}
+        tensors.update({f"map.{k}": v for k, v in self.maps.items()})
+        meta: dict[str, Any] = {"mean_keys": keys, "probe_texts": self.probe_texts}
+        if self.probe_vectors is not None:
+            tensors["probe_vectors"] = np.asarray(self.probe_vectors, dtype=np.float32)
+        path = directory / self.spec.path
+        save_tensors(path, tensors, meta)
+        return path
+
+    def check_encoder(self, encoder: Any, backend: str = "torch", name: str = "") -> None:
+        """Refuse an encoder whose vectors differ from the ones the space was fitted on.
+
+        Raises:
+            CheckpointError: other dimension, or a probe text's vector below the cosine bound.
+        """
+        dim = int(getattr(encoder, "dim", 0) or 0)
+        if self.dim is not None and dim and dim != self.dim:
+            raise CheckpointError(
+                f"space {self.spec.path} has dimension {self.dim} but encoder {name!r} gives {dim}: it was fitted on another base"
+            )
+        if self.probe_vectors is None or not self.probe_texts:
+            return
+        got = encoder.encode(self.probe_texts, normalize=True)
+        want = self.probe_vectors / np.linalg.norm(self.probe_vectors, axis=1, keepdims=True)
+        cos = (got * want).sum(1)
+        bound = PROBE_MIN_COSINE.get(backend, 0.999)
+        if float(cos.min()) < bound:
+            raise CheckpointError(
+                f"space {self.spec.path} was fitted on another encoder than {name!r}: probe vectors agree only at "
+                f"cosine {float(cos.min()):.4f} (needs {bound}); refit it (sbr train build) or use the matching base"
+            )
+
+    # ------------------------------------------------------------------ applying
+    def mean_for(self, language: str | None, fallback: bool) -> np.ndarray | None:
+        """The mean subtracted from a text of ``language`` (None: nothing is subtracted)."""
+        if not self.spec.centring:
+            return None
+        if fallback or language is None:
+            return self.means.get("global") if self.spec.fallback_mean == "global" else None
+        own = self.means.get(f"lang:{language}")
+        if own is not None:
+            return own
+        choice = self.spec.missing_mean
+        if choice == "sprachbund":
+            group = self.sprachbund_of.get(language)
+            found = self.means.get(f"sprachbund:{group}") if group else None
+            return found if found is not None else self.means.get("global")
+        return self.means.get("global") if choice == "global" else None
+
+    def map_for(self, language: str | None, sprachbund: str | None, fallback: bool) -> str | None:
+        """Name of the map applied to a text (None: no map)."""
+        if fallback or sprachbund is None:
+            return self.spec.fallback_map
+        if language is not None and language == self.spec.anchor:
+            return None
+        return self.spec.sprachbund_maps.get(sprachbund)
+
+    def apply(
+        self,
+        vectors: np.ndarray,
+        languages: Sequence[str | None],
+        sprachbunds: Sequence[str | None],
+        fallback: Sequence[bool],
+        normalize: bool = True,
+    ) -> np.ndarray:
+        """Centre and map each row by its own language and sprachbund (rows of a mixed batch).
+
+        Args:
+            vectors: the encoder's vectors ``[n, dim]`` (normalised or not; they are
+                normalised first, as the space was fitted on unit vectors).
+            languages / sprachbunds / fallback: per row, from the row's route.
+            normalize: L2-normalise the result.
+        """
+        if len(vectors) != len(languages):
+            raise ValueError(f"{len(vectors)} vectors but {len(languages)} languages")
+        if self.dim is not None and vectors.shape[1] != self.dim:
+            raise CheckpointError(f"space {self.spec.path} has dimension {self.dim}, vectors have {vectors.shape[1]}")
+        out = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        out = out.astype(np.float32, copy=True)
+        by_map: dict[str | None, list[int]] = {}
+        for i, (lang, group, fb) in enumerate(zip(languages, sprachbunds, fallback)):
+            mean = self.mean_for(lang, fb)
+            if mean is not None:
+                out[i] -= mean
+            by_map.setdefault(self.map_for(lang, group, fb), []).append(i)
+        for name, rows in by_map.items():
+            if name is not None:
+                out[rows] = out[rows] @ self.maps[name]
+        if normalize:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out

@@ -1,0 +1,460 @@
+"""Fit the router's vector space: language means (centring) and per-sprachbund linear maps.
+
+See :mod:`sprachbund_router.space` for what the runtime does with them. Everything here is
+closed form on frozen encoder vectors, so it runs in minutes on a CPU:
+
+* **means**: the mean unit vector of each language over its monolingual text, with every
+  text of any dev, test or out-of-domain split left out; a sprachbund's mean is the mean of
+  its languages' means, the global mean the mean of all;
+* **maps** into the anchor language's (English) centred space, fitted on the training rows
+  of the English-aligned pairs (the training split: English texts outside every dev and test split): orthogonal Procrustes
+  or ridge least squares, per sprachbund, for all languages at once ("all"), or for random
+  groups of the sprachbunds' sizes ("random", the paper's baseline). A sprachbund map may be
+  shrunk towards the "all" map (``shrink``: the weight of ``||W - W_all||²``), which keeps
+  small sprachbunds from over-fitting their few pairs.
+
+Choices (map kind, shrinkage, whether a sprachbund's own map beats the shared one) are made
+on the dev split, never on the test split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from training.corpus import read_mono, read_ood_pairs, read_pair_rows, read_pairs, read_udhr_paragraphs
+
+logger = logging.getLogger(__name__)
+
+MapKind = Literal["orthogonal", "ridge"]
+#: A language's dev pairs count for choices only from this many rows on.
+MIN_DEV_PAIRS = 30
+MapScope = Literal["none", "all", "sprachbund", "auto"]
+#: Texts whose raw vectors are stored with a space to recognise the encoder it was fitted on.
+PROBE_TEXTS = [
+    "The cat sleeps on the sofa.",
+    "Die Katze schläft auf dem Sofa.",
+    "猫在沙发上睡觉。",
+    "Кошка спит на диване.",
+    "बिल्ली सोफे पर सो रही है।",
+]
+
+
+@dataclass
+class SpaceSettings:
+    """How the space of a router's base encoder is fitted.
+
+    Attributes:
+        centring: subtract each language's mean vector.
+        mean_source: ``"interface"`` (Firefox strings outside every test split), ``"udhr"``
+            (UDHR paragraphs, the same content in every language) or ``"both"``.
+        mean_sentences: texts per language for its mean (sampled with a fixed seed).
+        min_mean_sentences: a language with fewer texts gets no mean of its own (it uses
+            ``missing_mean``).
+        missing_mean / fallback_mean: see :class:`sprachbund_router.space.SpaceSpec`.
+        maps: ``"none"``, ``"all"`` (one map), ``"sprachbund"`` (one per sprachbund) or
+            ``"auto"`` (per sprachbund, its own map only where it beats the "all" map on the
+            dev split).
+        map_kind: ``"orthogonal"`` (Procrustes) or ``"ridge"``.
+        ridge: ridge strength (ridge maps), relative to the number of training rows.
+        shrink: candidate shrinkage weights of a sprachbund map towards the "all" map,
+            relative to its number of training rows; the dev split picks one.
+        max_train_pairs: training rows per language (the corpus's training split).
+        anchor: the language whose space every map lands in.
+        seed: sampling seed.
+    """
+
+    centring: bool = True
+    mean_source: str = "interface"
+    mean_sentences: int = 300
+    min_mean_sentences: int = 30
+    missing_mean: str = "sprachbund"
+    fallback_mean: str = "global"
+    maps: str = "auto"
+    map_kind: str = "orthogonal"
+    ridge: float = 0.1
+    shrink: list[float] = field(default_factory=lambda: [0.0, 0.5, 2.0, 8.0])
+    max_train_pairs: int = 2000
+    anchor: str = "en"
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        if self.mean_source not in ("interface", "udhr", "both"):
+            raise ValueError(f"mean_source must be 'interface', 'udhr' or 'both', got {self.mean_source!r}")
+        if self.maps not in ("none", "all", "sprachbund", "auto"):
+            raise ValueError(f"maps must be 'none', 'all', 'sprachbund' or 'auto', got {self.maps!r}")
+        if self.map_kind not in ("orthogonal", "ridge"):
+            raise ValueError(f"map_kind must be 'orthogonal' or 'ridge', got {self.map_kind!r}")
+        if self.missing_mean not in ("sprachbund", "global", "none"):
+            raise ValueError(f"missing_mean must be 'sprachbund', 'global' or 'none', got {self.missing_mean!r}")
+        if self.fallback_mean not in ("global", "none"):
+            raise ValueError(f"fallback_mean must be 'global' or 'none', got {self.fallback_mean!r}")
+
+
+# ------------------------------------------------------------------------------ cached vectors
+class VectorCache:
+    """Raw (normalised) encoder vectors keyed by text, kept on disk between runs.
+
+    The cache file is keyed by the encoder's fingerprint (its vectors of :data:`PROBE_TEXTS`),
+    so vectors of another encoder are never mixed in.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], path: Path | None = None) -> None:
+        self._encode = encode
+        probe = encode(PROBE_TEXTS)
+        self.fingerprint = hashlib.sha256(np.round(probe, 4).tobytes()).hexdigest()[:16]
+        self.path = path.with_name(f"{path.stem}-{self.fingerprint}.npz") if path else None
+        self._rows: dict[str, int] = {}
+        self._vecs: list[np.ndarray] = []
+        if self.path and self.path.is_file():
+            data = np.load(self.path, allow_pickle=False)
+            self._rows = {k: i for i, k in enumerate(data["keys"].tolist())}
+            self._vecs = [data["vectors"]]
+        self._dirty = False
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of ``texts`` (encoding only the ones not seen before)."""
+        keys = [self._key(t) for t in texts]
+        todo = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in self._rows))
+        if todo:
+            new = self._encode(todo)
+            base = sum(len(v) for v in self._vecs)
+            for j, t in enumerate(todo):
+                self._rows[self._key(t)] = base + j
+            self._vecs.append(np.asarray(new, dtype=np.float32))
+            self._dirty = True
+        table = np.concatenate(self._vecs) if len(self._vecs) > 1 else self._vecs[0]
+        self._vecs = [table]
+        dim = table.shape[1] if table.ndim == 2 else 0
+        return table[[self._rows[k] for k in keys]] if keys else np.zeros((0, dim), np.float32)
+
+    def save(self) -> None:
+        """Write the cache file (when anything new was encoded)."""
+        if self.path and self._dirty and self._vecs:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            keys = sorted(self._rows, key=self._rows.get)  # type: ignore[arg-type]
+            tmp = self.path.with_suffix(".tmp.npz")
+            np.savez(tmp, keys=np.array(keys), vectors=self._vecs[0])
+            tmp.replace(self.path)
+            self._dirty = False
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+# ------------------------------------------------------------------------------ data
+def held_out_texts(corpus: Path, languages: Sequence[str]) -> set[str]:
+    """Every text (either side) of the dev and test splits and of the out-of-domain set.
+
+    Means and maps never see these.
+    """
+    out: set[str] = set()
+    for lang in languages:
+        rows = [r for r in read_pair_rows(corpus, lang) if r[3] != "train"]
+        out.update(r[1] for r in rows)
+        out.update(r[2] for r in rows)
+        for xx, en in read_ood_pairs(corpus, lang):
+            out.update((xx, en))
+    return {t.strip().casefold() for t in out}
+
+
+def mean_texts(corpus: Path, lang: str, source: str, n: int, banned: set[str], seed: int = 13) -> list[str]:
+    """Up to ``n`` texts of ``lang`` for its mean, none of them in ``banned`` (held-out texts)."""
+    texts: list[str] = []
+    if source in ("interface", "both"):
+        udhr = set(read_udhr_paragraphs(corpus, lang))
+        texts += [t for t in read_mono(corpus, lang) if t not in udhr]
+    if source in ("udhr", "both"):
+        texts += read_udhr_paragraphs(corpus, lang)
+    texts = [t for t in dict.fromkeys(texts) if t.strip() and t.strip().casefold() not in banned]
+    if len(texts) > n:
+        texts = random.Random(f"{seed}-{lang}").sample(texts, n)
+    return texts
+
+
+def train_pairs(corpus: Path, lang: str, n: int) -> list[tuple[str, str]]:
+    """(text, English) rows of the training split, at most ``n``."""
+    return read_pairs(corpus, lang, "train")[:n]
+
+
+# ------------------------------------------------------------------------------ fitting
+def language_means(
+    embed: Callable[[list[str]], np.ndarray], texts: Mapping[str, Sequence[str]], groups: Mapping[str, Sequence[str]],
+    min_sentences: int,
+) -> dict[str, np.ndarray]:
+    """``lang:xx`` / ``sprachbund:name`` / ``global`` -> mean unit vector."""
+    means: dict[str, np.ndarray] = {}
+    for lang, ts in texts.items():
+        if len(ts) >= min_sentences:
+            means[f"lang:{lang}"] = unit(embed(list(ts))).mean(0)
+    for group, members in groups.items():
+        own = [means[f"lang:{m}"] for m in members if f"lang:{m}" in means]
+        if own:
+            means[f"sprachbund:{group}"] = np.mean(own, axis=0)
+    lang_means = [v for k, v in means.items() if k.startswith("lang:")]
+    if lang_means:
+        means["global"] = np.mean(lang_means, axis=0)
+    return {k: v.astype(np.float32) for k, v in means.items()}
+
+
+def fit_map(x: np.ndarray, y: np.ndarray, kind: MapKind = "orthogonal", ridge: float = 0.1,
+            prior: np.ndarray | None = None, shrink: float = 0.0) -> np.ndarray:
+    """A ``[dim, dim]`` map ``W`` with ``x @ W ≈ y``.
+
+    ``orthogonal``: maximise ``tr(Wᵀ(xᵀy + λ·prior))`` over orthogonal W (Procrustes; with a
+    prior this is ``min ||xW - y||² + λ||W - prior||²`` on the orthogonal group).
+    ``ridge``: ``(xᵀx + (ridge+λ)·n·I)⁻¹ (xᵀy + λ·n·prior)``. ``λ = shrink · n`` (n rows).
+    """
+    n, dim = x.shape
+    lam = shrink * n
+    target = x.T @ y
+    if prior is not None and lam:
+        target = target + lam * prior
+    if kind == "orthogonal":
+        u, _, vt = np.linalg.svd(target)
+        return (u @ vt).astype(np.float32)
+    reg = (ridge * n + (lam if prior is not None else 0.0)) * np.eye(dim)
+    return np.linalg.solve(x.T @ x + reg, target).astype(np.float32)
+
+
+def centre(vecs: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
+    """Unit vectors minus ``mean`` (unchanged when None)."""
+    v = unit(vecs)
+    return v - mean if mean is not None else v
+
+
+def random_groups_like(groups: Mapping[str, Sequence[str]], seed: int) -> dict[str, list[str]]:
+    """Random groups of the same sizes as ``groups`` (the paper's random-cluster baseline)."""
+    members = sorted(m for g in groups.values() for m in g)
+    random.Random(seed).shuffle(members)
+    out, start = {}, 0
+    for i, g in enumerate(groups.values()):
+        out[f"random{i + 1}"] = sorted(members[start:start + len(g)])
+        start += len(g)
+    return out
+
+
+def top1_both(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean top-1 of a->b and b->a (rows aligned), on unit vectors."""
+    a, b = unit(a), unit(b)
+    sim = a @ b.T
+    gold = np.arange(len(a))
+    return float(((sim.argmax(1) == gold).mean() + (sim.argmax(0) == gold).mean()) / 2)
+
+
+@dataclass
+class FittedSpace:
+    """Means and maps with the choices made on the dev split."""
+
+    means: dict[str, np.ndarray]
+    maps: dict[str, np.ndarray]
+    sprachbund_maps: dict[str, str | None]
+    report: dict[str, Any]
+
+
+def fit_space(
+    embed: Callable[[list[str]], np.ndarray],
+    corpus: Path,
+    groups: Mapping[str, Sequence[str]],
+    settings: SpaceSettings,
+) -> FittedSpace:
+    """Fit means and maps for a router whose sprachbunds are ``groups``.
+
+    ``embed`` gives the base encoder's unit vectors (use a :class:`VectorCache`).
+    """
+    from tqdm.auto import tqdm
+
+    languages = sorted({m for g in groups.values() for m in g} | {settings.anchor})
+    banned = held_out_texts(corpus, languages)
+    texts = {lang: mean_texts(corpus, lang, settings.mean_source, settings.mean_sentences, banned, settings.seed)
+             for lang in tqdm(languages, desc="mean texts", unit="lang")}
+    means = language_means(embed, texts, groups, settings.min_mean_sentences) if settings.centring else {}
+    where = {m: g for g, ms in groups.items() for m in ms}
+
+    def mean_of(lang: str) -> np.ndarray | None:
+        if not settings.centring:
+            return None
+        own = means.get(f"lang:{lang}")
+        if own is not None:
+            return own
+        if settings.missing_mean == "sprachbund":
+            return means.get(f"sprachbund:{where.get(lang)}", means.get("global"))
+        return means.get("global") if settings.missing_mean == "global" else None
+
+    report: dict[str, Any] = {"settings": settings.__dict__.copy(), "mean_texts": {k: len(v) for k, v in texts.items()},
+                              "languages_without_own_mean": sorted(lang for lang in languages if f"lang:{lang}" not in means)}
+    maps: dict[str, np.ndarray] = {}
+    chosen: dict[str, str | None] = dict.fromkeys(groups)
+    if settings.maps == "none":
+        return FittedSpace(means, maps, chosen, report)
+
+    def pairs_of(lang: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = train_pairs(corpus, lang, settings.max_train_pairs) if split == "train" else read_pairs(corpus, lang, "dev")
+        if not rows:
+            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+        xx, en = embed([r[0] for r in rows]), embed([r[1] for r in rows])
+        return centre(xx, mean_of(lang)), centre(en, mean_of(settings.anchor))
+
+    mapped = [lang for lang in languages if lang != settings.anchor]
+    train = {lang: pairs_of(lang, "train") for lang in tqdm(mapped, desc="map training pairs", unit="lang")}
+    train = {lang: xy for lang, xy in train.items() if len(xy[0])}
+    dev = {lang: pairs_of(lang, "dev") for lang in mapped}
+    dev = {lang: xy for lang, xy in dev.items() if len(xy[0]) >= MIN_DEV_PAIRS}
+    report["train_pairs"] = {lang: len(xy[0]) for lang, xy in train.items()}
+
+    def stack(langs: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        parts = [train[lang] for lang in langs if lang in train]
+        if not parts:
+            return None
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def dev_score(langs: Sequence[str], w: np.ndarray | None) -> float | None:
+        scores = [top1_both(dev[lang][0] @ w if w is not None else dev[lang][0], dev[lang][1]) for lang in langs if lang in dev]
+        return float(np.mean(scores)) if scores else None
+
+    all_xy = stack(mapped)
+    if all_xy is None:
+        logger.warning("no training pairs: the space has no maps")
+        return FittedSpace(means, maps, chosen, report)
+    w_all = fit_map(*all_xy, kind=settings.map_kind, ridge=settings.ridge)  # type: ignore[arg-type]
+    if settings.maps == "all":
+        maps["all"] = w_all
+        chosen = dict.fromkeys(groups, "all")
+        report["dev"] = {g: {"all": dev_score(ms, w_all), "none": dev_score(ms, None)} for g, ms in groups.items()}
+        return FittedSpace(means, maps, chosen, report)
+
+    report["dev"] = {}
+    use_all = False
+    for group, members in groups.items():
+        xy = stack(members)
+        scores: dict[str, float | None] = {"none": dev_score(members, None), "all": dev_score(members, w_all)}
+        best_w, best_name = None, None
+        if xy is not None and scores["none"] is None:  # no dev pairs to choose with: the first candidate
+            best_w = fit_map(*xy, kind=settings.map_kind, ridge=settings.ridge, prior=w_all, shrink=settings.shrink[0])  # type: ignore[arg-type]
+            best_name = f"own(shrink={settings.shrink[0]:g})"
+        elif xy is not None:
+            for lam in settings.shrink:
+                w = fit_map(*xy, kind=settings.map_kind, ridge=settings.ridge, prior=w_all, shrink=lam)  # type: ignore[arg-type]
+                s = dev_score(members, w)
+                scores[f"own(shrink={lam:g})"] = s
+                if s is not None and (best_w is None or s > (scores[best_name] or -1)):  # type: ignore[index]
+                    best_w, best_name = w, f"own(shrink={lam:g})"
+        if settings.maps == "sprachbund" and best_w is not None:
+            maps[group], chosen[group] = best_w, group
+        elif settings.maps == "auto":
+            cands = {k: v for k, v in scores.items() if v is not None}
+            pick = max(cands, key=lambda k: (cands[k], k == "none")) if cands else "none"
+            if pick.startswith("own") and best_w is not None:
+                maps[group], chosen[group] = best_w, group
+            elif pick == "all":
+                chosen[group], use_all = "all", True
+        report["dev"][group] = {"scores": scores, "chosen": chosen[group], "best_own": best_name}
+    if use_all:
+        maps["all"] = w_all
+    return FittedSpace(means, maps, chosen, report)
+
+
+# ------------------------------------------------------------------------------ the build stage
+#: Spaces shipped with the package (fitted by ``python -m training.space_report --ship``), so
+#: that ``sbr setup`` needs no fitting when base, corpus, sprachbunds and settings match.
+SHIPPED_DIR = Path(__file__).resolve().parent / "artifacts"
+SPACE_FILE = "spaces/base.safetensors"
+
+
+def space_key(settings: SpaceSettings, groups: Mapping[str, Sequence[str]], corpus: Path, fingerprint: str) -> str:
+    """What a fitted space depends on: settings, sprachbunds, corpus sources and the encoder."""
+    import json
+
+    from training.corpus import load_manifest
+
+    manifest = load_manifest(corpus)
+    firefox = sorted(f"{s['package']}={s['version']}" for s in manifest["sources"])
+    blob = json.dumps([settings.__dict__, {g: sorted(m) for g, m in groups.items()}, manifest["settings"], firefox, fingerprint],
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_space(
+    encoder: Any, corpus: Path, groups: Mapping[str, Sequence[str]], settings: SpaceSettings, out: Path, work: Path,
+    shipped_name: str = "default-space",
+) -> tuple[Any, dict[str, Any]]:
+    """Fit (or take the shipped copy of) the space of ``encoder`` and write it into router ``out``.
+
+    Returns the :class:`~sprachbund_router.space.SpaceSpec` for the router config and the
+    fitting report (dev-split choices, counts).
+    """
+    import json
+    import shutil
+
+    from sprachbund_router.paths import cache_root
+    from sprachbund_router.space import SpaceSpec, VectorSpace
+
+    probe = encoder.encode(PROBE_TEXTS)
+    fingerprint = hashlib.sha256(np.round(probe, 4).tobytes()).hexdigest()[:16]
+    key = space_key(settings, groups, corpus, fingerprint)
+    shipped = SHIPPED_DIR / f"{shipped_name}.safetensors"
+    shipped_meta = SHIPPED_DIR / f"{shipped_name}.json"
+    spec_args = {"path": SPACE_FILE, "centring": settings.centring, "missing_mean": settings.missing_mean,
+                 "fallback_mean": settings.fallback_mean, "anchor": settings.anchor}
+    if shipped.is_file() and shipped_meta.is_file() and json.loads(shipped_meta.read_text()).get("key") == key:
+        meta = json.loads(shipped_meta.read_text())
+        (out / SPACE_FILE).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shipped, out / SPACE_FILE)
+        logger.info("vector space: the shipped %s matches (key %s); no fitting needed", shipped.name, key)
+        report = {**meta["report"], "source": f"shipped with the package ({shipped.name})", "key": key}
+        return SpaceSpec(**spec_args, sprachbund_maps=meta["sprachbund_maps"], provenance=_provenance(report)), report
+    if shipped.is_file():
+        logger.info("vector space: the shipped %s was fitted on other inputs; fitting here (a few minutes)", shipped.name)
+    cache = VectorCache(lambda texts: encoder.encode(texts, batch_size=64), cache_root() / "vectors" / "base.npz")
+    try:
+        fitted = fit_space(cache, corpus, groups, settings)
+    finally:
+        cache.save()
+    where = {m: g for g, ms in groups.items() for m in ms}
+    spec = SpaceSpec(**spec_args, sprachbund_maps=fitted.sprachbund_maps)
+    VectorSpace(spec, fitted.means, fitted.maps, where, PROBE_TEXTS, probe).save(out)
+    report = {**fitted.report, "source": "fitted in this build", "key": key}
+    spec.provenance = _provenance(report)
+    (work / "space_report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return spec, report
+
+
+def _provenance(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a fitting report kept in the router config."""
+    return {k: report[k] for k in ("settings", "source", "key", "languages_without_own_mean", "dev") if k in report}
+
+
+def ship_space(router_dir: Path, shipped_name: str = "default-space") -> Path:
+    """Copy a built router's space (with its key and report) into the package's artifacts."""
+    import json
+    import shutil
+
+    from sprachbund_router.config import RouterConfig
+
+    cfg = RouterConfig.load(router_dir)
+    spec = cfg.spaces["base"]
+    report_file = router_dir / "work" / "space_report.json"
+    work_report = cfg.provenance.get("settings", {}).get("work_dir")
+    if work_report == "@cache":
+        from sprachbund_router.paths import cache_root
+
+        report_file = cache_root() / "build" / cfg.provenance["build"] / "space_report.json"
+    report = json.loads(report_file.read_text()) if report_file.is_file() else dict(spec.provenance)
+    SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(router_dir / spec.path, SHIPPED_DIR / f"{shipped_name}.safetensors")
+    meta = {"key": spec.provenance["key"], "sprachbund_maps": spec.sprachbund_maps, "report": report}
+    (SHIPPED_DIR / f"{shipped_name}.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    return SHIPPED_DIR / f"{shipped_name}.safetensors"
