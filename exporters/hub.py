@@ -144,10 +144,14 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
         data["encoders"][enc] = asdict(spec)
     served = set(plan.encoder_repos) | {e for e, s in cfg.encoders.items() if s.repo_id}
     data["encoders"] = {k: v for k, v in data["encoders"].items() if k in served}  # baselines stay local
+    data["spaces"] = {k: v for k, v in data.get("spaces", {}).items() if k in served}
     folder.mkdir(parents=True, exist_ok=True)
     RouterConfig.from_dict(data).save(folder)
     if (plan.router_dir / LANGUAGE_VECTORS_NAME).is_file():
         link_or_copy(plan.router_dir / LANGUAGE_VECTORS_NAME, folder / LANGUAGE_VECTORS_NAME)
+    for space in data["spaces"].values():  # the vector spaces live in the router repo, beside the config
+        (folder / space["path"]).parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(plan.router_dir / space["path"], folder / space["path"])
     for rel in sorted({rel for per_group in cfg.heads.values() for rel in per_group.values()}):
         link_tree(plan.router_dir / rel, folder / rel)
     analysis = None

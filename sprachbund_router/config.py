@@ -66,6 +66,9 @@ class EncoderSpec:
         text_prefix: text prepended to every input (e5 models expect e.g. ``"query: "``).
         max_length: inputs are truncated to this many tokens (a warning is logged).
         description: free text (base model, how it was trained).
+        adapter_base: when set, ``path`` / ``repo_id`` hold a LoRA adapter (PEFT format) for
+            the encoder of this name, which is loaded once and shared (see
+            :mod:`sprachbund_router.adapters`).
     """
 
     path: str | None = None
@@ -74,6 +77,7 @@ class EncoderSpec:
     text_prefix: str = ""
     max_length: int = 256
     description: str = ""
+    adapter_base: str | None = None
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.repo_id is None):
@@ -141,6 +145,13 @@ class RouterConfig:
         for name in [*self.sprachbund_encoders.values(), self.shared_encoder, self.fallback_encoder]:
             if name not in self.encoders:
                 raise ValueError(f"encoder {name!r} is referenced but not defined in encoders")
+        for name, spec in self.encoders.items():
+            if spec.adapter_base is not None:
+                base = self.encoders.get(spec.adapter_base)
+                if base is None:
+                    raise ValueError(f"encoder {name!r} is an adapter of {spec.adapter_base!r}, which is not defined in encoders")
+                if base.adapter_base is not None:
+                    raise ValueError(f"encoder {name!r} is an adapter of {spec.adapter_base!r}, itself an adapter")
         for name, space in self.spaces.items():
             if name not in self.encoders:
                 raise ValueError(f"spaces names encoder {name!r}, which is not defined in encoders")

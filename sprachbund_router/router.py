@@ -167,7 +167,7 @@ class SprachbundRouter:
         router = cls(config, directory, device=device, backend=backend, local_files_only=local_files_only,
                      cache_dir=cache_dir)
         for name, spec in config.encoders.items():
-            if spec.path is not None:
+            if spec.path is not None and spec.adapter_base is None:
                 try:
                     check_encoder_dir(router._local_path(spec.path), backend)
                 except CheckpointError as err:
@@ -232,8 +232,8 @@ class SprachbundRouter:
         # encoders sharing the same weights and settings are loaded once
         for other, enc in self._encoders.items():
             o = self.config.encoders[other]
-            if (o.path, o.repo_id, o.revision, o.text_prefix, o.max_length) == (
-                spec.path, spec.repo_id, spec.revision, spec.text_prefix, spec.max_length
+            if (o.path, o.repo_id, o.revision, o.text_prefix, o.max_length, o.adapter_base) == (
+                spec.path, spec.repo_id, spec.revision, spec.text_prefix, spec.max_length, spec.adapter_base
             ):
                 self._encoders[name] = enc
                 return enc
@@ -242,7 +242,9 @@ class SprachbundRouter:
         else:
             path = resolve(spec.repo_id, revision=spec.revision, local_files_only=self._local_files_only,  # type: ignore[arg-type]
                            cache_dir=self._cache_dir, what="encoder")
-        if self.backend == "torch":
+        if spec.adapter_base is not None:
+            self._encoders[name] = self._load_adapter(name, path)
+        elif self.backend == "torch":
             from sprachbund_router.encoder import SentenceEncoder
 
             self._encoders[name] = SentenceEncoder.from_pretrained(path, self.config.pooling, spec, device=self.device)
@@ -251,6 +253,23 @@ class SprachbundRouter:
 
             self._encoders[name] = OnnxSentenceEncoder(path, self.config.pooling, spec, self.backend)
         return self._encoders[name]
+
+    def _load_adapter(self, name: str, path: Path) -> Encoder:
+        """An adapter encoder: its base (loaded once, shared) with the adapter's LoRA weights."""
+        spec = self.config.encoders[name]
+        if self.backend != "torch":
+            raise CheckpointError(f"encoder {name!r} is a LoRA adapter, which the {self.backend} backend cannot run; "
+                                  "use backend='torch'")
+        from sprachbund_router.adapters import apply_lora
+        from sprachbund_router.encoder import SentenceEncoder
+
+        base = self._load_encoder(spec.adapter_base)  # type: ignore[arg-type]
+        assert isinstance(base, SentenceEncoder)
+        try:
+            model = apply_lora(base.model, path)
+        except CheckpointError as err:
+            raise CheckpointError(f"encoder {name!r}: {err}") from err
+        return SentenceEncoder(model, base.tokenizer, self.config.pooling, text_prefix=spec.text_prefix, max_length=spec.max_length)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write this router (config, language vectors, local encoders, heads) to ``directory``."""

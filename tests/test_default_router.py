@@ -96,3 +96,55 @@ def test_real_bad_inputs(default_router, caplog):
     assert "truncated" in caplog.text
     routes = default_router.route(["😀🎉", "2024 12 31"])
     assert all(r.fallback and r.encoder == default_router.config.fallback_encoder for r in routes)
+
+
+def test_default_router_is_sprachbund_specialised_and_says_how(default_router):
+    cfg = default_router.config
+    space = cfg.spaces["base"]
+    assert space.centring and space.anchor == "en"
+    parts = cfg.to_dict()["sprachbund_parts"]
+    assert set(parts) == set(cfg.sprachbunds)
+    for group, p in parts.items():
+        assert p["encoder"] == "base" and p["space"][0] == "centring", group
+        assert p["space"][1:] == ([f"map:{space.sprachbund_maps[group]}"] if space.sprachbund_maps.get(group) else [])
+    assert space.provenance["dev"]  # the dev-split choices that picked the maps
+    assert (default_router.directory / space.path).is_file()
+
+
+def test_default_router_reproduces_the_shipped_reference_vectors(default_router):
+    import json
+
+    from training.space import SHIPPED_DIR
+
+    meta = json.loads((SHIPPED_DIR / "default-space.json").read_text())
+    ref = meta["reference"]
+    got = default_router.encode(ref["texts"], lang=ref["languages"])
+    want = np.array(ref["served_vectors"], dtype=np.float32)
+    cos = (got * want).sum(1) / np.linalg.norm(want, axis=1)
+    assert cos.min() > 0.999, cos
+
+
+def test_served_vectors_beat_the_base_and_keep_one_space(default_router):
+    from sprachbund_router.paths import data_dir
+    from training.corpus import read_bitext, read_pairs
+    from training.space import top1_both
+
+    corpus = data_dir() / "corpus"
+    base = default_router.encoder("base")
+
+    def both(pairs, a, b):
+        xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+        raw = top1_both(base.encode(xs), base.encode(ys))
+        served = top1_both(default_router.encode(xs, lang=a), default_router.encode(ys, lang=b))
+        return raw, served
+
+    within = [both(read_pairs(corpus, lang, "test")[:200], lang, "en") for lang in ("de", "ar", "hi", "ru", "fi", "he")]
+    raw, served = np.mean(within, axis=0)
+    assert served > raw + 0.01, (raw, served)
+    # pairs across sprachbunds: both sides served by their own sprachbund's space, still comparable
+    where = {lang: g for g, ms in default_router.config.sprachbunds.items() for lang in ms}
+    pairs = [("de", "ru"), ("ar", "hi"), ("zh", "ru")]
+    assert all(where[a] != where[b] for a, b in pairs)
+    across = [both(read_bitext(corpus, a, b, 200), a, b) for a, b in pairs]
+    raw, served = np.mean(across, axis=0)
+    assert served > raw - 0.02, (raw, served)

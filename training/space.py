@@ -45,6 +45,7 @@ PROBE_TEXTS = [
     "Кошка спит на диване.",
     "बिल्ली सोफे पर सो रही है।",
 ]
+PROBE_LANGUAGES = ["en", "de", "zh", "ru", "hi"]
 
 
 @dataclass
@@ -81,7 +82,7 @@ class SpaceSettings:
     map_kind: str = "orthogonal"
     ridge: float = 0.1
     shrink: list[float] = field(default_factory=lambda: [0.0, 0.5, 2.0, 8.0])
-    max_train_pairs: int = 2000
+    max_train_pairs: int = 400
     anchor: str = "en"
     seed: int = 13
 
@@ -180,9 +181,8 @@ def mean_texts(corpus: Path, lang: str, source: str, n: int, banned: set[str], s
     if source in ("udhr", "both"):
         texts += read_udhr_paragraphs(corpus, lang)
     texts = [t for t in dict.fromkeys(texts) if t.strip() and t.strip().casefold() not in banned]
-    if len(texts) > n:
-        texts = random.Random(f"{seed}-{lang}").sample(texts, n)
-    return texts
+    random.Random(f"{seed}-{lang}").shuffle(texts)  # one order: a smaller sample is a prefix of a larger one
+    return texts[:n]
 
 
 def train_pairs(corpus: Path, lang: str, n: int) -> list[tuple[str, str]]:
@@ -196,8 +196,10 @@ def language_means(
     min_sentences: int,
 ) -> dict[str, np.ndarray]:
     """``lang:xx`` / ``sprachbund:name`` / ``global`` -> mean unit vector."""
+    from tqdm.auto import tqdm
+
     means: dict[str, np.ndarray] = {}
-    for lang, ts in texts.items():
+    for lang, ts in tqdm(texts.items(), desc="language means", unit="lang"):
         if len(ts) >= min_sentences:
             means[f"lang:{lang}"] = unit(embed(list(ts))).mean(0)
     for group, members in groups.items():
@@ -374,16 +376,20 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "artifacts"
 SPACE_FILE = "spaces/base.safetensors"
 
 
-def space_key(settings: SpaceSettings, groups: Mapping[str, Sequence[str]], corpus: Path, fingerprint: str) -> str:
-    """What a fitted space depends on: settings, sprachbunds, corpus sources and the encoder."""
+def space_key(settings: SpaceSettings, groups: Mapping[str, Sequence[str]], corpus: Path) -> str:
+    """What a fitted space depends on besides the encoder (checked on its probe vectors):
+    settings, sprachbunds and the corpus format.
+
+    Package versions are left out on purpose: splits are a hash of each English text, so a
+    space fitted on older strings never saw a test text of newer ones, and a Firefox update
+    does not force a refit at set-up.
+    """
     import json
 
     from training.corpus import load_manifest
 
     manifest = load_manifest(corpus)
-    firefox = sorted(f"{s['package']}={s['version']}" for s in manifest["sources"])
-    blob = json.dumps([settings.__dict__, {g: sorted(m) for g, m in groups.items()}, manifest["settings"], firefox, fingerprint],
-                      sort_keys=True)
+    blob = json.dumps([settings.__dict__, {g: sorted(m) for g, m in groups.items()}, manifest["settings"]], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -399,18 +405,27 @@ def build_space(
     import json
     import shutil
 
+    from sprachbund_router.errors import CheckpointError
     from sprachbund_router.paths import cache_root
     from sprachbund_router.space import SpaceSpec, VectorSpace
 
     probe = encoder.encode(PROBE_TEXTS)
-    fingerprint = hashlib.sha256(np.round(probe, 4).tobytes()).hexdigest()[:16]
-    key = space_key(settings, groups, corpus, fingerprint)
+    key = space_key(settings, groups, corpus)
     shipped = SHIPPED_DIR / f"{shipped_name}.safetensors"
     shipped_meta = SHIPPED_DIR / f"{shipped_name}.json"
     spec_args = {"path": SPACE_FILE, "centring": settings.centring, "missing_mean": settings.missing_mean,
                  "fallback_mean": settings.fallback_mean, "anchor": settings.anchor}
-    if shipped.is_file() and shipped_meta.is_file() and json.loads(shipped_meta.read_text()).get("key") == key:
+    where = {m: g for g, ms in groups.items() for m in ms}
+    usable = shipped.is_file() and shipped_meta.is_file() and json.loads(shipped_meta.read_text()).get("key") == key
+    if usable:
         meta = json.loads(shipped_meta.read_text())
+        try:  # the same base encoder: its vectors of the probe texts match the stored ones
+            VectorSpace.load(SHIPPED_DIR, SpaceSpec(**spec_args | {"path": shipped.name}, sprachbund_maps=meta["sprachbund_maps"]),
+                             where).check_encoder(encoder, "torch", "base")
+        except CheckpointError as err:
+            logger.info("vector space: the shipped %s does not fit this encoder (%s)", shipped.name, err)
+            usable = False
+    if usable:
         (out / SPACE_FILE).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shipped, out / SPACE_FILE)
         logger.info("vector space: the shipped %s matches (key %s); no fitting needed", shipped.name, key)
@@ -423,7 +438,6 @@ def build_space(
         fitted = fit_space(cache, corpus, groups, settings)
     finally:
         cache.save()
-    where = {m: g for g, ms in groups.items() for m in ms}
     spec = SpaceSpec(**spec_args, sprachbund_maps=fitted.sprachbund_maps)
     VectorSpace(spec, fitted.means, fitted.maps, where, PROBE_TEXTS, probe).save(out)
     report = {**fitted.report, "source": "fitted in this build", "key": key}
@@ -453,8 +467,18 @@ def ship_space(router_dir: Path, shipped_name: str = "default-space") -> Path:
 
         report_file = cache_root() / "build" / cfg.provenance["build"] / "space_report.json"
     report = json.loads(report_file.read_text()) if report_file.is_file() else dict(spec.provenance)
+    from sprachbund_router.paths import data_dir
+
+    settings = SpaceSettings(**report["settings"])
+    key = space_key(settings, cfg.sprachbunds, data_dir() / "corpus")
+    report["key"] = key
     SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(router_dir / spec.path, SHIPPED_DIR / f"{shipped_name}.safetensors")
-    meta = {"key": spec.provenance["key"], "sprachbund_maps": spec.sprachbund_maps, "report": report}
+    from sprachbund_router.router import SprachbundRouter
+
+    served = SprachbundRouter.from_pretrained(router_dir).encode(PROBE_TEXTS, lang=PROBE_LANGUAGES)
+    meta = {"key": key, "sprachbund_maps": spec.sprachbund_maps, "report": report,
+            "reference": {"texts": PROBE_TEXTS, "languages": PROBE_LANGUAGES,
+                          "served_vectors": np.round(served, 6).tolist()}}
     (SHIPPED_DIR / f"{shipped_name}.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
     return SHIPPED_DIR / f"{shipped_name}.safetensors"

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
-from sprachbund_router.router import SprachbundRouter
 from sprachbund_router.space import SpaceSpec, VectorSpace
 from training.corpus import read_bitext, read_ood_pairs, read_pairs
 from training.evaluation import TABLE3_PAIRS
@@ -74,56 +73,71 @@ def cross_pairs(groups: Mapping[str, Sequence[str]], sizes: Mapping[str, int], p
     return out
 
 
-def run(router_dir: Path, output: Path | None, heads: bool = True) -> dict[str, Any]:
-    """Fit every variant and score it; returns the result (also written to ``output``)."""
-    started = time.time()
-    router = SprachbundRouter.from_pretrained(router_dir)
-    cfg = router.config
-    groups = cfg.sprachbunds
-    corpus = data_dir() / "corpus"
-    enc = router.encoder(cfg.shared_encoder)
-    cache = VectorCache(lambda texts: enc.encode(texts, batch_size=64), cache_root() / "vectors" / "base.npz")
+#: Held-out evaluation sets: name -> {key: (side-A language, side-B language, pairs)}.
+HeldOut = dict[str, dict[str, tuple[str, str, list[tuple[str, str]]]]]
 
-    test = {lang: read_pairs(corpus, lang, "test") for lang in cfg.languages if lang != "en"}
+
+def held_out_sets(corpus: Path, languages: Sequence[str], groups: Mapping[str, Sequence[str]], n: int = 1000) -> HeldOut:
+    """The test, out-of-domain, cross-sprachbund and Table 3 sets (at least 100 pairs each, at
+    most ``n``: the first ``n`` of each split, whose order is a fixed shuffle)."""
+    test = {lang: read_pairs(corpus, lang, "test")[:n] for lang in languages if lang != "en"}
     test = {lang: p for lang, p in test.items() if len(p) >= 100}
-    ood = {lang: read_ood_pairs(corpus, lang) for lang in cfg.languages if lang != "en"}
-    ood = {lang: p for lang, p in ood.items() if len(p) >= 100}
-    cross = {p: read_bitext(corpus, *p.split("-"), n=1000) for p in cross_pairs(groups, {k: len(v) for k, v in test.items()})}
-    cross = {p: b for p, b in cross.items() if len(b) >= 100}
-    t3 = {p: read_bitext(corpus, *p.split("-"), n=1000) for p in TABLE3_PAIRS}
-    t3 = {p: b for p, b in t3.items() if len(b) >= 100}
-    logger.info("encoding held-out sets: %d test languages, %d ood, %d cross pairs, %d Table 3 pairs",
-                len(test), len(ood), len(cross), len(t3))
+    ood = {lang: read_ood_pairs(corpus, lang)[:n] for lang in languages if lang != "en"}
+    cross = {p: read_bitext(corpus, *p.split("-"), n=n) for p in cross_pairs(groups, {k: len(v) for k, v in test.items()})}
+    t3 = {p: read_bitext(corpus, *p.split("-"), n=n) for p in TABLE3_PAIRS}
+    return {
+        "test": {lang: (lang, "en", p) for lang, p in test.items()},
+        "ood": {lang: (lang, "en", p) for lang, p in ood.items() if len(p) >= 100},
+        "cross": {p: (*p.split("-"), b) for p, b in cross.items() if len(b) >= 100},  # type: ignore[misc]
+        "table3": {p: (*p.split("-"), b) for p, b in t3.items() if len(b) >= 100},  # type: ignore[misc]
+    }
 
-    def raw(pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-        return cache([a for a, _ in pairs]), cache([b for _, b in pairs])
 
-    raw_test = {lang: raw(p) for lang, p in test.items()}
-    raw_ood = {lang: raw(p) for lang, p in ood.items()}
-    raw_cross = {p: raw(b) for p, b in cross.items()}
-    raw_t3 = {p: raw(b) for p, b in t3.items()}
+def score_sets(serve: Callable[[str, str, list[str]], np.ndarray], sets: HeldOut) -> dict[str, Any]:
+    """Mean top-1 (both directions, %) per set, and per language / pair.
+
+    ``serve(set_key_language, lang, texts)`` gives the variant's vectors of texts of ``lang``.
+    """
+    out: dict[str, Any] = {}
+    for name, items in sets.items():
+        per = {key: top1_both(serve(key, a, [x for x, _ in pairs]), serve(key, b, [y for _, y in pairs]))
+               for key, (a, b, pairs) in items.items()}
+        out[name] = round(100 * float(np.mean(list(per.values()))), 2) if per else None
+        out[f"per_{name}"] = {k: round(100 * v, 2) for k, v in per.items()}
+    return out
+
+
+def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path | None = None,
+        encoder: Any = None, cache_file: Path | None = None, batch_size: int = 64, n: int = 1000) -> dict[str, Any]:
+    """Fit every variant and score it; returns the result (also written to ``output``).
+
+    ``encoder`` (default: the router's shared encoder, loaded here) gives the base vectors;
+    ``corpus`` defaults to the cache's corpus. The router's own space, when it has one, is
+    scored as it is ("shipped").
+    """
+    from sprachbund_router.config import RouterConfig
+
+    started = time.time()
+    cfg = RouterConfig.load(router_dir)
+    groups = cfg.sprachbunds
+    corpus = corpus or data_dir() / "corpus"
+    if encoder is None:
+        from sprachbund_router.encoder import SentenceEncoder
+
+        encoder = SentenceEncoder.from_pretrained(router_dir / cfg.encoders[cfg.shared_encoder].path, cfg.pooling,  # type: ignore[operator]
+                                                  cfg.encoders[cfg.shared_encoder])
+    enc = encoder
+    cache = VectorCache(lambda texts: enc.encode(texts, batch_size=batch_size),
+                        cache_file if cache_file is not None else cache_root() / "vectors" / "base.npz")
+    sets = held_out_sets(corpus, cfg.languages, groups, n)
+    logger.info("encoding held-out sets: %s", {k: len(v) for k, v in sets.items()})
+    for items in sets.values():
+        for _, _, pairs in items.values():
+            cache([t for pair in pairs for t in pair])
     cache.save()
 
     def score(serve: Served) -> dict[str, Any]:
-        per_test = {lang: top1_both(serve(lang, x, False), serve("en", e, False)) for lang, (x, e) in raw_test.items()}
-        per_ood = {lang: top1_both(serve(lang, x, False), serve("en", e, False)) for lang, (x, e) in raw_ood.items()}
-
-        def pair_score(p: str, ab: tuple[np.ndarray, np.ndarray]) -> float:
-            s, t = p.split("-")
-            return top1_both(serve(s, ab[0], False), serve(t, ab[1], False))
-
-        per_cross = {p: pair_score(p, ab) for p, ab in raw_cross.items()}
-        per_t3 = {p: pair_score(p, ab) for p, ab in raw_t3.items()}
-
-        def pct(d: Mapping[str, float]) -> dict[str, float]:
-            return {k: round(100 * v, 2) for k, v in d.items()}
-
-        return {"test": round(100 * float(np.mean(list(per_test.values()))), 2),
-                "ood": round(100 * float(np.mean(list(per_ood.values()))), 2),
-                "cross": round(100 * float(np.mean(list(per_cross.values()))), 2),
-                "table3": round(100 * float(np.mean(list(per_t3.values()))), 2),
-                "per_language": pct(per_test), "per_language_ood": pct(per_ood), "per_cross_pair": pct(per_cross),
-                "per_table3_pair": pct(per_t3)}
+        return score_sets(lambda key, lang, texts: serve(lang, cache(texts), False), sets)
 
     variants: dict[str, dict[str, Any]] = {}
     spaces: dict[str, VectorSpace | None] = {}
@@ -144,16 +158,23 @@ def run(router_dir: Path, output: Path | None, heads: bool = True) -> dict[str, 
         return f
 
     add("base", None, "the base encoder's vectors, unchanged")
+    where = {m: g for g, ms in groups.items() for m in ms}
+    for name, spec in cfg.spaces.items():
+        shipped = VectorSpace.load(router_dir, spec, where)
+        shipped.check_encoder(enc, "torch", name)
+        add(f"router as built ({name} space)", shipped, "the router's own space file, as served",
+            extra={"maps": dict(spec.sprachbund_maps)})
     # ---- centring: sources and sizes of the means
-    for source, n in (("interface", 300), ("interface", 100), ("interface", 1000), ("udhr", 300), ("both", 300)):
-        fitted(f"centred ({source}, {n})", f"minus the language mean over {n} {source} texts", SpaceSettings(
-            mean_source=source, mean_sentences=n, maps="none"))
+    for source, size in (("interface", 300), ("interface", 30), ("interface", 100), ("udhr", 300), ("both", 300)):
+        fitted(f"centred ({source}, {size})", f"minus the language mean over {size} {source} texts", SpaceSettings(
+            mean_source=source, mean_sentences=size, maps="none"))
     centred = fit_space(cache, corpus, groups, SpaceSettings(maps="none"))
     # a language without a mean of its own: its sprachbund's (leave-one-out), the global one, or none
     missing: dict[str, float] = {}
     for policy in ("sprachbund", "global", "none"):
         scores = []
-        for lang, (x, e) in raw_test.items():
+        for lang, (_, _, pairs) in sets["test"].items():
+            x, e = cache([p[0] for p in pairs]), cache([p[1] for p in pairs])
             means = dict(centred.means)
             means.pop(f"lang:{lang}", None)
             group = next(g for g, ms in groups.items() if lang in ms)
@@ -170,8 +191,9 @@ def run(router_dir: Path, output: Path | None, heads: bool = True) -> dict[str, 
     for policy in ("global", "none"):
         sp = make_space(centred, groups, SpaceSettings(maps="none", fallback_mean=policy))
         serve = served_by(sp)
-        fallback[policy] = round(100 * float(np.mean([top1_both(serve(lang, x, True), serve("en", e, False))
-                                                      for lang, (x, e) in raw_test.items()])), 2)
+        fallback[policy] = round(100 * float(np.mean([
+            top1_both(serve(lang, cache([p[0] for p in pairs]), True), serve("en", cache([p[1] for p in pairs]), False))
+            for lang, (_, _, pairs) in sets["test"].items()])), 2)
 
     # ---- maps on top of centring (interface, 300)
     fitted("+ map: all (orthogonal)", "one Procrustes map for all languages", SpaceSettings(maps="all"))
@@ -206,17 +228,18 @@ def run(router_dir: Path, output: Path | None, heads: bool = True) -> dict[str, 
         "task": "vector space of the default router",
         "router": str(router_dir),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
-        "command": "python -m training.space_report",
+        "command": f"python -m training.space_report --n {n}" + ("" if heads else " --no-heads"),
         "metric": "top-1 accuracy (%), mean of both directions; 'test' = mean over languages",
-        "data": {"test_languages": sorted(test), "ood_languages": sorted(ood), "cross_pairs": sorted(cross),
-                 "table3_pairs": sorted(t3), "test": "Firefox test split (English texts hashed into dev/test/train)",
+        "pairs_per_set": n,
+        "data": {"test_languages": sorted(sets["test"]), "ood_languages": sorted(sets["ood"]), "cross_pairs": sorted(sets["cross"]),
+                 "table3_pairs": sorted(sets["table3"]), "test": "Firefox test split (English texts hashed into dev/test/train)",
                  "ood": "VLC strings (Debian vlc-l10n), nothing shared with Firefox"},
         "missing_mean_policy": missing,
         "fallback_mean_policy": fallback,
         "variants": variants,
     }
     if heads:
-        result["heads"] = heads_side_by_side(router, corpus, cache, {k: spaces[k] for k in (
+        result["heads"] = heads_side_by_side(cfg, corpus, cache, {k: spaces[k] for k in (
             "base", "centred (interface, 300)", "+ map: all (orthogonal)", "+ maps: sprachbund auto")})
         cache.save()
     result["seconds"] = round(time.time() - started, 1)
@@ -226,7 +249,7 @@ def run(router_dir: Path, output: Path | None, heads: bool = True) -> dict[str, 
     return result
 
 
-def heads_side_by_side(router: SprachbundRouter, corpus: Path, cache: VectorCache,
+def heads_side_by_side(cfg: Any, corpus: Path, cache: VectorCache,
                        spaces: Mapping[str, VectorSpace | None]) -> dict[str, Any]:
     """Emoji-topic heads in the three settings on each variant's vectors (mean accuracy, %)."""
     import tempfile
@@ -234,7 +257,6 @@ def heads_side_by_side(router: SprachbundRouter, corpus: Path, cache: VectorCach
     from sprachbund_router.heads import ClassificationHead
     from training.heads import FALLBACK, HeadTrainingConfig, train_heads
 
-    cfg = router.config
     out: dict[str, Any] = {}
     for name, space in spaces.items():
         serve = served_by(space)
@@ -271,6 +293,7 @@ def main() -> None:
     parser.add_argument("--router", type=Path, default=None, help="router directory (default: the embedded default router)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/space.json"))
     parser.add_argument("--no-heads", action="store_true", help="skip the emoji-topic heads")
+    parser.add_argument("--n", type=int, default=1000, help="pairs per language / language pair (at most)")
     parser.add_argument("--ship", action="store_true", help="copy the router's fitted space into training/artifacts and stop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -280,7 +303,7 @@ def main() -> None:
 
         logger.info("shipped %s", ship_space(router_dir))
         return
-    result = run(router_dir, args.output, heads=not args.no_heads)
+    result = run(router_dir, args.output, heads=not args.no_heads, n=args.n)
     logger.info("\n%s", markdown(result))
     logger.info("missing-mean policy: %s; fallback-mean policy: %s", result["missing_mean_policy"], result["fallback_mean_policy"])
     if "heads" in result:
