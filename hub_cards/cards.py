@@ -88,6 +88,9 @@ def encoder_card(
                f"held-out MLM loss {training_metrics['before']['mlm_loss']:.2f} → {training_metrics['after']['mlm_loss']:.2f}.")
     else:
         how = f"`{base}` without further training (the shared and fallback encoder of the router)."
+        if encoder_name in config.spaces:
+            how += (" The router serves its vectors through a per-language centring and per-sprachbund maps "
+                    "(the router repository's `spaces/`); used alone, as below, it gives the plain base vectors.")
     pooling = config.pooling
     prefix = config.encoders[encoder_name].text_prefix
     body = f"""# {repo_id}
@@ -163,10 +166,19 @@ def router_card(
 ) -> ModelCard:
     """Card of the router repository: sprachbund table, analysis figure, usage, results."""
     langs = config.languages
+    parts = config.sprachbund_parts()
     rows = "\n".join(
-        f"| {g} | {config.pivots.get(g, '')} | {len(m)} | {' '.join(m)} | `{encoder_repos.get(config.sprachbund_encoders[g], '')}` |"
+        f"| {g} | {config.pivots.get(g, '')} | {len(m)} | {' '.join(m)} | `{encoder_repos.get(config.sprachbund_encoders[g], '')}` "
+        f"| {' + '.join(parts[g]['space']) or 'none'} |"
         for g, m in config.sprachbunds.items()
     )
+    space_note = ""
+    if config.spaces:
+        space_note = ("\nEach sprachbund is specialised by the router's vector space (`spaces/` in this repository): "
+                      "every text's pooled vector has its language's mean vector removed and, where the dev split showed "
+                      "it helps, is mapped by its sprachbund's linear map into the shared English-anchored space, so vectors "
+                      "of all sprachbunds stay comparable with cosine. The encoder repositories hold the plain encoders; "
+                      "load the router to get the served vectors.\n")
     results: list[EvalResult] = []
     res_table = ""
     if retrieval:
@@ -202,10 +214,10 @@ hits = router.retrieve(["Die Katze schläft."], ["The cat sleeps.", "It is raini
 
 K = {len(config.sprachbunds)}, pooling `hidden_states[{config.pooling.layer}]` ({config.pooling.mode}).
 
-| sprachbund | pivot | n | languages | encoder |
-|---|---|---|---|---|
+| sprachbund | pivot | n | languages | encoder | specialised by |
+|---|---|---|---|---|---|
 {rows}
-{agree}{res_table}
+{space_note}{agree}{res_table}
 ## Limits
 
 Texts whose language is unknown or uncertain go to the shared encoder `{encoder_repos.get(config.fallback_encoder, '')}`,

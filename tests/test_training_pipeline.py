@@ -161,3 +161,55 @@ def test_tiny_router_exports_and_loads_from_hub_layout(tiny_router, tmp_path, mo
     assert set(infos) == {"sb1", "sb2", "base"}  # served encoders; baselines stay local
     assert all(i["fp32"]["parity_min_cosine"] >= 0.999 for i in infos.values())
     assert_hub_roundtrip(out, "sbr-test/tiny-router", tmp_path, monkeypatch)
+
+
+TINY_SPACE = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny-space.toml"
+
+
+@pytest.fixture(scope="module")
+def tiny_space_router(tmp_path_factory, default_router):  # default_router: corpus and base model exist
+    cfg = load_build_config(TINY_SPACE)
+    cfg.output_dir = str(tmp_path_factory.mktemp("tiny-space") / "router")
+    return build_router(cfg), cfg
+
+
+def test_tiny_space_build_fits_and_records_its_space(tiny_space_router):
+    out, cfg = tiny_space_router
+    config = json.loads((out / "router_config.json").read_text())
+    assert set(config["sprachbund_encoders"].values()) == {"base"} and not (out / "encoders" / "sb1").exists()
+    space = config["spaces"]["base"]
+    assert (out / space["path"]).is_file() and space["centring"]
+    assert space["provenance"]["source"] == "fitted in this build"
+    for group, parts in config["sprachbund_parts"].items():
+        assert parts["space"][0] == "centring"
+        assert group in space["provenance"]["dev"]  # the dev-split scores that chose its map
+    report = json.loads((out / "training_report.json").read_text())
+    assert set(report["space"]["train_pairs"]) == set(cfg.languages) - {"en"}
+
+
+def test_tiny_space_router_serves_centred_mapped_vectors_that_win(tiny_space_router):
+    from training.corpus import read_pairs
+    from training.space import top1_both
+
+    out, _ = tiny_space_router
+    router = SprachbundRouter.from_pretrained(out)
+    base = router.encoder("base")
+    raw, served = [], []
+    for lang in ("de", "fr", "ru", "hi"):
+        pairs = read_pairs(data_dir() / "corpus", lang, "test")[:150]
+        xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+        raw.append(top1_both(base.encode(xs), base.encode(ys)))
+        served.append(top1_both(router.encode(xs, lang=lang), router.encode(ys, lang="en")))
+    assert np.mean(served) > np.mean(raw), (raw, served)
+    # the heads were trained on the served vectors and beat chance
+    preds = router.classify(["lachendes Gesicht", "Pizza"], task="emoji-topic")
+    assert preds[1].label == "Food & Drink"
+
+
+def test_rebuilding_an_up_to_date_router_does_nothing(tiny_space_router, caplog):
+    out, cfg = tiny_space_router
+    before = (out / "router_config.json").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO):
+        build_router(cfg)
+    assert (out / "router_config.json").stat().st_mtime_ns == before
+    assert "up to date" in caplog.text

@@ -165,7 +165,7 @@ def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path 
         add(f"router as built ({name} space)", shipped, "the router's own space file, as served",
             extra={"maps": dict(spec.sprachbund_maps)})
     # ---- centring: sources and sizes of the means
-    for source, size in (("interface", 300), ("interface", 30), ("interface", 100), ("udhr", 300), ("both", 300)):
+    for source, size in (("interface", 300), ("interface", 30), ("interface", 100), ("udhr", 300)):
         fitted(f"centred ({source}, {size})", f"minus the language mean over {size} {source} texts", SpaceSettings(
             mean_source=source, mean_sentences=size, maps="none"))
     centred = fit_space(cache, corpus, groups, SpaceSettings(maps="none"))

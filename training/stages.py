@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sprachbund_router.router import Route, SprachbundRouter
+from sprachbund_router.router import SprachbundRouter
 from training.analysis import write_report
 from training.heads import FALLBACK, Embed, HeadTrainingConfig, train_heads
 from training.sprachbunds import Linkage, cluster_languages, k_selection, pivots
@@ -56,13 +56,21 @@ def served_embed(router: SprachbundRouter) -> Embed:
     then the text language's centring and map); group ``"*"`` takes the fallback path."""
     cfg = router.config
     where = {lang: g for g, members in cfg.sprachbunds.items() for lang in members}
+    raw: dict[tuple[str, str], np.ndarray] = {}  # (encoder, text) -> pooled vector: groups sharing weights encode once
 
     def embed(group: str, lang: str, texts: list[str]) -> np.ndarray:
-        if group == FALLBACK:
-            route = Route(lang, None, cfg.fallback_encoder, 0.0, True, "head training on the fallback path")
-        else:
-            route = Route(lang, where.get(lang), cfg.sprachbund_encoders[group], 1.0)
-        return router.encode_routes(texts, [route] * len(texts))
+        fallback = group == FALLBACK
+        name = cfg.fallback_encoder if fallback else cfg.sprachbund_encoders[group]
+        todo = [t for t in dict.fromkeys(texts) if (name, t) not in raw]
+        if todo:
+            for t, v in zip(todo, router.encoder(name).encode(todo)):
+                raw[name, t] = v
+        vecs = np.stack([raw[name, t] for t in texts])
+        space = router.spaces.get(name)
+        if space is None:
+            return vecs
+        n = len(texts)
+        return space.apply(vecs, [lang] * n, [None if fallback else where.get(lang)] * n, [fallback] * n)
 
     return embed
 
