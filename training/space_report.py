@@ -218,8 +218,8 @@ def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path 
     fitted("+ maps: per language (shrunk)", "a map per language, shrunk towards the all map", SpaceSettings(maps="sprachbund"),
            per_lang)
 
-    for kind in ("orth., shrunk", "auto"):
-        rs = [variants[f"+ maps: random{s} {kind}"] for s in (1, 2, 3)]
+    for kind, key in (("orth., shrunk", "(orth., shrunk)"), ("auto", "auto")):
+        rs = [variants[f"+ maps: random{s} {key}"] for s in (1, 2, 3)]
         variants[f"+ maps: random mean ({kind})"] = {
             "what": f"mean of the three random-group variants ({kind})",
             **{k: round(float(np.mean([r[k] for r in rs])), 2) for k in ("test", "ood", "cross", "table3")}}
