@@ -34,7 +34,8 @@ TABLE3_PAPER = {
     "ours": [90.3, 80.6, 75.3, 79.0, 32.2, 39.8, 54.5, 57.4, 74.6, 67.9, 68.2, 57.8, 76.7, 55.3, 81.0, 89.9, 77.5, 53.3, 58.7, 61.7, 82.1],
 }
 LAYER_NOTE = ("vectors: masked mean of hidden_states[{layer}] (0 = embeddings, {n} = last layer), "
-              "cosine similarity, no fine-tuning")
+              "cosine similarity; base = the encoder's raw vectors, router = as served (language centring and "
+              "sprachbund maps when the router has a vector space)")
 
 
 def mteb_bitext_f1(queries: np.ndarray, corpus: np.ndarray) -> float:
