@@ -165,8 +165,9 @@ def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int |
     from sprachbund_router.space import VectorSpace
     from training import space_report
     from training.adapters import AdapterSettings, train_adapters
-    from training.space import random_groups_like, unit
+    from training.space import unit
     from training.space_report import held_out_sets, score_sets
+    from training.sprachbunds import random_groups
 
     started = time.time()
     work = Path("/tmp/gpu-adapters")
@@ -217,7 +218,7 @@ def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int |
                            [False] * len(texts))
 
     groups = cfg.sprachbunds
-    rnd = random_groups_like(groups, seed=1)
+    rnd = random_groups(groups, seed=1)
     plans = {**groups, "all": sorted(cfg.languages), **rnd}
     settings = AdapterSettings(steps=steps, batch_size=batch_size, max_pairs_per_language=max_pairs, device=device,
                                all_steps=all_steps)

@@ -238,17 +238,6 @@ def centre(vecs: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
     return v - mean if mean is not None else v
 
 
-def random_groups_like(groups: Mapping[str, Sequence[str]], seed: int) -> dict[str, list[str]]:
-    """Random groups of the same sizes as ``groups`` (the paper's random-cluster baseline)."""
-    members = sorted(m for g in groups.values() for m in g)
-    random.Random(seed).shuffle(members)
-    out, start = {}, 0
-    for i, g in enumerate(groups.values()):
-        out[f"random{i + 1}"] = sorted(members[start:start + len(g)])
-        start += len(g)
-    return out
-
-
 def top1_both(a: np.ndarray, b: np.ndarray) -> float:
     """Mean top-1 of a->b and b->a (rows aligned), on unit vectors."""
     a, b = unit(a), unit(b)

@@ -35,7 +35,8 @@ from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from sprachbund_router.space import SpaceSpec, VectorSpace
 from training.corpus import read_bitext, read_ood_pairs, read_pairs
 from training.evaluation import TABLE3_PAIRS
-from training.space import SpaceSettings, VectorCache, fit_space, random_groups_like, top1_both, unit
+from training.space import SpaceSettings, VectorCache, fit_space, top1_both, unit
+from training.sprachbunds import random_groups
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path 
     fitted("+ maps: sprachbund auto", "per sprachbund: own map, the all map or none, chosen on dev (the default router)",
            SpaceSettings(maps="auto"))
     for seed in (1, 2, 3):
-        rnd = random_groups_like(groups, seed)
+        rnd = random_groups(groups, seed)
         fitted(f"+ maps: random{seed} (orth., shrunk)", f"random groups of the sprachbunds' sizes (seed {seed})",
                SpaceSettings(maps="sprachbund"), rnd)
         fitted(f"+ maps: random{seed} auto", f"random groups (seed {seed}), same procedure as the default",
