@@ -111,7 +111,7 @@ def apply_lora(base: torch.nn.Module, directory: Path) -> torch.nn.Module:
         if a.shape[1] != w.shape[1] or b.shape[0] != w.shape[0] or a.shape[0] != b.shape[1]:
             raise CheckpointError(f"adapter {directory}: {name} has A {tuple(a.shape)} and B {tuple(b.shape)} "
                                   f"for a weight of shape {tuple(w.shape)}: it was trained on another base")
-        merged = w.detach() + scale * (b.to(w.dtype) @ a.to(w.dtype))
+        merged = w.detach() + scale * (b.to(w.device, w.dtype) @ a.to(w.device, w.dtype))
         target.weight = torch.nn.Parameter(merged, requires_grad=False)
     logger.info("adapter %s: %d matrices on the shared base (scale %.3g)", directory, len(pairs), scale)
     return model.eval()

@@ -95,10 +95,19 @@ def test_tiny_router_serves_encode_retrieve_classify(tiny_router):
 def test_rerun_resumes_without_retraining(tiny_router, caplog):
     out, cfg = tiny_router
     before = (out / "encoders" / "sb1" / "model.safetensors").stat().st_mtime
+    config_before = (out / "router_config.json").read_text()
+    with caplog.at_level(logging.INFO, logger="training"):
+        build_router(cfg)  # same config, corpus and pipeline: nothing to do
+    assert "is up to date" in caplog.text and "already trained" not in caplog.text
+    assert (out / "router_config.json").read_text() == config_before
+    # a build interrupted before the router was written resumes from the trained encoders
+    (out / "router_config.json").unlink()
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="training"):
         build_router(cfg)
     assert (out / "encoders" / "sb1" / "model.safetensors").stat().st_mtime == before
     assert "already trained" in caplog.text
+    assert json.loads((out / "router_config.json").read_text())["sprachbunds"] == json.loads(config_before)["sprachbunds"]
 
 
 def test_bad_build_inputs(tmp_path, default_router):  # default_router: the corpus exists
