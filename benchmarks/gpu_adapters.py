@@ -9,7 +9,8 @@ against the space's probe vectors, trains one adapter per sprachbund plus the "a
 "random" baselines with :func:`training.adapters.train_adapters` (sentence-transformers'
 trainer, peft LoRA, MSE distillation into the router's space), loads each adapter with the
 runtime's own loader (:func:`sprachbund_router.adapters.apply_lora`) and scores every system
-with :func:`training.space_report.score_sets` (the protocol of ``python -m training.space_report``).
+with :func:`training.adapter_report.run` (the protocol of ``python -m training.space_report``; the
+returned ``adapters.tar`` can be scored again on CPU with ``python -m training.adapter_report``).
 
     python -m benchmarks.gpu_adapters pack --out .gpu/pack
     python -m benchmarks.gpu_adapters run --pack .gpu/pack --out $OUT --steps 400
@@ -154,25 +155,24 @@ def rebuild(pack_dir: Path, work: Path) -> tuple[Path, Path, Path]:
 
 
 def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int | None, max_pairs: int,
-        space_after: float | None = None, languages: list[str] | None = None) -> dict[str, Any]:
+        space_after: float | None = None, languages: list[str] | None = None,
+        reuse: bool = False, n: int = 400) -> dict[str, Any]:
     """Train and score the adapters and their baselines; writes ``gpu_adapters.json`` and the
     sprachbund adapters (``adapters.tar``) into ``out``."""
     import torch
 
-    from sprachbund_router.adapters import apply_lora
     from sprachbund_router.config import PoolingConfig, RouterConfig
     from sprachbund_router.encoder import SentenceEncoder
     from sprachbund_router.space import VectorSpace
-    from training import space_report
+    from training import adapter_report, space_report
     from training.adapters import AdapterSettings, train_adapters
-    from training.space import unit
-    from training.space_report import held_out_sets, score_sets
     from training.sprachbunds import random_groups
 
     started = time.time()
     work = Path("/tmp/gpu-adapters")
-    shutil.rmtree(work, ignore_errors=True)
-    base_dir, router_dir, corpus = rebuild(pack_dir, work)
+    if not reuse:
+        shutil.rmtree(work, ignore_errors=True)
+    base_dir, router_dir, corpus = rebuild(pack_dir, work)  # adapters already trained there with these settings are kept
     cfg = RouterConfig.load(router_dir)
     if languages:  # a smaller run (smoke tests)
         keep = set(languages) | {"en"}
@@ -204,18 +204,14 @@ def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int |
     space = VectorSpace.load(router_dir, cfg.spaces["base"], {m: g for g, ms in cfg.sprachbunds.items() for m in ms})
     space.check_encoder(base, "torch", "base")  # the rebuilt base is the base the space was fitted on
 
-    cache: dict[tuple[int, str], np.ndarray] = {}
-
-    def enc_with(model_enc: SentenceEncoder, texts: list[str]) -> np.ndarray:
-        todo = [t for t in dict.fromkeys(texts) if (id(model_enc), t) not in cache]
-        if todo:
-            for t, v in zip(todo, model_enc.encode(todo, batch_size=256)):
-                cache[id(model_enc), t] = v
-        return np.stack([cache[id(model_enc), t] for t in texts])
+    teacher_cache: dict[str, np.ndarray] = {}
 
     def teacher_en(texts: list[str]) -> np.ndarray:
-        return space.apply(enc_with(base, texts), ["en"] * len(texts), [space.sprachbund_of.get("en")] * len(texts),
-                           [False] * len(texts))
+        todo = [t for t in dict.fromkeys(texts) if t not in teacher_cache]
+        if todo:
+            teacher_cache.update(zip(todo, base.encode(todo, batch_size=256)))
+        raw = np.stack([teacher_cache[t] for t in texts])
+        return space.apply(raw, ["en"] * len(texts), [space.sprachbund_of.get("en")] * len(texts), [False] * len(texts))
 
     groups = cfg.sprachbunds
     rnd = random_groups(groups, seed=1)
@@ -229,42 +225,15 @@ def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int |
     result["adapters"] = {n: {k: m[k] for k in ("steps", "examples", "seconds", "steps_per_second", "train_loss", "adapter_bytes",
                                                  "languages", "loss_curve")} for n, m in metrics.items()}
     (out / "gpu_adapters.json").write_text(json.dumps(result, indent=1) + "\n")
-    with tarfile.open(out / "adapters.tar", "w") as tar:  # the sprachbund adapters (the baselines' results suffice)
-        for g in groups:
-            if (work / "adapters" / g).is_dir():
-                tar.add(work / "adapters" / g, arcname=g)
+    with tarfile.open(out / "adapters.tar", "w") as tar:  # every adapter, so that it can be scored again anywhere
+        for name in plans:
+            if (work / "adapters" / name).is_dir():
+                tar.add(work / "adapters" / name, arcname=name)
 
-    encoders = {n: SentenceEncoder(apply_lora(base.model, work / "adapters" / n), base.tokenizer, pooling,
-                                   text_prefix=cfg.encoders["base"].text_prefix, max_length=256) for n in metrics}
-    where = {m: g for g, ms in groups.items() for m in ms}
-    rwhere = {m: g for g, ms in rnd.items() for m in ms}
-    sets = held_out_sets(corpus, cfg.languages, groups)
-
-    def system(pick: Any) -> Any:
-        def serve(key: str, lang: str, texts: list[str]) -> np.ndarray:
-            name = pick(lang)
-            if name is None:
-                return unit(enc_with(base, texts))
-            if name == "space":
-                n = len(texts)
-                return space.apply(enc_with(base, texts), [lang] * n, [where.get(lang)] * n, [False] * n)
-            return unit(enc_with(encoders[name], texts))
-        return serve
-
-    systems = {
-        "base": lambda lang: None,
-        "space (default router: centring + maps)": lambda lang: "space",
-        "adapters: sprachbund": lambda lang: where.get(lang),
-        "adapters: all": lambda lang: "all",
-        "adapters: random": lambda lang: rwhere.get(lang),
-    }
-    result["systems"] = {}
-    for name, pick in systems.items():
-        t0 = time.time()
-        result["systems"][name] = score_sets(system(pick), sets)
-        logger.info("%s: %s (%.0fs)", name, {k: v for k, v in result["systems"][name].items() if not k.startswith("per_")},
-                    time.time() - t0)
-        (out / "gpu_adapters.json").write_text(json.dumps(result, indent=1) + "\n")
+    # the protocol of python -m training.adapter_report (which scores the adapters.tar here, on CPU, the same way)
+    scores = adapter_report.run(work / "adapters", router_dir, out / "adapters.json", n=n, corpus=corpus, encoder=base,
+                                batch_size=256)
+    result["systems"] = {k: {m: v[m] for m in ("dev", "test", "ood", "cross", "table3")} for k, v in scores["systems"].items()}
     result["seconds"] = round(time.time() - started, 1)
     (out / "gpu_adapters.json").write_text(json.dumps(result, indent=1) + "\n")
     if space_after is not None and time.time() - started < space_after:
@@ -290,6 +259,8 @@ def main() -> None:
     r.add_argument("--batch-size", type=int, default=128)
     r.add_argument("--max-pairs", type=int, default=800)
     r.add_argument("--languages", default=None, help="comma-separated subset of the router's languages (smoke tests)")
+    r.add_argument("--reuse", action="store_true", help="keep adapters trained by an earlier run on this machine")
+    r.add_argument("--n", type=int, default=400, help="held-out pairs per language / language pair (as the CPU reports)")
     r.add_argument("--space-report-if-before", type=float, default=None,
                    help="then run the space report when fewer seconds than this have passed")
     args = parser.parse_args()
@@ -299,7 +270,7 @@ def main() -> None:
     else:
         args.out.mkdir(parents=True, exist_ok=True)
         run(args.pack, args.out, args.steps, args.batch_size, args.all_steps, args.max_pairs, args.space_report_if_before,
-            args.languages.split(",") if args.languages else None)
+            args.languages.split(",") if args.languages else None, args.reuse, args.n)
 
 
 if __name__ == "__main__":

@@ -194,6 +194,10 @@ def export_router(
         if spec.path is None:
             logger.warning("encoder %s lives on the Hub (%s); export it from its own directory", name, spec.repo_id)
             continue
+        if spec.adapter_base is not None:  # a LoRA file on the shared base: the torch backend runs it
+            logger.warning("encoder %s is a LoRA adapter on %s: not exported to ONNX (the torch backend serves it)",
+                           name, spec.adapter_base)
+            continue
         path = (router_dir / spec.path).resolve()
         if path not in done:
             done[path] = export_encoder(path, config.pooling, spec, parity_texts, eval_pairs,

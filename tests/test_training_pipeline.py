@@ -222,3 +222,54 @@ def test_rebuilding_an_up_to_date_router_does_nothing(tiny_space_router, caplog)
         build_router(cfg)
     assert (out / "router_config.json").stat().st_mtime_ns == before
     assert "up to date" in caplog.text
+
+
+TINY_ADAPTERS = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny-adapters.toml"
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter_router(tmp_path_factory, default_router):  # default_router: corpus and base model exist
+    cfg = load_build_config(TINY_ADAPTERS)
+    root = tmp_path_factory.mktemp("tiny-adapters")
+    cfg.output_dir, cfg.work_dir = str(root / "router"), str(root / "work")
+    return build_router(cfg), cfg
+
+
+def test_tiny_adapter_build_serves_one_adapter_per_sprachbund(tiny_adapter_router):
+    out, cfg = tiny_adapter_router
+    config = json.loads((out / "router_config.json").read_text())
+    groups = config["sprachbunds"]
+    assert config["sprachbund_encoders"] == {g: g for g in groups}
+    for g in groups:
+        spec = config["encoders"][g]
+        assert spec["adapter_base"] == "base" and spec["path"] == f"encoders/{g}"
+        files = {p.name for p in (out / "encoders" / g).iterdir()}
+        assert files == {"adapter_config.json", "adapter_model.safetensors", "training_metrics.json"}
+        assert (out / "encoders" / g / "adapter_model.safetensors").stat().st_size < 3_000_000
+    assert "base" in config["spaces"]  # fallback and shared encoder: the base through the space
+    trained = config["provenance"]["baselines"]["adapters"]["trained"]
+    assert set(trained) == set(groups) | {"all"} | set(config["provenance"]["baselines"]["adapters"]["random_groups"])
+    report = json.loads((out / "training_report.json").read_text())["adapters"]
+    assert report["all"]["steps"] == cfg.adapters.steps * len(groups)  # the same total budget
+    assert all(report[g]["steps"] == cfg.adapters.steps for g in groups)
+
+    router = SprachbundRouter.from_pretrained(out)
+    texts = ["Die Katze schläft.", "The cat is asleep.", "Кошка спит."]
+    routes = router.route(texts)
+    vecs = router.encode(texts)
+    for text, route, vec in zip(texts, routes, vecs):
+        own = router.encoder(route.encoder).encode([text])[0]
+        assert route.encoder in groups and np.allclose(vec, own, atol=1e-5)  # adapter vectors, as they come out
+        raw = router.encoder("base").encode([text])[0]
+        assert not np.allclose(own, raw, atol=1e-4)  # the adapter changed the base
+    sims = vecs @ vecs.T
+    assert sims[0, 1] > 0.5 and sims[0, 2] > 0.5  # one space across sprachbunds (translations stay close)
+
+
+def test_tiny_adapter_build_resumes_trained_adapters(tiny_adapter_router, caplog):
+    out, cfg = tiny_adapter_router
+    (out / "router_config.json").unlink()
+    with caplog.at_level(logging.INFO, logger="training"):
+        build_router(cfg)
+    assert caplog.text.count("is already trained") >= 3
+    assert (out / "router_config.json").is_file()

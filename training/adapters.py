@@ -42,10 +42,12 @@ class AdapterSettings:
         batch_size / lr / warmup_ratio: optimisation.
         max_seq_length: token limit while training.
         max_pairs_per_language: training pairs per language (training split only).
-        baselines: ``all`` (one adapter for every language) and ``random`` (random groups of
-            the sprachbunds' sizes).
+        report_pairs: held-out pairs per language with which a build scores the adapters
+            against the base, its space and the baselines (0: no report); not a training setting.
         device: ``"cpu"``, ``"cuda"`` or None (cuda when available).
         bf16: bfloat16 autocast on a GPU.
+        length_buckets: batches of texts of similar length (:func:`length_bucketed_batches`):
+            less padding, the same examples per epoch.
         seed: data order and initialisation.
     """
 
@@ -60,10 +62,58 @@ class AdapterSettings:
     warmup_ratio: float = 0.1
     max_seq_length: int = 64
     max_pairs_per_language: int = 800
-    baselines: list[str] = field(default_factory=lambda: ["all", "random"])
+    report_pairs: int = 400
     device: str | None = None
     bf16: bool = True
+    length_buckets: bool = True
     seed: int = 13
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator, drop_last: bool = True,
+                            window: int = 50) -> list[list[int]]:
+    """Batches of similar-length rows, in random order (transformers' ``LengthGroupedSampler``
+    idea): shuffle, cut into windows of ``window`` batches, sort each window by length, cut it
+    into batches and shuffle the batches. Every row is used once per epoch (the ragged tail
+    dropped when ``drop_last``)."""
+    order = rng.permutation(len(lengths))
+    lengths = np.asarray(lengths)
+    batches: list[list[int]] = []
+    span = batch_size * window
+    for start in range(0, len(order), span):
+        chunk = order[start:start + span]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    ragged = [b for b in batches if len(b) < batch_size]
+    if not drop_last and ragged:
+        tail = [i for b in ragged for i in b]
+        full += [tail[i:i + batch_size] for i in range(0, len(tail), batch_size)]
+    return [full[i] for i in rng.permutation(len(full))]
+
+
+def _length_sampler_class() -> type:
+    """A sentence-transformers batch sampler over :func:`length_bucketed_batches` (built lazily:
+    sentence-transformers is a training dependency here)."""
+    from sentence_transformers.base.sampler import DefaultBatchSampler
+
+    class LengthBucketBatchSampler(DefaultBatchSampler):
+        """Batches of texts of similar length (characters of the ``sentence`` column)."""
+
+        def __init__(self, dataset: Any, batch_size: int, drop_last: bool, valid_label_columns: Any = None,
+                     generator: Any = None, seed: int = 0) -> None:
+            super().__init__(dataset, batch_size=batch_size, drop_last=drop_last, valid_label_columns=valid_label_columns,
+                             generator=generator, seed=seed)
+            self.lengths = [len(t) for t in dataset["sentence"]]
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            rng = np.random.default_rng(self.seed + getattr(self, "epoch", 0))
+            yield from length_bucketed_batches(self.lengths, self.batch_size, rng, self.drop_last)
+
+        def __len__(self) -> int:
+            n = len(self.lengths)
+            return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    return LengthBucketBatchSampler
 
 
 def distillation_rows(
@@ -109,13 +159,16 @@ def train_adapter(
                       target_modules=pattern)
     attr = "model" if isinstance(getattr(type(body), "auto_model", None), property) else "auto_model"  # sentence-transformers 6 / 3-5
     setattr(body, attr, get_peft_model(getattr(body, attr), lora))
-    model = SentenceTransformer(modules=[body, Pooling(body.get_word_embedding_dimension(), "mean"), Normalize()], device=device)
+    dim = (getattr(body, "get_embedding_dimension", None) or body.get_word_embedding_dimension)()  # sentence-transformers 6 / 3-5
+    model = SentenceTransformer(modules=[body, Pooling(dim, "mean"), Normalize()], device=device)
     data = Dataset.from_dict({"sentence": [text_prefix + t for t in texts], "label": targets.tolist()})
     work = out_dir.parent / f".{out_dir.name}-trainer"
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work), max_steps=steps, per_device_train_batch_size=settings.batch_size, learning_rate=settings.lr,
         warmup_ratio=settings.warmup_ratio, logging_steps=max(1, steps // 10), save_strategy="no", report_to=[],
         seed=settings.seed, bf16=settings.bf16 and device == "cuda", dataloader_drop_last=True, disable_tqdm=False,
+        dataloader_pin_memory=device == "cuda",
+        **({"batch_sampler": _length_sampler_class()} if settings.length_buckets else {}),
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=MSELoss(model))
     started = time.time()
@@ -140,9 +193,11 @@ def train_adapter(
 def train_adapters(
     base_dir: Path, corpus: Path, plans: Mapping[str, Sequence[str]], teacher_en: Callable[[list[str]], np.ndarray],
     out_root: Path, settings: AdapterSettings, steps_of: Mapping[str, int] | None = None, text_prefix: str = "",
+    teacher_key: str = "",
 ) -> dict[str, dict[str, Any]]:
     """One adapter per plan (sprachbund or baseline group) under ``out_root/<name>``; resumes by
-    skipping adapters whose metrics file says they finished with the same settings."""
+    skipping adapters whose metrics file says they finished with the same settings, languages
+    and teacher (``teacher_key``: a fingerprint of the space they were distilled into)."""
     out = {}
     for name, members in plans.items():
         target = out_root / name
@@ -150,7 +205,9 @@ def train_adapters(
         steps = (steps_of or {}).get(name, settings.steps)
         if done.is_file():
             old = json.loads(done.read_text())
-            if old.get("settings") == asdict(settings) and old.get("steps") == steps and old.get("languages") == sorted(members):
+            if (_training_part(old.get("settings", {})) == _training_part(asdict(settings)) and old.get("steps") == steps
+                    and old.get("languages") == sorted(members) and old.get("teacher_key", "") == teacher_key):
+                logger.info("adapter %s is already trained", name)
                 out[name] = old
                 continue
         texts, targets = distillation_rows(corpus, members, teacher_en, settings.max_pairs_per_language)
@@ -159,6 +216,64 @@ def train_adapters(
             continue
         metrics = train_adapter(base_dir, texts, targets, target, settings, steps, text_prefix)
         metrics["languages"] = sorted(members)
+        metrics["teacher_key"] = teacher_key
         done.write_text(json.dumps(metrics, indent=1) + "\n")
         out[name] = metrics
     return out
+
+
+def _training_part(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that change what an adapter learns (not where it ran or how it is reported)."""
+    return {k: v for k, v in settings.items() if k not in ("device", "report_pairs")}
+
+
+def build_adapters(
+    served: Any, base_dir: Path, corpus: Path, groups: Mapping[str, Sequence[str]], space: Any, settings: AdapterSettings,
+    baselines: Sequence[str], work: Path, out: Path, text_prefix: str = "", seed: int = 13,
+) -> dict[str, Any]:
+    """The pipeline's adapter stage: one adapter per sprachbund (and the ``all`` / ``random``
+    baselines at the same total steps) distilled into the router's ``space``, trained under
+    ``work/adapters`` (resumable) and the sprachbund adapters copied to ``out/encoders/<name>``.
+
+    ``served`` is the shared encoder as the router serves it (layer, prefix); the teacher of a
+    pair is its English text through that encoder and the space, computed once and cached on
+    disk (:class:`training.space.VectorCache`). Returns the training metrics per adapter and the
+    random groups.
+    """
+    import hashlib
+    import shutil
+
+    from sprachbund_router.paths import cache_root
+    from training.space import VectorCache
+    from training.sprachbunds import random_groups
+
+    cache = VectorCache(lambda texts: served.encode(texts, batch_size=64), cache_root() / "vectors" / "base.npz")
+    anchor = space.spec.anchor
+    anchor_group = space.sprachbund_of.get(anchor)
+
+    def teacher_en(texts: list[str]) -> np.ndarray:
+        n = len(texts)
+        return space.apply(cache(texts), [anchor] * n, [anchor_group] * n, [False] * n)
+
+    space_file = out / space.spec.path
+    teacher_key = hashlib.sha256(space_file.read_bytes()).hexdigest()[:16] + ":" + cache.fingerprint
+    plans: dict[str, list[str]] = {g: sorted(ms) for g, ms in groups.items()}
+    rnd = random_groups(groups, seed=seed) if "random" in baselines else {}
+    if "all" in baselines:
+        plans["all"] = sorted({m for ms in groups.values() for m in ms})
+    plans.update(rnd)
+    steps_of = {"all": settings.all_steps or settings.steps * len(groups)}
+    try:
+        metrics = train_adapters(base_dir, corpus, plans, teacher_en, work / "adapters", settings, steps_of, text_prefix,
+                                 teacher_key)
+    finally:
+        cache.save()
+    for g in groups:
+        if g not in metrics:
+            raise RuntimeError(f"sprachbund {g} has no training pairs for an adapter; use sprachbund_models = 'base'")
+        target = out / "encoders" / g
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for f in ("adapter_config.json", "adapter_model.safetensors", "training_metrics.json"):
+            shutil.copyfile(work / "adapters" / g / f, target / f)
+    return {"metrics": metrics, "random": rnd, "plans": plans}

@@ -9,7 +9,8 @@ config and corpus is left as it is.
 Stages: corpus -> pooling layer and prefix (dev split) -> language vectors -> sprachbunds and
 analysis -> sprachbund models (continued MLM per sprachbund with the random / all baselines,
 or the shared base) -> vector space (language centring and per-sprachbund maps, see
-:mod:`training.space`) -> task heads on the vectors the router serves.
+:mod:`training.space`) -> sprachbund adapters distilled into that space, with the same
+baselines (:mod:`training.adapters`; optional) -> task heads on the vectors the router serves.
 
 The embedded default router is the preset ``training/configs/default.toml`` (``sbr setup``).
 
@@ -34,6 +35,7 @@ from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig, s
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.hub import resolve
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+from training.adapters import AdapterSettings
 from training.base_model import BASE_MODEL_ID, CONVERTER_VERSION, ensure_base_model
 from training.corpus import (
     build_corpus,
@@ -55,9 +57,9 @@ from training.stages import find_sprachbunds, train_sprachbund_heads
 logger = logging.getLogger(__name__)
 
 BASELINES = ("random", "all")
-SPRACHBUND_MODELS = ("mlm", "base")
+SPRACHBUND_MODELS = ("mlm", "base", "adapters")
 #: Bump when the build itself changes, so routers built by an older pipeline are rebuilt.
-PIPELINE_VERSION = 4
+PIPELINE_VERSION = 5
 #: The preset of the embedded default router (``sbr setup``).
 DEFAULT_PRESET = Path(__file__).resolve().parent / "configs" / "default.toml"
 
@@ -85,11 +87,13 @@ class BuildConfig:
         selection_min_pairs: a selection language needs this many dev pairs.
         max_length: encoder truncation length.
         sprachbund_models: ``"mlm"`` (continued masked-LM pre-training per sprachbund, the
-            paper's recipe) or ``"base"`` (every sprachbund shares the base encoder and is
-            specialised by its vector space only).
+            paper's recipe), ``"base"`` (every sprachbund shares the base encoder and is
+            specialised by its vector space only) or ``"adapters"`` (a LoRA adapter per
+            sprachbund on the shared base, distilled into the vector space; needs ``[space]``).
         mlm_max_sentences: cap on monolingual sentences per language for MLM.
-        baselines: extra MLM encoders: ``random`` (random groups, same sizes) and ``all``.
-        mlm / heads / space: stage settings (no ``[space]`` table: no vector space).
+        baselines: what the sprachbund models are measured against, trained with the same
+            budget: ``random`` (random groups, same sizes) and ``all`` (every language).
+        mlm / heads / space / adapters: stage settings (no ``[space]`` table: no vector space).
     """
 
     name: str
@@ -115,6 +119,7 @@ class BuildConfig:
     mlm: MLMConfig = field(default_factory=MLMConfig)
     heads: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
     space: SpaceSettings | None = None
+    adapters: AdapterSettings = field(default_factory=AdapterSettings)
 
     def __post_init__(self) -> None:
         if self.vector_source not in ("udhr", "mono"):
@@ -128,9 +133,12 @@ class BuildConfig:
             raise ValueError(f"k must be positive, got {self.k}")
         if self.sprachbund_models not in SPRACHBUND_MODELS:
             raise ValueError(f"sprachbund_models must be one of {SPRACHBUND_MODELS}, got {self.sprachbund_models!r}")
-        if self.space is not None and self.sprachbund_models != "base":
+        if self.space is not None and self.sprachbund_models == "mlm":
             raise ValueError("a [space] is fitted on the shared base encoder, so it needs sprachbund_models = 'base' "
-                             "(a space per MLM-trained encoder is not supported yet)")
+                             "or 'adapters' (a space per MLM-trained encoder is not supported yet)")
+        if self.sprachbund_models == "adapters" and self.space is None:
+            raise ValueError("sprachbund_models = 'adapters' distils each adapter into the router's vector space: "
+                             "the config needs a [space] table")
 
     @property
     def output_path(self) -> Path:
@@ -152,7 +160,8 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(known)})")
     kwargs = {}
     for key, value in data.items():
-        sub = {"mlm": MLMConfig, "heads": HeadTrainingConfig, "space": SpaceSettings}.get(key) if cls is BuildConfig else None
+        sub = {"mlm": MLMConfig, "heads": HeadTrainingConfig, "space": SpaceSettings,
+               "adapters": AdapterSettings}.get(key) if cls is BuildConfig else None
         kwargs[key] = _from_dict(sub, value, f"{where}.{key}") if sub else value
     return cls(**kwargs)
 
@@ -332,6 +341,27 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         spaces["base"] = spec
         report["space"] = space_report
 
+    # 6b. sprachbund adapters (LoRA on the shared base), distilled into that space
+    adapters: dict[str, Any] = {}
+    if config.sprachbund_models == "adapters":
+        from sprachbund_router.space import VectorSpace
+        from training.adapters import build_adapters
+
+        space = VectorSpace.load(out, spaces["base"], {m: g for g, ms in groups.items() for m in ms})
+        adapters = build_adapters(served, base, corpus, groups, space, config.adapters, config.baselines, work, out, prefix,
+                                  seed=config.mlm.seed)
+        s = config.adapters
+        specs.update({
+            g: EncoderSpec(path=f"encoders/{g}", text_prefix=prefix, max_length=config.max_length, adapter_base="base",
+                           description=f"LoRA adapter (r {s.r}, {adapters['metrics'][g]['steps']} steps) on the shared base, "
+                                       f"distilled into the router's space on {', '.join(members)}")
+            for g, members in groups.items()
+        })
+        sprachbund_encoders = {g: g for g in groups}
+        report["adapters"] = {n: {k: m.get(k) for k in ("steps", "examples", "seconds", "steps_per_second", "device",
+                                                          "train_loss", "adapter_bytes", "languages")}
+                              for n, m in adapters["metrics"].items()}
+
     router_config = RouterConfig(
         sprachbunds=groups,
         encoders=specs,
@@ -351,6 +381,8 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
             "baselines": {
                 **({"random": {"sprachbunds": rnd, "sprachbund_encoders": {g: g for g in rnd}}} if rnd else {}),
                 **({"all": {"encoder": "all"}} if "all" in plans else {}),
+                **({"adapters": {"directory": str(work / "adapters"), "trained": sorted(adapters["plans"]),
+                                 "random_groups": adapters["random"]}} if adapters else {}),
             },
             "settings": asdict(config),
             "layer_selection": report["layer_selection"],
@@ -362,6 +394,14 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     )
     save_language_vectors(out, langs, vecs, pooling=config.vector_mode, layer=-1, source=config.vector_source)
     router_config.save(out)
+    if adapters and config.adapters.report_pairs > 0:  # the adapters against the base, the space and the baselines
+        from training import adapter_report
+
+        scores = adapter_report.run(work / "adapters", out, work / "adapter_report.json", n=config.adapters.report_pairs,
+                                    corpus=corpus)
+        report["adapter_systems"] = {k: {m: v[m] for m in ("dev", "test", "ood", "cross", "table3")}
+                                     for k, v in scores["systems"].items()}
+        report["adapter_test_per_sprachbund"] = scores["test_per_sprachbund"]
 
     # 7. task heads, on the vectors the router serves
     from sprachbund_router.heads import ClassificationHead

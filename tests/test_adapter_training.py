@@ -1,0 +1,67 @@
+"""Adapter training (sentence-transformers' trainer + peft LoRA) on a toy encoder, and the
+length-bucketed batches it uses; the trained adapter must load with the runtime's loader."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sprachbund_router.adapters import apply_lora
+from sprachbund_router.config import PoolingConfig
+from sprachbund_router.encoder import SentenceEncoder
+from tests.toy import WORDS, write_toy_encoder
+from training.adapters import AdapterSettings, length_bucketed_batches, train_adapter
+
+
+def test_length_bucketed_batches_use_every_row_once_and_group_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, size=1000).tolist()
+    batches = length_bucketed_batches(lengths, 16, np.random.default_rng(1), drop_last=False, window=10)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(1000))
+    assert sum(len(b) < 16 for b in batches) <= 1
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in batches if len(b) == 16])
+    random_spread = np.mean([np.ptp(np.asarray(lengths)[rng.permutation(1000)[:16]]) for _ in range(50)])
+    assert spread < random_spread / 4, (spread, random_spread)  # far less padding than random batches
+    dropped = length_bucketed_batches(lengths, 16, np.random.default_rng(1), drop_last=True, window=10)
+    assert all(len(b) == 16 for b in dropped) and len(dropped) == 1000 // 16
+    again = length_bucketed_batches(lengths, 16, np.random.default_rng(1), drop_last=True, window=10)
+    assert dropped == again  # same seed, same order
+
+
+def test_trained_adapter_loads_on_the_shared_base(tmp_path):
+    pytest.importorskip("peft")
+    pytest.importorskip("datasets")
+    base_dir = write_toy_encoder(tmp_path / "base", 5)
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(list(WORDS), size=int(rng.integers(1, 8)))) for _ in range(64)]
+    targets = rng.normal(size=(64, 32)).astype(np.float32)
+    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    settings = AdapterSettings(r=4, alpha=8, steps=6, batch_size=8, lr=1e-2, device="cpu")
+    metrics = train_adapter(base_dir, texts, targets, tmp_path / "adapter", settings, settings.steps)
+    assert metrics["steps"] == 6 and np.isfinite(metrics["train_loss"])
+    assert {p.name for p in (tmp_path / "adapter").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors",
+                                                                  "training_metrics.json"}
+    assert json.loads((tmp_path / "adapter" / "training_metrics.json").read_text())["settings"]["length_buckets"] is True
+    assert not (tmp_path / ".adapter-trainer").exists()
+
+    pooling = PoolingConfig(layer=-1, mode="mean")
+    base = SentenceEncoder.from_pretrained(base_dir, pooling)
+    adapted = SentenceEncoder(apply_lora(base.model, tmp_path / "adapter"), base.tokenizer, pooling)
+    before, after = base.encode(texts[:8]), adapted.encode(texts[:8])
+    assert not np.allclose(before, after, atol=1e-4), "training changed nothing"
+    assert np.allclose(base.encode(texts[:8]), before)  # the shared base is untouched
+
+    # the runtime's merged weights give what peft's own (unmerged) forward gives
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    peft_model = PeftModel.from_pretrained(AutoModel.from_pretrained(str(base_dir)), str(tmp_path / "adapter")).eval()
+    batch = base.tokenizer(texts[:8], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = peft_model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    ref = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    assert np.min(np.sum(ref * after, axis=1)) > 0.9999

@@ -1,0 +1,182 @@
+"""Score sprachbund adapters against their baselines: base / the router's space / adapters
+(sprachbund, all, random), with the protocol of :mod:`training.space_report`.
+
+``python -m training.adapter_report ADAPTERS_DIR [--router DIR] [--n 400] [--output benchmarks/results/adapters.json]``
+
+``ADAPTERS_DIR`` holds one PEFT LoRA folder per trained adapter (what
+:func:`training.adapters.train_adapters` writes: ``sb1`` ... for the sprachbunds, ``all``,
+``random1`` ...), each with its ``training_metrics.json`` (the languages it was trained on,
+steps, device, seconds). Every adapter is loaded with the runtime's own loader
+(:func:`sprachbund_router.adapters.apply_lora`) on the router's shared encoder, and a language
+is served by the adapter of the group it belongs to (English too), so cross-sprachbund pairs
+mix adapters exactly as the router would. The adapters were trained to land in the router's
+space (distillation targets are the router's served English vectors), so their vectors are
+used as they come out, normalised. Vectors are cached per adapter (keyed by its probe vectors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+from training.space import VectorCache, unit
+from training.space_report import HeldOut, held_out_sets, score_sets
+
+logger = logging.getLogger(__name__)
+
+
+def dev_set(corpus: Path, languages: list[str], n: int = 200) -> HeldOut:
+    """The dev split of every language (what choices are made on; never the test split)."""
+    from training.corpus import read_pairs
+
+    dev = {lang: read_pairs(corpus, lang, "dev")[:n] for lang in languages if lang != "en"}
+    return {"dev": {lang: (lang, "en", p) for lang, p in dev.items() if len(p) >= 30}}
+
+
+def adapter_groups(adapters_dir: Path) -> dict[str, list[str]]:
+    """Trained adapters in ``adapters_dir``: name -> the languages it was trained on."""
+    out = {}
+    for d in sorted(p for p in adapters_dir.iterdir() if (p / "adapter_config.json").is_file()):
+        metrics = json.loads((d / "training_metrics.json").read_text()) if (d / "training_metrics.json").is_file() else {}
+        out[d.name] = list(metrics.get("languages", []))
+    return out
+
+
+def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None = None, n: int = 400,
+        corpus: Path | None = None, encoder: Any = None, batch_size: int = 64, device: str | None = None) -> dict[str, Any]:
+    """Score every system; returns the result (also written to ``output``)."""
+    from sprachbund_router.adapters import apply_lora
+    from sprachbund_router.config import RouterConfig
+    from sprachbund_router.encoder import SentenceEncoder
+    from sprachbund_router.space import VectorSpace
+
+    started = time.time()
+    router_dir = router_dir or default_router_dir()
+    corpus = corpus or data_dir() / "corpus"
+    cfg = RouterConfig.load(router_dir)
+    spec = cfg.encoders[cfg.shared_encoder]
+    if encoder is None:
+        encoder = SentenceEncoder.from_pretrained(router_dir / spec.path, cfg.pooling, spec, device=device)  # type: ignore[operator]
+    where = {m: g for g, ms in cfg.sprachbunds.items() for m in ms}
+    space = None
+    if cfg.shared_encoder in cfg.spaces:
+        space = VectorSpace.load(router_dir, cfg.spaces[cfg.shared_encoder], where)
+        space.check_encoder(encoder, "torch", cfg.shared_encoder)
+    trained = adapter_groups(adapters_dir)
+    if not trained:
+        raise FileNotFoundError(f"no PEFT adapter folders (adapter_config.json) in {adapters_dir}")
+    vectors_dir = cache_root() / "vectors"
+    caches: dict[str, VectorCache] = {"base": VectorCache(lambda t: encoder.encode(t, batch_size=batch_size), vectors_dir / "base.npz")}
+    for name in trained:
+        enc = SentenceEncoder(apply_lora(encoder.model, adapters_dir / name), encoder.tokenizer, cfg.pooling,
+                              text_prefix=spec.text_prefix, max_length=spec.max_length)
+        caches[name] = VectorCache(lambda t, e=enc: e.encode(t, batch_size=batch_size), vectors_dir / "adapter.npz")
+
+    sets = {**held_out_sets(corpus, cfg.languages, cfg.sprachbunds, n), **dev_set(corpus, cfg.languages)}
+
+    def serve_base(lang: str, texts: list[str]) -> np.ndarray:
+        return unit(caches["base"](texts))
+
+    def serve_space(lang: str, texts: list[str]) -> np.ndarray:
+        raw = caches["base"](texts)
+        k = len(texts)
+        return space.apply(raw, [lang] * k, [where.get(lang)] * k, [False] * k) if space else unit(raw)
+
+    def by_groups(groups: Mapping[str, list[str]]) -> Callable[[str, list[str]], np.ndarray]:
+        member = {m: g for g, ms in groups.items() for m in ms}
+
+        def serve(lang: str, texts: list[str]) -> np.ndarray:
+            name = member.get(lang)
+            return unit(caches[name](texts)) if name in caches else serve_space(lang, texts)
+        return serve
+
+    systems: dict[str, tuple[str, Callable[[str, list[str]], np.ndarray]]] = {
+        "base": ("the shared encoder's vectors, unchanged", serve_base),
+        "router space (centring + maps)": ("the router's own space file, as served", serve_space),
+    }
+    sb = {g: trained[g] or list(cfg.sprachbunds[g]) for g in cfg.sprachbunds if g in trained}
+    if sb:
+        systems["adapters: sprachbund"] = ("each language served by its sprachbund's adapter", by_groups(sb))
+    if "all" in trained:
+        systems["adapters: all"] = ("one adapter trained on every language, same total steps", by_groups({"all": trained["all"]}))
+    rnd = {name: ms for name, ms in trained.items() if name.startswith("random")}
+    if rnd:
+        systems["adapters: random"] = ("random groups of the sprachbunds' sizes, one adapter each", by_groups(rnd))
+
+    result_systems: dict[str, Any] = {}
+    for name, (what, serve) in systems.items():
+        t0 = time.time()
+        scores = score_sets(lambda key, lang, texts, s=serve: s(lang, texts), sets)
+        result_systems[name] = {"what": what, **scores}
+        logger.info("%-32s dev %.2f  test %.2f  ood %.2f  cross %.2f  table3 %.2f  (%.0fs)", name, scores["dev"], scores["test"],
+                    scores["ood"], scores["cross"], scores["table3"], time.time() - t0)
+        for c in caches.values():
+            c.save()
+    per_sprachbund: dict[str, dict[str, float]] = {}
+    for name, s in result_systems.items():
+        for g, ms in cfg.sprachbunds.items():
+            vals = [v for lang, v in s["per_test"].items() if lang in ms]
+            if vals:
+                per_sprachbund.setdefault(g, {})[name] = round(float(np.mean(vals)), 2)
+    training = {}
+    for name in trained:
+        f = adapters_dir / name / "training_metrics.json"
+        if f.is_file():
+            m = json.loads(f.read_text())
+            training[name] = {k: m.get(k) for k in ("steps", "examples", "seconds", "steps_per_second", "device", "train_loss",
+                                                    "adapter_bytes")}
+            training[name]["settings"] = m.get("settings")
+    result = {
+        "task": "sprachbund adapters against the base, the router's space and the all / random baselines",
+        "router": str(router_dir),
+        "adapters": str(adapters_dir),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()} (scoring)",
+        "command": f"python -m training.adapter_report {adapters_dir} --n {n}",
+        "metric": "top-1 accuracy (%), mean of both directions; 'test' = mean over languages; 'dev' = dev split (choices)",
+        "pairs_per_set": n,
+        "training": training,
+        "systems": result_systems,
+        "test_per_sprachbund": per_sprachbund,
+        "seconds": round(time.time() - started, 1),
+    }
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return result
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    """The side-by-side table of a result."""
+    keys = ("dev", "test", "ood", "cross", "table3")
+    lines = ["| system | dev | test (mean over languages) | out-of-domain | cross-sprachbund | Table 3 pairs |",
+             "|---|---|---|---|---|---|"]
+    base = result["systems"]["base"]
+    for name, v in result["systems"].items():
+        cells = [f"{v[k]:.2f} ({v[k] - base[k]:+.2f})" if name != "base" else f"{v[k]:.2f}" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("adapters", type=Path, help="folder of trained adapters (sb1 ..., all, random1 ...)")
+    parser.add_argument("--router", type=Path, default=None, help="router directory (default: the embedded default router)")
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/adapters.json"))
+    parser.add_argument("--n", type=int, default=400, help="pairs per language / language pair (at most)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = run(args.adapters, args.router, args.output, args.n)
+    logger.info("\n%s", markdown(result))
+
+
+if __name__ == "__main__":
+    main()
