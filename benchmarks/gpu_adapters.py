@@ -6,7 +6,7 @@ vocabulary rows the data uses (exact: the same bytes the converter dequantizes),
 tokenizer, the English-aligned pairs and out-of-domain pairs of the router's languages, and
 the default router's config and vector space. ``run`` (there) rebuilds the base, checks it
 against the space's probe vectors, trains one adapter per sprachbund plus the "all" and
-"random" baselines with :func:`training.adapters.train_adapters` (sentence-transformers'
+"random" baselines with :func:`training.adapters.build_adapters` (sentence-transformers'
 trainer, peft LoRA, MSE distillation into the router's space), loads each adapter with the
 runtime's own loader (:func:`sprachbund_router.adapters.apply_lora`) and scores every system
 with :func:`training.adapter_report.run` (the protocol of ``python -m training.space_report``; the
@@ -165,8 +165,7 @@ def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int |
     from sprachbund_router.encoder import SentenceEncoder
     from sprachbund_router.space import VectorSpace
     from training import adapter_report, space_report
-    from training.adapters import AdapterSettings, train_adapters
-    from training.sprachbunds import random_groups
+    from training.adapters import AdapterSettings, build_adapters
 
     started = time.time()
     work = Path("/tmp/gpu-adapters")
@@ -204,23 +203,12 @@ def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int |
     space = VectorSpace.load(router_dir, cfg.spaces["base"], {m: g for g, ms in cfg.sprachbunds.items() for m in ms})
     space.check_encoder(base, "torch", "base")  # the rebuilt base is the base the space was fitted on
 
-    teacher_cache: dict[str, np.ndarray] = {}
-
-    def teacher_en(texts: list[str]) -> np.ndarray:
-        todo = [t for t in dict.fromkeys(texts) if t not in teacher_cache]
-        if todo:
-            teacher_cache.update(zip(todo, base.encode(todo, batch_size=256)))
-        raw = np.stack([teacher_cache[t] for t in texts])
-        return space.apply(raw, ["en"] * len(texts), [space.sprachbund_of.get("en")] * len(texts), [False] * len(texts))
-
-    groups = cfg.sprachbunds
-    rnd = random_groups(groups, seed=1)
-    plans = {**groups, "all": sorted(cfg.languages), **rnd}
     settings = AdapterSettings(steps=steps, batch_size=batch_size, max_pairs_per_language=max_pairs, device=device,
                                all_steps=all_steps)
-    steps_of = {"all": all_steps or steps * len(groups)}
-    t0 = time.time()
-    metrics = train_adapters(base_dir, corpus, plans, teacher_en, work / "adapters", settings, steps_of, cfg.encoders["base"].text_prefix)
+    t0 = time.time()  # the pipeline's adapter stage: same plans, teacher (cached) and equal-budget baselines
+    built = build_adapters(base, base_dir, corpus, cfg.sprachbunds, space, settings, ("all", "random"), work, router_dir,
+                           cfg.encoders["base"].text_prefix, seed=1)
+    metrics, plans = built["metrics"], built["plans"]
     result["training_seconds"] = round(time.time() - t0, 1)
     result["adapters"] = {n: {k: m[k] for k in ("steps", "examples", "seconds", "steps_per_second", "train_loss", "adapter_bytes",
                                                  "languages", "loss_curve")} for n, m in metrics.items()}
