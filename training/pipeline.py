@@ -398,7 +398,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         from training import adapter_report
 
         scores = adapter_report.run(work / "adapters", out, work / "adapter_report.json", n=config.adapters.report_pairs,
-                                    corpus=corpus)
+                                    corpus=corpus, encoder=served)
         report["adapter_systems"] = {k: {m: v[m] for m in ("dev", "test", "ood", "cross", "table3")}
                                      for k, v in scores["systems"].items()}
         report["adapter_test_per_sprachbund"] = scores["test_per_sprachbund"]
