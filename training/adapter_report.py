@@ -29,7 +29,7 @@ import numpy as np
 
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from training.space import VectorCache, unit
-from training.space_report import HeldOut, held_out_sets, score_sets
+from training.space_report import HeldOut, held_out_sets, score_sets, served_by
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +86,10 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
     def serve_base(lang: str, texts: list[str]) -> np.ndarray:
         return unit(caches["base"](texts))
 
+    space_served = served_by(space)
+
     def serve_space(lang: str, texts: list[str]) -> np.ndarray:
-        raw = caches["base"](texts)
-        k = len(texts)
-        return space.apply(raw, [lang] * k, [where.get(lang)] * k, [False] * k) if space else unit(raw)
+        return space_served(lang, caches["base"](texts), False)
 
     def by_groups(groups: Mapping[str, list[str]]) -> Callable[[str, list[str]], np.ndarray]:
         member = {m: g for g, ms in groups.items() for m in ms}
