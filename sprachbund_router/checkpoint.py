@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from sprachbund_router.errors import CheckpointError
 
@@ -41,6 +42,43 @@ def check_encoder_dir(path: Path, backend: str = "torch") -> None:
         raise CheckpointError(f"{onnx_file} not found: export the router first (`sbr export onnx ROUTER_DIR`)")
     if not (path / "tokenizer.json").is_file():
         raise CheckpointError(f"encoder directory {path} has no tokenizer.json (needed by the ONNX backend)")
+
+
+#: Model types whose position ids start after the padding index (two positions are not usable).
+_POSITION_OFFSET = {"xlm-roberta": 2, "roberta": 2, "camembert": 2, "xlm-roberta-xl": 2}
+
+
+def check_encoder_settings(path: Path, spec: Any, pooling: Any, name: str = "") -> None:
+    """Refuse settings the encoder in ``path`` cannot honour, before any weight is loaded.
+
+    Reads ``config.json`` only: the pooling layer must exist and ``max_length`` must fit the
+    model's position embeddings.
+
+    Raises:
+        CheckpointError: naming the config key, the value and the model's limit.
+    """
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        return  # the ONNX backend may run without it; check_encoder_dir decides what is required
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{cfg_file} is corrupt: {err}") from err
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_file} is corrupt: expected a JSON object")
+    key = f"encoders.{name}." if name else ""
+    layers = cfg.get("num_hidden_layers")
+    if isinstance(layers, int) and not -(layers + 1) <= pooling.layer <= layers:
+        raise CheckpointError(
+            f"pooling.layer = {pooling.layer} is out of range for encoder {name or path} with {layers} layers "
+            f"(hidden_states has {layers + 1} entries: 0 = embeddings ... {layers} = last; -1 = last)"
+        )
+    positions = cfg.get("max_position_embeddings")
+    if isinstance(positions, int):
+        usable = positions - _POSITION_OFFSET.get(str(cfg.get("model_type")), 0)
+        if spec.max_length > usable:
+            raise CheckpointError(f"{key}max_length = {spec.max_length} exceeds the {usable} positions of encoder "
+                                  f"{name or path} ({cfg.get('model_type')}); use at most {usable}")
 
 
 def read_onnx_export_info(path: Path) -> dict:

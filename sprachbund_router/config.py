@@ -24,6 +24,7 @@ from safetensors.numpy import load_file, save_file
 
 from sprachbund_router.errors import CheckpointError, UnknownLanguageError
 from sprachbund_router.space import SpaceSpec
+from sprachbund_router.validation import expect, expect_number, expect_str_map, relative_path
 
 CONFIG_NAME = "router_config.json"
 LANGUAGE_VECTORS_NAME = "language_vectors.safetensors"
@@ -47,10 +48,9 @@ class PoolingConfig:
     mode: PoolingMode = "mean"
 
     def __post_init__(self) -> None:
+        expect(self.layer, int, "pooling.layer", "an int (index into hidden_states)")
         if self.mode not in ("mean", "cls"):
-            raise ValueError(f"pooling mode must be 'mean' or 'cls', got {self.mode!r}")
-        if not isinstance(self.layer, int):
-            raise ValueError(f"pooling layer must be an int, got {self.layer!r}")
+            raise ValueError(f"pooling.mode must be 'mean' or 'cls', got {self.mode!r}")
 
 
 @dataclass
@@ -80,10 +80,15 @@ class EncoderSpec:
     adapter_base: str | None = None
 
     def __post_init__(self) -> None:
+        for key in ("path", "repo_id", "revision", "adapter_base"):
+            expect(getattr(self, key), (str, type(None)), key, "a string or null")
+        for key in ("text_prefix", "description"):
+            expect(getattr(self, key), str, key, "a string")
+        expect(self.max_length, int, "max_length", "an int (tokens)")
         if (self.path is None) == (self.repo_id is None):
             raise ValueError(f"an encoder needs exactly one of path and repo_id, got {self.path!r} and {self.repo_id!r}")
-        if self.max_length < 2:
-            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        if not 2 <= self.max_length <= 1_000_000:
+            raise ValueError(f"max_length must be between 2 and 1000000 tokens, got {self.max_length}")
 
 
 @dataclass
@@ -98,6 +103,10 @@ class LanguageIdConfig:
 
     backend: str = "langid"
     min_confidence: float = 0.5
+
+    def __post_init__(self) -> None:
+        expect(self.backend, str, "language_id.backend", "a string")
+        expect_number(self.min_confidence, "language_id.min_confidence", 0.0, 1.0)
 
 
 @dataclass
@@ -134,8 +143,18 @@ class RouterConfig:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        for name, spec in self.encoders.items():
+            if spec.path is not None:
+                relative_path(spec.path, f"encoders.{name}.path")
+        for task, per_group in self.heads.items():
+            for group, rel in per_group.items():
+                relative_path(rel, f"heads.{task}.{group}")
+        for name, space in self.spaces.items():
+            relative_path(space.path, f"spaces.{name}.path")
         seen: dict[str, str] = {}
         for group, langs in self.sprachbunds.items():
+            if not langs:
+                raise ValueError(f"sprachbund {group!r} has no languages")
             for lang in langs:
                 if lang in seen:
                     raise ValueError(f"language {lang!r} is in sprachbunds {seen[lang]!r} and {group!r}")
@@ -209,22 +228,39 @@ class RouterConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RouterConfig:
-        """Build a config from the content of ``router_config.json``."""
+        """Build a config from the content of ``router_config.json``, checking every value's type.
+
+        Raises:
+            ValueError: naming the key, the expected type or range and the value found.
+        """
+        expect(data, dict, "the config", "a JSON object")
         version = data.get("format_version", FORMAT_VERSION)
         if version != FORMAT_VERSION:
-            raise ValueError(f"format_version {version} is not supported (this release reads {FORMAT_VERSION})")
+            raise ValueError(f"format_version {version!r} is not supported (this release reads {FORMAT_VERSION})")
+        for key in ("sprachbunds", "encoders", "sprachbund_encoders", "shared_encoder", "fallback_encoder"):
+            if key not in data:
+                raise ValueError(f"required key {key!r} is missing")
+        sprachbunds = expect(data["sprachbunds"], dict, "sprachbunds", "an object (sprachbund -> list of languages)")
+        for group, langs in sprachbunds.items():
+            expect(langs, list, f"sprachbunds.{group}", "a list of language codes")
+            for i, lang in enumerate(langs):
+                expect(lang, str, f"sprachbunds.{group}[{i}]", "a language code (string)")
+        encoders = {name: _build(EncoderSpec, spec, f"encoders.{name}")
+                    for name, spec in expect(data["encoders"], dict, "encoders", "an object").items()}
+        heads = expect(data.get("heads", {}), dict, "heads", "an object (task -> sprachbund -> head directory)")
+        spaces = expect(data.get("spaces", {}), dict, "spaces", "an object (encoder -> space)")
         return cls(
-            sprachbunds={k: list(v) for k, v in data["sprachbunds"].items()},
-            encoders={k: EncoderSpec(**v) for k, v in data["encoders"].items()},
-            sprachbund_encoders=dict(data["sprachbund_encoders"]),
-            shared_encoder=data["shared_encoder"],
-            fallback_encoder=data["fallback_encoder"],
-            pooling=PoolingConfig(**data.get("pooling", {})),
-            language_id=LanguageIdConfig(**data.get("language_id", {})),
-            pivots=dict(data.get("pivots", {})),
-            heads={k: dict(v) for k, v in data.get("heads", {}).items()},
-            spaces={k: SpaceSpec(**v) for k, v in data.get("spaces", {}).items()},
-            provenance=dict(data.get("provenance", {})),
+            sprachbunds={k: list(v) for k, v in sprachbunds.items()},
+            encoders=encoders,
+            sprachbund_encoders=dict(expect_str_map(data["sprachbund_encoders"], "sprachbund_encoders")),
+            shared_encoder=expect(data["shared_encoder"], str, "shared_encoder", "an encoder name"),
+            fallback_encoder=expect(data["fallback_encoder"], str, "fallback_encoder", "an encoder name"),
+            pooling=_build(PoolingConfig, data.get("pooling", {}), "pooling"),
+            language_id=_build(LanguageIdConfig, data.get("language_id", {}), "language_id"),
+            pivots=dict(expect_str_map(data.get("pivots", {}), "pivots")),
+            heads={k: dict(expect_str_map(v, f"heads.{k}")) for k, v in heads.items()},
+            spaces={k: _build(SpaceSpec, v, f"spaces.{k}") for k, v in spaces.items()},
+            provenance=dict(expect(data.get("provenance", {}), dict, "provenance", "an object")),
         )
 
     def save(self, directory: str | Path) -> Path:
@@ -241,9 +277,12 @@ class RouterConfig:
         Raises:
             CheckpointError: the file is missing, not JSON, or lacks a required field.
         """
+        from sprachbund_router.validation import confined
+
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise CheckpointError(f"{path} not found: {directory} is not a router directory")
+        confined(Path(directory), CONFIG_NAME, CONFIG_NAME)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -253,7 +292,26 @@ class RouterConfig:
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{path} is invalid: {err!r}") from err
+            raise CheckpointError(f"{path} is invalid: {err}") from err
+
+
+def _build(cls: type, value: Any, key: str) -> Any:
+    """``cls(**value)`` with errors that name ``key`` (unknown fields, wrong types)."""
+    import dataclasses
+
+    expect(value, dict, key, "an object")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"{key} has unknown field(s) {unknown} (known: {sorted(known)})")
+    try:
+        return cls(**value)
+    except TypeError as err:
+        raise ValueError(f"{key}: {err}") from err
+    except ValueError as err:
+        msg = str(err)
+        short = key.split(".")[0] + "."
+        raise ValueError(msg if msg.startswith((key, short)) else f"{key}: {msg}") from err
 
 
 # -------------------------------------------------------------------- tensors on disk

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sprachbund_router.batching import length_sorted_batches, n_batches, windows
-from sprachbund_router.checkpoint import check_encoder_dir
+from sprachbund_router.checkpoint import check_encoder_dir, check_encoder_settings
 from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.pooling import pool, pool_layers, resolve_layer
@@ -76,16 +76,27 @@ class SentenceEncoder:
         path = Path(path)
         check_encoder_dir(path)
         spec = spec or EncoderSpec(path=str(path))
+        check_encoder_settings(path, spec, pooling)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+            kwargs = {"use_safetensors": True, "trust_remote_code": False, "output_loading_info": True}
             try:  # encoders with a pooler (BERT, XLM-R) do not need it for sentence vectors
-                model = AutoModel.from_pretrained(
-                    str(path), use_safetensors=True, trust_remote_code=False, add_pooling_layer=False
-                )
+                model, info = AutoModel.from_pretrained(str(path), add_pooling_layer=False, **kwargs)
             except TypeError:
-                model = AutoModel.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False)
-        except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(f"cannot load encoder from {path}: {err}") from err
+                model, info = AutoModel.from_pretrained(str(path), **kwargs)
+        except Exception as err:  # truncated files, wrong shapes...: every failure becomes a CheckpointError
+            raise CheckpointError(f"cannot load encoder from {path}: {type(err).__name__}: {str(err)[:500]}") from err
+        missing = sorted(info.get("missing_keys") or [])
+        mismatched = sorted(str(m) for m in (info.get("mismatched_keys") or []))
+        if missing or mismatched or info.get("error_msgs"):
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise CheckpointError(
+                f"encoder weights in {path} are incomplete or damaged: "
+                + (f"{len(missing)} tensor(s) missing ({shown})" if missing else "")
+                + (f"; shape mismatch: {mismatched[:3]}" if mismatched else "")
+                + (f"; {info['error_msgs'][:2]}" if info.get("error_msgs") else "")
+                + "; refusing to run with randomly initialised weights"
+            )
         if device:
             model = model.to(device)
         logger.info("loaded encoder %s (%d layers, dim %d)", path, model.config.num_hidden_layers, model.config.hidden_size)

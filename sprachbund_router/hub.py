@@ -42,6 +42,7 @@ def resolve(
     local_files_only: bool | None = None,
     cache_dir: str | Path | None = None,
     what: str = "router",
+    hub_only: bool = False,
 ) -> Path:
     """Return a local directory for ``path_or_repo_id``.
 
@@ -51,12 +52,20 @@ def resolve(
         local_files_only: only use the local cache; defaults to ``HF_HUB_OFFLINE``.
         cache_dir: huggingface_hub cache directory (default: the usual one).
         what: what is being resolved, for error messages.
+        hub_only: ``path_or_repo_id`` must be a Hub repo id (a repo id named inside a router
+            config is never looked up as a local path).
 
     Raises:
         CheckpointError: a local path that does not exist.
         HubAccessError: the repo is not cached and cannot be downloaded.
     """
     name = os.fspath(path_or_repo_id)
+    if hub_only:
+        if not looks_like_repo_id(name):
+            raise CheckpointError(f"{what} repo_id {name!r} is not a Hub repository id (org/name); refused")
+        if revision is None:
+            logger.warning("%s %s is not pinned to a revision: whatever the repo holds now is loaded", what, name)
+        return _snapshot(name, revision, local_files_only, cache_dir, what)
     local = Path(name).expanduser()
     if local.is_dir():
         return local
@@ -64,6 +73,11 @@ def resolve(
         raise CheckpointError(f"{what} path {local} is a file, expected a directory")
     if not looks_like_repo_id(name):
         raise CheckpointError(f"{what} directory {local} does not exist")
+    return _snapshot(name, revision, local_files_only, cache_dir, what)
+
+
+def _snapshot(name: str, revision: str | None, local_files_only: bool | None, cache_dir: str | Path | None,
+              what: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HfHubHTTPError,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from sprachbund_router.checkpoint import check_encoder_dir
+from sprachbund_router.checkpoint import check_encoder_dir, check_encoder_settings
 from sprachbund_router.config import (
     LANGUAGE_VECTORS_NAME,
     RouterConfig,
@@ -26,6 +27,7 @@ from sprachbund_router.index import VectorIndex, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
 from sprachbund_router.language_id import LanguageGuess, make_identifier
 from sprachbund_router.space import VectorSpace
+from sprachbund_router.validation import confined, writable_inside
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class SprachbundRouter:
         self._encoders: dict[str, Encoder] = {}
         self._heads: dict[tuple[str, str], ClassificationHead] = {}
         self._checked: set[str] = set()  # encoder names whose space was checked against the loaded weights
+        self._lock = threading.RLock()  # lazy loading happens once whatever the number of threads
         self.spaces = self._load_spaces()
         self._identifier = make_identifier(config.language_id.backend, config.languages)
         self.languages, self.language_vectors = self._load_language_vectors()
@@ -167,11 +170,17 @@ class SprachbundRouter:
         router = cls(config, directory, device=device, backend=backend, local_files_only=local_files_only,
                      cache_dir=cache_dir)
         for name, spec in config.encoders.items():
-            if spec.path is not None and spec.adapter_base is None:
-                try:
-                    check_encoder_dir(router._local_path(spec.path), backend)
-                except CheckpointError as err:
-                    raise CheckpointError(f"encoder {name!r} of router {directory}: {err}") from err
+            if spec.path is None:
+                continue
+            try:
+                path = router._local_path(spec.path, f"encoders.{name}.path")
+                if spec.adapter_base is None:
+                    check_encoder_dir(path, backend)
+                    check_encoder_settings(path, spec, config.pooling, name)
+                elif not path.is_dir():
+                    raise CheckpointError(f"adapter directory {spec.path!r} does not exist")
+            except CheckpointError as err:
+                raise CheckpointError(f"encoder {name!r} of router {directory}: {err}") from err
         return router
 
     @classmethod
@@ -191,25 +200,31 @@ class SprachbundRouter:
             )
         return cls.from_pretrained(directory, device=device, backend=backend)
 
-    def _local_path(self, path: str) -> Path:
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else self.directory / p
+    def _local_path(self, path: str, key: str) -> Path:
+        """``path`` (relative, from the config key ``key``) inside the router directory, or refused."""
+        return confined(self.directory, path, key)
 
     def _load_spaces(self) -> dict[str, VectorSpace]:
         where = {lang: g for g, members in self.config.sprachbunds.items() for lang in members}
         spaces = {}
         for name, spec in self.config.spaces.items():
             try:
+                self._local_path(spec.path, f"spaces.{name}.path")
                 spaces[name] = VectorSpace.load(self.directory, spec, where)
             except CheckpointError as err:
                 raise CheckpointError(f"space of encoder {name!r} in router {self.directory}: {err}") from err
         return spaces
 
-    def _load_language_vectors(self) -> tuple[list[str], np.ndarray | None]:
-        if not (self.directory / LANGUAGE_VECTORS_NAME).exists():
-            logger.warning("router %s has no %s", self.directory, LANGUAGE_VECTORS_NAME)
-            return self.config.languages, None
-        return load_language_vectors(self.directory)
+    def _load_language_vectors(self) -> tuple[list[str], np.ndarray]:
+        path = self._local_path(LANGUAGE_VECTORS_NAME, LANGUAGE_VECTORS_NAME)
+        if not path.is_file():
+            raise CheckpointError(f"router {self.directory} has no {LANGUAGE_VECTORS_NAME} (the language vectors "
+                                  "its sprachbunds were computed from); the directory is incomplete")
+        languages, vectors = load_language_vectors(self.directory)
+        missing = sorted(set(self.config.languages) - set(languages))
+        if missing:
+            raise CheckpointError(f"{path} lacks vectors of router language(s) {missing}")
+        return languages, vectors
 
     def encoder(self, name: str) -> Encoder:
         """The encoder called ``name`` in the config, loaded on first use.
@@ -217,11 +232,12 @@ class SprachbundRouter:
         An encoder with a space (``spaces`` in the config) is checked against the vectors the
         space was fitted on; a mismatch raises :class:`CheckpointError`.
         """
-        enc = self._load_encoder(name)
-        if name in self.spaces and name not in self._checked:
-            self.spaces[name].check_encoder(enc, self.backend, name)
-            self._checked.add(name)
-        return enc
+        with self._lock:
+            enc = self._load_encoder(name)
+            if name in self.spaces and name not in self._checked:
+                self.spaces[name].check_encoder(enc, self.backend, name)
+                self._checked.add(name)
+            return enc
 
     def _load_encoder(self, name: str) -> Encoder:
         if name in self._encoders:
@@ -238,10 +254,13 @@ class SprachbundRouter:
                 self._encoders[name] = enc
                 return enc
         if spec.path is not None:
-            path = self._local_path(spec.path)
+            path = self._local_path(spec.path, f"encoders.{name}.path")
         else:
             path = resolve(spec.repo_id, revision=spec.revision, local_files_only=self._local_files_only,  # type: ignore[arg-type]
-                           cache_dir=self._cache_dir, what="encoder")
+                           cache_dir=self._cache_dir, what="encoder", hub_only=True)
+            confined(path, ".", f"encoders.{name}.repo_id")
+            if spec.adapter_base is None:
+                check_encoder_settings(path, spec, self.config.pooling, name)
         if spec.adapter_base is not None:
             self._encoders[name] = self._load_adapter(name, path)
         elif self.backend == "torch":
@@ -277,8 +296,8 @@ class SprachbundRouter:
         directory.mkdir(parents=True, exist_ok=True)
         same = directory.resolve() == self.directory.resolve()
         if not same:
-            for rel in self._local_relative_paths():
-                src, dst = self.directory / rel, directory / rel
+            for key, rel in self._local_relative_paths():
+                src, dst = self._local_path(rel, key), writable_inside(directory, rel, key)
                 if src.is_dir():
                     shutil.copytree(src, dst, dirs_exist_ok=True)
                 elif src.is_file():
@@ -287,16 +306,18 @@ class SprachbundRouter:
         self.config.save(directory)
         return directory
 
-    def _local_relative_paths(self) -> Iterable[str]:
-        yield LANGUAGE_VECTORS_NAME
-        for spec in self.config.encoders.values():
-            if spec.path is not None and not Path(spec.path).is_absolute():
-                yield spec.path
-        for per_group in self.config.heads.values():
-            yield from per_group.values()
-        for space in self.config.spaces.values():
-            yield space.path
-        yield "analysis"
+    def _local_relative_paths(self) -> Iterable[tuple[str, str]]:
+        """(config key, relative path) of everything the router directory holds."""
+        yield LANGUAGE_VECTORS_NAME, LANGUAGE_VECTORS_NAME
+        for name, spec in self.config.encoders.items():
+            if spec.path is not None:
+                yield f"encoders.{name}.path", spec.path
+        for task, per_group in self.config.heads.items():
+            for group, rel in per_group.items():
+                yield f"heads.{task}.{group}", rel
+        for name, space in self.config.spaces.items():
+            yield f"spaces.{name}.path", space.path
+        yield "analysis", "analysis"
 
     # ------------------------------------------------------------------ routing
     @property
@@ -496,9 +517,11 @@ class SprachbundRouter:
         if sprachbund not in per_group:
             raise MissingHeadError(f"task {task!r} has no head for sprachbund {sprachbund!r} (has {sorted(per_group)})")
         key = (task, sprachbund)
-        if key not in self._heads:
-            self._heads[key] = ClassificationHead.load(self.directory / per_group[sprachbund])
-        return self._heads[key]
+        with self._lock:
+            if key not in self._heads:
+                path = self._local_path(per_group[sprachbund], f"heads.{task}.{sprachbund}")
+                self._heads[key] = ClassificationHead.load(path)
+            return self._heads[key]
 
     def classify(
         self,

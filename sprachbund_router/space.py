@@ -82,6 +82,15 @@ class SpaceSpec:
             raise ValueError(f"space fallback_mean must be 'global' or 'none', got {self.fallback_mean!r}")
         if not isinstance(self.sprachbund_maps, dict):
             raise ValueError(f"space sprachbund_maps must be an object, got {self.sprachbund_maps!r}")
+        for group, name in self.sprachbund_maps.items():
+            if name is not None and not isinstance(name, str):
+                raise ValueError(f"space sprachbund_maps.{group} must be a map name or null, got {name!r}")
+        for key in ("anchor", "fallback_map"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"space {key} must be a string or null, got {value!r}")
+        if not isinstance(self.provenance, dict):
+            raise ValueError(f"space provenance must be an object, got {self.provenance!r}")
 
     def parts(self, sprachbund: str) -> list[str]:
         """What this space does to the vectors of ``sprachbund`` (recorded per sprachbund)."""

@@ -76,7 +76,7 @@ def test_config_rejects_inconsistent_content():
         _config(sprachbunds={"a": ["de"], "b": ["de"]})
     with pytest.raises(ValueError, match="not defined in encoders"):
         _config(shared_encoder="nope")
-    with pytest.raises(ValueError, match="pooling mode"):
+    with pytest.raises(ValueError, match="pooling.mode"):
         PoolingConfig(mode="max")  # type: ignore[arg-type]
 
 
