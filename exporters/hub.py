@@ -21,6 +21,7 @@ from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.onnx_encoder import pad_token_id
+from sprachbund_router.validation import confined, writable_inside
 from training.files import link_or_copy, link_tree
 
 logger = logging.getLogger(__name__)
@@ -106,12 +107,33 @@ def _pair_results(router_dir: Path, languages: list[str]) -> list[dict[str, Any]
 
 
 def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] | None = None) -> dict[str, Path]:
-    """Write one folder per repository (exactly what would be uploaded); returns repo -> folder."""
-    from hub_cards.cards import encoder_card, router_card
+    """Write one folder per repository (exactly what would be uploaded); returns repo -> folder.
+
+    Everything is written into a temporary folder beside ``out_dir`` and moved into place when
+    complete, so an interrupted export leaves no half-written repository.
+    """
+    import shutil
+    import tempfile
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ExportError(f"{out_dir} is not empty; choose a new directory for the export")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        folders = _write_folders(plan, tmp, revisions)
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {repo: out_dir / folder.relative_to(tmp) for repo, folder in folders.items()}
+
+
+def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | None) -> dict[str, Path]:
+    from hub_cards.cards import encoder_card, router_card
+
     folders: dict[str, Path] = {}
     cfg = plan.config
     for repo, src in plan.encoder_dirs.items():
@@ -149,11 +171,14 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
     RouterConfig.from_dict(data).save(folder)
     if (plan.router_dir / LANGUAGE_VECTORS_NAME).is_file():
         link_or_copy(plan.router_dir / LANGUAGE_VECTORS_NAME, folder / LANGUAGE_VECTORS_NAME)
-    for space in data["spaces"].values():  # the vector spaces live in the router repo, beside the config
-        (folder / space["path"]).parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(plan.router_dir / space["path"], folder / space["path"])
-    for rel in sorted({rel for per_group in cfg.heads.values() for rel in per_group.values()}):
-        link_tree(plan.router_dir / rel, folder / rel)
+    for enc, space in data["spaces"].items():  # the vector spaces live in the router repo, beside the config
+        key = f"spaces.{enc}.path"
+        dst = writable_inside(folder, space["path"], key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(confined(plan.router_dir, space["path"], key), dst)
+    heads = {rel: f"heads.{task}.{g}" for task, per_group in cfg.heads.items() for g, rel in per_group.items()}
+    for rel, key in sorted(heads.items()):
+        link_tree(confined(plan.router_dir, rel, key), writable_inside(folder, rel, key))
     analysis = None
     if (plan.router_dir / "analysis").is_dir():
         link_tree(plan.router_dir / "analysis", folder / "analysis")

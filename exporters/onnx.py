@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,7 +138,10 @@ def export_encoder(
         RuntimeError: fp32 parity below ``min_cosine``.
     """
     encoder = SentenceEncoder.from_pretrained(encoder_dir, pooling, spec)
-    onnx_dir = encoder_dir / ONNX_DIR
+    # everything is written and checked in a partial folder, moved to onnx/ only when complete
+    partial = f"{ONNX_DIR}.partial"
+    onnx_dir = encoder_dir / partial
+    shutil.rmtree(onnx_dir, ignore_errors=True)
     fp32 = export_fp32(encoder, onnx_dir / ONNX_FILES["onnx"])
     fused = fuse_transformer_ops(fp32, encoder.model.config)
     info: dict[str, Any] = {
@@ -150,10 +154,10 @@ def export_encoder(
     info_file.write_text(json.dumps(info, indent=1) + "\n")  # the ONNX backend reads it; completed below
     # both checks run the ONNX files through the runtime backend, batching and session options included
     ref = encoder.encode(list(parity_texts))
-    got = OnnxSentenceEncoder(encoder_dir, pooling, spec, "onnx").encode(list(parity_texts))
+    got = OnnxSentenceEncoder(encoder_dir, pooling, spec, "onnx", onnx_dir=partial).encode(list(parity_texts))
     cos = (ref * got).sum(axis=1)
     if cos.min() < min_cosine:
-        info_file.unlink()
+        shutil.rmtree(onnx_dir, ignore_errors=True)
         raise RuntimeError(f"ONNX fp32 export of {encoder_dir} disagrees with PyTorch: min cosine {cos.min():.5f} < {min_cosine}")
     info["fp32"] = {"file": f"{ONNX_DIR}/{ONNX_FILES['onnx']}", "parity_min_cosine": round(float(cos.min()), 6),
                     "parity_mean_cosine": round(float(cos.mean()), 6), "parity_texts": len(parity_texts)}
@@ -161,7 +165,7 @@ def export_encoder(
     if eval_pairs:
         xs, ens = [p[0] for p in eval_pairs], [p[1] for p in eval_pairs]
         torch_acc = bidirectional_accuracy(encoder.encode(xs), encoder.encode(ens))["mean"]
-        int8_encoder = OnnxSentenceEncoder(encoder_dir, pooling, spec, "onnx-int8")
+        int8_encoder = OnnxSentenceEncoder(encoder_dir, pooling, spec, "onnx-int8", onnx_dir=partial)
         int8_acc = bidirectional_accuracy(int8_encoder.encode(xs), int8_encoder.encode(ens))["mean"]
         drop = 100 * (torch_acc - int8_acc)
         info["retrieval_eval"] = {"pairs": len(eval_pairs), "metric": "top-1 accuracy (%), mean of both directions",
@@ -174,6 +178,13 @@ def export_encoder(
         else:
             info["int8"] = {"file": f"{ONNX_DIR}/{ONNX_FILES['onnx-int8']}"}
     (onnx_dir / ONNX_EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    final = encoder_dir / ONNX_DIR
+    old = encoder_dir / f"{ONNX_DIR}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    onnx_dir.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
     logger.info("exported %s: parity %.5f, int8 %s", encoder_dir, cos.min(), info.get("int8"))
     return info
 

@@ -13,7 +13,7 @@ ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_qint8.onnx"}
 ONNX_EXPORT_INFO = "export.json"
 
 
-def check_encoder_dir(path: Path, backend: str = "torch") -> None:
+def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_DIR) -> None:
     """Raise :class:`CheckpointError` unless ``path`` holds what ``backend`` needs.
 
     torch: ``config.json`` and ``.safetensors`` weights (pickled weights are refused).
@@ -33,9 +33,9 @@ def check_encoder_dir(path: Path, backend: str = "torch") -> None:
         return
     if backend not in ONNX_FILES:
         raise ValueError(f"unknown backend {backend!r}")
-    onnx_file = path / ONNX_DIR / ONNX_FILES[backend]
+    onnx_file = path / onnx_dir / ONNX_FILES[backend]
     if not onnx_file.is_file():
-        info = path / ONNX_DIR / ONNX_EXPORT_INFO
+        info = path / onnx_dir / ONNX_EXPORT_INFO
         refused = json.loads(info.read_text()).get("int8", {}).get("refused") if info.is_file() else None
         if backend == "onnx-int8" and refused:
             raise CheckpointError(f"{path} has no int8 variant: it was refused at export ({refused}); use backend='onnx'")
@@ -81,9 +81,9 @@ def check_encoder_settings(path: Path, spec: Any, pooling: Any, name: str = "") 
                                   f"{name or path} ({cfg.get('model_type')}); use at most {usable}")
 
 
-def read_onnx_export_info(path: Path) -> dict:
+def read_onnx_export_info(path: Path, onnx_dir: str = ONNX_DIR) -> dict:
     """The ``onnx/export.json`` written at export (pooling layer, mode, parity figures)."""
-    info = path / ONNX_DIR / ONNX_EXPORT_INFO
+    info = path / onnx_dir / ONNX_EXPORT_INFO
     if not info.is_file():
         raise CheckpointError(f"{info} not found: export the router first (`sbr export onnx ROUTER_DIR`)")
     try:

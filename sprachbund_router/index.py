@@ -1,20 +1,39 @@
-"""A saved set of corpus vectors to search by cosine similarity."""
+"""A saved set of corpus vectors to search by cosine similarity.
+
+An index file is one safetensors file: tensor ``vectors`` and metadata with the format
+version, a SHA-256 checksum of the vectors and texts, and the identity of the encoder that
+made them (router encoder name, weights source, pooling, prefix, vector space, and the
+encoder's vector of a probe text). A damaged file, or an index made by another encoder than
+the router's, is refused (see :meth:`SprachbundRouter.check_index`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sprachbund_router.config import load_tensors, save_tensors
 from sprachbund_router.errors import CheckpointError, InvalidInputError
 
+logger = logging.getLogger(__name__)
 
-def check_top_k(top_k: int, n: int) -> int:
-    """Validate ``top_k`` against a corpus of ``n`` items; returns ``min(top_k, n)``."""
+INDEX_FORMAT = "sprachbund-router-index"
+INDEX_FORMAT_VERSION = 2
+
+
+def check_top_k(top_k: int, n: int, warn: bool = True) -> int:
+    """Validate ``top_k`` against a corpus of ``n`` items; returns ``min(top_k, n)`` (with a warning
+    when that is fewer than asked)."""
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise InvalidInputError(f"top_k must be a positive int, got {top_k!r}")
+    if top_k > n and warn:
+        logger.warning("top_k %d is more than the %d corpus texts: %d hits per query are returned", top_k, n, n)
     return min(top_k, n)
 
 
@@ -24,7 +43,7 @@ def top_k_cosine(queries: np.ndarray, corpus: np.ndarray, top_k: int, chunk: int
     Queries are processed in chunks so memory stays bounded for large query sets.
     Returns (indices ``[n_q, k]``, scores ``[n_q, k]``), best first; ties break by lower index.
     """
-    k = check_top_k(top_k, len(corpus))
+    k = check_top_k(top_k, len(corpus), warn=False)
     idx_out = np.empty((len(queries), k), dtype=np.int64)
     score_out = np.empty((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), chunk):
@@ -51,11 +70,14 @@ class VectorIndex:
         vectors: float32 ``[n, dim]``, L2-normalised.
         encoder: name of the router encoder that produced the vectors.
         texts: the corpus texts (optional, kept for display).
+        identity: what the encoder was (set by the router's ``build_index``); a router refuses
+            an index whose identity differs from its own encoder's.
     """
 
     vectors: np.ndarray
     encoder: str
     texts: list[str] | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -68,20 +90,43 @@ class VectorIndex:
             )
         return top_k_cosine(query_vectors, self.vectors, top_k)
 
+    def checksum(self) -> str:
+        """SHA-256 of the vectors (shape, dtype, bytes) and texts."""
+        h = hashlib.sha256()
+        vecs = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        h.update(json.dumps([list(vecs.shape), self.encoder, self.texts], ensure_ascii=False).encode())
+        h.update(vecs.tobytes())
+        return h.hexdigest()
+
     def save(self, path: str | Path) -> Path:
-        """Save as one safetensors file (texts and encoder name in its metadata)."""
+        """Save as one safetensors file (format version, checksum, encoder identity and texts in its metadata)."""
         path = Path(path)
-        save_tensors(path, {"vectors": self.vectors}, {"encoder": self.encoder, "texts": self.texts})
+        meta = {"format": INDEX_FORMAT, "format_version": INDEX_FORMAT_VERSION, "encoder": self.encoder,
+                "texts": self.texts, "identity": self.identity, "sha256": self.checksum()}
+        save_tensors(path, {"vectors": np.ascontiguousarray(self.vectors, dtype=np.float32)}, meta)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> VectorIndex:
-        """Load an index saved by :meth:`save`."""
+        """Load an index saved by :meth:`save`.
+
+        Raises:
+            CheckpointError: not an index, another format version, or a checksum that does not
+                match (the file was changed or damaged).
+        """
         tensors, meta = load_tensors(path)
-        if "vectors" not in tensors or "encoder" not in meta:
+        if "vectors" not in tensors or meta.get("format") != INDEX_FORMAT:
             raise CheckpointError(f"{path} is not a sprachbund-router index")
+        version = meta.get("format_version")
+        if version != INDEX_FORMAT_VERSION:
+            raise CheckpointError(f"{path} is index format {version!r}; this release reads {INDEX_FORMAT_VERSION}: "
+                                  "rebuild it with router.build_index")
         texts = meta.get("texts")
         vectors = tensors["vectors"]
-        if texts is not None and len(texts) != len(vectors):
-            raise CheckpointError(f"{path} is corrupt: {len(texts)} texts for {len(vectors)} vectors")
-        return cls(vectors=vectors, encoder=meta["encoder"], texts=texts)
+        if vectors.ndim != 2 or (texts is not None and len(texts) != len(vectors)):
+            raise CheckpointError(f"{path} is corrupt: {None if texts is None else len(texts)} texts for vectors "
+                                  f"of shape {vectors.shape}")
+        index = cls(vectors=vectors, encoder=str(meta.get("encoder")), texts=texts, identity=dict(meta.get("identity") or {}))
+        if index.checksum() != meta.get("sha256"):
+            raise CheckpointError(f"{path} is damaged: its vectors or texts do not match the checksum stored with them")
+        return index

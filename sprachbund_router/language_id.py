@@ -78,15 +78,22 @@ class LangidIdentifier:
         self.languages = [LANGID_ALIASES.get(c, c) for c, m in zip(self._ident.nb_classes, mask) if m]
         self.unsupported = [LANGID_ALIASES.get(c, c) for c in missing]
 
-    def predict(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        """Most likely language and its probability for each text (one batched product)."""
-        fv = np.stack([self._ident.instance2fv(t) for t in texts]).astype(np.float64)
-        logp = fv @ self._ptc + self._pc
-        logp -= logp.max(axis=1, keepdims=True)
-        probs = np.exp(logp)
-        probs /= probs.sum(axis=1, keepdims=True)
-        best = probs.argmax(axis=1)
-        return [self.languages[i] for i in best], probs[np.arange(len(texts)), best]
+    def predict(self, texts: Sequence[str], chunk: int = 256) -> tuple[list[str], np.ndarray]:
+        """Most likely language and its probability for each text (one product per ``chunk`` texts,
+        so memory stays bounded: langid's feature vector is dense)."""
+        best_all = np.empty(len(texts), dtype=np.int64)
+        conf_all = np.empty(len(texts), dtype=np.float64)
+        for start in range(0, len(texts), chunk):
+            part = texts[start : start + chunk]
+            fv = np.stack([self._ident.instance2fv(t) for t in part]).astype(np.float64)
+            logp = fv @ self._ptc + self._pc
+            logp -= logp.max(axis=1, keepdims=True)
+            probs = np.exp(logp)
+            probs /= probs.sum(axis=1, keepdims=True)
+            best = probs.argmax(axis=1)
+            best_all[start : start + len(part)] = best
+            conf_all[start : start + len(part)] = probs[np.arange(len(part)), best]
+        return [self.languages[i] for i in best_all], conf_all
 
     def identify(self, texts: Sequence[str], min_confidence: float = 0.0) -> list[LanguageGuess]:
         """Identify each text; texts without letters get ``language=None``."""

@@ -39,20 +39,22 @@ class OnnxSentenceEncoder:
         variant: ``"onnx"`` (fp32) or ``"onnx-int8"``.
         disabled_optimizers: onnxruntime graph transformers to switch off (default
             :data:`SLOW_CPU_FUSIONS`).
+        onnx_dir: subfolder holding the ONNX files (the exporter checks a folder before moving
+            it into place).
     """
 
     def __init__(
         self, path: Path, pooling: PoolingConfig, spec: EncoderSpec, variant: str = "onnx",
-        disabled_optimizers: Sequence[str] = SLOW_CPU_FUSIONS,
+        disabled_optimizers: Sequence[str] = SLOW_CPU_FUSIONS, onnx_dir: str = ONNX_DIR,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        check_encoder_dir(path, variant)
-        info = read_onnx_export_info(path)
+        check_encoder_dir(path, variant, onnx_dir)
+        info = read_onnx_export_info(path, onnx_dir)
         if info["mode"] != pooling.mode or info["layer_resolved"] != _resolved(pooling.layer, info["num_layers"]):
             raise CheckpointError(
-                f"{path / ONNX_DIR} was exported for hidden_states[{info['layer_resolved']}] ({info['mode']}) but the "
+                f"{path / onnx_dir} was exported for hidden_states[{info['layer_resolved']}] ({info['mode']}) but the "
                 f"router pools hidden_states[{pooling.layer}] ({pooling.mode}); export again"
             )
         self.text_prefix = spec.text_prefix
@@ -66,7 +68,7 @@ class OnnxSentenceEncoder:
         self.tokenizer.enable_truncation(max_length=self.max_length)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path / ONNX_DIR / ONNX_FILES[variant]), opts,
+        self.session = ort.InferenceSession(str(path / onnx_dir / ONNX_FILES[variant]), opts,
                                             providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers))
         self.variant = variant
         logger.info("loaded ONNX encoder %s (%s)", path, variant)

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx", "onnx-int8")
 #: Share of a corpus that must fall in one sprachbund for that sprachbund's encoder to be used.
 CORPUS_MAJORITY = 0.9
+#: Text whose vector identifies an encoder's weights in an index file.
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Der Hund läuft. Собака бежит. 犬が走る。"
 
 
 class Encoder(Protocol):
@@ -85,6 +87,26 @@ class RetrievalResult:
     route: Route
 
 
+@dataclass
+class PreparedCorpus:
+    """A corpus routed once for many :meth:`SprachbundRouter.retrieve` calls (e.g. queries read in chunks).
+
+    Attributes:
+        texts: the corpus texts.
+        routes: their routes.
+        sprachbund: the sprachbund holding at least 90% of the corpus, else None.
+        indexes: encoder name -> the corpus encoded by it (filled as queries need them).
+    """
+
+    texts: list[str]
+    routes: list[Route]
+    sprachbund: str | None
+    indexes: dict[str, VectorIndex]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
 @dataclass(frozen=True)
 class Classification:
     """A task head's prediction for one text."""
@@ -130,6 +152,7 @@ class SprachbundRouter:
         self._heads: dict[tuple[str, str], ClassificationHead] = {}
         self._checked: set[str] = set()  # encoder names whose space was checked against the loaded weights
         self._lock = threading.RLock()  # lazy loading happens once whatever the number of threads
+        self._identities: dict[str, dict] = {}
         self.spaces = self._load_spaces()
         self._identifier = make_identifier(config.language_id.backend, config.languages)
         self.languages, self.language_vectors = self._load_language_vectors()
@@ -452,12 +475,74 @@ class SprachbundRouter:
             group = self.corpus_sprachbund(routes)
             encoder = self.config.sprachbund_encoders[group] if group else self.config.shared_encoder
         vecs = self._encode_routed(items, [encoder] * len(items), routes, batch_size, True, progress)
-        return VectorIndex(vecs, encoder, list(items) if keep_texts else None)
+        return VectorIndex(vecs, encoder, list(items) if keep_texts else None, self.encoder_identity(encoder))
+
+    def encoder_identity(self, name: str) -> dict:
+        """What an index built with encoder ``name`` records about it: pooling, prefix, length,
+        vector space (settings and file checksum), the backend, and the encoder's vector of
+        :data:`PROBE_TEXT` (which identifies the weights)."""
+        import hashlib
+        from dataclasses import asdict
+
+        with self._lock:
+            if name not in self._identities:
+                spec = self.config.encoders[name]
+                space = self.config.spaces.get(name)
+                space_info = None
+                if space is not None:
+                    data = self._local_path(space.path, f"spaces.{name}.path").read_bytes()
+                    settings = {k: v for k, v in asdict(space).items() if k not in ("path", "provenance")}
+                    space_info = {"sha256": hashlib.sha256(data).hexdigest(), **settings}
+                probe = self.encoder(name).encode([PROBE_TEXT], normalize=True)[0]
+                self._identities[name] = {
+                    "encoder": name, "adapter_base": spec.adapter_base, "text_prefix": spec.text_prefix,
+                    "max_length": spec.max_length, "pooling": asdict(self.config.pooling), "space": space_info,
+                    "backend": self.backend, "probe": [round(float(x), 6) for x in probe],
+                }
+            return self._identities[name]
+
+    def check_index(self, index: VectorIndex) -> None:
+        """Refuse an index this router's encoders did not make.
+
+        Raises:
+            CheckpointError: the index's encoder is not in this router, it has no identity, or
+                its pooling, prefix, space or weights (probe vector) differ.
+        """
+        from sprachbund_router.space import PROBE_MIN_COSINE
+
+        if index.encoder not in self.config.encoders:
+            raise CheckpointError(f"the index was built with encoder {index.encoder!r}, which this router lacks "
+                                  f"(it has {sorted(self.config.encoders)})")
+        if not index.identity:
+            raise CheckpointError("the index records no encoder identity (it was not built by router.build_index); "
+                                  "rebuild it with this router")
+        own = self.encoder_identity(index.encoder)
+        differ = [k for k in own if k not in ("probe", "backend") and index.identity.get(k) != own[k]]
+        if differ:
+            detail = "; ".join(f"{k}: index {index.identity.get(k)!r} vs router {own[k]!r}" for k in differ)
+            raise CheckpointError(f"the index was built by another encoder than {index.encoder!r} of this router ({detail[:400]}); "
+                                  "rebuild it with this router")
+        theirs = np.asarray(index.identity.get("probe") or [], dtype=np.float32)
+        mine = np.asarray(own["probe"], dtype=np.float32)
+        if theirs.shape != mine.shape:
+            raise CheckpointError(f"the index's vectors have dimension {theirs.shape[-1] if theirs.ndim else 0}, "
+                                  f"encoder {index.encoder!r} gives {mine.shape[0]}; rebuild it with this router")
+        bound = min(PROBE_MIN_COSINE.get(str(index.identity.get("backend")), 0.999), PROBE_MIN_COSINE.get(self.backend, 0.999))
+        cos = float(theirs @ mine / max(float(np.linalg.norm(theirs) * np.linalg.norm(mine)), 1e-12))
+        if cos < bound:
+            raise CheckpointError(f"the index was built with other weights than encoder {index.encoder!r} of this router "
+                                  f"(probe vectors agree at cosine {cos:.4f} < {bound}); rebuild it with this router")
+
+    def prepare_corpus(self, corpus: Sequence[str], lang: str | Sequence[str | None] | None = None) -> PreparedCorpus:
+        """Route a corpus once; :meth:`retrieve` encodes it with each encoder its queries need, once."""
+        items = validate_texts(corpus, name="corpus")
+        routes = self._route(items, validate_langs(lang, len(items)))
+        return PreparedCorpus(items, routes, self.corpus_sprachbund(routes), {})
 
     def retrieve(
         self,
         queries: str | Sequence[str],
-        corpus: Sequence[str] | VectorIndex,
+        corpus: Sequence[str] | VectorIndex | PreparedCorpus,
         top_k: int = 1,
         query_lang: str | Sequence[str | None] | None = None,
         corpus_lang: str | Sequence[str | None] | None = None,
@@ -468,28 +553,30 @@ class SprachbundRouter:
 
         Both sides of every comparison come from one encoder: a query in the corpus's
         sprachbund uses that sprachbund's encoder, any other query the shared encoder. With
-        a prebuilt :class:`VectorIndex`, queries use the index's encoder.
+        a prebuilt :class:`VectorIndex`, queries use the index's encoder (the index is checked
+        against it: :meth:`check_index`). A :class:`PreparedCorpus` (:meth:`prepare_corpus`)
+        keeps the corpus vectors between calls.
         """
         q_items = validate_texts(queries, name="queries")
         q_routes = self._route(q_items, validate_langs(query_lang, len(q_items)))
         if isinstance(corpus, VectorIndex):
             check_top_k(top_k, len(corpus))
+            self.check_index(corpus)
             indexes = {corpus.encoder: corpus}
             q_encoders = [corpus.encoder] * len(q_items)
         else:
-            c_items = validate_texts(corpus, name="corpus")
-            check_top_k(top_k, len(c_items))
-            c_routes = self._route(c_items, validate_langs(corpus_lang, len(c_items)))
-            c_group = self.corpus_sprachbund(c_routes)
-            group_encoder = self.config.sprachbund_encoders[c_group] if c_group else None
+            prepared = corpus if isinstance(corpus, PreparedCorpus) else self.prepare_corpus(corpus, corpus_lang)
+            check_top_k(top_k, len(prepared))
+            group_encoder = self.config.sprachbund_encoders[prepared.sprachbund] if prepared.sprachbund else None
             q_encoders = [
-                group_encoder if (group_encoder and r.sprachbund == c_group) else self.config.shared_encoder
+                group_encoder if (group_encoder and r.sprachbund == prepared.sprachbund) else self.config.shared_encoder
                 for r in q_routes
             ]
-            indexes = {
-                name: VectorIndex(self._encode_routed(c_items, [name] * len(c_items), c_routes, batch_size, True, progress), name)
-                for name in dict.fromkeys(q_encoders)
-            }
+            for name in dict.fromkeys(q_encoders):
+                if name not in prepared.indexes:
+                    vecs = self._encode_routed(prepared.texts, [name] * len(prepared), prepared.routes, batch_size, True, progress)
+                    prepared.indexes[name] = VectorIndex(vecs, name)
+            indexes = {name: prepared.indexes[name] for name in dict.fromkeys(q_encoders)}
         results: list[RetrievalResult | None] = [None] * len(q_items)
         q_vecs = self._encode_routed(q_items, q_encoders, q_routes, batch_size, True, progress)
         for name, index in indexes.items():
@@ -553,6 +640,9 @@ class SprachbundRouter:
         out: list[Classification | None] = [None] * len(items)
         for key, head in heads.items():
             rows = [i for i, r in enumerate(routes) if (r.sprachbund or "*") == key]
+            if head.input_dim != vecs.shape[1]:
+                raise CheckpointError(f"head heads.{task}.{key} ({self.config.heads[task][key]}) expects {head.input_dim}-d "
+                                      f"vectors but the encoder gives {vecs.shape[1]}-d: it was trained on another encoder")
             probs = head.predict_proba(vecs[rows])
             for j, row in enumerate(rows):
                 best = int(probs[j].argmax())

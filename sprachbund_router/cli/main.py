@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import numpy as np
 import typer
 
+from sprachbund_router.cli.io import (
+    NpyWriter,
+    RowWriter,
+    check_input,
+    check_output,
+    count_lines,
+    iter_line_chunks,
+    read_all_lines,
+)
 from sprachbund_router.cli.options import (
+    Backend,
     BackendOpt,
     BatchOpt,
     FormatOpt,
@@ -19,9 +30,7 @@ from sprachbund_router.cli.options import (
     OutputFormat,
     RevisionOpt,
     VerboseOpt,
-    emit,
     fail,
-    read_lines,
 )
 from sprachbund_router.errors import SprachbundError
 
@@ -37,12 +46,15 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _load(model: str | None, revision: str | None, backend: str):
+def _load(model: str | None, revision: str | None, backend: Backend):
     from sprachbund_router.router import SprachbundRouter
 
-    if model is None:
-        return SprachbundRouter.default(backend=backend)
-    return SprachbundRouter.from_pretrained(model, revision=revision, backend=backend)
+    try:
+        if model is None:
+            return SprachbundRouter.default(backend=backend.value)
+        return SprachbundRouter.from_pretrained(model, revision=revision, backend=backend.value)
+    except SprachbundError as err:
+        raise fail(err) from err
 
 
 @app.command()
@@ -68,59 +80,96 @@ def setup(verbose: VerboseOpt = False) -> None:
         typer.echo(f"{name} (pivot {cfg.pivots.get(name)}): {' '.join(langs)}")
 
 
+def _stream_rows(
+    input: Path, fmt: OutputFormat, columns: list[str], work: Callable[[int, list[str]], list[dict[str, Any]]]
+) -> None:
+    """Run ``work(first_line, lines)`` on each chunk of ``input`` and write its rows at once."""
+    from tqdm.auto import tqdm
+
+    writer = RowWriter(fmt.value, columns)
+    done = 0
+    try:
+        with tqdm(total=count_lines(input), unit="line", disable=None, file=sys.stderr) as bar:
+            for first, lines in iter_line_chunks(input, "input"):
+                writer.write(work(first, lines))
+                done += len(lines)
+                bar.update(len(lines))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the results of the first {done} lines were written", err=True)
+        raise typer.Exit(code=130) from None
+    except SprachbundError as err:
+        raise fail(err) from err
+    finally:
+        writer.close()
+
+
 @app.command()
 def identify(
     input: InputArg,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = Backend.torch,
     fmt: FormatOpt = OutputFormat.tsv,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Identify each line's language and the sprachbund and encoder it routes to."""
+    """Identify each line's language and the sprachbund and encoder it routes to (streamed)."""
     _setup_logging(verbose)
-    texts = read_lines(input, "input")
-    try:
-        router = _load(model, revision, backend)
-        routes = router.route(texts)
-    except SprachbundError as err:
-        raise fail(err) from err
-    rows = [{"line": i + 1, "language": r.language, "sprachbund": r.sprachbund, "confidence": r.confidence,
-             "encoder": r.encoder, "fallback": r.fallback, "reason": r.reason} for i, r in enumerate(routes)]
-    emit(rows, fmt, ["line", "language", "sprachbund", "confidence", "encoder", "fallback", "reason"])
+    check_input(input, "input")
+    router = _load(model, revision, backend)
+
+    def work(first: int, lines: list[str]) -> list[dict[str, Any]]:
+        return [{"line": first + i, "language": r.language, "sprachbund": r.sprachbund, "confidence": r.confidence,
+                 "encoder": r.encoder, "fallback": r.fallback, "reason": r.reason}
+                for i, r in enumerate(router.route(lines))]
+
+    _stream_rows(input, fmt, ["line", "language", "sprachbund", "confidence", "encoder", "fallback", "reason"], work)
 
 
 @app.command()
 def encode(
     input: InputArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the vectors (.npy).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the vectors (.npy, float32; written as it goes).")],
     model: ModelOpt = None,
     revision: RevisionOpt = None,
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = Backend.torch,
     lang: LangOpt = None,
     batch_size: BatchOpt = 32,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Embed each line with its sprachbund encoder and save a float32 .npy array."""
+    """Embed each line with its sprachbund encoder into a float32 .npy array (row i = line i).
+
+    The file is valid after every chunk of lines: an interrupted run keeps the rows done.
+    """
+    from tqdm.auto import tqdm
+
     _setup_logging(verbose)
-    texts = read_lines(input, "input")
+    check_input(input, "input")
+    check_output(output)
+    router = _load(model, revision, backend)
+    writer = NpyWriter(output)
     try:
-        router = _load(model, revision, backend)
-        vecs = router.encode(texts, lang=lang, batch_size=batch_size, progress=True)
+        with tqdm(total=count_lines(input), unit="line", disable=None, file=sys.stderr) as bar:
+            for _, lines in iter_line_chunks(input, "input"):
+                writer.append(router.encode(lines, lang=lang, batch_size=batch_size))
+                bar.update(len(lines))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: {output} holds the vectors of the first {writer.rows} lines", err=True)
+        raise typer.Exit(code=130) from None
     except SprachbundError as err:
         raise fail(err) from err
-    np.save(output, vecs)
-    typer.echo(f"wrote {vecs.shape[0]} vectors of dim {vecs.shape[1]} to {output}")
+    finally:
+        writer.close()
+    typer.echo(f"wrote {writer.rows} vectors of dim {writer.dim} to {output}", err=True)
 
 
 @app.command()
 def retrieve(
-    queries: Annotated[Path, typer.Option("--queries", "-q", help="Query file, one sentence per line.")],
+    queries: Annotated[Path, typer.Option("--queries", "-q", help="Query file, one sentence per line (streamed).")],
     corpus: Annotated[Path, typer.Option("--corpus", "-c", help="Corpus file, one sentence per line.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Hits per query.")] = 1,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = Backend.torch,
     fmt: FormatOpt = OutputFormat.tsv,
     aligned: Annotated[
         bool, typer.Option("--aligned", help="Line i of the corpus translates line i of the queries: also report top-1 accuracy.")
@@ -128,26 +177,43 @@ def retrieve(
     batch_size: BatchOpt = 32,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Cross-lingual sentence retrieval (Tatoeba style): the nearest corpus sentences of each query."""
+    """Cross-lingual sentence retrieval (Tatoeba style): the nearest corpus sentences of each query.
+
+    The corpus is encoded once; queries are read and answered chunk by chunk.
+    """
     _setup_logging(verbose)
-    q_texts, c_texts = read_lines(queries, "queries"), read_lines(corpus, "corpus")
-    if aligned and len(q_texts) != len(c_texts):
-        raise typer.BadParameter(f"--aligned needs as many corpus lines ({len(c_texts)}) as queries ({len(q_texts)})")
+    check_input(queries, "queries")
+    c_texts = read_all_lines(corpus, "corpus")
+    if aligned and str(queries) != "-" and (n_q := count_lines(queries)) != len(c_texts):
+        raise typer.BadParameter(f"--aligned needs as many corpus lines ({len(c_texts)}) as queries ({n_q})")
+    if top_k > len(c_texts):
+        typer.echo(f"note: --top-k {top_k} is more than the {len(c_texts)} corpus lines; returning {len(c_texts)} hits",
+                   err=True)
+        top_k = len(c_texts)
+    router = _load(model, revision, backend)
     try:
-        router = _load(model, revision, backend)
-        results = router.retrieve(q_texts, c_texts, top_k=top_k, batch_size=batch_size, progress=len(q_texts) > 500)
+        prepared = router.prepare_corpus(c_texts)
     except SprachbundError as err:
         raise fail(err) from err
-    rows = []
-    for i, res in enumerate(results):
-        for rank, (j, score) in enumerate(zip(res.indices, res.scores), 1):
-            rows.append({"query_line": i + 1, "rank": rank, "corpus_line": j + 1, "score": score,
-                         "query_language": res.route.language, "encoder": res.encoder,
-                         "query": q_texts[i], "match": c_texts[j]})
-    emit(rows, fmt, ["query_line", "rank", "corpus_line", "score", "query_language", "encoder", "query", "match"])
+    correct = total = 0
+
+    def work(first: int, lines: list[str]) -> list[dict[str, Any]]:
+        nonlocal correct, total
+        rows = []
+        for i, res in enumerate(router.retrieve(lines, prepared, top_k=top_k, batch_size=batch_size)):
+            line = first + i
+            correct += res.indices[0] == line - 1
+            total += 1
+            for rank, (j, score) in enumerate(zip(res.indices, res.scores), 1):
+                rows.append({"query_line": line, "rank": rank, "corpus_line": j + 1, "score": score,
+                             "query_language": res.route.language, "encoder": res.encoder,
+                             "query": lines[i], "match": c_texts[j]})
+        return rows
+
+    columns = ["query_line", "rank", "corpus_line", "score", "query_language", "encoder", "query", "match"]
+    _stream_rows(queries, fmt, columns, work)
     if aligned:
-        correct = sum(r.indices[0] == i for i, r in enumerate(results))
-        typer.echo(f"# top-1 accuracy: {correct}/{len(results)} = {correct / len(results):.3f}", err=fmt == OutputFormat.json)
+        typer.echo(f"# top-1 accuracy: {correct}/{total} = {correct / max(total, 1):.3f}", err=fmt != OutputFormat.tsv)
 
 
 @app.command()
@@ -156,22 +222,23 @@ def classify(
     task: Annotated[str, typer.Option("--task", "-t", help="Task head to run (see the router's config).")],
     model: ModelOpt = None,
     revision: RevisionOpt = None,
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = Backend.torch,
     lang: LangOpt = None,
     fmt: FormatOpt = OutputFormat.tsv,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Classify each line with the task head of its sprachbund."""
+    """Classify each line with the task head of its sprachbund (streamed)."""
     _setup_logging(verbose)
-    texts = read_lines(input, "input")
-    try:
-        router = _load(model, revision, backend)
-        preds = router.classify(texts, task=task, lang=lang)
-    except SprachbundError as err:
-        raise fail(err) from err
-    rows = [{"line": i + 1, "label": p.label, "score": p.score, "language": p.route.language,
-             "sprachbund": p.route.sprachbund} for i, p in enumerate(preds)]
-    emit(rows, fmt, ["line", "label", "score", "language", "sprachbund"])
+    check_input(input, "input")
+    router = _load(model, revision, backend)
+    if task not in router.tasks:
+        raise fail(ValueError(f"this router has no head for task {task!r}; available: {router.tasks or 'none'}"))
+
+    def work(first: int, lines: list[str]) -> list[dict[str, Any]]:
+        return [{"line": first + i, "label": p.label, "score": p.score, "language": p.route.language,
+                 "sprachbund": p.route.sprachbund} for i, p in enumerate(router.classify(lines, task=task, lang=lang))]
+
+    _stream_rows(input, fmt, ["line", "label", "score", "language", "sprachbund"], work)
 
 
 def _register_subapps() -> None:

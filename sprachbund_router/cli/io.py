@@ -1,0 +1,185 @@
+"""Streaming input and output for the ``sbr`` commands.
+
+Inputs are read in chunks of lines, so memory stays bounded whatever the file size; results are
+written as each chunk is done (TSV, JSON lines, a JSON list closed on exit, or an ``.npy`` file
+whose header is rewritten after every chunk), so an interrupted run keeps what was done and a
+pipe sees output at once. "One text per line" means lines end with ``\\n`` (or ``\\r\\n``): other
+Unicode line separators (``\\x0c``, ``\\x1e``, ``\\x85``, U+2028...) stay inside the text.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import typer
+
+#: Lines per chunk: the first results appear after this many lines are done.
+CHUNK_LINES = 512
+
+
+def count_lines(path: Path) -> int | None:
+    """Number of lines of a file (None for standard input), for progress bars."""
+    if str(path) == "-":
+        return None
+    n, last = 0, b"\n"
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n + (last != b"\n")
+
+
+def check_input(path: Path, what: str) -> None:
+    """Refuse a missing input or a directory before any work starts."""
+    if str(path) == "-":
+        return
+    if path.is_dir():
+        raise typer.BadParameter(f"{what} {path} is a directory, expected a text file (one text per line)")
+    if not path.is_file():
+        raise typer.BadParameter(f"{what} file {path} does not exist")
+
+
+def iter_line_chunks(path: Path, what: str, chunk: int | None = None) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(number of the chunk's first line, lines)`` from a file (``-`` = standard input).
+
+    Lines are split on ``\\n`` only (a trailing ``\\r`` is removed). Trailing blank lines are
+    ignored; any other blank line, or bytes that are not UTF-8, stop the run with an error naming
+    the line (the chunks before it have been yielded and their results written).
+    """
+    check_input(path, what)
+    chunk = chunk or CHUNK_LINES
+    handle: IO[bytes] = sys.stdin.buffer if str(path) == "-" else path.open("rb")
+    try:
+        buf: list[str] = []
+        start, lineno, blank_at, seen = 1, 0, 0, False
+        for raw in handle:
+            lineno += 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise typer.BadParameter(f"line {lineno} of {what} file {path} is not UTF-8 text: {err}") from err
+            line = line[:-1] if line.endswith("\n") else line
+            line = line[:-1] if line.endswith("\r") else line
+            if not line.strip():
+                blank_at = blank_at or lineno
+                continue
+            if blank_at:
+                raise typer.BadParameter(f"line {blank_at} of {what} file {path} is empty (one text per line)")
+            if not buf:
+                start = lineno
+            buf.append(line)
+            seen = True
+            if len(buf) >= chunk:
+                yield start, buf
+                buf = []
+        if buf:
+            yield start, buf
+        if not seen:
+            raise typer.BadParameter(f"{what} file {path} is empty")
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def read_all_lines(path: Path, what: str) -> list[str]:
+    """Every line of a file (for inputs needed whole, such as a retrieval corpus)."""
+    return [line for _, lines in iter_line_chunks(path, what, chunk=1 << 16) for line in lines]
+
+
+def check_output(path: Path) -> None:
+    """Refuse an output path that cannot be written, before any work starts."""
+    if path.is_dir():
+        raise typer.BadParameter(f"output {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise typer.BadParameter(f"the folder of output {path} does not exist ({path.parent})")
+
+
+class NpyWriter:
+    """Append float32 rows to an ``.npy`` file that is valid after every chunk.
+
+    The header (fixed at 128 bytes) is rewritten with the row count after each append, so a run
+    stopped at any point leaves a file ``numpy.load`` reads, holding the rows done so far.
+    """
+
+    HEADER_BYTES = 128
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self.dim: int | None = None
+        self._file = path.open("wb")
+
+    def _header(self) -> bytes:
+        text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({self.rows}, {self.dim}), }}"
+        room = self.HEADER_BYTES - 10
+        if len(text) + 1 > room:
+            raise ValueError(f"npy header too long: {text}")
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", room) + (text.ljust(room - 1) + "\n").encode("latin1")
+
+    def append(self, vectors: np.ndarray) -> None:
+        """Write ``vectors`` ``[n, dim]`` after the rows already written."""
+        if self.dim is None:
+            self.dim = int(vectors.shape[1])
+            self._file.write(self._header())
+        elif vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors of dim {vectors.shape[1]} after {self.dim}")
+        self._file.seek(0, 2)
+        self._file.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+        self.rows += len(vectors)
+        self._file.seek(0)
+        self._file.write(self._header())
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file (it is already complete)."""
+        self._file.close()
+
+
+class RowWriter:
+    """Write result rows as they come: TSV (header first), JSON lines, or a JSON list.
+
+    The JSON list is opened with the first row and closed by :meth:`close` (also on
+    interruption), so the output stays valid JSON.
+    """
+
+    def __init__(self, fmt: str, columns: list[str], stream: IO[str] | None = None) -> None:
+        self.fmt, self.columns = fmt, columns
+        self.stream = stream or sys.stdout
+        self.rows = 0
+        if fmt == "tsv":
+            self.stream.write("\t".join(columns) + "\n")
+        elif fmt == "json":
+            self.stream.write("[")
+        self.stream.flush()
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Write ``rows`` and flush."""
+        for row in rows:
+            if self.fmt == "tsv":
+                self.stream.write("\t".join(_cell(row.get(c)) for c in self.columns) + "\n")
+            elif self.fmt == "jsonl":
+                self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                self.stream.write(("," if self.rows else "") + "\n " + json.dumps(row, ensure_ascii=False))
+            self.rows += 1
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Finish the output (closes the JSON list)."""
+        if self.fmt == "json":
+            self.stream.write("\n]\n")
+        self.stream.flush()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")

@@ -1,0 +1,351 @@
+"""A router folder is untrusted input: hostile paths, damaged files, odd inputs, threads (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from sprachbund_router import SprachbundRouter
+from sprachbund_router.cli import app
+from sprachbund_router.cli.io import NpyWriter, iter_line_chunks
+from sprachbund_router.config import CONFIG_NAME, LANGUAGE_VECTORS_NAME
+from sprachbund_router.errors import CheckpointError
+from sprachbund_router.index import VectorIndex
+from sprachbund_router.validation import writable_inside
+from tests.toy import write_toy_router
+
+runner = CliRunner()
+
+
+def _flat(res) -> str:
+    """Output with rich's box drawing and line wrapping removed."""
+    return " ".join(res.output.replace("│", " ").split())
+
+
+@pytest.fixture()
+def router_copy(toy_router_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the toy router to damage."""
+    return Path(shutil.copytree(toy_router_dir, tmp_path / "router"))
+
+
+def _edit(router_dir: Path, change) -> None:
+    cfg = json.loads((router_dir / CONFIG_NAME).read_text())
+    change(cfg)
+    (router_dir / CONFIG_NAME).write_text(json.dumps(cfg))
+
+
+# ---------------------------------------------------------------- paths stay inside the folder
+@pytest.mark.parametrize("bad", ["/etc", "../outside", "~/.ssh", "encoders/../../x", "C:\\x"])
+def test_encoder_and_head_paths_outside_the_folder_are_refused(router_copy, bad):
+    _edit(router_copy, lambda c: c["encoders"]["west"].__setitem__("path", bad))
+    with pytest.raises(CheckpointError, match="encoders.west.path") as err:
+        SprachbundRouter.from_pretrained(router_copy)
+    assert "passwd" not in str(err.value) and "does not exist" not in str(err.value)
+    _edit(router_copy, lambda c: c["encoders"]["west"].__setitem__("path", "encoders/west"))
+    _edit(router_copy, lambda c: c.__setitem__("heads", {"t": {"west": bad}}))
+    with pytest.raises(CheckpointError, match="heads.t.west"):
+        SprachbundRouter.from_pretrained(router_copy)
+
+
+def test_symlinks_leading_outside_are_refused(router_copy, tmp_path):
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(router_copy / "encoders" / "west", outside)
+    shutil.rmtree(router_copy / "encoders" / "west")
+    (router_copy / "encoders" / "west").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(CheckpointError, match="encoders.west.path.*outside"):
+        SprachbundRouter.from_pretrained(router_copy)
+    # a link to a file outside, inside an encoder folder
+    (router_copy / "encoders" / "west").unlink()
+    shutil.copytree(outside, router_copy / "encoders" / "west")
+    (router_copy / "encoders" / "west" / "model.safetensors").unlink()
+    (router_copy / "encoders" / "west" / "model.safetensors").symlink_to(outside / "model.safetensors")
+    with pytest.raises(CheckpointError, match="model.safetensors.*outside"):
+        SprachbundRouter.from_pretrained(router_copy)
+    # the config file itself
+    (router_copy / "encoders" / "west" / "model.safetensors").unlink()
+    shutil.copy(outside / "model.safetensors", router_copy / "encoders" / "west")
+    real = tmp_path / "config.json"
+    shutil.move(router_copy / CONFIG_NAME, real)
+    (router_copy / CONFIG_NAME).symlink_to(real)
+    with pytest.raises(CheckpointError, match="outside"):
+        SprachbundRouter.from_pretrained(router_copy)
+
+
+def _hub_layout(router_dir: Path, cache: Path, repo: str) -> Path:
+    """Lay a router out as huggingface_hub does: snapshot files are links into the repo's blobs."""
+    root = cache / ("models--" + repo.replace("/", "--"))
+    snap = root / "snapshots" / ("a" * 40)
+    for i, src in enumerate(sorted(p for p in router_dir.rglob("*") if p.is_file())):
+        blob = root / "blobs" / f"{i:040d}"
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, blob)
+        dst = snap / src.relative_to(router_dir)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(Path("../" * (len(dst.relative_to(root).parts) - 1)) / "blobs" / blob.name)
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text("a" * 40)
+    return snap
+
+
+def test_hub_cache_layout_loads_but_cannot_reach_outside(router_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snap = _hub_layout(router_copy, tmp_path / "hub", "org/toy")
+    router = SprachbundRouter.from_pretrained("org/toy", cache_dir=tmp_path / "hub")
+    assert router.encode(["Die Katze sitzt"]).shape == (1, 32)
+    # a link that leaves the repository (another repo's blob, or any file) is refused
+    secret = tmp_path / "secret.safetensors"
+    shutil.copy(router_copy / "encoders" / "east" / "model.safetensors", secret)
+    target = snap / "encoders" / "east" / "model.safetensors"
+    target.unlink()
+    target.symlink_to(secret)
+    with pytest.raises(CheckpointError, match="outside the router directory"):
+        SprachbundRouter.from_pretrained("org/toy", cache_dir=tmp_path / "hub")
+
+
+def test_encoder_repo_id_is_never_read_as_a_local_path(router_copy):
+    _edit(router_copy, lambda c: c["encoders"]["west"].update(path=None, repo_id="/etc"))
+    router = SprachbundRouter.from_pretrained(router_copy)
+    with pytest.raises(CheckpointError, match="not a Hub repository id"):
+        router.encode(["Die Katze"], lang="de")
+
+
+def test_writers_refuse_paths_outside_their_target(tmp_path):
+    with pytest.raises(CheckpointError, match="'..'"):
+        writable_inside(tmp_path, "../../x", "heads.t.g")
+    with pytest.raises(CheckpointError, match="relative"):
+        writable_inside(tmp_path, "/tmp/x", "heads.t.g")
+
+
+def test_save_pretrained_stays_inside_target(router_copy, tmp_path):
+    router = SprachbundRouter.from_pretrained(router_copy)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    router.config.heads = {"t": {"west": "../victim.txt"}}  # bypassing the config's own checks
+    out = tmp_path / "out" / "router"
+    with pytest.raises(CheckpointError, match="heads.t.west"):
+        router.save_pretrained(out)
+    assert victim.read_text() == "keep me"
+
+
+# ---------------------------------------------------------------- damaged weights never load silently
+def test_missing_tensor_is_refused(router_copy):
+    weights = router_copy / "encoders" / "west" / "model.safetensors"
+    tensors = load_file(weights)
+    del tensors["encoder.layer.0.attention.self.query.weight"]
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    router = SprachbundRouter.from_pretrained(router_copy)
+    with pytest.raises(CheckpointError, match="1 tensor.*missing.*query.weight"):
+        router.encode(["Die Katze"], lang="de")
+
+
+def test_truncated_and_wrong_shape_weights_are_refused(router_copy):
+    weights = router_copy / "encoders" / "west" / "model.safetensors"
+    original = weights.read_bytes()
+    weights.write_bytes(original[: len(original) // 2])
+    with pytest.raises(CheckpointError, match="cannot load encoder"):
+        SprachbundRouter.from_pretrained(router_copy).encode(["Die Katze"], lang="de")
+    tensors = load_file(router_copy / "encoders" / "east" / "model.safetensors")
+    tensors["encoder.layer.1.output.dense.weight"] = tensors["encoder.layer.1.output.dense.weight"][:, :10].contiguous()
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="west"):
+        SprachbundRouter.from_pretrained(router_copy).encode(["Die Katze"], lang="de")
+
+
+# ---------------------------------------------------------------- typed config
+@pytest.mark.parametrize(("change", "key"), [
+    (lambda c: c["sprachbunds"].__setitem__("west", "de"), "sprachbunds.west"),
+    (lambda c: c.__setitem__("encoders", []), "encoders"),
+    (lambda c: c.__setitem__("pooling", [1]), "pooling"),
+    (lambda c: c["encoders"]["west"].__setitem__("text_prefix", 7), "text_prefix"),
+    (lambda c: c["language_id"].__setitem__("min_confidence", "0.5"), "language_id.min_confidence"),
+    (lambda c: c["language_id"].__setitem__("min_confidence", 3), "language_id.min_confidence"),
+    (lambda c: c["pooling"].__setitem__("layer", 99), "pooling.layer"),
+    (lambda c: c["encoders"]["west"].__setitem__("max_length", 10_000), "max_length"),
+])
+def test_config_values_are_checked_with_the_key_named(router_copy, change, key):
+    _edit(router_copy, change)
+    with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
+        SprachbundRouter.from_pretrained(router_copy)
+
+
+def test_missing_language_vectors_raise(router_copy):
+    (router_copy / LANGUAGE_VECTORS_NAME).unlink()
+    with pytest.raises(CheckpointError, match=LANGUAGE_VECTORS_NAME):
+        SprachbundRouter.from_pretrained(router_copy)
+
+
+# ---------------------------------------------------------------- indexes
+def test_damaged_or_foreign_indexes_are_refused(router_copy, tmp_path):
+    router = SprachbundRouter.from_pretrained(router_copy)
+    corpus = ["the cat sits on the mat", "the dog runs", "the house is red"]
+    index = router.build_index(corpus, lang="en")
+    path = index.save(tmp_path / "i.safetensors")
+    assert router.retrieve(["Die Katze sitzt"], VectorIndex.load(path), query_lang="de")[0].indices
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x40  # one byte of the vectors
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum"):
+        VectorIndex.load(path)
+    # same encoder name, other pooling
+    other_dir = Path(shutil.copytree(router_copy, tmp_path / "other"))
+    _edit(other_dir, lambda c: c.__setitem__("pooling", {"layer": 1, "mode": "cls"}))
+    other = SprachbundRouter.from_pretrained(other_dir)
+    with pytest.raises(CheckpointError, match="pooling"):
+        other.retrieve(["Die Katze"], index, query_lang="de")
+    # same name and settings, other weights
+    shutil.copy(router_copy / "encoders" / "east" / "model.safetensors", other_dir / "encoders" / "west")
+    _edit(other_dir, lambda c: c.__setitem__("pooling", {"layer": -1, "mode": "mean"}))
+    with pytest.raises(CheckpointError, match="other weights"):
+        SprachbundRouter.from_pretrained(other_dir).retrieve(["Die Katze"], index, query_lang="de")
+    # an encoder the router lacks
+    index.encoder = "nowhere"
+    with pytest.raises(CheckpointError, match="lacks"):
+        router.retrieve(["Die Katze"], index, query_lang="de")
+
+
+# ---------------------------------------------------------------- threads
+def test_threads_load_each_encoder_once(router_copy, monkeypatch):
+    from sprachbund_router import encoder as encoder_module
+
+    calls = []
+    real = encoder_module.SentenceEncoder.from_pretrained.__func__
+
+    def counting(cls, *args, **kwargs):
+        calls.append(args[0])
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(encoder_module.SentenceEncoder, "from_pretrained", classmethod(counting))
+    router = SprachbundRouter.from_pretrained(router_copy)
+    errors = []
+
+    def work():
+        try:
+            router.encode(["Die Katze sitzt", "Дом красный"], lang=["de", "ru"])
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(Path(c).name for c in calls) == ["east", "west"]
+
+
+# ---------------------------------------------------------------- lines and streaming
+def test_only_newlines_split_lines(tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_bytes("a\x0cb\nc\x1ed\r\ne\x85f\ng\u2028h\n\n".encode())
+    chunks = list(iter_line_chunks(f, "input", chunk=3))
+    assert chunks == [(1, ["a\x0cb", "c\x1ed", "e\x85f"]), (4, ["g\u2028h"])]
+
+
+def test_npy_writer_is_valid_after_every_chunk(tmp_path):
+    out = tmp_path / "v.bin"
+    writer = NpyWriter(out)
+    a, b = np.ones((3, 4), np.float32), np.arange(8, dtype=np.float32).reshape(2, 4)
+    writer.append(a)
+    assert np.array_equal(np.load(out), a)
+    writer.append(b)
+    writer.close()
+    assert np.array_equal(np.load(out), np.vstack([a, b]))
+
+
+def test_cli_encode_streams_and_keeps_lines_whole(toy_router_dir, tmp_path, monkeypatch):
+    import sprachbund_router.cli.io as io
+
+    monkeypatch.setattr(io, "CHUNK_LINES", 2)
+    inp = tmp_path / "in.txt"
+    inp.write_text("Die Katze\x0c sitzt\nDer Hund\u2028 läuft\r\nDas Haus\x85 rot\nДом\x1e красный\n", encoding="utf-8")
+    out = tmp_path / "x.bin"
+    res = runner.invoke(app, ["encode", str(inp), "-o", str(out), "--model", str(toy_router_dir)])
+    assert res.exit_code == 0, res.output
+    assert np.load(out).shape == (4, 32) and not (tmp_path / "x.bin.npy").exists()
+    assert f"to {out}" in res.output
+
+
+def test_cli_interrupted_encode_keeps_what_was_done(toy_router_dir, tmp_path, monkeypatch):
+    import sprachbund_router.cli.io as io
+
+    monkeypatch.setattr(io, "CHUNK_LINES", 2)
+    real = SprachbundRouter.encode
+    seen = []
+
+    def interrupted(self, texts, *args, **kwargs):
+        seen.append(len(texts))
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(SprachbundRouter, "encode", interrupted)
+    inp = tmp_path / "in.txt"
+    inp.write_text("Die Katze\nDer Hund\nDas Haus\nДом\nКошка\n", encoding="utf-8")
+    out = tmp_path / "v.npy"
+    res = runner.invoke(app, ["encode", str(inp), "-o", str(out), "--model", str(toy_router_dir)])
+    assert res.exit_code == 130 and "first 2 lines" in res.output
+    assert np.load(out).shape == (2, 32)
+
+
+def test_cli_json_output_streams_valid_json_over_chunks(toy_router_dir, tmp_path, monkeypatch):
+    import sprachbund_router.cli.io as io
+
+    monkeypatch.setattr(io, "CHUNK_LINES", 2)
+    inp = tmp_path / "in.txt"
+    inp.write_text("Die Katze sitzt\nКошка сидит\nDer Hund läuft\n", encoding="utf-8")
+    for fmt in ("json", "jsonl"):
+        res = runner.invoke(app, ["identify", str(inp), "--model", str(toy_router_dir), "-f", fmt])
+        assert res.exit_code == 0, res.output
+        rows = json.loads(res.stdout) if fmt == "json" else [json.loads(x) for x in res.stdout.splitlines()]
+        assert [r["line"] for r in rows] == [1, 2, 3]
+
+
+def test_cli_small_cases(toy_router_dir, tmp_path):
+    inp = tmp_path / "in.txt"
+    inp.write_text("Die Katze sitzt\n", encoding="utf-8")
+    res = runner.invoke(app, ["identify", str(inp), "--model", str(toy_router_dir), "--backend", "nonsense"])
+    assert res.exit_code == 2 and "nonsense" in _flat(res)
+    res = runner.invoke(app, ["identify", str(tmp_path), "--model", str(toy_router_dir)])
+    assert res.exit_code == 2 and "is a directory" in _flat(res)
+    res = runner.invoke(app, ["encode", str(inp), "-o", str(tmp_path / "missing" / "v.npy"), "--model", str(toy_router_dir)])
+    assert res.exit_code == 2 and "does not exist" in _flat(res)
+    c = tmp_path / "c.txt"
+    c.write_text("the cat sits\nthe dog runs\n", encoding="utf-8")
+    res = runner.invoke(app, ["retrieve", "-q", str(inp), "-c", str(c), "-k", "5", "--model", str(toy_router_dir)])
+    assert res.exit_code == 0 and "more than the 2 corpus lines" in res.output
+
+
+def test_head_of_wrong_dimension_is_a_clear_error(router_copy, tmp_path):
+    from sprachbund_router.heads import ClassificationHead, HeadConfig
+
+    ClassificationHead(HeadConfig("t", ["a", "b"]), np.zeros((2, 7), np.float32), np.zeros(2, np.float32)).save(
+        router_copy / "heads" / "t" / "west")
+    _edit(router_copy, lambda c: c.__setitem__("heads", {"t": {"west": "heads/t/west"}}))
+    router = SprachbundRouter.from_pretrained(router_copy)
+    with pytest.raises(CheckpointError, match="expects 7-d vectors"):
+        router.classify(["Die Katze"], task="t", lang="de")
+
+
+def test_interrupted_hub_export_leaves_nothing(toy_router_dir, tmp_path, monkeypatch):
+    import hub_cards.cards as cards
+    from exporters.hub import plan_export, write_folders
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cards, "router_card", broken)
+    with pytest.raises(KeyboardInterrupt):
+        write_folders(plan_export(toy_router_dir, "org", "toy", dry_run=True), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fresh_toy_router_still_loads(tmp_path):
+    router = SprachbundRouter.from_pretrained(write_toy_router(tmp_path / "r"))
+    assert router.encode(["Die Katze sitzt"]).shape == (1, 32)
