@@ -48,6 +48,15 @@ def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_D
 _POSITION_OFFSET = {"xlm-roberta": 2, "roberta": 2, "camembert": 2, "xlm-roberta-xl": 2}
 
 
+def usable_positions(path: Path) -> int | None:
+    """Longest input (tokens) the encoder in ``path`` accepts, from its ``config.json`` (None if unknown)."""
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        return int(cfg["max_position_embeddings"]) - _POSITION_OFFSET.get(str(cfg.get("model_type")), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def check_encoder_settings(path: Path, spec: Any, pooling: Any, name: str = "") -> None:
     """Refuse settings the encoder in ``path`` cannot honour, before any weight is loaded.
 

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sprachbund_router.batching import length_sorted_batches, n_batches, windows
-from sprachbund_router.checkpoint import check_encoder_dir, check_encoder_settings
+from sprachbund_router.checkpoint import check_encoder_dir, check_encoder_settings, usable_positions
 from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.pooling import pool, pool_layers, resolve_layer
@@ -75,7 +75,7 @@ class SentenceEncoder:
         """
         path = Path(path)
         check_encoder_dir(path)
-        spec = spec or EncoderSpec(path=str(path))
+        spec = spec or EncoderSpec(path=str(path), max_length=min(256, usable_positions(path) or 256))
         check_encoder_settings(path, spec, pooling)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
