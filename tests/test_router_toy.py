@@ -51,7 +51,7 @@ def test_low_confidence_falls_back(toy_router_dir):
     router = SprachbundRouter.from_pretrained(toy_router_dir)
     router.config.language_id.min_confidence = 1.01  # nothing is that sure
     route = router.route([DE])[0]
-    assert route.fallback and route.language == "de" and "low confidence" in route.reason
+    assert route.fallback and route.language == "de" and "sprachbund uncertain: west" in route.reason
     assert cfg["language_id"]["min_confidence"] == 0.5
 
 

@@ -7,7 +7,6 @@ reports from the data; nothing is copied from a previous run.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 
 from sprachbund_router.index import top_k_cosine
 from sprachbund_router.router import SprachbundRouter
-from training.corpus import n_words, read_bitext, read_emoji_topic, read_pairs
+from training.corpus import read_bitext
 from training.metrics import bidirectional_accuracy
 
 logger = logging.getLogger(__name__)
@@ -175,23 +174,12 @@ def evaluate_classification(
 
 
 # ------------------------------------------------------------------------------ language ID
-def _length_bucket(text: str) -> str:
-    n = n_words(text)
-    return "1-2 words" if n <= 2 else ("3-5 words" if n <= 5 else "sentence")
-
-
 def langid_test_set(corpus_dir: Path, languages: Sequence[str], per_bucket: int = 100) -> list[tuple[str, str, str]]:
-    """(language, bucket, text): Firefox test sentences and CLDR emoji names, held out of training."""
-    out = []
-    for lang in languages:
-        texts = [x for x, _ in read_pairs(corpus_dir, lang, "test")] + [n for _, n, _ in read_emoji_topic(corpus_dir, lang)]
-        buckets: dict[str, list[str]] = defaultdict(list)
-        for t in texts:
-            b = _length_bucket(t)
-            if len(buckets[b]) < per_bucket and any(ch.isalpha() for ch in t):
-                buckets[b].append(t)
-        out += [(lang, b, t) for b, ts in buckets.items() for t in ts]
-    return out
+    """(language, bucket, text): Firefox test strings (untranslated ones left out) and the test
+    half of the CLDR emoji names; the router's threshold is calibrated on the other halves."""
+    from training.routing import routing_set
+
+    return routing_set(corpus_dir, languages, "test", per_bucket)
 
 
 #: Languages each package can name, where the package lists them (used for a fair subset).
@@ -265,38 +253,87 @@ def other_identifiers() -> dict[str, Callable[[list[str]], list[str | None]]]:
 
 def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int = 100,
                     languages: Sequence[str] | None = None) -> dict[str, Any]:
-    """Language-ID and sprachbund-routing accuracy per language and text length, side by side."""
+    """Language-ID and sprachbund routing per identifier and text length, side by side, on held-out text.
+
+    The router's identifier backends decide at the sprachbund level with their calibrated
+    thresholds (``language_id.calibration``), so a text is routed right, routed wrong or sent to
+    the fallback; other packages name one language each (their argmax: no fallback). Each
+    identifier's speed (texts/s, one process) is measured on the same texts.
+    """
+    import time
+
+    from sprachbund_router.errors import CheckpointError
+    from sprachbund_router.language_id import BACKENDS, decide, make_identifier
+
     ident_langs = set(router.identifiable_languages)
     langs = [lang for lang in (languages or router.config.languages) if lang in ident_langs]
     data = langid_test_set(corpus_dir, langs, per_bucket)
     texts = [t for _, _, t in data]
-    preds: dict[str, list[str | None]] = {"router (langid, restricted)": [r.language for r in router.route(texts)]}
+    where = {lang: g for g, m in router.config.sprachbunds.items() for lang in m}
+    lid = router.config.language_id
+    calibrated = lid.calibration.get("backends", {})
+    preds: dict[str, list[str | None]] = {}
+    groups: dict[str, list[str | None]] = {}
+    speed: dict[str, float] = {}
+    for backend in BACKENDS:
+        if backend == lid.backend:
+            threshold = lid.min_confidence
+        else:
+            threshold = (calibrated.get(backend, {}).get("threshold") or {}).get("threshold", lid.min_confidence)
+        try:
+            ident = make_identifier(backend, router.config.languages)
+        except CheckpointError as err:
+            logger.warning("identifier %s not available: %s", backend, err)
+            continue
+        name = f"router: {backend} @ {threshold:g}" + (" (served)" if backend == lid.backend else "")
+        started = time.perf_counter()
+        decisions = decide(ident, texts, where, threshold, lid.level)
+        speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
+        preds[name] = [d.language for d in decisions]
+        groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
     for name, fn in other_identifiers().items():
         logger.info("running %s on %d texts", name, len(texts))
+        started = time.perf_counter()
         preds[name] = fn(texts)
-    where = {lang: g for g, m in router.config.sprachbunds.items() for lang in m}
+        speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
+        groups[name] = [where.get(p, "(other)") if p is not None else None for p in preds[name]]
     common = set(langs)
     for name in preds:
         common &= SUPPORTED.get(name, common)
-    result: dict[str, Any] = {"task": "langid", "n_texts": len(texts), "languages": langs,
-                              "common_languages": sorted(common),
-                              "data": "Firefox test-split sentences and CLDR emoji names (held out)", "identifiers": {}}
+    result: dict[str, Any] = {
+        "task": "langid", "n_texts": len(texts), "languages": langs, "common_languages": sorted(common),
+        "data": "Firefox test split (untranslated strings left out) and the test half of the CLDR emoji names; "
+                "thresholds were calibrated on the dev split and the other half",
+        "served": {"backend": lid.backend, "threshold": lid.min_confidence, "level": lid.level},
+        "identifiers": {},
+    }
+    truth = np.array([where[a] for a, _, _ in data])
     for name, p in preds.items():
         lang_ok = np.array([a == b for (a, _, _), b in zip(data, p)])
-        route_ok = np.array([b is not None and where.get(b) == where[a] for (a, _, _), b in zip(data, p)])
+        got = np.array([g or "" for g in groups[name]])
+        routed = got != ""
+        right, wrong = routed & (got == truth), routed & (got != truth)
+
+        def pct(x: np.ndarray, m: np.ndarray) -> float:
+            return round(100 * float(x[m].mean()), 2)
+
         by_bucket = {}
         for bucket in ("1-2 words", "3-5 words", "sentence"):
             m = np.array([b == bucket for _, b, _ in data])
             if m.any():
-                by_bucket[bucket] = {"language": round(100 * lang_ok[m].mean(), 2), "sprachbund": round(100 * route_ok[m].mean(), 2),
-                                     "n": int(m.sum())}
+                by_bucket[bucket] = {"language": pct(lang_ok, m), "sprachbund": pct(right, m), "wrong_sprachbund": pct(wrong, m),
+                                     "fallback": pct(~routed, m), "n": int(m.sum())}
         per_lang = {}
         for lang in langs:
             m = np.array([a == lang for a, _, _ in data])
             if m.any():
-                per_lang[lang] = {"language": round(100 * lang_ok[m].mean(), 2), "sprachbund": round(100 * route_ok[m].mean(), 2)}
+                per_lang[lang] = {"language": pct(lang_ok, m), "sprachbund": pct(right, m), "wrong_sprachbund": pct(wrong, m)}
+        everything = np.ones(len(data), dtype=bool)
         in_common = np.array([a in common for a, _, _ in data])
-        result["identifiers"][name] = {"language": round(100 * lang_ok.mean(), 2), "sprachbund": round(100 * route_ok.mean(), 2),
-                                       "language_on_common": round(100 * lang_ok[in_common].mean(), 2) if in_common.any() else None,
-                                       "by_length": by_bucket, "per_language": per_lang}
+        result["identifiers"][name] = {
+            "language": pct(lang_ok, everything), "sprachbund": pct(right, everything),
+            "wrong_sprachbund": pct(wrong, everything), "fallback": pct(~routed, everything),
+            "language_on_common": pct(lang_ok, in_common) if in_common.any() else None,
+            "texts_per_second": round(speed[name]), "by_length": by_bucket, "per_language": per_lang,
+        }
     return result

@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 BASELINES = ("random", "all")
 SPRACHBUND_MODELS = ("mlm", "base", "adapters")
 #: Bump when the build itself changes, so routers built by an older pipeline are rebuilt.
-PIPELINE_VERSION = 5
+PIPELINE_VERSION = 6
 #: The preset of the embedded default router (``sbr setup``).
 DEFAULT_PRESET = Path(__file__).resolve().parent / "configs" / "default.toml"
 
@@ -362,6 +362,18 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
                                                           "train_loss", "adapter_bytes", "languages")}
                               for n, m in adapters["metrics"].items()}
 
+    # 6c. routing: language identifier and sprachbund threshold, calibrated on the dev split
+    from sprachbund_router.config import LanguageIdConfig
+    from training.routing import ROUTING_VERSION, calibrate
+
+    rt_file, rt_key = work / "routing.json", _stage_key(groups, manifest.get("built"), ROUTING_VERSION)
+    if (cached := _cached(rt_file, rt_key)) is not None:
+        language_id = LanguageIdConfig(**cached)
+    else:
+        language_id = calibrate(groups, corpus, plot=out / "analysis" / "routing_threshold.png")
+        _store(rt_file, rt_key, asdict(language_id))
+    report["routing"] = language_id.calibration["chosen"]
+
     router_config = RouterConfig(
         sprachbunds=groups,
         encoders=specs,
@@ -369,6 +381,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         shared_encoder="base",
         fallback_encoder="base",
         pooling=pooling,
+        language_id=language_id,
         pivots=piv,
         spaces=spaces,
         provenance={

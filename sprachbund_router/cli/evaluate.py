@@ -108,12 +108,12 @@ def langid(
     router, corpus = _prepare(model, revision, verbose)
     result = evaluate_langid(router, corpus, per_bucket, languages.split(",") if languages else None)
     buckets = ["1-2 words", "3-5 words", "sentence"]
-    typer.echo(f"# {result['n_texts']} texts in {len(result['languages'])} languages; language / sprachbund accuracy (%)")
-    typer.echo("| identifier | " + " | ".join(buckets) + f" | all | languages all identifiers know ({len(result['common_languages'])}) |\n|"
-               + "---|" * (len(buckets) + 3))
+    typer.echo(f"# {result['n_texts']} held-out texts in {len(result['languages'])} languages; per length: "
+               "language accuracy / routed to the right sprachbund / to a wrong one / fallback (%)")
+    typer.echo("| identifier | " + " | ".join(buckets) + " | all | texts/s |\n|" + "---|" * (len(buckets) + 3))
     for name, res in result["identifiers"].items():
-        cells = [f"{res['by_length'][b]['language']:.1f} / {res['by_length'][b]['sprachbund']:.1f}" if b in res["by_length"] else "-"
-                 for b in buckets]
-        typer.echo(f"| {name} | " + " | ".join(cells) + f" | {res['language']:.1f} / {res['sprachbund']:.1f} | "
-                   f"{res['language_on_common']} |")
+        cells = [" / ".join(f"{res['by_length'][b][k]:.1f}" for k in ("language", "sprachbund", "wrong_sprachbund", "fallback"))
+                 if b in res["by_length"] else "-" for b in buckets]
+        typer.echo(f"| {name} | " + " | ".join(cells) + f" | {res['language']:.1f} / {res['sprachbund']:.1f} / "
+                   f"{res['wrong_sprachbund']:.1f} / {res['fallback']:.1f} | {res['texts_per_second']:,} |")
     _write(result, output)

