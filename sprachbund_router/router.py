@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -391,27 +391,79 @@ class SprachbundRouter:
     # ------------------------------------------------------------------ vectors
     def encode(
         self,
-        texts: str | Sequence[str],
-        lang: str | Sequence[str | None] | None = None,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         batch_size: int = 32,
-        normalize: bool = True,
-        progress: bool = False,
-    ) -> np.ndarray:
-        """Embed texts with their sprachbund encoders.
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "sentence_embedding",
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
+        normalize_embeddings: bool = True,
+        *,
+        lang: str | Sequence[str | None] | None = None,
+        normalize: bool | None = None,
+        progress: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Embed texts with their sprachbund encoders (sentence-transformers' signature).
+
+        Sentence-transformers and mteb callers can pass their usual keywords. The router's own
+        text prefix is always used, so ``prompt`` / ``prompt_name`` are refused rather than
+        silently changing the vectors; other keywords (``task_metadata``...) are ignored.
 
         Args:
-            texts: one text or a list of texts.
-            lang: skip identification: one code for all texts or one per text (None = identify).
+            sentences: one text (a 1-d vector is returned) or a list of texts.
             batch_size: texts per forward pass.
-            normalize: L2-normalise the vectors.
-            progress: show a progress bar.
+            show_progress_bar: show a progress bar (alias ``progress``).
+            output_value: only ``"sentence_embedding"``.
+            precision: only ``"float32"``.
+            convert_to_numpy / convert_to_tensor: return a numpy array (default) or a torch tensor.
+            device: torch device of a returned tensor.
+            normalize_embeddings: L2-normalise the vectors (default True: the served vectors are
+                compared with cosine; alias ``normalize``).
+            lang: skip identification: one code for all texts or one per text (None = identify).
 
         Returns:
-            float32 array ``[n_texts, dim]`` in input order.
+            float32 array ``[n_texts, dim]`` in input order (``[dim]`` for a single string).
         """
-        items = validate_texts(texts)
+        if prompt is not None or prompt_name is not None:
+            raise ValueError("the router prepends each encoder's configured text prefix itself; prompt and prompt_name "
+                             "are not supported (they would move the vectors out of the router's space)")
+        if output_value not in (None, "sentence_embedding"):
+            raise ValueError(f"output_value {output_value!r} is not supported: the router returns sentence embeddings")
+        if precision != "float32":
+            raise ValueError(f"precision {precision!r} is not supported (float32 only)")
+        if kwargs:
+            logger.debug("encode: ignoring keywords %s", sorted(kwargs))
+        normalize = normalize_embeddings if normalize is None else normalize
+        progress = bool(show_progress_bar if progress is None else progress)
+        items = validate_texts(sentences)
         routes = self._route(items, validate_langs(lang, len(items)))
-        return self._encode_routed(items, [r.encoder for r in routes], routes, batch_size, normalize, progress)
+        vecs = self._encode_routed(items, [r.encoder for r in routes], routes, batch_size, normalize, progress)
+        if isinstance(sentences, str):
+            vecs = vecs[0]
+        if convert_to_tensor:
+            import torch
+
+            return torch.from_numpy(vecs).to(device) if device else torch.from_numpy(vecs)
+        return vecs
+
+    def similarity(self, a: Any, b: Any) -> np.ndarray:
+        """Cosine similarity matrix ``[len(a), len(b)]`` of two sets of vectors (arrays or tensors)."""
+        x, y = np.atleast_2d(np.asarray(a, dtype=np.float32)), np.atleast_2d(np.asarray(b, dtype=np.float32))
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        return x @ y.T
+
+    #: How vectors are compared (sentence-transformers' attribute).
+    similarity_fn_name = "cosine"
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """Dimension of the served vectors (sentence-transformers' method)."""
+        return int(self.encoder(self.config.shared_encoder).dim)
 
     def encode_routes(
         self, texts: Sequence[str], routes: Sequence[Route], batch_size: int = 32, normalize: bool = True
