@@ -20,6 +20,7 @@ from sprachbund_router.config import (
     RouterConfig,
     load_language_vectors,
 )
+from sprachbund_router.disk_index import DiskIndex
 from sprachbund_router.errors import CheckpointError, MissingHeadError
 from sprachbund_router.heads import ClassificationHead
 from sprachbund_router.hub import resolve
@@ -558,7 +559,7 @@ class SprachbundRouter:
                 }
             return self._identities[name]
 
-    def check_index(self, index: VectorIndex) -> None:
+    def check_index(self, index: VectorIndex | DiskIndex) -> None:
         """Refuse an index this router's encoders did not make.
 
         Raises:
@@ -599,7 +600,7 @@ class SprachbundRouter:
     def retrieve(
         self,
         queries: str | Sequence[str],
-        corpus: Sequence[str] | VectorIndex | PreparedCorpus,
+        corpus: Sequence[str] | VectorIndex | DiskIndex | PreparedCorpus,
         top_k: int = 1,
         query_lang: str | Sequence[str | None] | None = None,
         corpus_lang: str | Sequence[str | None] | None = None,
@@ -616,7 +617,7 @@ class SprachbundRouter:
         """
         q_items = validate_texts(queries, name="queries")
         q_routes = self._route(q_items, validate_langs(query_lang, len(q_items)))
-        if isinstance(corpus, VectorIndex):
+        if isinstance(corpus, (VectorIndex, DiskIndex)):
             check_top_k(top_k, len(corpus))
             self.check_index(corpus)
             indexes = {corpus.encoder: corpus}

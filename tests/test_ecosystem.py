@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +62,72 @@ def test_mteb_evaluator_scores_the_router_as_retrieve_does(default_router):
     hits = default_router.retrieve(QUERIES, CORPUS)
     direct = np.mean([h.indices[0] == i for i, h in enumerate(hits)])
     assert score == pytest.approx(direct, abs=1e-9) and score >= 0.9
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from sprachbund_router.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _top1(stdout: str) -> list[int]:
+    rows = [line.split("\t") for line in stdout.strip().splitlines()[1:] if not line.startswith("#")]
+    return [int(r[2]) for r in rows if r[1] == "1"]
+
+
+@pytest.mark.parametrize("ann", ["exact", "faiss"])
+def test_index_build_then_retrieve_matches_direct_retrieve(toy_router_dir, tmp_path, ann):
+    corpus, queries = tmp_path / "c.txt", tmp_path / "q.txt"
+    corpus.write_text("the cat sits on the mat\nthe dog runs\nthe house is red\nthe big green house\n", encoding="utf-8")
+    queries.write_text("Die Katze sitzt\nDer Hund läuft\nДом красный\n", encoding="utf-8")
+    res = _cli("index", "build", corpus, "-o", tmp_path / "idx", "--model", toy_router_dir, "--ann", ann)
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "idx" / "index.json").read_text())
+    assert meta["size"] == 4 and meta["search"] == ("faiss-ivf" if ann == "faiss" else "exact")
+    direct = _cli("retrieve", "-q", queries, "-c", corpus, "--model", toy_router_dir)
+    indexed = _cli("retrieve", "-q", queries, "--index", tmp_path / "idx", "--model", toy_router_dir)
+    assert direct.exit_code == 0 and indexed.exit_code == 0, indexed.output
+    assert _top1(indexed.stdout) == _top1(direct.stdout) and len(_top1(direct.stdout)) == 3
+
+
+def test_index_dir_integrity_and_identity(toy_router_dir, tmp_path):
+    import shutil
+
+    from sprachbund_router import SprachbundRouter
+    from sprachbund_router.disk_index import DiskIndex
+    from sprachbund_router.errors import CheckpointError
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sits\nthe dog runs\n", encoding="utf-8")
+    assert _cli("index", "build", corpus, "-o", tmp_path / "idx", "--model", toy_router_dir).exit_code == 0
+    router = SprachbundRouter.from_pretrained(toy_router_dir)
+    index = DiskIndex.load(tmp_path / "idx")
+    assert router.retrieve(["the cat"], index)[0].indices[0] == 0
+    # another router: same encoder names, other pooling -> refused
+    other = tmp_path / "other"
+    shutil.copytree(toy_router_dir, other)
+    cfg = json.loads((other / "router_config.json").read_text())
+    cfg["pooling"] = {"layer": 1, "mode": "cls"}
+    (other / "router_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="pooling"):
+        SprachbundRouter.from_pretrained(other).retrieve(["the cat"], index)
+    # a changed byte in the vectors -> refused at load
+    vec = tmp_path / "idx" / "vectors.npy"
+    data = bytearray(vec.read_bytes())
+    data[-3] ^= 0x10
+    vec.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged"):
+        DiskIndex.load(tmp_path / "idx")
+    res = _cli("retrieve", "-q", corpus, "--index", tmp_path / "idx", "--model", toy_router_dir)
+    assert res.exit_code == 1 and "damaged" in res.output
+
+
+@pytest.mark.slow
+def test_index_on_default_router_matches_direct_retrieve(default_router, tmp_path):
+    res = _cli("index", "build", EXAMPLES / "corpus.txt", "-o", tmp_path / "idx")
+    assert res.exit_code == 0, res.output
+    direct = _cli("retrieve", "-q", EXAMPLES / "queries.txt", "-c", EXAMPLES / "corpus.txt")
+    indexed = _cli("retrieve", "-q", EXAMPLES / "queries.txt", "--index", tmp_path / "idx")
+    assert _top1(indexed.stdout) == _top1(direct.stdout) and len(_top1(direct.stdout)) == len(QUERIES)

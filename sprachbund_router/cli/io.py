@@ -10,14 +10,17 @@ Unicode line separators (``\\x0c``, ``\\x1e``, ``\\x85``, U+2028...) stay inside
 from __future__ import annotations
 
 import json
-import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import typer
+
+from sprachbund_router.npy import NpyWriter
+
+__all__ = ["CHUNK_LINES", "NpyWriter", "RowWriter", "check_input", "check_output", "count_lines", "iter_line_chunks",
+           "read_all_lines"]
 
 #: Lines per chunk: the first results appear after this many lines are done.
 CHUNK_LINES = 512
@@ -98,47 +101,6 @@ def check_output(path: Path) -> None:
         raise typer.BadParameter(f"output {path} is a directory; give a file name")
     if not path.parent.is_dir():
         raise typer.BadParameter(f"the folder of output {path} does not exist ({path.parent})")
-
-
-class NpyWriter:
-    """Append float32 rows to an ``.npy`` file that is valid after every chunk.
-
-    The header (fixed at 128 bytes) is rewritten with the row count after each append, so a run
-    stopped at any point leaves a file ``numpy.load`` reads, holding the rows done so far.
-    """
-
-    HEADER_BYTES = 128
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows = 0
-        self.dim: int | None = None
-        self._file = path.open("wb")
-
-    def _header(self) -> bytes:
-        text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({self.rows}, {self.dim}), }}"
-        room = self.HEADER_BYTES - 10
-        if len(text) + 1 > room:
-            raise ValueError(f"npy header too long: {text}")
-        return b"\x93NUMPY\x01\x00" + struct.pack("<H", room) + (text.ljust(room - 1) + "\n").encode("latin1")
-
-    def append(self, vectors: np.ndarray) -> None:
-        """Write ``vectors`` ``[n, dim]`` after the rows already written."""
-        if self.dim is None:
-            self.dim = int(vectors.shape[1])
-            self._file.write(self._header())
-        elif vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors of dim {vectors.shape[1]} after {self.dim}")
-        self._file.seek(0, 2)
-        self._file.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
-        self.rows += len(vectors)
-        self._file.seek(0)
-        self._file.write(self._header())
-        self._file.flush()
-
-    def close(self) -> None:
-        """Close the file (it is already complete)."""
-        self._file.close()
 
 
 class RowWriter:

@@ -165,7 +165,8 @@ def encode(
 @app.command()
 def retrieve(
     queries: Annotated[Path, typer.Option("--queries", "-q", help="Query file, one sentence per line (streamed).")],
-    corpus: Annotated[Path, typer.Option("--corpus", "-c", help="Corpus file, one sentence per line.")],
+    corpus: Annotated[Path | None, typer.Option("--corpus", "-c", help="Corpus file, one sentence per line.")] = None,
+    index: Annotated[Path | None, typer.Option("--index", "-i", help="Index directory built by `sbr index build`.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Hits per query.")] = 1,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
@@ -183,16 +184,29 @@ def retrieve(
     """
     _setup_logging(verbose)
     check_input(queries, "queries")
-    c_texts = read_all_lines(corpus, "corpus")
-    if aligned and str(queries) != "-" and (n_q := count_lines(queries)) != len(c_texts):
-        raise typer.BadParameter(f"--aligned needs as many corpus lines ({len(c_texts)}) as queries ({n_q})")
-    if top_k > len(c_texts):
-        typer.echo(f"note: --top-k {top_k} is more than the {len(c_texts)} corpus lines; returning {len(c_texts)} hits",
-                   err=True)
-        top_k = len(c_texts)
+    if (corpus is None) == (index is None):
+        raise typer.BadParameter("give exactly one of --corpus FILE and --index DIR")
+    if corpus is not None:
+        c_texts: list[str] | None = read_all_lines(corpus, "corpus")
+        n_corpus = len(c_texts)
+    else:
+        from sprachbund_router.disk_index import DiskIndex
+
+        try:
+            disk = DiskIndex.load(index)  # type: ignore[arg-type]
+        except SprachbundError as err:
+            raise fail(err) from err
+        c_texts, n_corpus = disk.texts, len(disk)
+    if aligned and str(queries) != "-" and (n_q := count_lines(queries)) != n_corpus:
+        raise typer.BadParameter(f"--aligned needs as many corpus lines ({n_corpus}) as queries ({n_q})")
+    if top_k > n_corpus:
+        typer.echo(f"note: --top-k {top_k} is more than the {n_corpus} corpus lines; returning {n_corpus} hits", err=True)
+        top_k = n_corpus
     router = _load(model, revision, backend)
     try:
-        prepared = router.prepare_corpus(c_texts)
+        prepared = router.prepare_corpus(c_texts) if corpus is not None else disk
+        if index is not None:
+            router.check_index(disk)
     except SprachbundError as err:
         raise fail(err) from err
     correct = total = 0
@@ -207,7 +221,7 @@ def retrieve(
             for rank, (j, score) in enumerate(zip(res.indices, res.scores), 1):
                 rows.append({"query_line": line, "rank": rank, "corpus_line": j + 1, "score": score,
                              "query_language": res.route.language, "encoder": res.encoder,
-                             "query": lines[i], "match": c_texts[j]})
+                             "query": lines[i], "match": c_texts[j] if c_texts is not None else None})
         return rows
 
     columns = ["query_line", "rank", "corpus_line", "score", "query_language", "encoder", "query", "match"]
@@ -241,6 +255,53 @@ def classify(
     _stream_rows(input, fmt, ["line", "label", "score", "language", "sprachbund"], work)
 
 
+index_app = typer.Typer(help="Persistent corpus indexes: build once, search with `sbr retrieve --index`.",
+                        no_args_is_help=True)
+
+
+@index_app.command("build")
+def index_build(
+    corpus: InputArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Index directory to create (new or empty).")],
+    model: ModelOpt = None,
+    revision: RevisionOpt = None,
+    backend: BackendOpt = Backend.torch,
+    lang: LangOpt = None,
+    ann: Annotated[str, typer.Option("--ann", help="auto (FAISS IVF from 200,000 texts), faiss or exact.")] = "auto",
+    texts: Annotated[bool, typer.Option("--texts/--no-texts", help="Store the corpus texts in the index.")] = True,
+    batch_size: BatchOpt = 32,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Encode a corpus file (streamed, two passes) into an index directory."""
+    from tqdm.auto import tqdm
+
+    from sprachbund_router.indexing import build_disk_index
+
+    _setup_logging(verbose)
+    if str(corpus) == "-":
+        raise typer.BadParameter("the corpus is read twice: give a file, not '-'")
+    check_input(corpus, "corpus")
+    if ann not in ("auto", "faiss", "exact"):
+        raise typer.BadParameter(f"--ann must be auto, faiss or exact, got {ann!r}")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise typer.BadParameter(f"{output} exists and is not empty")
+    router = _load(model, revision, backend)
+    try:
+        with tqdm(total=count_lines(corpus), unit="line", disable=None, file=sys.stderr) as bar:
+            out = build_disk_index(router, lambda: (lines for _, lines in iter_line_chunks(corpus, "corpus")), output,
+                                   lang=lang, batch_size=batch_size, ann=ann, keep_texts=texts, on_chunk=bar.update)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: no index was written", err=True)
+        raise typer.Exit(code=130) from None
+    except SprachbundError as err:
+        raise fail(err) from err
+    import json
+
+    meta = json.loads((out / "index.json").read_text())
+    typer.echo(f"index {out}: {meta['size']} vectors of dim {meta['dim']}, encoder {meta['encoder']}, search {meta['search']}",
+               err=True)
+
+
 def _register_subapps() -> None:
     from sprachbund_router.cli.evaluate import eval_app
     from sprachbund_router.cli.export import export_app
@@ -249,6 +310,7 @@ def _register_subapps() -> None:
     app.add_typer(train_app, name="train")
     app.add_typer(eval_app, name="eval")
     app.add_typer(export_app, name="export")
+    app.add_typer(index_app, name="index")
 
 
 _register_subapps()

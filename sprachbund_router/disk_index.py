@@ -1,0 +1,239 @@
+"""A persistent corpus index in a directory: built in chunks, searched without loading it whole.
+
+Layout (``sbr index build`` writes it; ``sbr retrieve --index DIR`` searches it)::
+
+    index.json      format, version, encoder name and identity, size, checksums, search backend
+    vectors.npy     float32 [n, dim], L2-normalised (memory-mapped at search time)
+    texts.jsonl     one JSON string per corpus text (optional)
+    ann.faiss       a FAISS IVF index over the vectors (corpora of at least ``ANN_MIN_SIZE``)
+
+Everything is written into a partial folder that is moved into place only when complete, and
+``index.json`` carries SHA-256 checksums of the other files: a changed or truncated file, or an
+index made by another encoder (see :meth:`SprachbundRouter.check_index`), is refused.
+
+Search is exact below ``ANN_MIN_SIZE`` vectors (blocked matrix products, bounded memory) and
+approximate above it: FAISS ``IndexIVFFlat`` on inner product (cosine on unit vectors), whose
+recall against exact search is measured by ``python -m benchmarks.ann``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sprachbund_router.errors import CheckpointError, InvalidInputError
+from sprachbund_router.index import check_top_k
+from sprachbund_router.npy import NpyWriter
+
+logger = logging.getLogger(__name__)
+
+DISK_INDEX_FORMAT = "sprachbund-router-index-dir"
+DISK_INDEX_VERSION = 1
+META_FILE, VECTORS_FILE, TEXTS_FILE, ANN_FILE = "index.json", "vectors.npy", "texts.jsonl", "ann.faiss"
+#: Corpora at least this large get an approximate (FAISS IVF) index.
+ANN_MIN_SIZE = 200_000
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def top_k_blocked(queries: np.ndarray, corpus: np.ndarray, top_k: int, q_chunk: int = 256,
+                  c_block: int = 131_072) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by dot product over a corpus of any size (memory: ``q_chunk x c_block`` floats).
+
+    Returns (indices ``[n_q, k]``, scores ``[n_q, k]``), best first; ties break by lower index.
+    """
+    k = check_top_k(top_k, len(corpus), warn=False)
+    idx_out = np.empty((len(queries), k), dtype=np.int64)
+    score_out = np.empty((len(queries), k), dtype=np.float32)
+    for qs in range(0, len(queries), q_chunk):
+        q = queries[qs : qs + q_chunk]
+        best_i = np.empty((len(q), 0), dtype=np.int64)
+        best_s = np.empty((len(q), 0), dtype=np.float32)
+        for cs in range(0, len(corpus), c_block):
+            sims = q @ np.asarray(corpus[cs : cs + c_block]).T
+            kk = min(k, sims.shape[1])
+            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < sims.shape[1] else np.tile(np.arange(sims.shape[1]), (len(q), 1))
+            best_i = np.concatenate([best_i, part + cs], axis=1)
+            best_s = np.concatenate([best_s, np.take_along_axis(sims, part, axis=1).astype(np.float32)], axis=1)
+            order = np.lexsort((best_i, -best_s), axis=1)[:, :k]
+            best_i, best_s = np.take_along_axis(best_i, order, axis=1), np.take_along_axis(best_s, order, axis=1)
+        idx_out[qs : qs + len(q)], score_out[qs : qs + len(q)] = best_i, best_s
+    return idx_out, score_out
+
+
+class DiskIndexWriter:
+    """Write an index directory chunk by chunk; :meth:`finish` checksums it and moves it into place."""
+
+    def __init__(self, directory: str | Path, keep_texts: bool = True) -> None:
+        self.directory = Path(directory)
+        if self.directory.exists() and (not self.directory.is_dir() or any(self.directory.iterdir())):
+            raise CheckpointError(f"{self.directory} exists and is not empty; choose a new directory for the index")
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.directory.name}.partial-", dir=self.directory.parent))
+        self._vectors = NpyWriter(self.tmp / VECTORS_FILE)
+        self._texts = (self.tmp / TEXTS_FILE).open("w", encoding="utf-8") if keep_texts else None
+
+    @property
+    def rows(self) -> int:
+        """Vectors written so far."""
+        return self._vectors.rows
+
+    def append(self, vectors: np.ndarray, texts: Sequence[str]) -> None:
+        """Add a chunk of (unit) vectors and their texts."""
+        if len(vectors) != len(texts):
+            raise ValueError(f"{len(vectors)} vectors for {len(texts)} texts")
+        self._vectors.append(np.asarray(vectors, dtype=np.float32))
+        if self._texts is not None:
+            self._texts.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in texts)
+
+    def abort(self) -> None:
+        """Remove the partial folder."""
+        self._vectors.close()
+        if self._texts is not None:
+            self._texts.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def finish(self, encoder: str, identity: dict[str, Any], ann: str = "auto", nlist: int | None = None) -> Path:
+        """Write the ANN index (``ann``: ``auto``, ``faiss`` or ``exact``), the metadata, and move into place."""
+        self._vectors.close()
+        if self._texts is not None:
+            self._texts.close()
+        try:
+            n = self._vectors.rows
+            if n == 0:
+                raise InvalidInputError("the corpus is empty")
+            use_ann = ann == "faiss" or (ann == "auto" and n >= ANN_MIN_SIZE)
+            meta: dict[str, Any] = {
+                "format": DISK_INDEX_FORMAT, "format_version": DISK_INDEX_VERSION, "encoder": encoder,
+                "identity": identity, "size": n, "dim": self._vectors.dim, "search": "exact",
+                "sha256": {VECTORS_FILE: _sha256(self.tmp / VECTORS_FILE)},
+            }
+            if self._texts is not None:
+                meta["sha256"][TEXTS_FILE] = _sha256(self.tmp / TEXTS_FILE)
+            if use_ann:
+                meta["search"] = "faiss-ivf"
+                meta["ann"] = build_faiss_ivf(np.load(self.tmp / VECTORS_FILE, mmap_mode="r"), self.tmp / ANN_FILE, nlist)
+                meta["sha256"][ANN_FILE] = _sha256(self.tmp / ANN_FILE)
+            (self.tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+            if self.directory.exists():
+                self.directory.rmdir()
+            self.tmp.rename(self.directory)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        return self.directory
+
+
+def build_faiss_ivf(vectors: np.ndarray, path: Path, nlist: int | None = None, train_size: int = 100_000) -> dict[str, Any]:
+    """Train and fill a FAISS ``IndexIVFFlat`` (inner product) and save it; returns its settings."""
+    try:
+        import faiss
+    except ImportError as err:
+        raise CheckpointError("an approximate index needs faiss: pip install faiss-cpu (or build with --ann exact)") from err
+    n, dim = vectors.shape
+    nlist = nlist or int(max(1, min(65_536, 4 * np.sqrt(n), n // 39)))  # FAISS wants >= 39 training points a list
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(n, size=min(n, max(train_size, 40 * nlist)), replace=False))
+    index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+    for start in range(0, n, 262_144):
+        index.add(np.ascontiguousarray(vectors[start : start + 262_144], dtype=np.float32))
+    faiss.write_index(index, str(path))
+    nprobe = max(1, min(nlist, nlist // 16))
+    return {"library": "faiss", "faiss_version": faiss.__version__, "type": "IndexIVFFlat", "metric": "inner_product",
+            "nlist": nlist, "nprobe": nprobe}
+
+
+class DiskIndex:
+    """An index directory opened for search (vectors memory-mapped, checksums verified).
+
+    Attributes:
+        encoder / identity: the encoder that made the vectors (checked by the router).
+        texts: the corpus texts, or None when the index was built without them.
+    """
+
+    def __init__(self, directory: Path, meta: dict[str, Any], vectors: np.ndarray, texts: list[str] | None,
+                 ann: Any = None) -> None:
+        self.directory, self.meta, self.vectors, self.texts, self.ann = directory, meta, vectors, texts, ann
+        self.encoder: str = meta["encoder"]
+        self.identity: dict[str, Any] = dict(meta.get("identity") or {})
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @classmethod
+    def load(cls, directory: str | Path, verify: bool = True, nprobe: int | None = None) -> DiskIndex:
+        """Open an index directory.
+
+        Raises:
+            CheckpointError: not an index directory, another format version, a missing file, or a
+                file whose checksum does not match (changed or damaged).
+        """
+        directory = Path(directory)
+        meta_file = directory / META_FILE
+        if not meta_file.is_file():
+            raise CheckpointError(f"{directory} is not an index directory (no {META_FILE}; an interrupted build leaves none)")
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{meta_file} is corrupt: {err}") from err
+        if not isinstance(meta, dict) or meta.get("format") != DISK_INDEX_FORMAT:
+            raise CheckpointError(f"{directory} is not a sprachbund-router index directory")
+        if meta.get("format_version") != DISK_INDEX_VERSION:
+            raise CheckpointError(f"{directory} is index format {meta.get('format_version')!r}; this release reads "
+                                  f"{DISK_INDEX_VERSION}: rebuild it with `sbr index build`")
+        sums = meta.get("sha256") or {}
+        for name in sums:
+            if name not in (VECTORS_FILE, TEXTS_FILE, ANN_FILE):
+                raise CheckpointError(f"{meta_file} names an unexpected file {name!r}")
+            if not (directory / name).is_file():
+                raise CheckpointError(f"{directory / name} is missing")
+            if verify and _sha256(directory / name) != sums[name]:
+                raise CheckpointError(f"{directory / name} is damaged: it does not match the checksum in {META_FILE}")
+        try:
+            vectors = np.load(directory / VECTORS_FILE, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{directory / VECTORS_FILE} is corrupt: {err}") from err
+        if vectors.ndim != 2 or len(vectors) != meta.get("size") or vectors.shape[1] != meta.get("dim"):
+            raise CheckpointError(f"{directory / VECTORS_FILE} has shape {vectors.shape}, {META_FILE} says "
+                                  f"({meta.get('size')}, {meta.get('dim')})")
+        texts = None
+        if TEXTS_FILE in sums:
+            with (directory / TEXTS_FILE).open(encoding="utf-8") as f:
+                texts = [json.loads(line) for line in f]
+            if len(texts) != len(vectors):
+                raise CheckpointError(f"{directory / TEXTS_FILE} has {len(texts)} texts for {len(vectors)} vectors")
+        ann = None
+        if meta.get("search") == "faiss-ivf":
+            try:
+                import faiss
+            except ImportError as err:
+                raise CheckpointError("this index is approximate (FAISS): pip install faiss-cpu") from err
+            ann = faiss.read_index(str(directory / ANN_FILE))
+            ann.nprobe = int(nprobe or meta["ann"]["nprobe"])
+        return cls(directory, meta, vectors, texts, ann)
+
+    def search(self, query_vectors: np.ndarray, top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (indices, scores) per query vector: FAISS when the index has it, else exact."""
+        if query_vectors.ndim != 2 or query_vectors.shape[1] != self.vectors.shape[1]:
+            raise InvalidInputError(f"query vectors of shape {query_vectors.shape} do not match index dim {self.vectors.shape[1]}")
+        k = check_top_k(top_k, len(self), warn=False)
+        if self.ann is None:
+            return top_k_blocked(np.asarray(query_vectors, dtype=np.float32), self.vectors, k)
+        scores, idx = self.ann.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
+        return idx.astype(np.int64), scores.astype(np.float32)
