@@ -218,9 +218,6 @@ class RouterConfig:
                 f"known: {', '.join(self.languages)}"
             ) from None
 
-    def has_language(self, lang: str) -> bool:
-        """Whether ``lang`` belongs to a sprachbund."""
-        return lang in self._lang_to_group
 
     # ---------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict[str, Any]:

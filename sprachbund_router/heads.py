@@ -17,6 +17,8 @@ import numpy as np
 from sprachbund_router.config import load_tensors, save_tensors
 from sprachbund_router.errors import CheckpointError
 
+#: The head key of texts that fell back (no sprachbund): ``heads[task]["*"]``.
+FALLBACK_HEAD = "*"
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head_config.json"
 

@@ -22,7 +22,7 @@ from sprachbund_router.config import (
 )
 from sprachbund_router.disk_index import DiskIndex
 from sprachbund_router.errors import CheckpointError, MissingHeadError
-from sprachbund_router.heads import ClassificationHead
+from sprachbund_router.heads import FALLBACK_HEAD, ClassificationHead
 from sprachbund_router.hub import resolve
 from sprachbund_router.index import VectorIndex, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
@@ -684,12 +684,12 @@ class SprachbundRouter:
         routes = self._route(items, validate_langs(lang, len(items)))
         heads = {}
         for i, r in enumerate(routes):
-            key = r.sprachbund or "*"
+            key = r.sprachbund or FALLBACK_HEAD
             if key not in heads:
                 try:
                     heads[key] = self.head(task, key)
                 except MissingHeadError as err:
-                    if key == "*":
+                    if key == FALLBACK_HEAD:
                         raise MissingHeadError(
                             f"text {i} fell back ({r.reason}) and task {task!r} has no fallback head; pass lang="
                         ) from err
@@ -697,7 +697,7 @@ class SprachbundRouter:
         vecs = self._encode_routed(items, [r.encoder for r in routes], routes, batch_size, True)
         out: list[Classification | None] = [None] * len(items)
         for key, head in heads.items():
-            rows = [i for i, r in enumerate(routes) if (r.sprachbund or "*") == key]
+            rows = [i for i, r in enumerate(routes) if (r.sprachbund or FALLBACK_HEAD) == key]
             if head.input_dim != vecs.shape[1]:
                 raise CheckpointError(f"head heads.{task}.{key} ({self.config.heads[task][key]}) expects {head.input_dim}-d "
                                       f"vectors but the encoder gives {vecs.shape[1]}-d: it was trained on another encoder")

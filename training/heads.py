@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sprachbund_router.heads import ClassificationHead, HeadConfig
+from sprachbund_router.heads import FALLBACK_HEAD, ClassificationHead, HeadConfig
 from training.corpus import read_emoji_topic
 
 logger = logging.getLogger(__name__)
 
 SETTINGS = ("english", "pivot", "every")
 #: Key of the head used for texts that fell back (unknown language) and its directory name.
-FALLBACK = "*"
+FALLBACK = FALLBACK_HEAD
 FALLBACK_DIR = "fallback"
 #: ``embed(group, lang, texts)``: the vectors served for texts of ``lang`` under sprachbund
 #: ``group`` (``FALLBACK``: the path of texts that fell back).
