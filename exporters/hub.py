@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporters.sentence_transformers import write_st_folder
 from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
@@ -138,14 +139,16 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
     cfg = plan.config
     for repo, src in plan.encoder_dirs.items():
         folder = out_dir / repo.split("/")[1]
+        names = [e for e, r in plan.encoder_repos.items() if r == repo]
+        # sentence-transformers layout, truncated to the router's layer: SentenceTransformer(folder) = the router's encoder
+        write_st_folder(src, folder, cfg.pooling, cfg.encoders[names[0]])
         for fname in ENCODER_FILES:
-            if (src / fname).is_file():
+            if (src / fname).is_file() and not (folder / fname).exists():
                 link_or_copy(src / fname, folder / fname)
         onnx_info = None
         if (src / ONNX_DIR / ONNX_EXPORT_INFO).is_file():
             link_tree(src / ONNX_DIR, folder / ONNX_DIR)
             onnx_info = json.loads((src / ONNX_DIR / ONNX_EXPORT_INFO).read_text())
-        names = [e for e, r in plan.encoder_repos.items() if r == repo]
         langs = sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]})
         if not langs:  # shared/fallback encoder: every language
             langs = cfg.languages

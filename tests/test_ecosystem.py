@@ -131,3 +131,38 @@ def test_index_on_default_router_matches_direct_retrieve(default_router, tmp_pat
     direct = _cli("retrieve", "-q", EXAMPLES / "queries.txt", "-c", EXAMPLES / "corpus.txt")
     indexed = _cli("retrieve", "-q", EXAMPLES / "queries.txt", "--index", tmp_path / "idx")
     assert _top1(indexed.stdout) == _top1(direct.stdout) and len(_top1(direct.stdout)) == len(QUERIES)
+
+
+@pytest.mark.parametrize(("pooling", "prefix"), [({"layer": -1, "mode": "mean"}, ""), ({"layer": 1, "mode": "cls"}, "der ")])
+def test_hub_folders_load_in_sentence_transformers_with_the_router_vectors(toy_router_dir, tmp_path, pooling, prefix):
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    from exporters.hub import plan_export, write_folders
+    from sprachbund_router import SprachbundRouter
+
+    root = tmp_path / "router"
+    shutil.copytree(toy_router_dir, root)
+    cfg = json.loads((root / "router_config.json").read_text())
+    cfg["pooling"] = pooling
+    for spec in cfg["encoders"].values():
+        spec["text_prefix"] = prefix
+    (root / "router_config.json").write_text(json.dumps(cfg))
+    router = SprachbundRouter.from_pretrained(root)
+    folders = write_folders(plan_export(root, "org", "toy", dry_run=True), tmp_path / "dry")
+    texts = ["the cat sits on the mat", "der hund", "猫 狗 房子 red big"]
+    checked = 0
+    for name, spec in router.config.encoders.items():
+        repo = next((r for r in folders if r.endswith(name)), None)
+        if repo is None:
+            continue
+        folder = folders[repo]
+        assert (folder / "modules.json").is_file() and (folder / "sentence_bert_config.json").is_file()
+        st = SentenceTransformer(str(folder), device="cpu")
+        got = st.encode(texts)
+        want = router.encoder(name).encode(texts)
+        assert np.min((got * want).sum(1)) >= 0.9999, name
+        assert st.max_seq_length == spec.max_length
+        checked += 1
+    assert checked >= 2
