@@ -141,7 +141,7 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
         folder = out_dir / repo.split("/")[1]
         names = [e for e, r in plan.encoder_repos.items() if r == repo]
         # sentence-transformers layout, truncated to the router's layer: SentenceTransformer(folder) = the router's encoder
-        write_st_folder(src, folder, cfg.pooling, cfg.encoders[names[0]])
+        st_info = write_st_folder(src, folder, cfg.pooling, cfg.encoders[names[0]])
         for fname in ENCODER_FILES:
             if (src / fname).is_file() and not (folder / fname).exists():
                 link_or_copy(src / fname, folder / fname)
@@ -155,7 +155,7 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
         metrics = json.loads((src / "training_metrics.json").read_text()) if (src / "training_metrics.json").is_file() else None
         card = encoder_card(repo, names[0], cfg, plan.router_repo, languages=langs, onnx_info=onnx_info,
                             training_metrics=metrics, pair_results=_pair_results(plan.router_dir, langs),
-                            pad_id=pad_token_id(src))
+                            pad_id=pad_token_id(src), kept_layers=st_info["layers"])
         card.save(folder / "README.md")
         folders[repo] = folder
 

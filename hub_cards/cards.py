@@ -72,14 +72,17 @@ def encoder_card(
     training_metrics: Mapping[str, Any] | None = None,
     pair_results: Sequence[Mapping[str, Any]] = (),
     pad_id: int = 1,
+    kept_layers: int | None = None,
 ) -> ModelCard:
-    """Card of one encoder repository (``pad_id``: the tokenizer's padding id, for the ONNX snippet)."""
+    """Card of one encoder repository (``pad_id``: the tokenizer's padding id, for the ONNX snippet;
+    ``kept_layers``: layers of the exported encoder, truncated to the router's pooling layer)."""
     groups = [g for g, e in config.sprachbund_encoders.items() if e == encoder_name]
     base = base_model_id(config)
     data = ModelCardData(
-        language=sorted(languages), license="mit", base_model=base, library_name="transformers",
+        language=sorted(languages), license="mit", base_model=base, library_name="sentence-transformers",
         pipeline_tag="feature-extraction", model_name=repo_id,
-        tags=["sprachbund-router", "representation-sprachbund", "sentence-embeddings", "multilingual", "onnx", "safetensors"],
+        tags=["sprachbund-router", "representation-sprachbund", "sentence-embeddings", "sentence-transformers",
+              "multilingual", "safetensors", *(["onnx"] if onnx_info else [])],
         eval_results=_retrieval_results(onnx_info, pair_results) or None,
     )
     if training_metrics:
@@ -93,6 +96,11 @@ def encoder_card(
                     "(the router repository's `spaces/`); used alone, as below, it gives the plain base vectors.")
     pooling = config.pooling
     prefix = config.encoders[encoder_name].text_prefix
+    max_len = config.encoders[encoder_name].max_length
+    kept_layers = kept_layers if kept_layers is not None else pooling.layer
+    pooling_words = "masked mean pooling" if pooling.mode == "mean" else "first-token ([CLS]) pooling"
+    torch_pool = ("vector = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)"
+                  if pooling.mode == "mean" else "vector = torch.nn.functional.normalize(hidden[:, 0], dim=-1)")
     body = f"""# {repo_id}
 
 Encoder of the sprachbund router [`{router_repo_id}`](https://huggingface.co/{router_repo_id})
@@ -102,6 +110,10 @@ Encoder of the sprachbund router [`{router_repo_id}`](https://huggingface.co/{ro
 
 ## Usage
 
+`pip install sprachbund-router` (the router; `sentence-transformers`, `transformers` or
+`onnxruntime` alone for the snippets below). Inputs longer than {max_len} tokens are truncated,
+as the router does.
+
 With the router (language identification and routing included):
 
 ```python
@@ -110,29 +122,42 @@ router = SprachbundRouter.from_pretrained("{router_repo_id}")
 vectors = router.encode(["Die Katze schläft.", "Кошка спит."])
 ```
 
-Alone, with transformers (sentence vector = masked mean of `hidden_states[{pooling.layer}]`):
+With sentence-transformers (this folder is in its layout: {pooling_words}, normalised, the prefix
+{prefix!r} as the default prompt, at most {max_len} tokens; the encoder holds {kept_layers} layers, exactly the
+router's):
+
+```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("{repo_id}")
+vectors = model.encode(["Die Katze schläft.", "Кошка спит."])
+```
+
+Alone, with transformers ({pooling_words} of the last hidden state):
 
 ```python
 import torch
 from transformers import AutoModel, AutoTokenizer
 tok = AutoTokenizer.from_pretrained("{repo_id}")
-model = AutoModel.from_pretrained("{repo_id}", use_safetensors=True)
-batch = tok([{prefix!r} + "Die Katze schläft."], return_tensors="pt", padding=True)
-hidden = model(**batch, output_hidden_states=True).hidden_states[{pooling.layer}]
+model = AutoModel.from_pretrained("{repo_id}", use_safetensors=True, add_pooling_layer=False)
+batch = tok([{prefix!r} + "Die Katze schläft."], return_tensors="pt", padding=True, truncation=True, max_length={max_len})
+hidden = model(**batch).last_hidden_state
 mask = batch["attention_mask"].unsqueeze(-1)
-vector = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+{torch_pool}
 ```
 
-With onnxruntime only (pooling is inside the graph):
+With onnxruntime only (pooling is inside the graph; not the token-level graph sentence-transformers' ONNX backend
+expects, so use the snippets above with sentence-transformers):
 
 ```python
 import numpy as np
 import onnxruntime as ort
+from huggingface_hub import hf_hub_download
 from tokenizers import Tokenizer
-tok = Tokenizer.from_file("tokenizer.json"); tok.enable_padding(pad_id={pad_id}, pad_token=tok.id_to_token({pad_id}))
+tok = Tokenizer.from_file(hf_hub_download("{repo_id}", "tokenizer.json"))
+tok.enable_truncation(max_length={max_len}); tok.enable_padding(pad_id={pad_id}, pad_token=tok.id_to_token({pad_id}))
 enc = tok.encode_batch([{prefix!r} + "Die Katze schläft."])
 # onnxruntime's SkipLayerNorm and BiasGelu fusions are slower than the plain ops on x86 CPUs: leave them off
-sess = ort.InferenceSession("onnx/model.onnx", disabled_optimizers={list(SLOW_CPU_FUSIONS)!r})
+sess = ort.InferenceSession(hf_hub_download("{repo_id}", "onnx/model.onnx"), disabled_optimizers={list(SLOW_CPU_FUSIONS)!r})
 feeds = {{"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
          "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}}
 vector = sess.run(None, feeds)[0]  # [batch, dim], L2-normalised; "onnx/model_qint8.onnx" is the int8 variant

@@ -1,6 +1,7 @@
 """ONNX export and Hub export: parity, the torch-free backend, dry-run folders that load offline."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -84,16 +85,18 @@ def test_hub_dry_run_loads_offline_with_both_backends(exported_toy, tmp_path, mo
     card = (folders["someorg/toy-router-west"] / "README.md").read_text()
     assert card.startswith("---\n") and "base_model:" in card and "pipeline_tag: feature-extraction" in card
     assert "parity with PyTorch" in card and "de" in card
-    # the card's onnxruntime snippet runs as written in the repo folder and gives the router's vector
-    snippet = card.split("With onnxruntime only")[1].split("```python\n")[1].split("```")[0]
-    code = snippet + "\nimport json; print(json.dumps(vector.tolist()))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=folders["someorg/toy-router-west"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    vector = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
-    want = SprachbundRouter.from_pretrained(d, backend="onnx").encoder("west").encode(["Die Katze schläft."])
-    assert vector.shape == want.shape and float((vector * want).sum()) > 0.999
+    # each of the card's snippets runs as written (repo files from the Hub cache) and gives the router's vector
     seed_cache(tmp_path / "out", tmp_path / "hub")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    want = SprachbundRouter.from_pretrained(d, backend="onnx").encoder("west").encode(["Die Katze schläft."])
+    for section, var in (("With sentence-transformers", "vectors[0]"), ("Alone, with transformers", "vector[0].detach()"),
+                         ("With onnxruntime only", "vector[0]")):
+        snippet = card.split(section)[1].split("```python\n")[1].split("```")[0]
+        code = snippet + f"\nimport json; print(json.dumps([float(x) for x in {var}]))"
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (section, out.stderr[-2000:])
+        vector = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+        assert vector.shape == want[0].shape and float((vector * want[0]).sum()) > 0.999, section
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     source = SprachbundRouter.from_pretrained(d)
     for backend in ("torch", "onnx"):
