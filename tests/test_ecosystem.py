@@ -166,3 +166,19 @@ def test_hub_folders_load_in_sentence_transformers_with_the_router_vectors(toy_r
         assert st.max_seq_length == spec.max_length
         checked += 1
     assert checked >= 2
+
+
+def test_batch_encoder_for_distributed_engines(toy_router_dir):
+    from sprachbund_router import SprachbundRouter
+    from sprachbund_router.batch_encoder import BatchEncoder
+
+    texts = ["Die Katze sitzt", "Кошка сидит", "the dog runs"]
+    fn = BatchEncoder(model=str(toy_router_dir))
+    out = fn({"text": texts, "id": [1, 2, 3]})
+    router = SprachbundRouter.from_pretrained(toy_router_dir)
+    np.testing.assert_allclose(out["embedding"], router.encode(texts), atol=1e-6)
+    assert out["id"] == [1, 2, 3]
+    shared = BatchEncoder(model=str(toy_router_dir), encoder="shared")({"text": texts})["embedding"]
+    np.testing.assert_allclose(shared, router.build_index(texts, encoder="shared").vectors, atol=1e-6)
+    with pytest.raises(ValueError, match="no encoder"):
+        BatchEncoder(model=str(toy_router_dir), encoder="nope")
