@@ -30,6 +30,17 @@ POOLER_MODELS = ("bert", "xlm-roberta", "roberta", "camembert", "electra")
 _LAYER = re.compile(r"(?:^|\.)(?:encoder\.)?layer\.(\d+)\.")
 
 
+def _weight_files(src: Path) -> list[Path]:
+    """The encoder's weight files: ``model.safetensors`` or the shards its index names (other
+    safetensors files in the folder, such as a saved MLM head, are not the encoder)."""
+    if (src / "model.safetensors").is_file():
+        return [src / "model.safetensors"]
+    index = src / "model.safetensors.index.json"
+    if index.is_file():
+        return [src / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    raise FileNotFoundError(f"{src} has no model.safetensors (nor a sharded index)")
+
+
 def write_st_folder(src: Path, dst: Path, pooling: PoolingConfig, spec: EncoderSpec) -> dict[str, Any]:
     """Write ``src`` (a transformers encoder folder) to ``dst`` in sentence-transformers' layout.
 
@@ -46,12 +57,13 @@ def write_st_folder(src: Path, dst: Path, pooling: PoolingConfig, spec: EncoderS
     n_layers = int(config["num_hidden_layers"])
     layer = resolve_layer(pooling.layer, n_layers)
     tensors = {}
-    with safe_open(str(next(src.glob("*.safetensors"))), framework="pt") as f:
-        for key in f.keys():
-            m = _LAYER.search(key)
-            if key.startswith("pooler.") or ".pooler." in key or (m and int(m.group(1)) >= layer):
-                continue
-            tensors[key] = f.get_tensor(key)
+    for weights in _weight_files(src):
+        with safe_open(str(weights), framework="pt") as f:
+            for key in f.keys():
+                m = _LAYER.search(key)
+                if key.startswith("pooler.") or ".pooler." in key or (m and int(m.group(1)) >= layer):
+                    continue
+                tensors[key] = f.get_tensor(key)
     save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
     if layer != n_layers:
         config["num_hidden_layers"] = layer

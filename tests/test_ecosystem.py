@@ -149,6 +149,9 @@ def test_hub_folders_load_in_sentence_transformers_with_the_router_vectors(toy_r
     for spec in cfg["encoders"].values():
         spec["text_prefix"] = prefix
     (root / "router_config.json").write_text(json.dumps(cfg))
+    from safetensors.numpy import save_file  # a second weights file (as an MLM head is saved) is not the encoder
+
+    save_file({"dense.weight": np.zeros((2, 2), np.float32)}, str(root / "encoders" / "west" / "a_mlm_head.safetensors"))
     router = SprachbundRouter.from_pretrained(root)
     folders = write_folders(plan_export(root, "org", "toy", dry_run=True), tmp_path / "dry")
     texts = ["the cat sits on the mat", "der hund", "猫 狗 房子 red big"]
