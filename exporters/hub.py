@@ -22,6 +22,7 @@ from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.onnx_encoder import pad_token_id
+from sprachbund_router.staging import StagedDirectory
 from sprachbund_router.validation import confined, writable_inside
 from training.files import link_or_copy, link_tree
 
@@ -113,23 +114,14 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
     Everything is written into a temporary folder beside ``out_dir`` and moved into place when
     complete, so an interrupted export leaves no half-written repository.
     """
-    import shutil
-    import tempfile
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ExportError(f"{out_dir} is not empty; choose a new directory for the export")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    staged = StagedDirectory(out_dir, "export", ExportError)
     try:
-        folders = _write_folders(plan, tmp, revisions)
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
+        folders = _write_folders(plan, staged.path, revisions)
+        staged.commit()
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        staged.abort()
         raise
-    return {repo: out_dir / folder.relative_to(tmp) for repo, folder in folders.items()}
+    return {repo: staged.target / folder.relative_to(staged.path) for repo, folder in folders.items()}
 
 
 def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | None) -> dict[str, Path]:

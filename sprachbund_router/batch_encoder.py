@@ -18,6 +18,7 @@ that one encoder, along its own route (its language's centring and map), as
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,7 @@ class BatchEncoder:
             vecs = self.router.encode(texts, lang=self.lang, batch_size=self.batch_size)
         else:
             routes = self.router.route(texts, lang=self.lang)
-            forced = [type(r)(r.language, r.sprachbund, self.encoder, r.confidence, r.fallback, r.reason) for r in routes]
+            forced = [replace(r, encoder=self.encoder) for r in routes]
             vecs = self.router.encode_routes(texts, forced, batch_size=self.batch_size)
         out = dict(batch)
         out[self.output] = np.asarray(vecs, dtype=np.float32)

@@ -48,12 +48,33 @@ def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_D
 _POSITION_OFFSET = {"xlm-roberta": 2, "roberta": 2, "camembert": 2, "xlm-roberta-xl": 2}
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``.
+
+    Raises:
+        CheckpointError: the file is not valid JSON or holds something other than an object.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is corrupt (not valid JSON): {err}") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is corrupt: expected a JSON object")
+    return data
+
+
+def _usable_positions(cfg: dict[str, Any]) -> int | None:
+    positions = cfg.get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return None
+    return positions - _POSITION_OFFSET.get(str(cfg.get("model_type")), 0)
+
+
 def usable_positions(path: Path) -> int | None:
     """Longest input (tokens) the encoder in ``path`` accepts, from its ``config.json`` (None if unknown)."""
     try:
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        return int(cfg["max_position_embeddings"]) - _POSITION_OFFSET.get(str(cfg.get("model_type")), 0)
-    except (OSError, ValueError, KeyError, TypeError):
+        return _usable_positions(read_json_object(path / "config.json"))
+    except (OSError, CheckpointError):
         return None
 
 
@@ -69,12 +90,7 @@ def check_encoder_settings(path: Path, spec: Any, pooling: Any, name: str = "") 
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         return  # the ONNX backend may run without it; check_encoder_dir decides what is required
-    try:
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{cfg_file} is corrupt: {err}") from err
-    if not isinstance(cfg, dict):
-        raise CheckpointError(f"{cfg_file} is corrupt: expected a JSON object")
+    cfg = read_json_object(cfg_file)
     key = f"encoders.{name}." if name else ""
     layers = cfg.get("num_hidden_layers")
     if isinstance(layers, int) and not -(layers + 1) <= pooling.layer <= layers:
@@ -82,12 +98,10 @@ def check_encoder_settings(path: Path, spec: Any, pooling: Any, name: str = "") 
             f"pooling.layer = {pooling.layer} is out of range for encoder {name or path} with {layers} layers "
             f"(hidden_states has {layers + 1} entries: 0 = embeddings ... {layers} = last; -1 = last)"
         )
-    positions = cfg.get("max_position_embeddings")
-    if isinstance(positions, int):
-        usable = positions - _POSITION_OFFSET.get(str(cfg.get("model_type")), 0)
-        if spec.max_length > usable:
-            raise CheckpointError(f"{key}max_length = {spec.max_length} exceeds the {usable} positions of encoder "
-                                  f"{name or path} ({cfg.get('model_type')}); use at most {usable}")
+    usable = _usable_positions(cfg)
+    if usable is not None and spec.max_length > usable:
+        raise CheckpointError(f"{key}max_length = {spec.max_length} exceeds the {usable} positions of encoder "
+                              f"{name or path} ({cfg.get('model_type')}); use at most {usable}")
 
 
 def read_onnx_export_info(path: Path, onnx_dir: str = ONNX_DIR) -> dict:

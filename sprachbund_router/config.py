@@ -22,6 +22,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from sprachbund_router.checkpoint import read_json_object
 from sprachbund_router.errors import CheckpointError, UnknownLanguageError
 from sprachbund_router.space import SpaceSpec
 from sprachbund_router.validation import expect, expect_number, expect_str_map, relative_path
@@ -295,12 +296,7 @@ class RouterConfig:
         if not path.is_file():
             raise CheckpointError(f"{path} not found: {directory} is not a router directory")
         confined(Path(directory), CONFIG_NAME, CONFIG_NAME)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{path} is corrupt (not valid JSON): {err}") from err
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path} is corrupt: expected a JSON object")
+        data = read_json_object(path)
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError, ValueError) as err:

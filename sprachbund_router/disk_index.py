@@ -21,17 +21,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sprachbund_router.checkpoint import read_json_object
 from sprachbund_router.errors import CheckpointError, InvalidInputError
-from sprachbund_router.index import check_top_k
+from sprachbund_router.index import check_top_k, top_k_cosine
 from sprachbund_router.npy import NpyWriter
+from sprachbund_router.staging import StagedDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -50,40 +50,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def top_k_blocked(queries: np.ndarray, corpus: np.ndarray, top_k: int, q_chunk: int = 256,
-                  c_block: int = 131_072) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by dot product over a corpus of any size (memory: ``q_chunk x c_block`` floats).
-
-    Returns (indices ``[n_q, k]``, scores ``[n_q, k]``), best first; ties break by lower index.
-    """
-    k = check_top_k(top_k, len(corpus), warn=False)
-    idx_out = np.empty((len(queries), k), dtype=np.int64)
-    score_out = np.empty((len(queries), k), dtype=np.float32)
-    for qs in range(0, len(queries), q_chunk):
-        q = queries[qs : qs + q_chunk]
-        best_i = np.empty((len(q), 0), dtype=np.int64)
-        best_s = np.empty((len(q), 0), dtype=np.float32)
-        for cs in range(0, len(corpus), c_block):
-            sims = q @ np.asarray(corpus[cs : cs + c_block]).T
-            kk = min(k, sims.shape[1])
-            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < sims.shape[1] else np.tile(np.arange(sims.shape[1]), (len(q), 1))
-            best_i = np.concatenate([best_i, part + cs], axis=1)
-            best_s = np.concatenate([best_s, np.take_along_axis(sims, part, axis=1).astype(np.float32)], axis=1)
-            order = np.lexsort((best_i, -best_s), axis=1)[:, :k]
-            best_i, best_s = np.take_along_axis(best_i, order, axis=1), np.take_along_axis(best_s, order, axis=1)
-        idx_out[qs : qs + len(q)], score_out[qs : qs + len(q)] = best_i, best_s
-    return idx_out, score_out
-
-
 class DiskIndexWriter:
     """Write an index directory chunk by chunk; :meth:`finish` checksums it and moves it into place."""
 
     def __init__(self, directory: str | Path, keep_texts: bool = True) -> None:
-        self.directory = Path(directory)
-        if self.directory.exists() and (not self.directory.is_dir() or any(self.directory.iterdir())):
-            raise CheckpointError(f"{self.directory} exists and is not empty; choose a new directory for the index")
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.directory.name}.partial-", dir=self.directory.parent))
+        self._staged = StagedDirectory(directory, "index")
+        self.directory, self.tmp = self._staged.target, self._staged.path
         self._vectors = NpyWriter(self.tmp / VECTORS_FILE)
         self._texts = (self.tmp / TEXTS_FILE).open("w", encoding="utf-8") if keep_texts else None
 
@@ -105,7 +77,7 @@ class DiskIndexWriter:
         self._vectors.close()
         if self._texts is not None:
             self._texts.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._staged.abort()
 
     def finish(self, encoder: str, identity: dict[str, Any], ann: str = "auto", nlist: int | None = None) -> Path:
         """Write the ANN index (``ann``: ``auto``, ``faiss`` or ``exact``), the metadata, and move into place."""
@@ -129,13 +101,10 @@ class DiskIndexWriter:
                 meta["ann"] = build_faiss_ivf(np.load(self.tmp / VECTORS_FILE, mmap_mode="r"), self.tmp / ANN_FILE, nlist)
                 meta["sha256"][ANN_FILE] = _sha256(self.tmp / ANN_FILE)
             (self.tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-            if self.directory.exists():
-                self.directory.rmdir()
-            self.tmp.rename(self.directory)
+            return self._staged.commit()
         except BaseException:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._staged.abort()
             raise
-        return self.directory
 
 
 def build_faiss_ivf(vectors: np.ndarray, path: Path, nlist: int | None = None, train_size: int = 100_000) -> dict[str, Any]:
@@ -188,11 +157,8 @@ class DiskIndex:
         meta_file = directory / META_FILE
         if not meta_file.is_file():
             raise CheckpointError(f"{directory} is not an index directory (no {META_FILE}; an interrupted build leaves none)")
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{meta_file} is corrupt: {err}") from err
-        if not isinstance(meta, dict) or meta.get("format") != DISK_INDEX_FORMAT:
+        meta = read_json_object(meta_file)
+        if meta.get("format") != DISK_INDEX_FORMAT:
             raise CheckpointError(f"{directory} is not a sprachbund-router index directory")
         if meta.get("format_version") != DISK_INDEX_VERSION:
             raise CheckpointError(f"{directory} is index format {meta.get('format_version')!r}; this release reads "
@@ -234,6 +200,6 @@ class DiskIndex:
             raise InvalidInputError(f"query vectors of shape {query_vectors.shape} do not match index dim {self.vectors.shape[1]}")
         k = check_top_k(top_k, len(self), warn=False)
         if self.ann is None:
-            return top_k_blocked(np.asarray(query_vectors, dtype=np.float32), self.vectors, k)
+            return top_k_cosine(np.asarray(query_vectors, dtype=np.float32), self.vectors, k, chunk=256)
         scores, idx = self.ann.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
         return idx.astype(np.int64), scores.astype(np.float32)

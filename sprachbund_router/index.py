@@ -37,25 +37,33 @@ def check_top_k(top_k: int, n: int, warn: bool = True) -> int:
     return min(top_k, n)
 
 
-def top_k_cosine(queries: np.ndarray, corpus: np.ndarray, top_k: int, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def top_k_cosine(queries: np.ndarray, corpus: np.ndarray, top_k: int, chunk: int = 4096,
+                 block: int = 131_072) -> tuple[np.ndarray, np.ndarray]:
     """Top-k corpus rows for each query row by dot product (vectors must be L2-normalised).
 
-    Queries are processed in chunks so memory stays bounded for large query sets.
-    Returns (indices ``[n_q, k]``, scores ``[n_q, k]``), best first; ties break by lower index.
+    Queries are processed ``chunk`` rows at a time against ``block`` corpus rows at a time (a
+    memory-mapped corpus is read block by block), so memory stays bounded by ``chunk x block``
+    scores whatever the sizes. Returns (indices ``[n_q, k]``, scores ``[n_q, k]``), best first;
+    ties break by lower index.
     """
     k = check_top_k(top_k, len(corpus), warn=False)
     idx_out = np.empty((len(queries), k), dtype=np.int64)
     score_out = np.empty((len(queries), k), dtype=np.float32)
-    for start in range(0, len(queries), chunk):
-        sims = queries[start : start + chunk] @ corpus.T
-        if k < sims.shape[1]:
-            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        else:
-            part = np.tile(np.arange(sims.shape[1]), (len(sims), 1))
-        part_scores = np.take_along_axis(sims, part, axis=1)
-        order = np.lexsort((part, -part_scores), axis=1)
-        idx_out[start : start + chunk] = np.take_along_axis(part, order, axis=1)
-        score_out[start : start + chunk] = np.take_along_axis(part_scores, order, axis=1)
+    for qs in range(0, len(queries), chunk):
+        q = queries[qs : qs + chunk]
+        best_i = np.empty((len(q), 0), dtype=np.int64)
+        best_s = np.empty((len(q), 0), dtype=np.float32)
+        for cs in range(0, len(corpus), block):
+            sims = q @ np.asarray(corpus[cs : cs + block]).T
+            if k < sims.shape[1]:
+                part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            else:
+                part = np.tile(np.arange(sims.shape[1]), (len(q), 1))
+            best_i = np.concatenate([best_i, part + cs], axis=1)
+            best_s = np.concatenate([best_s, np.take_along_axis(sims, part, axis=1).astype(np.float32)], axis=1)
+            order = np.lexsort((best_i, -best_s), axis=1)[:, :k]
+            best_i, best_s = np.take_along_axis(best_i, order, axis=1), np.take_along_axis(best_s, order, axis=1)
+        idx_out[qs : qs + len(q)], score_out[qs : qs + len(q)] = best_i, best_s
     return idx_out, score_out
 
 

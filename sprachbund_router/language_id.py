@@ -94,39 +94,6 @@ class LangidIdentifier:
             out[start : start + len(part)] = probs / probs.sum(axis=1, keepdims=True)
         return out
 
-    def predict(self, texts: Sequence[str], chunk: int = 256) -> tuple[list[str], np.ndarray]:
-        """Most likely language and its probability for each text (one product per ``chunk`` texts,
-        so memory stays bounded: langid's feature vector is dense)."""
-        best_all = np.empty(len(texts), dtype=np.int64)
-        conf_all = np.empty(len(texts), dtype=np.float64)
-        for start in range(0, len(texts), chunk):
-            part = texts[start : start + chunk]
-            fv = np.stack([self._ident.instance2fv(t) for t in part]).astype(np.float64)
-            logp = fv @ self._ptc + self._pc
-            logp -= logp.max(axis=1, keepdims=True)
-            probs = np.exp(logp)
-            probs /= probs.sum(axis=1, keepdims=True)
-            best = probs.argmax(axis=1)
-            best_all[start : start + len(part)] = best
-            conf_all[start : start + len(part)] = probs[np.arange(len(part)), best]
-        return [self.languages[i] for i in best_all], conf_all
-
-    def identify(self, texts: Sequence[str], min_confidence: float = 0.0) -> list[LanguageGuess]:
-        """Identify each text; texts without letters get ``language=None``."""
-        guesses: list[LanguageGuess | None] = [None] * len(texts)
-        scored = []
-        for i, t in enumerate(texts):
-            if has_letters(t):
-                scored.append(i)
-            else:
-                guesses[i] = LanguageGuess(None, 0.0, "no letters to identify a language from")
-        if scored:
-            langs, conf = self.predict([texts[i] for i in scored])
-            for i, lang, c in zip(scored, langs, conf.tolist()):
-                reason = None if c >= min_confidence else f"low confidence {c:.2f} < {min_confidence:.2f}"
-                guesses[i] = LanguageGuess(lang, float(c), reason)
-        return [g for g in guesses if g is not None]
-
 
 #: fastText ``lid.176`` codes that differ from the router's (ISO 639-1 where one exists).
 FASTTEXT_ALIASES = {"no": "nb", "iw": "he", "ji": "yi", "in": "id", "jw": "jv", "sh": "hbs"}

@@ -80,27 +80,39 @@ def setup(verbose: VerboseOpt = False) -> None:
         typer.echo(f"{name} (pivot {cfg.pivots.get(name)}): {' '.join(langs)}")
 
 
-def _stream_rows(
-    input: Path, fmt: OutputFormat, columns: list[str], work: Callable[[int, list[str]], list[dict[str, Any]]]
-) -> None:
-    """Run ``work(first_line, lines)`` on each chunk of ``input`` and write its rows at once."""
+def _stream(input: Path, step: Callable[[int, list[str]], None], close: Callable[[], None],
+            interrupted: Callable[[], str]) -> None:
+    """Run ``step(first_line, lines)`` on each chunk of ``input`` with a progress bar; Ctrl-C
+    prints ``interrupted()`` and exits 130, package errors exit 1; ``close()`` runs in every case."""
     from tqdm.auto import tqdm
 
-    writer = RowWriter(fmt.value, columns)
-    done = 0
     try:
         with tqdm(total=count_lines(input), unit="line", disable=None, file=sys.stderr) as bar:
             for first, lines in iter_line_chunks(input, "input"):
-                writer.write(work(first, lines))
-                done += len(lines)
+                step(first, lines)
                 bar.update(len(lines))
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: the results of the first {done} lines were written", err=True)
+        typer.echo(interrupted(), err=True)
         raise typer.Exit(code=130) from None
     except SprachbundError as err:
         raise fail(err) from err
     finally:
-        writer.close()
+        close()
+
+
+def _stream_rows(
+    input: Path, fmt: OutputFormat, columns: list[str], work: Callable[[int, list[str]], list[dict[str, Any]]]
+) -> None:
+    """Run ``work(first_line, lines)`` on each chunk of ``input`` and write its rows at once."""
+    writer = RowWriter(fmt.value, columns)
+    done = 0
+
+    def step(first: int, lines: list[str]) -> None:
+        nonlocal done
+        writer.write(work(first, lines))
+        done += len(lines)
+
+    _stream(input, step, writer.close, lambda: f"interrupted: the results of the first {done} lines were written")
 
 
 @app.command()
@@ -140,25 +152,13 @@ def encode(
 
     The file is valid after every chunk of lines: an interrupted run keeps the rows done.
     """
-    from tqdm.auto import tqdm
-
     _setup_logging(verbose)
     check_input(input, "input")
     check_output(output)
     router = _load(model, revision, backend)
     writer = NpyWriter(output)
-    try:
-        with tqdm(total=count_lines(input), unit="line", disable=None, file=sys.stderr) as bar:
-            for _, lines in iter_line_chunks(input, "input"):
-                writer.append(router.encode(lines, lang=lang, batch_size=batch_size))
-                bar.update(len(lines))
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: {output} holds the vectors of the first {writer.rows} lines", err=True)
-        raise typer.Exit(code=130) from None
-    except SprachbundError as err:
-        raise fail(err) from err
-    finally:
-        writer.close()
+    _stream(input, lambda _, lines: writer.append(router.encode(lines, lang=lang, batch_size=batch_size)), writer.close,
+            lambda: f"interrupted: {output} holds the vectors of the first {writer.rows} lines")
     typer.echo(f"wrote {writer.rows} vectors of dim {writer.dim} to {output}", err=True)
 
 
@@ -276,6 +276,7 @@ def index_build(
     from tqdm.auto import tqdm
 
     from sprachbund_router.indexing import build_disk_index
+    from sprachbund_router.staging import is_new_directory
 
     _setup_logging(verbose)
     if str(corpus) == "-":
@@ -283,7 +284,7 @@ def index_build(
     check_input(corpus, "corpus")
     if ann not in ("auto", "faiss", "exact"):
         raise typer.BadParameter(f"--ann must be auto, faiss or exact, got {ann!r}")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+    if not is_new_directory(output):
         raise typer.BadParameter(f"{output} exists and is not empty")
     router = _load(model, revision, backend)
     try:

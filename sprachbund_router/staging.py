@@ -1,0 +1,46 @@
+"""Folders written beside their target and moved into place only when complete.
+
+An interrupted export or index build then leaves no half-written folder under the target name
+(only a ``.NAME.partial-*`` folder, removed on errors).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from sprachbund_router.errors import CheckpointError
+
+
+def is_new_directory(path: Path) -> bool:
+    """Whether ``path`` is free to become a folder: missing, or an empty directory."""
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+class StagedDirectory:
+    """A temporary folder beside ``target``; :meth:`commit` renames it to ``target``.
+
+    Args:
+        target: the folder to create (missing or empty).
+        what: what the folder holds, for the error message.
+        error: the exception raised when ``target`` is not free.
+    """
+
+    def __init__(self, target: str | Path, what: str, error: type[Exception] = CheckpointError) -> None:
+        self.target = Path(target)
+        if not is_new_directory(self.target):
+            raise error(f"{self.target} exists and is not empty; choose a new directory for the {what}")
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.partial-", dir=self.target.parent))
+
+    def commit(self) -> Path:
+        """Move the finished folder into place."""
+        if self.target.exists():
+            self.target.rmdir()
+        self.path.rename(self.target)
+        return self.target
+
+    def abort(self) -> None:
+        """Remove the partial folder."""
+        shutil.rmtree(self.path, ignore_errors=True)
