@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporters.sentence_transformers import write_st_folder
 from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.onnx_encoder import pad_token_id
+from sprachbund_router.st_layout import write_st_folder
 from sprachbund_router.staging import StagedDirectory
 from sprachbund_router.validation import confined, writable_inside
 from training.files import link_or_copy, link_tree
@@ -182,7 +182,11 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
     retrieval = None
     if (plan.router_dir / "eval" / "retrieval.json").is_file():
         retrieval = json.loads((plan.router_dir / "eval" / "retrieval.json").read_text())
-    router_card(plan.router_repo, cfg, plan.encoder_repos, analysis, retrieval).save(folder / "README.md")
+    build_report = None
+    if (plan.router_dir / "training_report.json").is_file():
+        link_or_copy(plan.router_dir / "training_report.json", folder / "training_report.json")
+        build_report = json.loads((plan.router_dir / "training_report.json").read_text())
+    router_card(plan.router_repo, cfg, plan.encoder_repos, analysis, retrieval, build_report).save(folder / "README.md")
     folders[plan.router_repo] = folder
     (out_dir / REPOS_FILE).write_text(json.dumps({r: str(p.relative_to(out_dir)) for r, p in folders.items()}, indent=1) + "\n")
     return folders

@@ -185,11 +185,68 @@ Multilingual Pre-Training*. Languages of this encoder: {', '.join(sorted(languag
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}" if x <= 1 else f"{x:.1f}"
+
+
+def build_results(report: Mapping[str, Any]) -> tuple[str, list[EvalResult]]:
+    """The card section (markdown) and model-index entries for what a build measured
+    (``training_report.json``): the vector space per sprachbund on the dev split, the routing
+    calibration, the task heads on their test split and, for adapter builds, the adapter systems."""
+    out: list[str] = []
+    results: list[EvalResult] = []
+    space = report.get("space", {}).get("dev")
+    if space:
+        out += ["### Vector space, per sprachbund (dev split, top-1 both directions to English, %)", "",
+                "| sprachbund | no map | one map for all languages | own map (best) | served |", "|---|---|---|---|---|"]
+        for g, row in space.items():
+            sc = row["scores"]
+            own = sc.get(row.get("best_own", ""), max((v for k, v in sc.items() if k.startswith("own")), default=float("nan")))
+            out.append(f"| {g} | {_pct(sc['none'])} | {_pct(sc['all'])} | {_pct(own)} | {row['chosen']} |")
+        out.append("")
+    routing = report.get("routing")
+    if routing:
+        out += [f"### Routing (dev split; `{routing.get('backend')}` at P(sprachbund) >= {routing.get('threshold')}, %)", "",
+                "| length | right sprachbund | wrong sprachbund | fallback to the shared encoder |", "|---|---|---|---|"]
+        out += [f"| {bucket} | {row['right']} | {row['wrong']} | {row['fallback']} |"
+                for bucket, row in routing.items() if isinstance(row, Mapping)]
+        out.append("")
+    heads = {k: v for k, v in report.get("heads", {}).items() if ":" in k}
+    if heads:
+        groups = list(next(iter(heads.values())))
+        out += ["### Task heads (emoji topic, 8 classes; test accuracy %, mean over each sprachbund's languages)", "",
+                f"| training setting | {' | '.join('fallback' if g == '*' else g for g in groups)} |",
+                f"|---|{'---|' * len(groups)}"]
+        for task, per in heads.items():
+            setting = task.split(":", 1)[1]
+            out.append(f"| {setting} | {' | '.join(_pct(per[g]['mean']) for g in groups if g in per)} |")
+            own = [per[g]["mean"] for g in groups if g != "*" and g in per]
+            results.append(EvalResult(task_type="text-classification", task_name="Emoji topic (8 classes)",
+                                      metric_type="accuracy", metric_name=f"test accuracy, {setting} setting, mean over sprachbunds",
+                                      metric_value=round(sum(own) / max(1, len(own)), 4), dataset_type="cldr-annotations",
+                                      dataset_name="CLDR emoji names with Unicode emoji groups (held-out items)"))
+        out.append("")
+    systems = report.get("adapter_systems")
+    if systems:
+        sets = list(next(iter(systems.values())))
+        out += ["### Adapters against their baselines (top-1 both directions, %)", "",
+                f"| system | {' | '.join(sets)} |", f"|---|{'---|' * len(sets)}"]
+        out += [f"| {name} | {' | '.join(str(v[k]) for k in sets)} |" for name, v in systems.items()]
+        out.append("")
+    if not out:
+        return "", results
+    head = ["", "## Measured when this router was built", "",
+            "From `training_report.json` in this repository (held-out splits of the build's own data; every number "
+            "is read from that file).", ""]
+    return "\n".join(head + out), results
+
+
 def router_card(
     repo_id: str, config: RouterConfig, encoder_repos: Mapping[str, str], analysis: Mapping[str, Any] | None,
-    retrieval: Mapping[str, Any] | None = None,
+    retrieval: Mapping[str, Any] | None = None, build_report: Mapping[str, Any] | None = None,
 ) -> ModelCard:
-    """Card of the router repository: sprachbund table, analysis figure, usage, results."""
+    """Card of the router repository: sprachbund table, analysis figure, usage, results (from the
+    build's ``training_report.json`` and, when ``sbr eval retrieval`` was run, its retrieval table)."""
     langs = config.languages
     parts = config.sprachbund_parts()
     rows = "\n".join(
@@ -213,6 +270,9 @@ def router_card(
                                       metric_type="accuracy", metric_name=f"mean top-1 accuracy, {s}", metric_value=v, **DATASET))
         res_table = "\n## Measured retrieval (paper Table 3 pairs, Firefox test data)\n\n| system | mean top-1 |\n|---|---|\n" + "\n".join(
             f"| {s} | {v} |" for s, v in avg.items()) + f"\n\n{retrieval['convention']}.\n"
+    build_md, build_evals = build_results(build_report or {})
+    results.extend(build_evals)
+    res_table += build_md
     data = ModelCardData(
         language=langs, license="mit", base_model=base_model_id(config), library_name="sprachbund-router",
         pipeline_tag="feature-extraction", model_name=repo_id,

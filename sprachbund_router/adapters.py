@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -23,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+#: ``...layer.<i>.`` in a module name.
+_LAYER_INDEX = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 
 
 def read_lora(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -97,7 +102,14 @@ def apply_lora(base: torch.nn.Module, directory: Path) -> torch.nn.Module:
     memo = {id(t): t for t in [*base.parameters(), *base.buffers()]}
     model = copy.deepcopy(base, memo)
     modules = dict(model.named_modules())
+    n_layers = int(getattr(base.config, "num_hidden_layers", 0) or 0)
+    full = int(getattr(base.config, "truncated_from_layers", 0) or 0)
+    dropped = 0
     for name, (a, b) in pairs.items():
+        m = _LAYER_INDEX.search(name)
+        if full and m and n_layers <= int(m.group(1)) < full:
+            dropped += 1  # a layer the router's truncated base does not run (beyond the pooled layer): no effect
+            continue
         target = modules.get(name)
         if target is None:
             for prefix in ("bert.", "roberta.", "model."):
@@ -113,5 +125,6 @@ def apply_lora(base: torch.nn.Module, directory: Path) -> torch.nn.Module:
                                   f"for a weight of shape {tuple(w.shape)}: it was trained on another base")
         merged = w.detach() + scale * (b.to(w.device, w.dtype) @ a.to(w.device, w.dtype))
         target.weight = torch.nn.Parameter(merged, requires_grad=False)
-    logger.info("adapter %s: %d matrices on the shared base (scale %.3g)", directory, len(pairs), scale)
+    logger.info("adapter %s: %d matrices on the shared base (scale %.3g)%s", directory, len(pairs) - dropped, scale,
+                f"; {dropped} for layers beyond the base's truncation skipped" if dropped else "")
     return model.eval()

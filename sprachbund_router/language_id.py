@@ -79,7 +79,6 @@ class LangidIdentifier:
         self._ptc = self._ident.nb_ptc[:, mask]
         self._pc = self._ident.nb_pc[mask]
         self.languages = [LANGID_ALIASES.get(c, c) for c, m in zip(self._ident.nb_classes, mask) if m]
-        self.unsupported = [LANGID_ALIASES.get(c, c) for c in missing]
 
     def distribution(self, texts: Sequence[str], chunk: int = 256) -> np.ndarray:
         """Posterior ``[n, len(languages)]`` over the router's languages (one product per ``chunk``
@@ -152,12 +151,11 @@ class FastTextIdentifier:
         self._model = _fasttext_model()
         known = {FASTTEXT_ALIASES.get(c, c) for c in FASTTEXT_LANGUAGES}
         self.languages = sorted(set(languages) & known)
-        self.unsupported = sorted(set(languages) - known)
+        unsupported = sorted(set(languages) - known)
         if not self.languages:
             raise ValueError(f"fastText lid.176 knows none of the router languages {sorted(languages)}")
-        if self.unsupported:
-            logger.info("fastText cannot identify %d router languages (pass lang= for them): %s",
-                        len(self.unsupported), self.unsupported)
+        if unsupported:
+            logger.info("fastText cannot identify %d router languages (pass lang= for them): %s", len(unsupported), unsupported)
         self._column = {f"__label__{c}": i for i, c in enumerate(self.languages)}
         reverse = {v: k for k, v in FASTTEXT_ALIASES.items()}
         for c, i in list(self._column.items()):
@@ -169,13 +167,18 @@ class FastTextIdentifier:
         """Probabilities ``[n, len(languages)]`` over the router's languages (rows sum to 1; a
         text whose top labels hold no router language gets a uniform row)."""
         out = np.zeros((len(texts), len(self.languages)), dtype=np.float64)
-        predict, column = self._model.f.predict, self._column
-        for i, text in enumerate(texts):
-            line = text.replace("\n", " ").replace("\r", " ") + "\n"
-            for prob, label in predict(line, FASTTEXT_TOP_K, 0.0, "strict"):
-                j = column.get(label)
+        predict, column = self._model.f.predict, self._column.get
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        for i, text in enumerate(texts):  # one C++ call per text; the numpy work is done once per batch
+            for prob, label in predict(text.replace("\n", " ").replace("\r", " ") + "\n", FASTTEXT_TOP_K, 0.0, "strict"):
+                j = column(label)
                 if j is not None:
-                    out[i, j] += prob
+                    rows.append(i)
+                    cols.append(j)
+                    vals.append(prob)
+        np.add.at(out, (np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)), vals)
         return _normalise_rows(out)
 
 
@@ -196,7 +199,6 @@ class MixtureIdentifier:
         self.parts = list(parts)
         self.name = name
         self.languages = sorted({lang for p in self.parts for lang in p.languages})
-        self.unsupported = sorted(set.intersection(*[set(p.unsupported) for p in self.parts]))
 
     def distribution(self, texts: Sequence[str]) -> np.ndarray:
         """Mean of the parts' distributions ``[n, len(languages)]``."""
@@ -240,34 +242,34 @@ def decide(
     likely language must reach it. Texts without letters always fall back.
     """
     out: list[RoutingDecision | None] = [None] * len(texts)
-    scored = []
-    for i, t in enumerate(texts):
-        if has_letters(t):
-            scored.append(i)
-        else:
-            out[i] = RoutingDecision(None, None, 0.0, "no letters to identify a language from")
-    if scored:
+    scored = [i for i, t in enumerate(texts) if has_letters(t)]
+    if len(scored) < len(texts):
+        no_letters = RoutingDecision(None, None, 0.0, "no letters to identify a language from")
+        for i in set(range(len(texts))) - set(scored):
+            out[i] = no_letters
+    if scored:  # vectorised over the batch: one distribution, one mass product, argmaxes per row
         probs = identifier.distribution([texts[i] for i in scored])
         langs = list(identifier.languages)
         groups = sorted({sprachbund_of[lang] for lang in langs})
+        group_of_lang = np.array([groups.index(sprachbund_of[lang]) for lang in langs])
         member = np.zeros((len(langs), len(groups)))
-        for j, lang in enumerate(langs):
-            member[j, groups.index(sprachbund_of[lang])] = 1.0
-        mass = probs @ member
+        member[np.arange(len(langs)), group_of_lang] = 1.0
+        rows = np.arange(len(scored))
+        if level == "language":
+            best = probs.argmax(axis=1)
+            conf = probs[rows, best]
+            chosen = group_of_lang[best]
+        else:
+            mass = probs @ member
+            chosen = mass.argmax(axis=1)
+            conf = mass[rows, chosen]
+            best = np.where(group_of_lang[None, :] == chosen[:, None], probs, -1.0).argmax(axis=1)
+        what = "language" if level == "language" else "sprachbund"
         for row, i in enumerate(scored):
-            if level == "language":
-                j = int(probs[row].argmax())
-                lang, conf = langs[j], float(probs[row, j])
-                group = sprachbund_of[lang]
-            else:
-                g = int(mass[row].argmax())
-                group, conf = groups[g], float(mass[row, g])
-                inside = probs[row] * member[:, g]
-                lang = langs[int(inside.argmax())]
-            reason = None if conf >= min_confidence else (
-                f"{'sprachbund' if level != 'language' else 'language'} uncertain: "
-                f"{group if level != 'language' else lang} {conf:.2f} < {min_confidence:.2f}")
-            out[i] = RoutingDecision(lang, group, conf, reason)
+            lang, group, c = langs[best[row]], groups[chosen[row]], float(conf[row])
+            reason = None if c >= min_confidence else (
+                f"{what} uncertain: {lang if level == 'language' else group} {c:.2f} < {min_confidence:.2f}")
+            out[i] = RoutingDecision(lang, group, c, reason)
     return [d for d in out if d is not None]
 
 

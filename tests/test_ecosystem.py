@@ -133,6 +133,24 @@ def test_index_on_default_router_matches_direct_retrieve(default_router, tmp_pat
     assert _top1(indexed.stdout) == _top1(direct.stdout) and len(_top1(direct.stdout)) == len(QUERIES)
 
 
+@pytest.mark.slow
+def test_default_router_encoder_folder_is_a_sentence_transformers_model(default_router):
+    """The router directory itself (not only an export) holds sentence-transformers folders, truncated
+    to the pooled layer, so `SentenceTransformer(router_dir / "encoders/base")` is the router's encoder."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = default_router.directory / default_router.config.encoders["base"].path
+    config = json.loads((folder / "config.json").read_text())
+    assert config["num_hidden_layers"] == default_router.config.pooling.layer == 11
+    assert config["truncated_from_layers"] == 12
+    texts = QUERIES[:16]
+    st = SentenceTransformer(str(folder), device="cpu")
+    assert st.max_seq_length == default_router.config.encoders["base"].max_length
+    got = st.encode(texts)  # the configured prompt ("query: ") is the default prompt
+    want = default_router.encoder("base").encode(texts)
+    assert np.min((got * want).sum(1)) >= 0.9999
+
+
 @pytest.mark.parametrize(("pooling", "prefix"), [({"layer": -1, "mode": "mean"}, ""), ({"layer": 1, "mode": "cls"}, "der ")])
 def test_hub_folders_load_in_sentence_transformers_with_the_router_vectors(toy_router_dir, tmp_path, pooling, prefix):
     import shutil

@@ -133,6 +133,15 @@ def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
     info = json.loads(info_file.read_text())
     assert info["fp32"]["parity_min_cosine"] >= 0.999
     assert_hub_roundtrip(d, "sbr-test/default-router", tmp_path, monkeypatch)
+    # the router card carries the build's measured results, read from training_report.json (shipped beside it)
+    card = (tmp_path / "dry" / "default-router" / "README.md").read_text()
+    report = json.loads((tmp_path / "dry" / "default-router" / "training_report.json").read_text())
+    assert "## Measured when this router was built" in card and "model-index" in card
+    sentence = report["routing"]["sentence"]
+    assert f"| sentence | {sentence['right']} | {sentence['wrong']} | {sentence['fallback']} |" in card
+    every = report["heads"]["emoji-topic:every"]
+    assert f"| every | {100 * every['sb1']['mean']:.1f} |" in card
+    assert "test accuracy, every setting, mean over sprachbunds" in card and "| sb1 | " in card.split("### Vector space")[1]
 
 
 def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir):

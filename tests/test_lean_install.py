@@ -43,7 +43,7 @@ from sprachbund_router import SprachbundRouter
 r = SprachbundRouter.from_pretrained({str(toy_router_dir)!r})
 v = r.encode(["Die Katze sitzt", "Кошка сидит"])
 hits = r.retrieve(["Die Katze sitzt"], ["the cat sits on the mat", "the dog runs"])
-from sprachbund_router.cli.main import app  # the CLI loads too (training commands import lazily)
+from sprachbund_router.cli import app  # the CLI loads too (training commands import lazily)
 for name in ("sklearn", "scipy", "accelerate", "training", "exporters", "onnx", "mteb"):
     try:
         __import__(name)

@@ -27,7 +27,6 @@ class Fixed:
     def __init__(self, rows):
         self.rows = np.asarray(rows, dtype=float)
         self.languages = ["de", "en", "fr", "ru", "zh"]
-        self.unsupported: list[str] = []
 
     def distribution(self, texts):
         return self.rows[: len(texts)]
@@ -107,3 +106,42 @@ def test_calibration_takes_the_lowest_threshold_within_both_bounds():
     i = next(i for i in range(n) if short[i] <= 3.0 and sentence[i] <= 1.0)
     assert got["threshold"] == THRESHOLDS[i]
     assert choose_threshold(_curve([9.0] * n, [0.0] * n), 3.0, 1.0) is None
+
+
+def test_must_link_clustering_keeps_confused_languages_together():
+    """Routing-aware sprachbunds: without links the hand-written Ward equals sklearn's; with links,
+    linked languages share a group and there are still k groups; too many links is refused."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from training.sprachbunds import cluster_labels, cluster_languages, link_components, must_link_labels
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    vecs = np.concatenate([c + 0.3 * rng.normal(size=(6, 16)) for c in centres])
+    langs = [f"l{i:02d}" for i in range(len(vecs))]
+    plain = must_link_labels(vecs, 4, link_components(langs, []))
+    assert adjusted_rand_score(plain, cluster_labels(vecs, 4)) == 1.0
+    groups = cluster_languages(langs, vecs, 4, must_link=[("l00", "l23"), ("l07", "l13")])
+    where = {lang: g for g, m in groups.items() for lang in m}
+    assert len(groups) == 4 and where["l00"] == where["l23"] and where["l07"] == where["l13"]
+    assert sorted(lang for m in groups.values() for lang in m) == langs
+    chain = [(langs[i], langs[i + 1]) for i in range(len(langs) - 2)]  # 2 components left < k
+    with pytest.raises(ValueError, match="fewer than k=4"):
+        cluster_languages(langs, vecs, 4, must_link=chain)
+
+
+def test_confusion_links_from_dev_confusions():
+    from training.routing import confusion_links
+
+    class Confuser:
+        languages = ("bs", "hr", "de")
+
+        def distribution(self, texts):
+            rows = {"a": [0.2, 0.7, 0.1], "b": [0.8, 0.1, 0.1], "c": [0.0, 0.0, 1.0]}
+            return np.array([rows[t] for t in texts])
+
+    data = [("bs", "sentence", "a"), ("bs", "sentence", "b"), ("bs", "sentence", "b"), ("bs", "sentence", "b"),
+            ("de", "sentence", "c"), ("hr", "sentence", "a"), ("de", "1-2 words", "a")]  # short strings are not used
+    links = confusion_links(Confuser(), data, min_rate=0.2)
+    assert [(x["a"], x["b"], x["rate"]) for x in links] == [("bs", "hr", 0.25)]
+    assert confusion_links(Confuser(), data, min_rate=0.3) == []

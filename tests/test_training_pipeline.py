@@ -19,6 +19,19 @@ TINY = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny.toml
 EMOJI_CLASSES = 8
 
 
+def assert_loads_in_sentence_transformers(router, folder: Path, name: str, layers: int, truncated_from: int | None) -> None:
+    """The router directory's own encoder folder is a sentence-transformers model with the router's vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    assert {"modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"} <= {p.name for p in folder.iterdir()}
+    config = json.loads((folder / "config.json").read_text())
+    assert config["num_hidden_layers"] == layers and config.get("truncated_from_layers") == truncated_from
+    texts = ["Die Katze schläft auf dem Sofa.", "The cat is asleep.", "Кошка спит."]
+    got = SentenceTransformer(str(folder), device="cpu").encode(texts)
+    want = router.encoder(name).encode(texts)
+    assert np.min((got * want).sum(1)) >= 0.9999, name
+
+
 @pytest.fixture(scope="module")
 def tiny_router(tmp_path_factory, default_router):  # default_router: ensures the corpus and base model exist
     cfg = load_build_config(TINY)
@@ -63,6 +76,13 @@ def test_tiny_build_encoders_were_trained(tiny_router):
     rnd = json.loads((out / "router_config.json").read_text())["provenance"]["baselines"]["random"]["sprachbunds"]
     cfg_groups = json.loads((out / "router_config.json").read_text())["sprachbunds"]
     assert sorted(len(m) for m in rnd.values()) == sorted(len(m) for m in cfg_groups.values())
+
+
+def test_tiny_build_encoders_load_in_sentence_transformers(tiny_router):
+    out, _ = tiny_router
+    router = SprachbundRouter.from_pretrained(out)
+    for name in ("base", "sb1"):  # the shared base and a continued-pre-trained encoder (pooled at the last layer)
+        assert_loads_in_sentence_transformers(router, out / "encoders" / name, name, layers=12, truncated_from=None)
 
 
 def test_tiny_build_heads_beat_chance(tiny_router):
@@ -264,6 +284,9 @@ def test_tiny_adapter_build_serves_one_adapter_per_sprachbund(tiny_adapter_route
         assert not np.allclose(own, raw, atol=1e-4)  # the adapter changed the base
     sims = vecs @ vecs.T
     assert sims[0, 1] > 0.5 and sims[0, 2] > 0.5  # one space across sprachbunds (translations stay close)
+    # the base is stored truncated to the pooled layer (11 of 12), in sentence-transformers' layout; the
+    # adapters, trained on all 12 layers, still apply (their layer-11 matrices cannot reach hidden_states[11])
+    assert_loads_in_sentence_transformers(router, out / "encoders" / "base", "base", layers=11, truncated_from=12)
 
 
 def test_tiny_adapter_build_resumes_trained_adapters(tiny_adapter_router, caplog):

@@ -251,6 +251,25 @@ def other_identifiers() -> dict[str, Callable[[list[str]], list[str | None]]]:
     return found
 
 
+def _short_text_speed(ident: Any, short: Sequence[str], where: dict[str, str], threshold: float, level: str,
+                      n: int = 20_000, repeats: int = 3) -> float:
+    """Routing decisions per second on 1-2-word texts (the identifier's hardest and most common
+    load): the test strings cycled to ``n`` texts, best of ``repeats`` runs, one process."""
+    import time
+
+    from sprachbund_router.language_id import decide
+
+    if not short:
+        return float("nan")
+    texts = [short[i % len(short)] for i in range(n)]
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        decide(ident, texts, where, threshold, level)
+        best = min(best, time.perf_counter() - started)
+    return n / best
+
+
 def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int = 100,
                     languages: Sequence[str] | None = None) -> dict[str, Any]:
     """Language-ID and sprachbund routing per identifier and text length, side by side, on held-out text.
@@ -275,6 +294,8 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
     preds: dict[str, list[str | None]] = {}
     groups: dict[str, list[str | None]] = {}
     speed: dict[str, float] = {}
+    short_speed: dict[str, float] = {}
+    short = [t for _, b, t in data if b == "1-2 words"]
     for backend in BACKENDS:
         if backend == lid.backend:
             threshold = lid.min_confidence
@@ -289,6 +310,7 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         started = time.perf_counter()
         decisions = decide(ident, texts, where, threshold, lid.level)
         speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
+        short_speed[name] = _short_text_speed(ident, short, where, threshold, lid.level)
         preds[name] = [d.language for d in decisions]
         groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
     for name, fn in other_identifiers().items():
@@ -336,4 +358,6 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
             "language_on_common": pct(lang_ok, in_common) if in_common.any() else None,
             "texts_per_second": round(speed[name]), "by_length": by_bucket, "per_language": per_lang,
         }
+        if name in short_speed:
+            result["identifiers"][name]["short_texts_per_second"] = round(short_speed[name])
     return result

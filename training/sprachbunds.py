@@ -103,6 +103,65 @@ def cluster_labels(vectors: np.ndarray, k: int, linkage: Linkage = "ward", centr
     return AgglomerativeClustering(n_clusters=k, linkage=linkage, metric=metric).fit_predict(x)
 
 
+def link_components(languages: Sequence[str], links: Sequence[tuple[str, str]]) -> list[list[int]]:
+    """Connected components (index lists) of the must-link graph; unlinked languages stand alone."""
+    parent = list(range(len(languages)))
+    pos = {lang: i for i, lang in enumerate(languages)}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in links:
+        if a in pos and b in pos:
+            parent[root(pos[a])] = root(pos[b])
+    comps: dict[int, list[int]] = {}
+    for i in range(len(languages)):
+        comps.setdefault(root(i), []).append(i)
+    return sorted(comps.values())
+
+
+def must_link_labels(vectors: np.ndarray, k: int, components: Sequence[Sequence[int]], centre: bool = True) -> np.ndarray:
+    """Ward clustering into ``k`` groups that keeps each component (must-linked languages) whole.
+
+    Ward's criterion starting from the components as clusters: repeatedly merge the two clusters
+    whose union raises the within-cluster sum of squares least (size-weighted centroid distance),
+    in the same normalised space as :func:`cluster_labels`. Without links (every component a single
+    language) this is plain Ward linkage.
+
+    Raises:
+        ValueError: fewer components than ``k``.
+    """
+    if len(components) < k:
+        raise ValueError(f"must-link constraints leave {len(components)} groups of languages, fewer than k={k}")
+    x = prepare(vectors, centre)
+    members = [list(c) for c in components]
+    sizes = np.array([len(c) for c in members], dtype=np.float64)
+    cents = np.stack([x[c].mean(axis=0) for c in members])
+    alive = list(range(len(members)))
+    while len(alive) > k:
+        best, pair = np.inf, (0, 0)
+        for ai, a in enumerate(alive):
+            b_idx = alive[ai + 1:]
+            if not b_idx:
+                continue
+            d = ((cents[b_idx] - cents[a]) ** 2).sum(axis=1) * (sizes[a] * sizes[b_idx]) / (sizes[a] + sizes[b_idx])
+            j = int(d.argmin())
+            if d[j] < best:
+                best, pair = float(d[j]), (a, b_idx[j])
+        a, b = pair
+        cents[a] = (sizes[a] * cents[a] + sizes[b] * cents[b]) / (sizes[a] + sizes[b])
+        sizes[a] += sizes[b]
+        members[a] += members[b]
+        alive.remove(b)
+    labels = np.empty(len(x), dtype=np.int64)
+    for lab, c in enumerate(alive):
+        labels[members[c]] = lab
+    return labels
+
+
 def groups_from_labels(languages: Sequence[str], labels: np.ndarray) -> dict[str, list[str]]:
     """Name groups ``sb1..sbK``: largest first, ties by first language (stable across runs)."""
     members: dict[int, list[str]] = {}
@@ -113,9 +172,18 @@ def groups_from_labels(languages: Sequence[str], labels: np.ndarray) -> dict[str
 
 
 def cluster_languages(
-    languages: Sequence[str], vectors: np.ndarray, k: int = 4, linkage: Linkage = "ward", centre: bool = True
+    languages: Sequence[str], vectors: np.ndarray, k: int = 4, linkage: Linkage = "ward", centre: bool = True,
+    must_link: Sequence[tuple[str, str]] = (),
 ) -> dict[str, list[str]]:
-    """Representation sprachbunds: group name -> sorted languages."""
+    """Representation sprachbunds: group name -> sorted languages.
+
+    ``must_link`` pairs (e.g. languages the identifier confuses, :func:`training.routing.confusion_links`)
+    end up in the same sprachbund (Ward linkage only).
+    """
+    if must_link:
+        if linkage != "ward":
+            raise ValueError("must-link clustering is implemented for ward linkage")
+        return groups_from_labels(languages, must_link_labels(vectors, k, link_components(languages, must_link), centre))
     return groups_from_labels(languages, cluster_labels(vectors, k, linkage, centre))
 
 

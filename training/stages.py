@@ -40,10 +40,12 @@ def find_sprachbunds(
     analysis_dir: Path,
     title: str,
     uriel: Mapping[str, Sequence[str]] | None,
+    must_link: Sequence[tuple[str, str]] = (),
 ) -> Sprachbunds:
     """Cluster the language vectors into ``k`` sprachbunds, pick pivots, score K = 2..8 and write
-    the analysis report (figures, agreement with families) to ``analysis_dir``."""
-    groups = cluster_languages(languages, vectors, k, linkage, centre)
+    the analysis report (figures, agreement with families) to ``analysis_dir``. ``must_link`` pairs
+    share a sprachbund (routing-aware sprachbunds)."""
+    groups = cluster_languages(languages, vectors, k, linkage, centre, must_link=must_link)
     piv = pivots(groups, languages, vectors, centre)
     k_table = k_selection(vectors, range(2, min(9, len(languages))), linkage, centre)
     analysis = write_report(analysis_dir, languages, vectors, groups, piv, k_table, linkage=linkage, centre=centre,

@@ -1,5 +1,16 @@
-"""The ``sbr`` command line (typer)."""
+"""The ``sbr`` command line (typer).
 
-from sprachbund_router.cli.main import app
+The apps live in :mod:`sprachbund_router.cli.apps`; importing this package registers every
+command on them (the command modules import lazily whatever heavy library code they wrap, so the
+CLI loads without the training extras).
+"""
 
-__all__ = ["app"]
+from sprachbund_router.cli import evaluate, export, runtime, train  # noqa: F401  (registers the commands)
+from sprachbund_router.cli.apps import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``sbr`` console script (and of ``python -m sprachbund_router.cli``)."""
+    app()

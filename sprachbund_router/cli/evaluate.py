@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from sprachbund_router.cli.options import ModelOpt, RevisionOpt, VerboseOpt, fail
-
-eval_app = typer.Typer(help="Measure retrieval, classification and routing on held-out real data.", no_args_is_help=True)
+from sprachbund_router.cli.apps import eval_app
+from sprachbund_router.cli.options import ModelOpt, RevisionOpt, VerboseOpt, fail, setup_logging
 
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results as JSON here.")]
 
 
 def _prepare(model: str | None, revision: str | None, verbose: bool):
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose)
     from sprachbund_router.errors import SprachbundError
     from sprachbund_router.paths import data_dir
     from sprachbund_router.router import SprachbundRouter
@@ -110,10 +108,11 @@ def langid(
     buckets = ["1-2 words", "3-5 words", "sentence"]
     typer.echo(f"# {result['n_texts']} held-out texts in {len(result['languages'])} languages; per length: "
                "language accuracy / routed to the right sprachbund / to a wrong one / fallback (%)")
-    typer.echo("| identifier | " + " | ".join(buckets) + " | all | texts/s |\n|" + "---|" * (len(buckets) + 3))
+    typer.echo("| identifier | " + " | ".join(buckets) + " | all | texts/s | 1-2-word texts/s |\n|" + "---|" * (len(buckets) + 4))
     for name, res in result["identifiers"].items():
         cells = [" / ".join(f"{res['by_length'][b][k]:.1f}" for k in ("language", "sprachbund", "wrong_sprachbund", "fallback"))
                  if b in res["by_length"] else "-" for b in buckets]
         typer.echo(f"| {name} | " + " | ".join(cells) + f" | {res['language']:.1f} / {res['sprachbund']:.1f} / "
-                   f"{res['wrong_sprachbund']:.1f} / {res['fallback']:.1f} | {res['texts_per_second']:,} |")
+                   f"{res['wrong_sprachbund']:.1f} / {res['fallback']:.1f} | {res['texts_per_second']:,} | "
+                   f"{format(res['short_texts_per_second'], ',') if 'short_texts_per_second' in res else '-'} |")
     _write(result, output)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sprachbund_router.cli.options import VerboseOpt, fail
-
-export_app = typer.Typer(help="Export a router: ONNX (fp32, int8) and Hub repositories with model cards.",
-                         no_args_is_help=True)
+from sprachbund_router.cli.apps import export_app
+from sprachbund_router.cli.options import VerboseOpt, fail, setup_logging
 
 RouterDirArg = Annotated[Path | None, typer.Argument(help="Router directory (default: the embedded default router).")]
 
@@ -49,7 +46,7 @@ def onnx(
     verbose: VerboseOpt = False,
 ) -> None:
     """Export every encoder of a router to onnx/model.onnx (fp32) and onnx/model_qint8.onnx (int8)."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    setup_logging(verbose)
     from exporters.onnx import export_router
     from sprachbund_router.errors import SprachbundError
 
@@ -76,7 +73,7 @@ def hub(
     verbose: VerboseOpt = False,
 ) -> None:
     """Build one repo per encoder plus the router repo (cards included); upload, or --dry-run to a folder."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    setup_logging(verbose)
     from exporters.hub import ExportError, plan_export, upload, write_folders
 
     rdir = _router_dir(router_dir)

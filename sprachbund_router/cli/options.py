@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -46,3 +47,8 @@ def fail(err: Exception) -> typer.Exit:
     """Print ``err`` in red on stderr and return the exit to raise (status 1, no traceback)."""
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=1)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr: INFO with ``--verbose``, WARNING otherwise."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

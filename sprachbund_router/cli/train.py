@@ -9,13 +9,12 @@ from typing import Annotated
 
 import typer
 
-from sprachbund_router.cli.options import VerboseOpt, fail
-
-train_app = typer.Typer(help="Build corpora, language vectors, sprachbunds and routers.", no_args_is_help=True)
+from sprachbund_router.cli.apps import train_app
+from sprachbund_router.cli.options import VerboseOpt, fail, setup_logging
 
 
 def _log(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose)
     logging.getLogger("training").setLevel(logging.INFO)
 
 

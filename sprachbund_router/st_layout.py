@@ -1,5 +1,7 @@
 """Encoder folders that sentence-transformers loads exactly as the router runs them.
 
+Every encoder folder the project writes has this layout: the router directories built by ``sbr
+train build`` / ``sbr setup`` and the Hub repositories of ``sbr export hub``.
 ``write_st_folder(src, dst, pooling, spec)`` writes a standard sentence-transformers layout:
 ``modules.json`` (Transformer -> Pooling with the router's mode -> Normalize),
 ``sentence_bert_config.json`` (the router's ``max_length``), ``1_Pooling/config.json`` and
@@ -8,7 +10,9 @@ similarity). When the router pools a hidden state before the last layer, the enc
 truncated to that layer (its config says so), so the last layer sentence-transformers reads *is*
 the router's layer. The unused pooler is dropped from the weights and the config, so a load
 reports nothing missing. ``SentenceTransformer(dst).encode(texts)`` then equals the router
-encoder's vectors (checked in the tests at cosine >= 0.9999).
+encoder's vectors (checked in the tests at cosine >= 0.9999). A truncated config records
+``truncated_from_layers``, so a LoRA adapter trained on the full base can still be applied (its
+matrices for the dropped layers cannot change the pooled layer and are skipped).
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from typing import Any
 
 from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.pooling import resolve_layer
+from sprachbund_router.staging import link_or_copy
 
 logger = logging.getLogger(__name__)
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model")
+#: Files of a source folder that are rewritten (not linked) or belong to other layouts.
+SKIP_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "README.md")
 #: Model types whose transformers class takes ``add_pooling_layer``.
 POOLER_MODELS = ("bert", "xlm-roberta", "roberta", "camembert", "electra")
 _LAYER = re.compile(r"(?:^|\.)(?:encoder\.)?layer\.(\d+)\.")
@@ -41,8 +47,17 @@ def _weight_files(src: Path) -> list[Path]:
     raise FileNotFoundError(f"{src} has no model.safetensors (nor a sharded index)")
 
 
+def _write_json(path: Path, obj: Any) -> None:
+    """Write JSON as a new file (a hard link to a cached model's file is replaced, never written through)."""
+    path.unlink(missing_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
 def write_st_folder(src: Path, dst: Path, pooling: PoolingConfig, spec: EncoderSpec) -> dict[str, Any]:
     """Write ``src`` (a transformers encoder folder) to ``dst`` in sentence-transformers' layout.
+
+    ``dst`` may be ``src`` (the folder is rewritten in place). Other files of ``src`` (tokenizer,
+    provenance such as ``conversion.json``) are linked beside the weights.
 
     Returns:
         what was written: layers kept, pooling, max_seq_length, prompt.
@@ -50,52 +65,62 @@ def write_st_folder(src: Path, dst: Path, pooling: PoolingConfig, spec: EncoderS
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from training.files import link_or_copy
-
     dst.mkdir(parents=True, exist_ok=True)
     config = json.loads((src / "config.json").read_text())
     n_layers = int(config["num_hidden_layers"])
     layer = resolve_layer(pooling.layer, n_layers)
     tensors = {}
+    n_tensors = 0
     for weights in _weight_files(src):
         with safe_open(str(weights), framework="pt") as f:
             for key in f.keys():
+                n_tensors += 1
                 m = _LAYER.search(key)
                 if key.startswith("pooler.") or ".pooler." in key or (m and int(m.group(1)) >= layer):
                     continue
                 tensors[key] = f.get_tensor(key)
-    save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    in_place = src.resolve() == dst.resolve()
+    if not in_place or len(tensors) < n_tensors:  # in place with nothing to drop: the weights file stays as it is
+        old = _weight_files(src) if in_place else []
+        tmp = dst / "model.safetensors.partial"
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        for f in old:  # shards of an in-place rewrite (a hard-linked file elsewhere keeps its own name)
+            f.unlink()
+        (dst / "model.safetensors.index.json").unlink(missing_ok=True)
+        tmp.replace(dst / "model.safetensors")
     if layer != n_layers:
         config["num_hidden_layers"] = layer
+        config["truncated_from_layers"] = int(config.get("truncated_from_layers", n_layers))
         logger.info("%s: truncated to %d of %d layers (the router pools hidden_states[%d])", dst, layer, n_layers, layer)
     config.pop("add_pooling_layer", None)
-    (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    for name in TOKENIZER_FILES:
-        if (src / name).is_file():
-            link_or_copy(src / name, dst / name)
+    _write_json(dst / "config.json", config)
+    if not in_place:
+        for f in src.iterdir():  # tokenizer, provenance...; not the weights, not folders (onnx/ is exported apart)
+            if f.is_file() and f.name not in SKIP_FILES and not f.name.startswith("model") and not (dst / f.name).exists():
+                link_or_copy(f, dst / f.name)
     dim = int(config["hidden_size"])
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
     ]
-    (dst / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
+    _write_json(dst / "modules.json", modules)
     st_config: dict[str, Any] = {"max_seq_length": spec.max_length, "do_lower_case": False}
     if config.get("model_type") in POOLER_MODELS:  # the pooler is not part of a sentence vector: not built at all
         st_config["model_args"] = {"add_pooling_layer": False}
-    (dst / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n")
+    _write_json(dst / "sentence_bert_config.json", st_config)
     (dst / "1_Pooling").mkdir(exist_ok=True)
-    (dst / "1_Pooling" / "config.json").write_text(json.dumps({
+    _write_json(dst / "1_Pooling" / "config.json", {
         "word_embedding_dimension": dim, "pooling_mode_cls_token": pooling.mode == "cls",
         "pooling_mode_mean_tokens": pooling.mode == "mean", "pooling_mode_max_tokens": False,
         "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
         "pooling_mode_lasttoken": False, "include_prompt": True,
-    }, indent=2) + "\n")
+    })
     (dst / "2_Normalize").mkdir(exist_ok=True)
     prompts = {"query": spec.text_prefix} if spec.text_prefix else {}
-    (dst / "config_sentence_transformers.json").write_text(json.dumps({
+    _write_json(dst / "config_sentence_transformers.json", {
         "prompts": prompts, "default_prompt_name": "query" if prompts else None, "similarity_fn_name": "cosine",
         "model_type": "SentenceTransformer",
-    }, indent=2) + "\n")
+    })
     return {"layers": layer, "of_layers": n_layers, "pooling": pooling.mode, "max_seq_length": spec.max_length,
             "prompt": spec.text_prefix}

