@@ -145,3 +145,23 @@ def test_confusion_links_from_dev_confusions():
     links = confusion_links(Confuser(), data, min_rate=0.2)
     assert [(x["a"], x["b"], x["rate"]) for x in links] == [("bs", "hr", 0.25)]
     assert confusion_links(Confuser(), data, min_rate=0.3) == []
+
+
+def test_batched_langid_equals_langids_own_scoring():
+    """The batched automaton walk gives langid's own posteriors (instance2fv + naive Bayes) for
+    short, long, empty and non-Latin texts, whatever their order in the batch."""
+    from sprachbund_router.language_id import LangidIdentifier, _langid_model
+
+    langs = ["de", "en", "fr", "ru", "zh", "ar", "hi", "nb"]
+    ident = LangidIdentifier(langs)
+    texts = ["Hallo", "", "x", "Кошка спит на диване.", "猫在沙发上睡觉。", "القطة نائمة", "बिल्ली सो रही है",
+             "The quick brown fox " * 300, "Der Hund", "jeg er", "😀 123"] + [f"mot {i} le chat" for i in range(40)]
+    m = _langid_model()
+    mask = np.array([c in {"de", "en", "fr", "ru", "zh", "ar", "hi", "no"} for c in m.nb_classes])
+    fv = np.stack([m.instance2fv(t) for t in texts]).astype(np.float64)
+    logp = fv @ m.nb_ptc[:, mask] + m.nb_pc[mask]
+    want = np.exp(logp - logp.max(axis=1, keepdims=True))
+    want /= want.sum(axis=1, keepdims=True)
+    got = ident.distribution(texts, chunk=16)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ident.distribution(texts[::-1])[::-1], want, rtol=1e-9, atol=1e-12)

@@ -69,12 +69,15 @@ def routing_of(groups: dict[str, list[str]], dev: dict[str, tuple[CachedIdentifi
     if not usable:
         return {"backend": None}
     best = max(usable, key=lambda b: chosen[b]["1-2 words"]["right"])
-    threshold = chosen[best]["threshold"]
-    ident, data = test[best]
-    got = rates(ident, data, where, [threshold])
-    return {"backend": best, "threshold": threshold,
+    per_backend = {}
+    for b in usable:
+        ident, data = test[b]
+        got = rates(ident, data, where, [chosen[b]["threshold"]])
+        per_backend[b] = {"threshold": chosen[b]["threshold"], **{k: v["curve"][0] for k, v in got["buckets"].items()}}
+    return {"backend": best, "threshold": chosen[best]["threshold"],
             "dev": {b: v for b, v in chosen[best].items() if b != "threshold"},
-            "test": {b: v["curve"][0] for b, v in got["buckets"].items()},
+            "test": {b: v for b, v in per_backend[best].items() if b != "threshold"},
+            "test_per_backend": per_backend,
             "dev_per_backend": {b: (c["1-2 words"] | {"threshold": c["threshold"]}) if c else None for b, c in chosen.items()}}
 
 
