@@ -205,11 +205,18 @@ def build_results(report: Mapping[str, Any]) -> tuple[str, list[EvalResult]]:
             out.append(f"| {g} | {_pct(sc['none'])} | {_pct(sc['all'])} | {_pct(own)} | {row['chosen']} |")
         out.append("")
     routing = report.get("routing")
-    if routing:
+    if routing and routing.get("by_length"):
+        out += ["### Routing (dev split, a rule per text length, %)", "",
+                "| length | identifier @ P(sprachbund) >= | right sprachbund | wrong sprachbund | fallback to the shared encoder |",
+                "|---|---|---|---|---|"]
+        out += [f"| {bucket} | `{r['backend']}` @ {r['threshold']} | {r['right']} | {r['wrong']} | {r['fallback']} |"
+                for bucket, r in routing["by_length"].items()]
+        out.append("")
+    elif routing:
         out += [f"### Routing (dev split; `{routing.get('backend')}` at P(sprachbund) >= {routing.get('threshold')}, %)", "",
                 "| length | right sprachbund | wrong sprachbund | fallback to the shared encoder |", "|---|---|---|---|"]
         out += [f"| {bucket} | {row['right']} | {row['wrong']} | {row['fallback']} |"
-                for bucket, row in routing.items() if isinstance(row, Mapping)]
+                for bucket, row in routing.items() if isinstance(row, Mapping) and "right" in row]
         out.append("")
     heads = {k: v for k, v in report.get("heads", {}).items() if ":" in k}
     if heads:

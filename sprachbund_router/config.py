@@ -105,12 +105,16 @@ class LanguageIdConfig:
         level: ``"sprachbund"``: the probability is that of the sprachbund (the sum over its
             languages), so languages that are hard to tell apart inside one sprachbund do not
             cost a route; ``"language"``: that of the single most likely language.
-        calibration: how ``backend`` and ``min_confidence`` were chosen (figures on a dev split).
+        by_length: a backend and threshold per text-length bucket (``"1-2 words"``,
+            ``"3-5 words"``, ``"sentence"``: ``{"backend": ..., "min_confidence": ...}``), which
+            override ``backend`` and ``min_confidence`` for texts of that length (empty: one rule).
+        calibration: how the rules were chosen (figures on a dev split).
     """
 
     backend: str = "langid"
     min_confidence: float = 0.5
     level: str = "sprachbund"
+    by_length: dict[str, dict[str, Any]] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -123,6 +127,29 @@ class LanguageIdConfig:
         if self.level not in ("sprachbund", "language"):
             raise ValueError(f"language_id.level must be 'sprachbund' or 'language', got {self.level!r}")
         expect(self.calibration, dict, "language_id.calibration", "an object")
+        expect(self.by_length, dict, "language_id.by_length", "an object")
+        from sprachbund_router.language_id import BUCKETS
+
+        for bucket, rule in self.by_length.items():
+            key = f"language_id.by_length.{bucket}"
+            if bucket not in BUCKETS:
+                raise ValueError(f"{key}: unknown length bucket (use {', '.join(BUCKETS)})")
+            expect(rule, dict, key, "an object")
+            if set(rule) != {"backend", "min_confidence"}:
+                raise ValueError(f"{key} must hold exactly 'backend' and 'min_confidence', got {sorted(rule)}")
+            if rule["backend"] not in BACKENDS:
+                raise ValueError(f"{key}.backend must be one of {BACKENDS}, got {rule['backend']!r}")
+            expect_number(rule["min_confidence"], f"{key}.min_confidence", 0.0, 1.0)
+
+    def rules(self) -> tuple[dict[str, tuple[str, float]], tuple[str, float]]:
+        """(bucket -> (backend, threshold), the default (backend, threshold))."""
+        return ({b: (r["backend"], float(r["min_confidence"])) for b, r in self.by_length.items()},
+                (self.backend, float(self.min_confidence)))
+
+    @property
+    def backends(self) -> list[str]:
+        """Every identifier backend the rules use."""
+        return sorted({self.backend, *(r["backend"] for r in self.by_length.values())})
 
 
 @dataclass

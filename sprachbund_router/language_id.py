@@ -42,6 +42,24 @@ class LanguageGuess:
     reason: str | None = None
 
 
+#: Text-length buckets routing rules can differ by (``language_id.by_length``).
+BUCKETS = ("1-2 words", "3-5 words", "sentence")
+
+
+def n_words(text: str) -> int:
+    """Word count; scripts without spaces count one word per 3 characters."""
+    words = text.split()
+    if len(words) == 1 and len(text) >= 8 and not text.isascii():
+        return len(text) // 3
+    return len(words)
+
+
+def length_bucket(text: str) -> str:
+    """``1-2 words``, ``3-5 words`` or ``sentence`` (scripts without spaces: 3 characters a word)."""
+    n = n_words(text)
+    return "1-2 words" if n <= 2 else ("3-5 words" if n <= 5 else "sentence")
+
+
 def has_letters(text: str) -> bool:
     """True when ``text`` holds at least one alphabetic character (emoji and digits do not count)."""
     return any(ch.isalpha() for ch in text)
@@ -345,3 +363,21 @@ class RoutingDecision:
     sprachbund: str | None
     confidence: float
     reason: str | None = None
+
+
+def decide_by_length(
+    identifiers: dict[str, Any], rules: dict[str, tuple[str, float]], default: tuple[str, float], texts: Sequence[str],
+    sprachbund_of: dict[str, str], level: str = "sprachbund",
+) -> list[RoutingDecision]:
+    """:func:`decide` with a backend and threshold per length bucket (``rules``: bucket ->
+    (backend, min_confidence); other buckets use ``default``). ``identifiers``: backend -> identifier."""
+    if not rules:
+        return decide(identifiers[default[0]], texts, sprachbund_of, default[1], level)
+    by_rule: dict[tuple[str, float], list[int]] = {}
+    for i, text in enumerate(texts):
+        by_rule.setdefault(rules.get(length_bucket(text), default), []).append(i)
+    out: list[RoutingDecision | None] = [None] * len(texts)
+    for (backend, threshold), rows in by_rule.items():
+        for i, d in zip(rows, decide(identifiers[backend], [texts[i] for i in rows], sprachbund_of, threshold, level)):
+            out[i] = d
+    return out  # type: ignore[return-value]

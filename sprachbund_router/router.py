@@ -26,7 +26,7 @@ from sprachbund_router.heads import FALLBACK_HEAD, ClassificationHead
 from sprachbund_router.hub import resolve
 from sprachbund_router.index import VectorIndex, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
-from sprachbund_router.language_id import LanguageGuess, decide, make_identifier
+from sprachbund_router.language_id import LanguageGuess, decide_by_length, make_identifier
 from sprachbund_router.space import VectorSpace
 from sprachbund_router.validation import confined, writable_inside
 
@@ -156,7 +156,8 @@ class SprachbundRouter:
         self._lock = threading.RLock()  # lazy loading happens once whatever the number of threads
         self._identities: dict[str, dict] = {}
         self.spaces = self._load_spaces()
-        self._identifier = make_identifier(config.language_id.backend, config.languages)
+        self._identifiers = {b: make_identifier(b, config.languages) for b in config.language_id.backends}
+        self._identifier = self._identifiers[config.language_id.backend]
         self._sprachbund_of = {lang: g for g, members in config.sprachbunds.items() for lang in members}
         self.languages, self.language_vectors = self._load_language_vectors()
 
@@ -348,15 +349,16 @@ class SprachbundRouter:
     # ------------------------------------------------------------------ routing
     @property
     def identifiable_languages(self) -> list[str]:
-        """Router languages the language identifier can name (others need ``lang=``)."""
-        return list(self._identifier.languages)
+        """Router languages every identifier of the routing rules can name (others need ``lang=``)."""
+        known = set.intersection(*(set(i.languages) for i in self._identifiers.values()))
+        return [lang for lang in self.config.languages if lang in known]
 
     def identify(self, texts: str | Sequence[str]) -> list[LanguageGuess]:
         """Identify the language of each text (restricted to this router's languages)."""
         items = validate_texts(texts)
-        cfg = self.config
+        rules, default = self.config.language_id.rules()
         return [LanguageGuess(d.language, d.confidence, d.reason)
-                for d in decide(self._identifier, items, self._sprachbund_of, cfg.language_id.min_confidence, "language")]
+                for d in decide_by_length(self._identifiers, rules, default, items, self._sprachbund_of, "language")]
 
     def route(self, texts: str | Sequence[str], lang: str | Sequence[str | None] | None = None) -> list[Route]:
         """Decide the sprachbund and encoder of each text.
@@ -374,8 +376,9 @@ class SprachbundRouter:
             cfg.sprachbund_of(lang)  # type: ignore[arg-type]  # raises UnknownLanguageError
         todo = [i for i, lang in enumerate(langs) if lang is None]
         lid = cfg.language_id
-        guesses = dict(zip(todo, decide(self._identifier, [items[i] for i in todo], self._sprachbund_of,
-                                        lid.min_confidence, lid.level))) if todo else {}
+        rules, default = lid.rules()
+        guesses = dict(zip(todo, decide_by_length(self._identifiers, rules, default, [items[i] for i in todo],
+                                                  self._sprachbund_of, lid.level))) if todo else {}
         routes = []
         for i, lang in enumerate(langs):
             if lang is not None:

@@ -137,8 +137,8 @@ def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
     card = (tmp_path / "dry" / "default-router" / "README.md").read_text()
     report = json.loads((tmp_path / "dry" / "default-router" / "training_report.json").read_text())
     assert "## Measured when this router was built" in card and "model-index" in card
-    sentence = report["routing"]["sentence"]
-    assert f"| sentence | {sentence['right']} | {sentence['wrong']} | {sentence['fallback']} |" in card
+    r = report["routing"]["by_length"]["sentence"]  # the served rule for sentences
+    assert f"| sentence | `{r['backend']}` @ {r['threshold']} | {r['right']} | {r['wrong']} | {r['fallback']} |" in card
     every = report["heads"]["emoji-topic:every"]
     assert f"| every | {100 * every['sb1']['mean']:.1f} |" in card
     assert "test accuracy, every setting, mean over sprachbunds" in card and "| sb1 | " in card.split("### Vector space")[1]

@@ -165,3 +165,41 @@ def test_batched_langid_equals_langids_own_scoring():
     got = ident.distribution(texts, chunk=16)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(ident.distribution(texts[::-1])[::-1], want, rtol=1e-9, atol=1e-12)
+
+
+def test_rules_per_text_length_come_from_the_config(toy_router_dir, tmp_path):
+    """`language_id.by_length`: each length bucket uses its own backend and threshold; malformed
+    rules are refused naming the key."""
+    root = Path(shutil.copytree(toy_router_dir, tmp_path / "r"))
+    cfg = json.loads((root / CONFIG_NAME).read_text())
+    sentence = "Die Katze sitzt auf der Matte und schläft in der Sonne"
+    cfg["language_id"] = {"backend": "fasttext", "min_confidence": 0.5, "level": "sprachbund",
+                          "by_length": {"sentence": {"backend": "langid", "min_confidence": 0.5},
+                                        "1-2 words": {"backend": "fasttext", "min_confidence": 1.0}}}
+    (root / CONFIG_NAME).write_text(json.dumps(cfg))
+    router = SprachbundRouter.from_pretrained(root)
+    assert set(router._identifiers) == {"fasttext", "langid"}
+    routes = router.route([sentence, "Katze Hund"])
+    assert routes[0].sprachbund == "west" and not routes[0].fallback  # langid @ 0.5 routes the sentence
+    assert routes[1].fallback and "< 1.00" in routes[1].reason  # no short text reaches P = 1.0
+    for bad, key in (({"paragraph": {"backend": "langid", "min_confidence": 0.5}}, "by_length.paragraph"),
+                     ({"sentence": {"backend": "cld9", "min_confidence": 0.5}}, "by_length.sentence.backend"),
+                     ({"sentence": {"backend": "langid", "min_confidence": "high"}}, "by_length.sentence.min_confidence"),
+                     ({"sentence": {"backend": "langid"}}, "by_length.sentence")):
+        cfg["language_id"]["by_length"] = bad
+        (root / CONFIG_NAME).write_text(json.dumps(cfg))
+        with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
+            SprachbundRouter.from_pretrained(root)
+
+
+def test_decide_by_length_sends_each_bucket_to_its_rule():
+    from sprachbund_router.language_id import decide_by_length, length_bucket
+
+    sure, unsure = Fixed([[0.9, 0.05, 0.05, 0.0, 0.0]] * 4), Fixed([[0.3, 0.0, 0.0, 0.7, 0.0]] * 4)
+    texts = ["Hallo", "ein kurzer Satz hier", "Dies ist ein ganz normaler Satz mit vielen Wörtern"]
+    assert [length_bucket(t) for t in texts] == ["1-2 words", "3-5 words", "sentence"]
+    got = decide_by_length({"sure": sure, "unsure": unsure}, {"1-2 words": ("unsure", 0.6), "sentence": ("unsure", 0.99)},
+                           ("sure", 0.5), texts, WHERE)
+    assert (got[0].sprachbund, got[0].reason) == ("east", None)  # the short text's rule: 0.7 >= 0.6
+    assert (got[1].sprachbund, got[1].reason) == ("west", None)  # no rule for 3-5 words: the default
+    assert got[2].sprachbund == "east" and "east 0.70 < 0.99" in got[2].reason  # the sentence rule's threshold

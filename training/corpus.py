@@ -36,6 +36,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from sprachbund_router.language_id import n_words
 from training.languages import normalize_code
 from training.sources import (
     FetchedPackage,
@@ -84,14 +85,6 @@ class CorpusSettings:
     min_mono_words: int = 3
     seed: int = 13
     format: int = 7
-
-
-def n_words(text: str) -> int:
-    """Word count; scripts without spaces count one word per 3 characters."""
-    words = text.split()
-    if len(words) == 1 and len(text) >= 8 and not text.isascii():
-        return len(text) // 3
-    return len(words)
 
 
 def split_of(english: str, seed: int = 13) -> str:

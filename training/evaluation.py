@@ -7,6 +7,7 @@ reports from the data; nothing is copied from a previous run.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -251,13 +252,10 @@ def other_identifiers() -> dict[str, Callable[[list[str]], list[str | None]]]:
     return found
 
 
-def _short_text_speed(ident: Any, short: Sequence[str], where: dict[str, str], threshold: float, level: str,
-                      n: int = 20_000, repeats: int = 3) -> float:
+def _short_text_speed(route: Callable[[list[str]], Any], short: Sequence[str], n: int = 20_000, repeats: int = 3) -> float:
     """Routing decisions per second on 1-2-word texts (the identifier's hardest and most common
     load): the test strings cycled to ``n`` texts, best of ``repeats`` runs, one process."""
     import time
-
-    from sprachbund_router.language_id import decide
 
     if not short:
         return float("nan")
@@ -265,7 +263,7 @@ def _short_text_speed(ident: Any, short: Sequence[str], where: dict[str, str], t
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        decide(ident, texts, where, threshold, level)
+        route(texts)
         best = min(best, time.perf_counter() - started)
     return n / best
 
@@ -282,10 +280,11 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
     import time
 
     from sprachbund_router.errors import CheckpointError
-    from sprachbund_router.language_id import BACKENDS, decide, make_identifier
+    from sprachbund_router.language_id import BACKENDS, decide, decide_by_length, make_identifier
 
-    ident_langs = set(router.identifiable_languages)
-    langs = [lang for lang in (languages or router.config.languages) if lang in ident_langs]
+    # every router language, whether or not the served identifier can name it: its texts then
+    # count as routed wrong or fallen back (other packages are also compared on their common subset)
+    langs = list(languages or router.config.languages)
     data = langid_test_set(corpus_dir, langs, per_bucket)
     texts = [t for _, _, t in data]
     where = {lang: g for g, m in router.config.sprachbunds.items() for lang in m}
@@ -296,8 +295,19 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
     speed: dict[str, float] = {}
     short_speed: dict[str, float] = {}
     short = [t for _, b, t in data if b == "1-2 words"]
+    if lid.by_length:  # the served rule: a backend and threshold per text length
+        rules, default = lid.rules()
+        idents = {b: make_identifier(b, router.config.languages) for b in lid.backends}
+        name = "router: per length: " + ", ".join(f"{b} {r[0]} @ {r[1]:g}" for b, r in rules.items()) + " (served)"
+        started = time.perf_counter()
+        decisions = decide_by_length(idents, rules, default, texts, where, lid.level)
+        speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
+        short_speed[name] = _short_text_speed(lambda batch: decide_by_length(idents, rules, default, batch, where, lid.level),
+                                              short)
+        preds[name] = [d.language for d in decisions]
+        groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
     for backend in BACKENDS:
-        if backend == lid.backend:
+        if backend == lid.backend and not lid.by_length:
             threshold = lid.min_confidence
         else:
             threshold = (calibrated.get(backend, {}).get("threshold") or {}).get("threshold", lid.min_confidence)
@@ -306,11 +316,12 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         except CheckpointError as err:
             logger.warning("identifier %s not available: %s", backend, err)
             continue
-        name = f"router: {backend} @ {threshold:g}" + (" (served)" if backend == lid.backend else "")
+        name = f"router: {backend} @ {threshold:g}" + (" (served)" if backend == lid.backend and not lid.by_length else "")
         started = time.perf_counter()
         decisions = decide(ident, texts, where, threshold, lid.level)
         speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
-        short_speed[name] = _short_text_speed(ident, short, where, threshold, lid.level)
+        short_speed[name] = _short_text_speed(
+            lambda batch, ident=ident, threshold=threshold: decide(ident, batch, where, threshold, lid.level), short)
         preds[name] = [d.language for d in decisions]
         groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
     for name, fn in other_identifiers().items():
@@ -326,7 +337,7 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         "task": "langid", "n_texts": len(texts), "languages": langs, "common_languages": sorted(common),
         "data": "Firefox test split (untranslated strings left out) and the test half of the CLDR emoji names; "
                 "thresholds were calibrated on the dev split and the other half",
-        "served": {"backend": lid.backend, "threshold": lid.min_confidence, "level": lid.level},
+        "served": {"backend": lid.backend, "threshold": lid.min_confidence, "level": lid.level, "by_length": lid.by_length},
         "identifiers": {},
     }
     truth = np.array([where[a] for a, _, _ in data])
@@ -358,6 +369,6 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
             "language_on_common": pct(lang_ok, in_common) if in_common.any() else None,
             "texts_per_second": round(speed[name]), "by_length": by_bucket, "per_language": per_lang,
         }
-        if name in short_speed:
+        if name in short_speed and not math.isnan(short_speed[name]):  # NaN: no 1-2-word texts to time
             result["identifiers"][name]["short_texts_per_second"] = round(short_speed[name])
     return result

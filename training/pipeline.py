@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 BASELINES = ("random", "all")
 SPRACHBUND_MODELS = ("mlm", "base", "adapters")
 #: Bump when the build itself changes, so routers built by an older pipeline are rebuilt.
-PIPELINE_VERSION = 7
+PIPELINE_VERSION = 9
 #: The preset of the embedded default router (``sbr setup``).
 DEFAULT_PRESET = Path(__file__).resolve().parent / "configs" / "default.toml"
 
@@ -234,7 +234,10 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     # 1. corpus
     corpus = corpus_dir or build_corpus(data_dir() / "corpus", data_dir() / "downloads")
     manifest = load_manifest(corpus)
-    build_key = _stage_key(asdict(config), manifest.get("built"), manifest.get("settings"), PIPELINE_VERSION, CONVERTER_VERSION)
+    from training.routing import ROUTING_VERSION
+
+    build_key = _stage_key(asdict(config), manifest.get("built"), manifest.get("settings"), PIPELINE_VERSION, CONVERTER_VERSION,
+                           ROUTING_VERSION)
     if (out / "router_config.json").is_file():
         try:
             if RouterConfig.load(out).provenance.get("build_key") == build_key:
@@ -309,9 +312,9 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     links: list[tuple[str, str]] = []
     if config.must_link_rate is not None:
         from sprachbund_router.language_id import make_identifier
-        from training.routing import confusion_links, routing_set
+        from training.routing import LINK_BACKEND, confusion_links, routing_set
 
-        found = confusion_links(make_identifier("fasttext", langs), routing_set(corpus, langs, "dev"), config.must_link_rate)
+        found = confusion_links(make_identifier(LINK_BACKEND, langs), routing_set(corpus, langs, "dev"), config.must_link_rate)
         links = [(x["a"], x["b"]) for x in found if x["a"] in langs and x["b"] in langs]
         report["must_link"] = {"rate": config.must_link_rate, "links": found,
                                "from": "fasttext on the dev split's sentences (a -> b: share of a's sentences named b)"}
@@ -395,7 +398,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     else:
         language_id = calibrate(groups, corpus, plot=out / "analysis" / "routing_threshold.png")
         _store(rt_file, rt_key, asdict(language_id))
-    report["routing"] = language_id.calibration["chosen"]
+    report["routing"] = {**language_id.calibration["chosen"], "by_length": language_id.calibration.get("by_length", {})}
 
     router_config = RouterConfig(
         sprachbunds=groups,

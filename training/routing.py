@@ -27,22 +27,17 @@ from typing import Any
 import numpy as np
 
 from sprachbund_router.config import LanguageIdConfig, RouterConfig
-from sprachbund_router.language_id import BACKENDS, decide, has_letters, make_identifier
-from training.corpus import n_words, read_emoji_topic, read_pairs
+from sprachbund_router.language_id import BACKENDS, BUCKETS, decide, has_letters, length_bucket, make_identifier
+from training.corpus import read_emoji_topic, read_pairs
 
 logger = logging.getLogger(__name__)
 
-BUCKETS = ("1-2 words", "3-5 words", "sentence")
 #: Bump when the calibration's data or rule changes (the pipeline's stage cache is keyed by it).
-ROUTING_VERSION = 1
+ROUTING_VERSION = 3
+#: The identifier whose dev-split confusions define routing-aware sprachbunds' must-links.
+LINK_BACKEND = "fasttext"
 THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.995, 0.01),
                                                                [0.995, 0.999]]))
-
-
-def length_bucket(text: str) -> str:
-    """``1-2 words``, ``3-5 words`` or ``sentence`` (scripts without spaces: 3 characters a word)."""
-    n = n_words(text)
-    return "1-2 words" if n <= 2 else ("3-5 words" if n <= 5 else "sentence")
 
 
 def emoji_half(emoji: str) -> str:
@@ -137,7 +132,9 @@ def calibrate(
     for backend in backends:
         identifier = make_identifier(backend, languages)
         known = set(identifier.languages)
-        data = [row for row in data_all if row[0] in known]
+        # every backend on the same texts, in every router language: a language the backend cannot
+        # name is routed wrong or falls back, and that counts against it
+        data = data_all
         logger.info("routing calibration: %s on %d dev texts", backend, len(data))
         measured[backend] = rates(identifier, data, where, THRESHOLDS)
         measured[backend]["languages"] = len(known)
@@ -150,6 +147,8 @@ def calibrate(
     best = max(backends, key=score)
     if chosen[best] is None:
         raise RuntimeError(f"no backend keeps wrong routes under {max_wrong_short}% on short strings at any threshold")
+    by_length = per_length_rules(measured, {"1-2 words": max_wrong_short, "3-5 words": max_wrong_sentence,
+                                            "sentence": max_wrong_sentence})
     if plot is not None:
         _plot(measured, chosen, plot)
     calibration = {
@@ -162,11 +161,37 @@ def calibrate(
                          "languages": measured[b]["languages"],
                          "language_accuracy": {k: v["language_accuracy"] for k, v in measured[b]["buckets"].items()}}
                      for b in backends},
-        "rule": "lowest threshold with wrong routes within both bounds; backend routing most 1-2-word strings right",
+        "rule": "default: lowest threshold with wrong routes within both bounds, backend routing most 1-2-word "
+                "strings right; per length bucket: for each backend the lowest threshold with that bucket's wrong "
+                "routes within its bound (1-2 words: the short bound, longer texts: the sentence bound), then the "
+                "backend routing most of the bucket right (ties: the faster)",
+        "by_length": by_length,
     }
-    logger.info("routing: %s at P(sprachbund) >= %.3f", best, chosen[best]["threshold"])
+    logger.info("routing: %s at P(sprachbund) >= %.3f; per length: %s", best, chosen[best]["threshold"],
+                {b: f"{r['backend']} @ {r['threshold']}" for b, r in by_length.items()})
     return LanguageIdConfig(backend=best, min_confidence=float(chosen[best]["threshold"]), level="sprachbund",
+                            by_length={b: {"backend": r["backend"], "min_confidence": float(r["threshold"])}
+                                       for b, r in by_length.items()},
                             calibration=calibration)
+
+
+def per_length_rules(measured: dict[str, Any], bounds: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Per length bucket: the backend and threshold routing most texts right with wrong routes
+    within the bucket's bound (each backend at its lowest threshold meeting it; ties: the faster)."""
+    rules: dict[str, dict[str, Any]] = {}
+    for bucket, bound in bounds.items():
+        best: tuple[tuple[float, float], dict[str, Any]] | None = None
+        for backend, m in measured.items():
+            curve = m["buckets"].get(bucket, {}).get("curve", [])
+            row = next((r for r in curve if r["wrong"] <= bound), None)
+            if row is None:
+                continue
+            key = (row["right"], m["texts_per_second"])
+            if best is None or key > best[0]:
+                best = (key, {"backend": backend, **row})
+        if best is not None:
+            rules[bucket] = best[1]
+    return rules
 
 
 def _plot(measured: dict[str, Any], chosen: dict[str, Any], path: Path) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 from sprachbund_router.config import RouterConfig, load_language_vectors
 from sprachbund_router.language_id import BACKENDS, make_identifier
 from training.analysis import agreement, family_of, paper_group_of
-from training.routing import THRESHOLDS, choose_threshold, confusion_links, rates, routing_set
+from training.routing import LINK_BACKEND, THRESHOLDS, choose_threshold, confusion_links, rates, routing_set
 from training.sprachbunds import cluster_languages, link_components
 
 logger = logging.getLogger(__name__)
@@ -95,9 +95,7 @@ def run(router_dir: Path, corpus: Path, link_rates: Sequence[float], per_bucket_
     dev, test, served_links = {}, {}, {}
     for backend in BACKENDS:
         ident = make_identifier(backend, router_langs)
-        known = set(ident.languages)
-        d = [r for r in dev_rows if r[0] in known]
-        t = [r for r in test_rows if r[0] in known]
+        d, t = dev_rows, test_rows  # every backend on the same texts (a language it cannot name counts against it)
         logger.info("%s: %d dev and %d test texts", backend, len(d), len(t))
         dev[backend] = (CachedIdentifier(ident, [x for _, _, x in d]), d)
         test[backend] = (CachedIdentifier(ident, [x for _, _, x in t]), t)
@@ -114,7 +112,7 @@ def run(router_dir: Path, corpus: Path, link_rates: Sequence[float], per_bucket_
 
     variants: dict[str, Any] = {"as served": describe(config.sprachbunds, None)}
     variants["ward, no links (recomputed)"] = describe(cluster_languages(langs, vecs, k, linkage, centre), None)
-    ident_name = config.language_id.backend if config.language_id.backend in dev else "fasttext"
+    ident_name = LINK_BACKEND
     for rate in link_rates:
         ident, data = dev[ident_name]
         links = confusion_links(ident, data, min_rate=rate)

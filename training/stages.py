@@ -50,6 +50,12 @@ def find_sprachbunds(
     k_table = k_selection(vectors, range(2, min(9, len(languages))), linkage, centre)
     analysis = write_report(analysis_dir, languages, vectors, groups, piv, k_table, linkage=linkage, centre=centre,
                             title=title, uriel=uriel)
+    if must_link:  # routing-aware sprachbunds: say which languages were kept together, and why
+        with (analysis_dir / "report.md").open("a", encoding="utf-8") as f:
+            f.write("\n## Must-link constraints (routing-aware sprachbunds)\n\nLanguages the language identifier "
+                    "confuses on the dev split were kept in one sprachbund (Ward clustering from the linked "
+                    f"components): {', '.join(f'{a}-{b}' for a, b in must_link)}.\n")
+        analysis["must_link"] = [list(p) for p in must_link]
     return Sprachbunds(groups, piv, k_table, analysis)
 
 
