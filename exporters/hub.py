@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sprachbund_router.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.onnx_encoder import pad_token_id
-from sprachbund_router.st_layout import write_st_folder
+from sprachbund_router.st_layout import write_st_adapter_folder, write_st_folder
 from sprachbund_router.staging import StagedDirectory
 from sprachbund_router.validation import confined, writable_inside
 from training.files import link_or_copy, link_tree
@@ -45,7 +46,8 @@ class HubPlan:
     config: RouterConfig
     router_repo: str
     encoder_repos: dict[str, str] = field(default_factory=dict)  # encoder name -> repo id
-    encoder_dirs: dict[str, Path] = field(default_factory=dict)  # repo id -> directory
+    encoder_dirs: dict[str, Path] = field(default_factory=dict)  # repo id -> directory (bases before adapters)
+    adapter_bases: dict[str, str] = field(default_factory=dict)  # adapter repo id -> its base's repo id
 
 
 def _slug(text: str) -> str:
@@ -71,17 +73,27 @@ def plan_export(router_dir: str | Path, org: str, name: str | None = None, *, dr
     router_repo = f"{org}/{name}"
     plan = HubPlan(router_dir, config, router_repo)
     served = {*config.sprachbund_encoders.values(), config.shared_encoder, config.fallback_encoder}
+    served |= {config.encoders[e].adapter_base for e in served if config.encoders[e].adapter_base}  # type: ignore[misc]
     by_dir: dict[Path, str] = {}
-    for enc in sorted(served):
+    adapters = sorted(e for e in served if config.encoders[e].adapter_base)
+    for enc in [*sorted(served - set(adapters)), *adapters]:  # a base's repo before its adapters'
         spec = config.encoders[enc]
         if spec.path is None:  # already on the Hub: keep pointing there
             continue
         path = (router_dir / spec.path).resolve()
-        if not (path / "model.safetensors").is_file():
+        if spec.adapter_base is not None:
+            if not (path / ADAPTER_WEIGHTS).is_file() or not (path / ADAPTER_CONFIG).is_file():
+                raise ExportError(f"adapter encoder {enc!r} at {path} has no {ADAPTER_CONFIG} / {ADAPTER_WEIGHTS}")
+            base_repo = plan.encoder_repos.get(spec.adapter_base) or config.encoders[spec.adapter_base].repo_id
+            if base_repo is None:
+                raise ExportError(f"adapter encoder {enc!r}: its base {spec.adapter_base!r} is not exported")
+        elif not (path / "model.safetensors").is_file():
             raise ExportError(f"encoder {enc!r} at {path} has no model.safetensors")
         repo = by_dir.setdefault(path, f"{org}/{name}-{_slug(enc)}")
         plan.encoder_repos[enc] = repo
         plan.encoder_dirs[repo] = path
+        if spec.adapter_base is not None:
+            plan.adapter_bases[repo] = base_repo
     for repo in [router_repo, *plan.encoder_dirs]:
         try:
             validate_repo_id(repo)
@@ -125,13 +137,23 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
 
 
 def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | None) -> dict[str, Path]:
-    from hub_cards.cards import encoder_card, router_card
+    from hub_cards.cards import adapter_card, encoder_card, router_card
 
     folders: dict[str, Path] = {}
     cfg = plan.config
     for repo, src in plan.encoder_dirs.items():
         folder = out_dir / repo.split("/")[1]
         names = [e for e, r in plan.encoder_repos.items() if r == repo]
+        if repo in plan.adapter_bases:  # a LoRA adapter: a small repo on top of its base's repo
+            base_repo = plan.adapter_bases[repo]
+            base_dir = out_dir / base_repo.split("/")[1]
+            info = write_st_adapter_folder(src, folder, base_dir, base_repo, cfg.pooling, cfg.encoders[names[0]])
+            langs = sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]})
+            metrics = json.loads((src / "training_metrics.json").read_text()) if (src / "training_metrics.json").is_file() else {}
+            adapter_card(repo, names[0], cfg, plan.router_repo, base_repo, languages=langs, training_metrics=metrics,
+                         adapter_info=info).save(folder / "README.md")
+            folders[repo] = folder
+            continue
         # sentence-transformers layout, truncated to the router's layer: SentenceTransformer(folder) = the router's encoder
         st_info = write_st_folder(src, folder, cfg.pooling, cfg.encoders[names[0]])
         for fname in ENCODER_FILES:

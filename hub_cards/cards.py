@@ -316,3 +316,65 @@ Texts whose language is unknown or uncertain go to the shared encoder `{encoder_
 and the router says so. Trained and evaluated on interface strings and the UDHR.
 """
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)
+
+
+def adapter_card(
+    repo_id: str,
+    encoder_name: str,
+    config: RouterConfig,
+    router_repo_id: str,
+    base_repo_id: str,
+    *,
+    languages: Sequence[str],
+    training_metrics: Mapping[str, Any],
+    adapter_info: Mapping[str, Any],
+) -> ModelCard:
+    """Card of a sprachbund's LoRA adapter repository (a few MB on top of the base encoder's repo)."""
+    groups = [g for g, e in config.sprachbund_encoders.items() if e == encoder_name]
+    spec = config.encoders[encoder_name]
+    data = ModelCardData(
+        language=sorted(languages), license="mit", base_model=base_repo_id, library_name="sentence-transformers",
+        pipeline_tag="feature-extraction", model_name=repo_id,
+        tags=["sprachbund-router", "representation-sprachbund", "sentence-embeddings", "sentence-transformers", "peft",
+              "lora", "multilingual", "safetensors"],
+    )
+    steps = training_metrics.get("steps")
+    trained = (f"Trained for {steps} steps by multilingual knowledge distillation into the router's vector space "
+               f"(the student's vector of a text and of its English translation regress onto the router's English "
+               f"vector) on {', '.join(training_metrics.get('languages', languages))}." if steps else "")
+    body = f"""# {repo_id}
+
+LoRA adapter of sprachbund {', '.join(groups) or encoder_name} for the sprachbund router
+[`{router_repo_id}`](https://huggingface.co/{router_repo_id}), on the shared base encoder
+[`{base_repo_id}`](https://huggingface.co/{base_repo_id}) ({adapter_info['layers']} layers, as the router
+pools them). {trained} The adapter file is {adapter_info['bytes'] / 1e6:.1f} MB; the base loads once for
+every sprachbund.
+
+## Usage
+
+With the router (language identification, routing and the vector space included):
+
+```python
+from sprachbund_router import SprachbundRouter
+router = SprachbundRouter.from_pretrained("{router_repo_id}")
+vectors = router.encode(["Die Katze schläft.", "Кошка спит."])
+```
+
+With sentence-transformers (`pip install sentence-transformers peft`; the base is fetched from
+`{base_repo_id}`; {"mean" if config.pooling.mode == "mean" else "first-token"} pooling, normalised, the prefix
+{spec.text_prefix!r} as the default prompt, at most {spec.max_length} tokens). These are the adapter's own vectors;
+the router serves them as they come out (they were trained into its space):
+
+```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("{repo_id}")
+vectors = model.encode(["Die Katze schläft.", "Кошка спит."])
+```
+
+## Limits
+
+Trained on interface strings of its sprachbund's languages; texts of other languages belong to
+other sprachbunds' adapters (the router chooses). No ONNX file: the router's torch backend applies
+the adapter.
+"""
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)

@@ -98,6 +98,14 @@ def write_st_folder(src: Path, dst: Path, pooling: PoolingConfig, spec: EncoderS
         for f in src.iterdir():  # tokenizer, provenance...; not the weights, not folders (onnx/ is exported apart)
             if f.is_file() and f.name not in SKIP_FILES and not f.name.startswith("model") and not (dst / f.name).exists():
                 link_or_copy(f, dst / f.name)
+    write_st_modules(dst, pooling, spec, config)
+    return {"layers": layer, "of_layers": n_layers, "pooling": pooling.mode, "max_seq_length": spec.max_length,
+            "prompt": spec.text_prefix}
+
+
+def write_st_modules(dst: Path, pooling: PoolingConfig, spec: EncoderSpec, config: dict[str, Any]) -> None:
+    """sentence-transformers' module files (``modules.json``, ``sentence_bert_config.json``,
+    pooling, normalisation, prompts) for an encoder with transformers ``config``."""
     dim = int(config["hidden_size"])
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -122,5 +130,45 @@ def write_st_folder(src: Path, dst: Path, pooling: PoolingConfig, spec: EncoderS
         "prompts": prompts, "default_prompt_name": "query" if prompts else None, "similarity_fn_name": "cosine",
         "model_type": "SentenceTransformer",
     })
-    return {"layers": layer, "of_layers": n_layers, "pooling": pooling.mode, "max_seq_length": spec.max_length,
-            "prompt": spec.text_prefix}
+
+
+def write_st_adapter_folder(src: Path, dst: Path, base_dir: Path, base_ref: str, pooling: PoolingConfig,
+                            spec: EncoderSpec) -> dict[str, Any]:
+    """A LoRA adapter as a small sentence-transformers repository on top of its base encoder.
+
+    ``src``: the adapter folder (``adapter_config.json``, ``adapter_model.safetensors``);
+    ``base_dir``: its base encoder folder as written by :func:`write_st_folder` (possibly truncated);
+    ``base_ref``: what the adapter's ``base_model_name_or_path`` becomes (the base encoder's Hub repo).
+    The adapter's matrices for layers the base no longer has (beyond the pooled layer: they cannot
+    change the vector) are dropped, so peft loads it with nothing unexpected. The base's tokenizer
+    and ``config.json`` and sentence-transformers' module files are written beside it, so ``SentenceTransformer(dst)``
+    loads base + adapter (with ``peft`` installed) and gives the router's adapter vectors.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from sprachbund_router.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+    dst.mkdir(parents=True, exist_ok=True)
+    base_config = json.loads((base_dir / "config.json").read_text())
+    kept = int(base_config["num_hidden_layers"])
+    tensors, dropped = {}, 0
+    with safe_open(str(src / ADAPTER_WEIGHTS), framework="pt") as f:
+        for key in f.keys():
+            m = _LAYER.search(key)
+            if m and int(m.group(1)) >= kept:
+                dropped += 1
+                continue
+            tensors[key] = f.get_tensor(key)
+    save_file(tensors, str(dst / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    adapter_config = json.loads((src / ADAPTER_CONFIG).read_text())
+    adapter_config["base_model_name_or_path"] = base_ref
+    _write_json(dst / ADAPTER_CONFIG, adapter_config)
+    for f in base_dir.iterdir():  # the tokenizer (sentence-transformers reads it from the adapter's folder)
+        if f.is_file() and f.name.startswith(("tokenizer", "special_tokens", "sentencepiece")):
+            link_or_copy(f, dst / f.name)
+    if (src / "training_metrics.json").is_file():
+        link_or_copy(src / "training_metrics.json", dst / "training_metrics.json")
+    _write_json(dst / "config.json", base_config)  # transformers' processor lookup reads the repo's own config
+    write_st_modules(dst, pooling, spec, base_config)
+    return {"layers": kept, "dropped_matrices": dropped, "base": base_ref, "bytes": (dst / ADAPTER_WEIGHTS).stat().st_size}

@@ -2,6 +2,9 @@
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -296,3 +299,41 @@ def test_tiny_adapter_build_resumes_trained_adapters(tiny_adapter_router, caplog
         build_router(cfg)
     assert caplog.text.count("is already trained") >= 3
     assert (out / "router_config.json").is_file()
+
+
+def test_tiny_adapter_router_exports_small_adapter_repos(tiny_adapter_router, tmp_path, monkeypatch):
+    """`sbr export hub` of an adapter router: one small LoRA repo per sprachbund on top of the base's
+    repo. Loaded back by repo id (offline, from a Hub-cache layout) the router serves the same
+    vectors, and sentence-transformers (+ peft) loads an adapter repo as the router's adapter encoder."""
+    from exporters.hub import plan_export, seed_cache, write_folders
+
+    out, _ = tiny_adapter_router
+    router = SprachbundRouter.from_pretrained(out)
+    groups = list(router.config.sprachbunds)
+    plan = plan_export(out, "org", "tiny", dry_run=True)
+    assert {plan.encoder_repos[g] for g in groups} == set(plan.adapter_bases)
+    assert set(plan.adapter_bases.values()) == {plan.encoder_repos["base"]}
+    folders = write_folders(plan, tmp_path / "dry")
+    for g in groups:
+        folder = folders[plan.encoder_repos[g]]
+        cfg = json.loads((folder / "adapter_config.json").read_text())
+        assert cfg["base_model_name_or_path"] == "org/tiny-base"
+        assert (folder / "adapter_model.safetensors").stat().st_size < 3_000_000
+        assert {"modules.json", "sentence_bert_config.json", "tokenizer.json", "README.md"} <= {p.name for p in folder.iterdir()}
+        keys = load_file(str(folder / "adapter_model.safetensors")).keys()
+        assert keys and not any(".layer.11." in k for k in keys)  # the base keeps 11 layers: nothing unexpected
+    seed_cache(tmp_path / "dry", tmp_path / "hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub = SprachbundRouter.from_pretrained("org/tiny", cache_dir=tmp_path / "hub")
+    texts = ["Die Katze schläft auf dem Sofa.", "Кошка спит на диване.", "बिल्ली सोफे पर सो रही है।"]
+    assert [r.encoder for r in hub.route(texts)] == [r.encoder for r in router.route(texts)]
+    np.testing.assert_allclose(hub.encode(texts), router.encode(texts), atol=1e-5)
+    g = router.route(texts)[0].encoder
+    code = (f"import json; from sentence_transformers import SentenceTransformer\n"
+            f"m = SentenceTransformer({plan.encoder_repos[g]!r}, device='cpu')\n"
+            f"print(json.dumps(m.encode({texts!r}).tolist()))")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got, want = np.array(json.loads(res.stdout.strip().splitlines()[-1])), router.encoder(g).encode(texts)
+    assert np.min((got * want).sum(1)) >= 0.9999
