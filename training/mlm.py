@@ -1,4 +1,4 @@
-"""Stage 4: continued masked-LM pre-training of the base encoder on one sprachbund's text.
+"""Stage 5 of the pipeline (`training/pipeline.py`): continued masked-LM pre-training of the base encoder on one sprachbund's text.
 
 Runs unchanged on one CPU, one GPU or several (``accelerate launch`` / ``torchrun``): the
 loop is written against :class:`accelerate.Accelerator`. Languages are mixed by temperature

@@ -1,4 +1,4 @@
-"""Stages 2 and 3: language representations and representation sprachbunds (paper §3.1).
+"""Stages 3 and 4 of the pipeline (`training/pipeline.py`): language representations and representation sprachbunds (paper §3.1).
 
 * A language's vector is the mean sentence vector of the base encoder over up to
   ``max_sentences`` units of that language (paper: last-layer ``[CLS]``; mean pooling is
