@@ -35,9 +35,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def encode_benchmark(rounds: int, n: int, max_chars: int = 120) -> dict:
     onnx_dir = default_router_dir() / "encoders" / "base" / "onnx"
     modes = [m for m in MODES if not m.startswith("router-onnx")]
-    if (onnx_dir / "model.onnx").is_file():
+    if (onnx_dir / "model_pooled.onnx").is_file():
         modes.append("router-onnx")
-    if (onnx_dir / "model_qint8.onnx").is_file():
+    if (onnx_dir / "model_pooled_qint8.onnx").is_file():
         modes.append("router-onnx-int8")
     runs: dict[str, list[dict]] = {m: [] for m in modes}
     for _ in range(rounds):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sprachbund_router.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO
+from sprachbund_router.checkpoint import LEGACY_ONNX_FILES, ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.onnx_encoder import pad_token_id
@@ -162,6 +162,10 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
         onnx_info = None
         if (src / ONNX_DIR / ONNX_EXPORT_INFO).is_file():
             link_tree(src / ONNX_DIR, folder / ONNX_DIR)
+            for backend, legacy in LEGACY_ONNX_FILES.items():  # never publish a pooled graph as `onnx/model.onnx`
+                old, new = folder / ONNX_DIR / legacy, folder / ONNX_DIR / ONNX_FILES[backend]
+                if old.is_file() and not new.exists():
+                    old.rename(new)
             onnx_info = json.loads((src / ONNX_DIR / ONNX_EXPORT_INFO).read_text())
         langs = sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]})
         if not langs:  # shared/fallback encoder: every language

@@ -13,6 +13,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from sprachbund_router.checkpoint import ONNX_FILES
 from sprachbund_router.config import RouterConfig
 from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS
 
@@ -48,12 +49,12 @@ def _onnx_section(onnx_info: Mapping[str, Any] | None) -> str:
     if not onnx_info:
         return "No ONNX export yet (`sbr export onnx ROUTER_DIR`)."
     fp32 = onnx_info["fp32"]
-    lines = [f"- `onnx/model.onnx` (fp32): pooled `hidden_states[{onnx_info['layer_resolved']}]` ({onnx_info['mode']}), "
+    lines = [f"- `onnx/{ONNX_FILES['onnx']}` (fp32): pooled `hidden_states[{onnx_info['layer_resolved']}]` ({onnx_info['mode']}), "
              f"L2-normalised, inside the graph; parity with PyTorch: min cosine {fp32['parity_min_cosine']} on "
              f"{fp32['parity_texts']} real multilingual sentences."]
     int8, ev = onnx_info.get("int8", {}), onnx_info.get("retrieval_eval")
     if "file" in int8:
-        lines.append("- `onnx/model_qint8.onnx` (dynamic int8 MatMul weights)"
+        lines.append(f"- `onnx/{ONNX_FILES['onnx-int8']}` (dynamic int8 MatMul weights)"
                      + (f": top-1 retrieval {ev['onnx_int8']} vs {ev['torch_fp32']} (PyTorch), drop {ev['int8_drop_points']} "
                         f"points on {ev['pairs']} held-out pairs (bound {ev['max_int8_drop']})." if ev else "."))
     elif "refused" in int8:
@@ -157,10 +158,10 @@ tok = Tokenizer.from_file(hf_hub_download("{repo_id}", "tokenizer.json"))
 tok.enable_truncation(max_length={max_len}); tok.enable_padding(pad_id={pad_id}, pad_token=tok.id_to_token({pad_id}))
 enc = tok.encode_batch([{prefix!r} + "Die Katze schläft."])
 # onnxruntime's SkipLayerNorm and BiasGelu fusions are slower than the plain ops on x86 CPUs: leave them off
-sess = ort.InferenceSession(hf_hub_download("{repo_id}", "onnx/model.onnx"), disabled_optimizers={list(SLOW_CPU_FUSIONS)!r})
+sess = ort.InferenceSession(hf_hub_download("{repo_id}", "onnx/{ONNX_FILES['onnx']}"), disabled_optimizers={list(SLOW_CPU_FUSIONS)!r})
 feeds = {{"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
          "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}}
-vector = sess.run(None, feeds)[0]  # [batch, dim], L2-normalised; "onnx/model_qint8.onnx" is the int8 variant
+vector = sess.run(None, feeds)[0]  # [batch, dim], L2-normalised; "onnx/{ONNX_FILES['onnx-int8']}" is the int8 variant
 ```
 
 ## ONNX

@@ -9,8 +9,26 @@ from typing import Any
 from sprachbund_router.errors import CheckpointError
 
 ONNX_DIR = "onnx"
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_qint8.onnx"}
+#: The router's ONNX graphs return the pooled, normalised sentence vector; their names say so, so
+#: that sentence-transformers' ONNX backend (which looks for a token-level ``onnx/model.onnx``)
+#: never takes them for its own.
+ONNX_FILES = {"onnx": "model_pooled.onnx", "onnx-int8": "model_pooled_qint8.onnx"}
+#: Names of the same graphs in routers exported before the rename (still read, with a warning).
+LEGACY_ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_qint8.onnx"}
 ONNX_EXPORT_INFO = "export.json"
+
+
+def onnx_file(path: Path, backend: str, onnx_dir: str = ONNX_DIR) -> Path:
+    """The ONNX graph of ``backend`` in encoder directory ``path`` (the legacy name if only that exists)."""
+    current = path / onnx_dir / ONNX_FILES[backend]
+    legacy = path / onnx_dir / LEGACY_ONNX_FILES[backend]
+    if not current.is_file() and legacy.is_file():
+        import logging
+
+        logging.getLogger(__name__).warning("%s uses the pre-rename name %s; re-export with `sbr export onnx` to get %s",
+                                            path, legacy.name, current.name)
+        return legacy
+    return current
 
 
 def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_DIR) -> None:
@@ -33,13 +51,13 @@ def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_D
         return
     if backend not in ONNX_FILES:
         raise ValueError(f"unknown backend {backend!r}")
-    onnx_file = path / onnx_dir / ONNX_FILES[backend]
-    if not onnx_file.is_file():
+    graph = onnx_file(path, backend, onnx_dir)
+    if not graph.is_file():
         info = path / onnx_dir / ONNX_EXPORT_INFO
         refused = json.loads(info.read_text()).get("int8", {}).get("refused") if info.is_file() else None
         if backend == "onnx-int8" and refused:
             raise CheckpointError(f"{path} has no int8 variant: it was refused at export ({refused}); use backend='onnx'")
-        raise CheckpointError(f"{onnx_file} not found: export the router first (`sbr export onnx ROUTER_DIR`)")
+        raise CheckpointError(f"{graph} not found: export the router first (`sbr export onnx ROUTER_DIR`)")
     if not (path / "tokenizer.json").is_file():
         raise CheckpointError(f"encoder directory {path} has no tokenizer.json (needed by the ONNX backend)")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sprachbund_router.batching import length_sorted_batches, n_batches, windows
-from sprachbund_router.checkpoint import ONNX_DIR, ONNX_FILES, check_encoder_dir, read_onnx_export_info
+from sprachbund_router.checkpoint import ONNX_DIR, check_encoder_dir, onnx_file, read_onnx_export_info
 from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.errors import CheckpointError
 
@@ -68,7 +68,7 @@ class OnnxSentenceEncoder:
         self.tokenizer.enable_truncation(max_length=self.max_length)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path / onnx_dir / ONNX_FILES[variant]), opts,
+        self.session = ort.InferenceSession(str(onnx_file(path, variant, onnx_dir)), opts,
                                             providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers))
         self.variant = variant
         logger.info("loaded ONNX encoder %s (%s)", path, variant)

@@ -1,6 +1,7 @@
 """ONNX export and Hub export: parity, the torch-free backend, dry-run folders that load offline."""
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -34,8 +35,9 @@ def test_onnx_export_parity_and_files(exported_toy):
         assert info["layer_resolved"] == 2 and info["mode"] == "mean"
         assert "retrieval_eval" in info and "file" in info["int8"]
     for name in ("west", "east", "shared"):
-        assert (d / "encoders" / name / "onnx" / "model.onnx").is_file()
-        assert (d / "encoders" / name / "onnx" / "model_qint8.onnx").is_file()
+        assert (d / "encoders" / name / "onnx" / "model_pooled.onnx").is_file()
+        assert (d / "encoders" / name / "onnx" / "model_pooled_qint8.onnx").is_file()
+        assert not (d / "encoders" / name / "onnx" / "model.onnx").exists()  # sentence-transformers' name: not ours
 
 
 def test_onnx_backend_matches_torch(exported_toy):
@@ -127,7 +129,7 @@ def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
 
     d = default_router.directory
     info_file = d / "encoders" / "base" / "onnx" / "export.json"
-    if not info_file.is_file():
+    if not (d / "encoders" / "base" / "onnx" / "model_pooled.onnx").is_file():  # missing, or exported under the old name
         parity, pairs = parity_and_eval_sets(50)
         export_router(d, parity, pairs)
     info = json.loads(info_file.read_text())
@@ -149,7 +151,7 @@ def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir):
     shutil.copytree(toy_router_dir, d)
     export_router(d, TEXTS, PAIRS, max_int8_drop=-1000.0)  # every measured drop (>= -100 points) exceeds it
     info = json.loads((d / "encoders" / "west" / "onnx" / "export.json").read_text())
-    assert "refused" in info["int8"] and not (d / "encoders" / "west" / "onnx" / "model_qint8.onnx").exists()
+    assert "refused" in info["int8"] and not (d / "encoders" / "west" / "onnx" / "model_pooled_qint8.onnx").exists()
     with pytest.raises(CheckpointError, match="refused at export"):
         SprachbundRouter.from_pretrained(d, backend="onnx-int8")
     assert SprachbundRouter.from_pretrained(d, backend="onnx").encode(TEXTS).shape == (len(TEXTS), 32)
@@ -170,7 +172,7 @@ def test_onnx_session_leaves_slow_fusions_off(exported_toy, tmp_path):
     for label, disabled in (("off", list(SLOW_CPU_FUSIONS)), ("on", [])):
         opts = ort.SessionOptions()
         opts.optimized_model_filepath = str(tmp_path / f"{label}.onnx")
-        ort.InferenceSession(str(d / "encoders" / "west" / "onnx" / "model.onnx"), opts,
+        ort.InferenceSession(str(d / "encoders" / "west" / "onnx" / "model_pooled.onnx"), opts,
                              providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
         ops[label] = {n.op_type for n in onnx.load(str(tmp_path / f"{label}.onnx")).graph.node}
     assert "SkipLayerNormalization" in ops["on"]
@@ -187,3 +189,22 @@ def test_onnx_vectors_do_not_depend_on_batching(exported_toy, monkeypatch):
     one_by_one = np.stack([enc.encode([t])[0] for t in texts])
     monkeypatch.setattr(batching, "SORT_WINDOW", 8)
     np.testing.assert_allclose(enc.encode(texts, batch_size=3), one_by_one, atol=1e-5)
+
+
+def test_pre_rename_onnx_files_still_load_and_are_published_under_the_new_name(exported_toy, tmp_path, caplog):
+    """Routers exported before the pooled graphs were renamed still run (with a warning), and a Hub
+    export never publishes a pooled graph as `onnx/model.onnx` (sentence-transformers' token-level name)."""
+    d = tmp_path / "old"
+    shutil.copytree(exported_toy[0], d)
+    for enc in ("west", "east", "shared"):
+        onnx = d / "encoders" / enc / "onnx"
+        (onnx / "model_pooled.onnx").rename(onnx / "model.onnx")
+        (onnx / "model_pooled_qint8.onnx").rename(onnx / "model_qint8.onnx")
+    want = SprachbundRouter.from_pretrained(exported_toy[0], backend="onnx").encode(["der hund", "the cat"])
+    with caplog.at_level(logging.WARNING):
+        got = SprachbundRouter.from_pretrained(d, backend="onnx").encode(["der hund", "the cat"])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert "re-export" in caplog.text
+    folders = write_folders(plan_export(d, "someorg", "old", dry_run=True), tmp_path / "dry")
+    onnx = folders["someorg/old-west"] / "onnx"
+    assert (onnx / "model_pooled.onnx").is_file() and not (onnx / "model.onnx").exists()

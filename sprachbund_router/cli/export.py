@@ -45,7 +45,7 @@ def onnx(
     pairs_per_language: Annotated[int, typer.Option(help="Held-out pairs per language for the int8 check.")] = 100,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Export every encoder of a router to onnx/model.onnx (fp32) and onnx/model_qint8.onnx (int8)."""
+    """Export every encoder of a router to onnx/model_pooled.onnx (fp32) and onnx/model_pooled_qint8.onnx (int8)."""
     setup_logging(verbose)
     from exporters.onnx import export_router
     from sprachbund_router.errors import SprachbundError
