@@ -186,8 +186,8 @@ Multilingual Pre-Training*. Languages of this encoder: {', '.join(sorted(languag
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}" if x <= 1 else f"{x:.1f}"
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.1f}"
 
 
 def build_results(report: Mapping[str, Any]) -> tuple[str, list[EvalResult]]:

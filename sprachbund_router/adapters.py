@@ -13,21 +13,17 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import re
 from pathlib import Path
 
 import torch
 
 from sprachbund_router.errors import CheckpointError
+from sprachbund_router.pooling import layer_of
 
 logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-
-
-#: ``...layer.<i>.`` in a module name.
-_LAYER_INDEX = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 
 
 def read_lora(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -106,8 +102,8 @@ def apply_lora(base: torch.nn.Module, directory: Path) -> torch.nn.Module:
     full = int(getattr(base.config, "truncated_from_layers", 0) or 0)
     dropped = 0
     for name, (a, b) in pairs.items():
-        m = _LAYER_INDEX.search(name)
-        if full and m and n_layers <= int(m.group(1)) < full:
+        layer = layer_of(name)
+        if full and layer is not None and n_layers <= layer < full:
             dropped += 1  # a layer the router's truncated base does not run (beyond the pooled layer): no effect
             continue
         target = modules.get(name)

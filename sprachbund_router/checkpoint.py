@@ -31,11 +31,14 @@ def onnx_file(path: Path, backend: str, onnx_dir: str = ONNX_DIR) -> Path:
     return current
 
 
-def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_DIR) -> None:
+def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_DIR) -> Path | None:
     """Raise :class:`CheckpointError` unless ``path`` holds what ``backend`` needs.
 
     torch: ``config.json`` and ``.safetensors`` weights (pickled weights are refused).
     onnx / onnx-int8: ``tokenizer.json`` and the ONNX file written by ``sbr export onnx``.
+
+    Returns:
+        the ONNX graph to load for the ONNX backends (None for torch).
     """
     if not path.is_dir():
         raise CheckpointError(f"encoder directory {path} does not exist")
@@ -48,7 +51,7 @@ def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_D
                 f"encoder directory {path} has no .safetensors weights (found: {found}); "
                 "only safetensors weights are loaded, convert pickled weights first"
             )
-        return
+        return None
     if backend not in ONNX_FILES:
         raise ValueError(f"unknown backend {backend!r}")
     graph = onnx_file(path, backend, onnx_dir)
@@ -60,6 +63,7 @@ def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_D
         raise CheckpointError(f"{graph} not found: export the router first (`sbr export onnx ROUTER_DIR`)")
     if not (path / "tokenizer.json").is_file():
         raise CheckpointError(f"encoder directory {path} has no tokenizer.json (needed by the ONNX backend)")
+    return graph
 
 
 #: Model types whose position ids start after the padding index (two positions are not usable).

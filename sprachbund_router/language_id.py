@@ -317,24 +317,25 @@ def decide(
     likely language must reach it. Texts without letters always fall back.
     """
     out: list[RoutingDecision | None] = [None] * len(texts)
-    scored = [i for i, t in enumerate(texts) if has_letters(t)]
-    if len(scored) < len(texts):
-        no_letters = RoutingDecision(None, None, 0.0, "no letters to identify a language from")
-        for i in set(range(len(texts))) - set(scored):
-            out[i] = no_letters
+    scored = []
+    for i, t in enumerate(texts):
+        if has_letters(t):
+            scored.append(i)
+        else:
+            out[i] = RoutingDecision(None, None, 0.0, "no letters to identify a language from")
     if scored:  # vectorised over the batch: one distribution, one mass product, argmaxes per row
         probs = identifier.distribution([texts[i] for i in scored])
         langs = list(identifier.languages)
         groups = sorted({sprachbund_of[lang] for lang in langs})
         group_of_lang = np.array([groups.index(sprachbund_of[lang]) for lang in langs])
-        member = np.zeros((len(langs), len(groups)))
-        member[np.arange(len(langs)), group_of_lang] = 1.0
         rows = np.arange(len(scored))
         if level == "language":
             best = probs.argmax(axis=1)
             conf = probs[rows, best]
             chosen = group_of_lang[best]
         else:
+            member = np.zeros((len(langs), len(groups)))
+            member[np.arange(len(langs)), group_of_lang] = 1.0
             mass = probs @ member
             chosen = mass.argmax(axis=1)
             conf = mass[rows, chosen]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sprachbund_router.batching import length_sorted_batches, n_batches, windows
-from sprachbund_router.checkpoint import ONNX_DIR, check_encoder_dir, onnx_file, read_onnx_export_info
+from sprachbund_router.checkpoint import ONNX_DIR, check_encoder_dir, read_onnx_export_info
 from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.errors import CheckpointError
 
@@ -50,7 +50,7 @@ class OnnxSentenceEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        check_encoder_dir(path, variant, onnx_dir)
+        graph = check_encoder_dir(path, variant, onnx_dir)
         info = read_onnx_export_info(path, onnx_dir)
         if info["mode"] != pooling.mode or info["layer_resolved"] != _resolved(pooling.layer, info["num_layers"]):
             raise CheckpointError(
@@ -68,7 +68,7 @@ class OnnxSentenceEncoder:
         self.tokenizer.enable_truncation(max_length=self.max_length)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_file(path, variant, onnx_dir)), opts,
+        self.session = ort.InferenceSession(str(graph), opts,
                                             providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers))
         self.variant = variant
         logger.info("loaded ONNX encoder %s (%s)", path, variant)

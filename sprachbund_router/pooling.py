@@ -8,6 +8,7 @@ also written -1).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -47,3 +48,13 @@ def pool_layers(
 ) -> dict[int, torch.Tensor]:
     """Pool several ``hidden_states`` entries at once (used to choose a layer by measurement)."""
     return {layer: pool(hidden_states[layer], attention_mask, mode) for layer in layers}
+
+
+#: ``...layer.<i>.`` in a parameter or module name (``encoder.layer.3.attention...``).
+_LAYER_OF_NAME = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+
+
+def layer_of(name: str) -> int | None:
+    """The transformer layer a parameter or module name belongs to (None: embeddings, pooler...)."""
+    m = _LAYER_OF_NAME.search(name)
+    return int(m.group(1)) if m else None

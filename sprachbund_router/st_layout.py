@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from sprachbund_router.config import EncoderSpec, PoolingConfig
-from sprachbund_router.pooling import resolve_layer
+from sprachbund_router.pooling import layer_of, resolve_layer
 from sprachbund_router.staging import link_or_copy
 
 logger = logging.getLogger(__name__)
@@ -33,7 +32,6 @@ logger = logging.getLogger(__name__)
 SKIP_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "README.md")
 #: Model types whose transformers class takes ``add_pooling_layer``.
 POOLER_MODELS = ("bert", "xlm-roberta", "roberta", "camembert", "electra")
-_LAYER = re.compile(r"(?:^|\.)(?:encoder\.)?layer\.(\d+)\.")
 
 
 def _weight_files(src: Path) -> list[Path]:
@@ -75,8 +73,8 @@ def write_st_folder(src: Path, dst: Path, pooling: PoolingConfig, spec: EncoderS
         with safe_open(str(weights), framework="pt") as f:
             for key in f.keys():
                 n_tensors += 1
-                m = _LAYER.search(key)
-                if key.startswith("pooler.") or ".pooler." in key or (m and int(m.group(1)) >= layer):
+                at = layer_of(key)
+                if key.startswith("pooler.") or ".pooler." in key or (at is not None and at >= layer):
                     continue
                 tensors[key] = f.get_tensor(key)
     in_place = src.resolve() == dst.resolve()
@@ -155,8 +153,8 @@ def write_st_adapter_folder(src: Path, dst: Path, base_dir: Path, base_ref: str,
     tensors, dropped = {}, 0
     with safe_open(str(src / ADAPTER_WEIGHTS), framework="pt") as f:
         for key in f.keys():
-            m = _LAYER.search(key)
-            if m and int(m.group(1)) >= kept:
+            at = layer_of(key)
+            if at is not None and at >= kept:
                 dropped += 1
                 continue
             tensors[key] = f.get_tensor(key)

@@ -60,7 +60,7 @@ def test_backend_and_threshold_come_from_the_config(toy_router_dir, tmp_path):
     cfg["language_id"] = {"backend": "fasttext", "min_confidence": 0.99, "level": "sprachbund"}
     (root / CONFIG_NAME).write_text(json.dumps(cfg))
     router = SprachbundRouter.from_pretrained(root)
-    assert isinstance(router._identifier, FastTextIdentifier)
+    assert list(router._identifiers) == ["fasttext"] and isinstance(router._identifiers["fasttext"], FastTextIdentifier)
     routes = router.route(["Die Katze sitzt auf der Matte und schläft in der Sonne", "ok"])
     assert routes[0].sprachbund == "west" and not routes[0].fallback
     cfg["language_id"]["backend"] = "cld9"
