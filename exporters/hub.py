@@ -21,6 +21,7 @@ from sprachbund_router.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from sprachbund_router.checkpoint import LEGACY_ONNX_FILES, ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
+from sprachbund_router.language_id import NGRAM_FILE
 from sprachbund_router.onnx_encoder import pad_token_id
 from sprachbund_router.st_layout import write_st_adapter_folder, write_st_folder
 from sprachbund_router.staging import StagedDirectory
@@ -192,6 +193,10 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
     RouterConfig.from_dict(data).save(folder)
     if (plan.router_dir / LANGUAGE_VECTORS_NAME).is_file():
         link_or_copy(plan.router_dir / LANGUAGE_VECTORS_NAME, folder / LANGUAGE_VECTORS_NAME)
+    if "ngram" in "+".join(cfg.language_id.backends).split("+"):  # the router's own language identifier
+        dst = writable_inside(folder, NGRAM_FILE, "language_id")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(confined(plan.router_dir, NGRAM_FILE, "language_id"), dst)
     for enc, space in data["spaces"].items():  # the vector spaces live in the router repo, beside the config
         key = f"spaces.{enc}.path"
         dst = writable_inside(folder, space["path"], key)

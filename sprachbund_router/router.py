@@ -156,7 +156,7 @@ class SprachbundRouter:
         self._lock = threading.RLock()  # lazy loading happens once whatever the number of threads
         self._identities: dict[str, dict] = {}
         self.spaces = self._load_spaces()
-        self._identifiers = {b: make_identifier(b, config.languages) for b in config.language_id.backends}
+        self._identifiers = {b: make_identifier(b, config.languages, self.directory) for b in config.language_id.backends}
         self._sprachbund_of = {lang: g for g, members in config.sprachbunds.items() for lang in members}
         self.languages, self.language_vectors = self._load_language_vectors()
 

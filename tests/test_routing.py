@@ -203,3 +203,110 @@ def test_decide_by_length_sends_each_bucket_to_its_rule():
     assert (got[0].sprachbund, got[0].reason) == ("east", None)  # the short text's rule: 0.7 >= 0.6
     assert (got[1].sprachbund, got[1].reason) == ("west", None)  # no rule for 3-5 words: the default
     assert got[2].sprachbund == "east" and "east 0.70 < 0.99" in got[2].reason  # the sentence rule's threshold
+
+
+# ------------------------------------------------------------------ the router's own n-gram identifier
+TRAIN = {
+    "de": ["Die Seite konnte nicht geladen werden.", "Möchten Sie die Änderungen speichern?", "Lesezeichen verwalten",
+           "Alle Fenster schließen", "Das Passwort ist falsch.", "Neuen Tab öffnen", "Verbindung wird hergestellt"],
+    "fr": ["La page n'a pas pu être chargée.", "Voulez-vous enregistrer les modifications ?", "Gérer les marque-pages",
+           "Fermer toutes les fenêtres", "Le mot de passe est incorrect.", "Ouvrir un nouvel onglet", "Connexion en cours"],
+    "ru": ["Не удалось загрузить страницу.", "Сохранить изменения?", "Управление закладками", "Закрыть все окна",
+           "Неверный пароль.", "Открыть новую вкладку", "Установка соединения"],
+    "zh": ["无法加载页面。", "是否保存更改？", "管理书签", "关闭所有窗口", "密码不正确。", "打开新标签页", "正在建立连接"],
+}
+
+
+def _write_corpus(root: Path) -> Path:
+    (root / "parallel").mkdir(parents=True)
+    (root / "mono").mkdir()
+    english = ["The page could not be loaded.", "Do you want to save the changes?", "Manage bookmarks", "Close all windows",
+               "The password is wrong.", "Open a new tab", "Connecting"]
+    for lang, texts in TRAIN.items():
+        rows = [f"k{i}\t{x}\t{en}\ttrain" for i, (x, en) in enumerate(zip(texts, english))]
+        rows.append("k9\tThe password is wrong. Close all windows.\tThe password is incorrect.\ttrain")  # left in English
+        (root / "parallel" / f"{lang}-en.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        (root / "mono" / f"{lang}.txt").write_text(" ".join(texts[:3]) + "\n", encoding="utf-8")
+    return root
+
+
+def test_ngram_codes_are_per_text_and_batch_independent():
+    from sprachbund_router.language_id import NGRAM_ORDERS, ngram_codes
+
+    texts = ["Hallo  Welt", "猫", "", "Bonjour"]
+    rows, codes = ngram_codes(texts)
+    for i, t in enumerate(texts):
+        alone_rows, alone = ngram_codes([t])
+        assert (alone_rows == 0).all() and np.array_equal(np.sort(codes[rows == i]), np.sort(alone))
+        padded = len(" ".join(t.split())) + 2
+        assert len(alone) == sum(max(padded - n + 1, 0) for n in NGRAM_ORDERS)  # nothing spans two texts
+    assert np.array_equal(ngram_codes(["HALLO welt"])[1], ngram_codes(["hallo   Welt"])[1])  # casefolded, spaces collapsed
+
+
+def test_left_in_english_finds_untranslated_strings_only():
+    from training.routing import left_in_english
+
+    vocab = frozenset("failed to initialize initialise the selected cipher suite bad information in cert".split())
+    assert left_in_english("Failed to initialize the selected cipher suite.", "Failed to initialise the selected cipher suite.",
+                           vocab)
+    assert left_in_english("OK", "ok", vocab)
+    assert not left_in_english("Échec de l'initialisation de la suite", "Failed to initialise the selected cipher suite.", vocab)
+    assert not left_in_english("Der Schlüssel", "The key", vocab)  # too short to tell and not identical
+    assert not left_in_english("चयनित cipher suite", "the selected cipher suite", vocab)  # not all letters ASCII
+
+
+def test_ngram_identifier_trains_on_the_corpus_and_serves_from_the_router(toy_router_dir, tmp_path):
+    from sprachbund_router.language_id import NGRAM_FILE, NgramIdentifier
+    from training.identifier import train_ngram, training_texts
+
+    corpus = _write_corpus(tmp_path / "corpus")
+    texts = training_texts(corpus, ["de", "en", "fr", "ru", "zh"])
+    assert "The password is wrong. Close all windows." not in texts["de"]  # English left in a locale is not German
+    assert "Manage bookmarks" in texts["en"]  # English learns from the train split's English side
+    root = Path(shutil.copytree(toy_router_dir, tmp_path / "r"))
+    report = train_ngram(corpus, ["de", "en", "fr", "ru", "zh"], root)
+    assert report["languages"] == 5 and report["features"] > 100 and (root / NGRAM_FILE).is_file()
+    ident = NgramIdentifier(["de", "en", "fr", "ru", "zh"], root)
+    p = ident.distribution(["Die Fenster schließen", "Fermer la page", "Закрыть страницу", "关闭页面", "Save the page"])
+    assert np.allclose(p.sum(axis=1), 1.0)
+    assert [ident.languages[i] for i in p.argmax(axis=1)] == ["de", "fr", "ru", "zh", "en"]
+
+    cfg = json.loads((root / CONFIG_NAME).read_text())
+    cfg["language_id"] = {"backend": "fasttext+langid", "min_confidence": 0.5,
+                          "by_length": {"sentence": {"backend": "fasttext+langid+ngram", "min_confidence": 0.6}}}
+    (root / CONFIG_NAME).write_text(json.dumps(cfg))
+    router = SprachbundRouter.from_pretrained(root)
+    mix = router._identifiers["fasttext+langid+ngram"]
+    assert isinstance(mix, MixtureIdentifier) and any(isinstance(x, NgramIdentifier) for x in mix.parts)
+    route = router.route(["Закрыть все окна и открыть новую вкладку"])[0]
+    assert route.sprachbund == "east" and not route.fallback
+
+    for bad in ("ngram+fasttext", "fasttext+fasttext", "ngrams"):  # parts in alphabetical order, each once, known
+        cfg["language_id"]["by_length"]["sentence"]["backend"] = bad
+        (root / CONFIG_NAME).write_text(json.dumps(cfg))
+        with pytest.raises(CheckpointError, match="language_id.by_length.sentence.backend"):
+            SprachbundRouter.from_pretrained(root)
+    cfg["language_id"]["by_length"]["sentence"]["backend"] = "ngram"
+    (root / CONFIG_NAME).write_text(json.dumps(cfg))
+    from sprachbund_router.config import save_tensors
+
+    save_tensors(root / NGRAM_FILE, {"codes": np.arange(3, dtype=np.uint64), "log_probs": np.zeros((2, 5), np.float16)},
+                 {"languages": ["de", "en", "fr", "ru", "zh"], "orders": [1, 2, 3, 4]})
+    with pytest.raises(CheckpointError, match="not an n-gram identifier"):
+        SprachbundRouter.from_pretrained(root)
+    (root / NGRAM_FILE).unlink()
+    with pytest.raises(CheckpointError, match="language_id/ngram.safetensors"):
+        SprachbundRouter.from_pretrained(root)
+
+
+def test_mixture_rows_sum_to_one_when_a_part_lacks_languages():
+    class Part(Fixed):
+        def __init__(self, rows, languages):
+            super().__init__(rows)
+            self.languages = languages
+
+    full = Part([[0.1, 0.2, 0.3, 0.2, 0.2]], ["de", "en", "fr", "ru", "zh"])
+    partial = Part([[0.5, 0.5]], ["de", "ru"])  # cannot name en, fr, zh: they get 1/5 each from it
+    p = MixtureIdentifier([full, partial], "a+b").distribution(["x"])
+    assert np.allclose(p.sum(axis=1), 1.0)
+    assert p[0, 0] == pytest.approx((0.1 + 0.5 * 0.4) / 2) and p[0, 1] == pytest.approx((0.2 + 0.2) / 2)

@@ -295,15 +295,16 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
     speed: dict[str, float] = {}
     short_speed: dict[str, float] = {}
     short = [t for _, b, t in data if b == "1-2 words"]
+    runners: dict[str, Callable[[list[str]], list[Any]]] = {}
     if lid.by_length:  # the served rule: a backend and threshold per text length
         rules, default = lid.rules()
-        idents = {b: make_identifier(b, router.config.languages) for b in lid.backends}
+        idents = {b: make_identifier(b, router.config.languages, router.directory) for b in lid.backends}
         name = "router: per length: " + ", ".join(f"{b} {r[0]} @ {r[1]:g}" for b, r in rules.items()) + " (served)"
         started = time.perf_counter()
         decisions = decide_by_length(idents, rules, default, texts, where, lid.level)
         speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
-        short_speed[name] = _short_text_speed(lambda batch: decide_by_length(idents, rules, default, batch, where, lid.level),
-                                              short)
+        runners[name] = lambda batch: decide_by_length(idents, rules, default, batch, where, lid.level)
+        short_speed[name] = _short_text_speed(runners[name], short)
         preds[name] = [d.language for d in decisions]
         groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
     for backend in BACKENDS:
@@ -312,7 +313,7 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         else:
             threshold = (calibrated.get(backend, {}).get("threshold") or {}).get("threshold", lid.min_confidence)
         try:
-            ident = make_identifier(backend, router.config.languages)
+            ident = make_identifier(backend, router.config.languages, router.directory)
         except CheckpointError as err:
             logger.warning("identifier %s not available: %s", backend, err)
             continue
@@ -320,8 +321,8 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         started = time.perf_counter()
         decisions = decide(ident, texts, where, threshold, lid.level)
         speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
-        short_speed[name] = _short_text_speed(
-            lambda batch, ident=ident, threshold=threshold: decide(ident, batch, where, threshold, lid.level), short)
+        runners[name] = lambda batch, ident=ident, threshold=threshold: decide(ident, batch, where, threshold, lid.level)
+        short_speed[name] = _short_text_speed(runners[name], short)
         preds[name] = [d.language for d in decisions]
         groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
     for name, fn in other_identifiers().items():
@@ -371,4 +372,29 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         }
         if name in short_speed and not math.isnan(short_speed[name]):  # NaN: no 1-2-word texts to time
             result["identifiers"][name]["short_texts_per_second"] = round(short_speed[name])
+    from training.routing import ood_routing_set
+
+    ood = ood_routing_set(corpus_dir, langs, per_bucket)
+    if ood:  # the router's rules on software they were not calibrated on (and the n-gram model never saw)
+        ood_truth = [where[a] for a, _, _ in ood]
+        result["out_of_domain"] = {
+            "data": "VLC interface strings (the out-of-domain set; strings left in English removed)", "n_texts": len(ood),
+            "languages": sorted({a for a, _, _ in ood}),
+            "identifiers": {name: _route_rates(run([t for _, _, t in ood]), ood, ood_truth) for name, run in runners.items()},
+        }
     return result
+
+
+def _route_rates(decisions: Sequence[Any], data: Sequence[tuple[str, str, str]], truth: Sequence[str]) -> dict[str, Any]:
+    """Right / wrong / fallback sprachbund shares (%) per length bucket."""
+    out = {}
+    for bucket in ("1-2 words", "3-5 words", "sentence"):
+        rows = [i for i, (_, b, _) in enumerate(data) if b == bucket]
+        if not rows:
+            continue
+        routed = [decisions[i].reason is None for i in rows]
+        right = [r and decisions[i].sprachbund == truth[i] for r, i in zip(routed, rows)]
+        out[bucket] = {"sprachbund": round(100 * sum(right) / len(rows), 2),
+                       "wrong_sprachbund": round(100 * (sum(routed) - sum(right)) / len(rows), 2),
+                       "fallback": round(100 * (len(rows) - sum(routed)) / len(rows), 2), "n": len(rows)}
+    return out

@@ -390,13 +390,23 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
 
     # 6c. routing: language identifier and sprachbund threshold, calibrated on the dev split
     from sprachbund_router.config import LanguageIdConfig
+    from sprachbund_router.language_id import NGRAM_FILE
+    from training.identifier import IDENTIFIER_VERSION, train_ngram
     from training.routing import ROUTING_VERSION, calibrate
 
-    rt_file, rt_key = work / "routing.json", _stage_key(groups, manifest.get("built"), ROUTING_VERSION)
+    # the router's own identifier (character n-gram naive Bayes over every router language), then the rules
+    id_file, id_key = work / "identifier.json", _stage_key(sorted(langs), manifest.get("built"), IDENTIFIER_VERSION)
+    if (id_report := _cached(id_file, id_key)) is None or not (work / NGRAM_FILE).is_file():
+        id_report = train_ngram(corpus, sorted(langs), work)
+        _store(id_file, id_key, id_report)
+    (out / NGRAM_FILE).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / NGRAM_FILE, out / NGRAM_FILE)
+    report["identifier"] = {k: id_report[k] for k in ("languages", "features", "no_text", "seconds", "bytes", "data")}
+    rt_file, rt_key = work / "routing.json", _stage_key(groups, manifest.get("built"), ROUTING_VERSION, id_key)
     if (cached := _cached(rt_file, rt_key)) is not None:
         language_id = LanguageIdConfig(**cached)
     else:
-        language_id = calibrate(groups, corpus, plot=out / "analysis" / "routing_threshold.png")
+        language_id = calibrate(groups, corpus, plot=out / "analysis" / "routing_threshold.png", directory=out)
         _store(rt_file, rt_key, asdict(language_id))
     report["routing"] = {**language_id.calibration["chosen"], "by_length": language_id.calibration.get("by_length", {})}
 

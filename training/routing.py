@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +30,12 @@ import numpy as np
 
 from sprachbund_router.config import LanguageIdConfig, RouterConfig
 from sprachbund_router.language_id import BACKENDS, BUCKETS, decide, has_letters, length_bucket, make_identifier
-from training.corpus import read_emoji_topic, read_pairs
+from training.corpus import read_emoji_topic, read_pairs, read_split_rows
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the calibration's data or rule changes (the pipeline's stage cache is keyed by it).
-ROUTING_VERSION = 3
+ROUTING_VERSION = 4
 #: The identifier whose dev-split confusions define routing-aware sprachbunds' must-links.
 LINK_BACKEND = "fasttext"
 THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.995, 0.01),
@@ -46,17 +48,46 @@ def emoji_half(emoji: str) -> str:
     return "dev" if zlib.crc32(emoji.encode("utf-8")) % 2 == 0 else "test"
 
 
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+@lru_cache(maxsize=4)
+def english_vocabulary(corpus_dir: Path) -> frozenset[str]:
+    """Casefolded words of the English side of every language's Firefox **train** rows."""
+    words: set[str] = set()
+    for path in sorted((Path(corpus_dir) / "parallel").glob("*-en.tsv")):
+        lang = path.name[: -len("-en.tsv")]
+        for _, _, en, _ in read_split_rows(corpus_dir, lang, "train"):
+            words.update(w.casefold() for w in _WORD.findall(en))
+    return frozenset(words)
+
+
+def left_in_english(text: str, english: str, vocabulary: frozenset[str]) -> bool:
+    """A "translation" that is English text: identical to its English source, or (3+ words, every
+    letter ASCII) at least 90% of its words English words. Firefox locales keep some strings in
+    en-US while the corpus's English side is en-GB ("initialize" / "initialise"), so equality
+    alone misses them; they are English, whatever the file's language."""
+    if text.strip().casefold() == english.strip().casefold():
+        return True
+    words = [w.casefold() for w in _WORD.findall(text)]
+    if len(words) < 3 or not all(c.isascii() for c in text if c.isalpha()):
+        return False
+    return sum(w in vocabulary for w in words) >= 0.9 * len(words)
+
+
 def routing_set(corpus_dir: Path, languages: Sequence[str], split: str = "dev", per_bucket: int = 150
                 ) -> list[tuple[str, str, str]]:
     """(language, bucket, text): Firefox strings of ``split`` and the CLDR emoji names of the
     same half, up to ``per_bucket`` per language and bucket.
 
-    Firefox strings left untranslated (identical to their English source) are not text of the
-    language and are left out; so are texts without letters.
+    Firefox strings left in English (:func:`left_in_english`) are not text of the language and
+    are left out; so are texts without letters. (English has no Firefox rows of its own: its
+    texts are its CLDR names.)
     """
     out = []
+    vocabulary = english_vocabulary(Path(corpus_dir))
     for lang in languages:
-        texts = [x for x, en in read_pairs(corpus_dir, lang, split) if x.strip().casefold() != en.strip().casefold()]
+        texts = [x for x, en in read_pairs(corpus_dir, lang, split) if not left_in_english(x, en, vocabulary)]
         texts += [name for emoji, name, _ in read_emoji_topic(corpus_dir, lang) if emoji_half(emoji) == split]
         buckets: dict[str, list[str]] = defaultdict(list)
         for text in texts:
@@ -64,6 +95,22 @@ def routing_set(corpus_dir: Path, languages: Sequence[str], split: str = "dev", 
             if len(buckets[b]) < per_bucket and has_letters(text):
                 buckets[b].append(text)
         out += [(lang, b, t) for b, ts in buckets.items() for t in ts]
+    return out
+
+
+def ood_routing_set(corpus_dir: Path, languages: Sequence[str], per_bucket: int = 150) -> list[tuple[str, str, str]]:
+    """(language, bucket, text) from the out-of-domain VLC strings, selected like :func:`routing_set`."""
+    from training.corpus import read_ood_pairs
+
+    out = []
+    vocabulary = english_vocabulary(Path(corpus_dir))
+    for lang in languages:
+        buckets: dict[str, int] = defaultdict(int)
+        for text, en in read_ood_pairs(corpus_dir, lang):
+            b = length_bucket(text)
+            if buckets[b] < per_bucket and has_letters(text) and not left_in_english(text, en, vocabulary):
+                buckets[b] += 1
+                out.append((lang, b, text))
     return out
 
 
@@ -114,6 +161,7 @@ def calibrate(
     max_wrong_sentence: float = 1.0,
     per_bucket: int = 150,
     plot: Path | None = None,
+    directory: Path | None = None,
 ) -> LanguageIdConfig:
     """Measure each backend on the dev split and return the language-ID settings to use.
 
@@ -124,13 +172,17 @@ def calibrate(
         max_wrong_short / max_wrong_sentence: bounds (%) on wrong-sprachbund routes.
         per_bucket: dev texts per language and length bucket.
         plot: where to draw the routed-right vs wrong curves (PNG), if given.
+        directory: the router directory holding the ``ngram`` identifier (without it, backends
+            using ``ngram`` are left out).
     """
     where = {lang: g for g, members in sprachbunds.items() for lang in members}
     languages = sorted(where)
     data_all = routing_set(corpus_dir, languages, "dev", per_bucket)
     measured, chosen = {}, {}
+    if directory is None:
+        backends = [b for b in backends if "ngram" not in b.split("+")]
     for backend in backends:
-        identifier = make_identifier(backend, languages)
+        identifier = make_identifier(backend, languages, directory)
         known = set(identifier.languages)
         # every backend on the same texts, in every router language: a language the backend cannot
         # name is routed wrong or falls back, and that counts against it
@@ -230,7 +282,8 @@ def main() -> None:
     from sprachbund_router.paths import data_dir
 
     cfg = RouterConfig.load(args.router_dir)
-    lid = calibrate(cfg.sprachbunds, data_dir() / "corpus", per_bucket=args.per_bucket, plot=args.plot)
+    lid = calibrate(cfg.sprachbunds, data_dir() / "corpus", per_bucket=args.per_bucket, plot=args.plot,
+                    directory=args.router_dir)
     print(json.dumps(lid.calibration, indent=1))
     if args.write:
         cfg.language_id = lid

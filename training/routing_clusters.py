@@ -94,7 +94,7 @@ def run(router_dir: Path, corpus: Path, link_rates: Sequence[float], per_bucket_
     test_rows = routing_set(corpus, router_langs, "test", per_bucket_test)
     dev, test, served_links = {}, {}, {}
     for backend in BACKENDS:
-        ident = make_identifier(backend, router_langs)
+        ident = make_identifier(backend, router_langs, router_dir)
         d, t = dev_rows, test_rows  # every backend on the same texts (a language it cannot name counts against it)
         logger.info("%s: %d dev and %d test texts", backend, len(d), len(t))
         dev[backend] = (CachedIdentifier(ident, [x for _, _, x in d]), d)

@@ -115,4 +115,13 @@ def langid(
         typer.echo(f"| {name} | " + " | ".join(cells) + f" | {res['language']:.1f} / {res['sprachbund']:.1f} / "
                    f"{res['wrong_sprachbund']:.1f} / {res['fallback']:.1f} | {res['texts_per_second']:,} | "
                    f"{format(res['short_texts_per_second'], ',') if 'short_texts_per_second' in res else '-'} |")
+    if "out_of_domain" in result:
+        ood = result["out_of_domain"]
+        typer.echo(f"\n# out of domain: {ood['n_texts']} VLC strings in {len(ood['languages'])} languages; per length: "
+                   "routed to the right sprachbund / to a wrong one / fallback (%)")
+        typer.echo("| rule | " + " | ".join(buckets) + " |\n|" + "---|" * (len(buckets) + 1))
+        for name, res in ood["identifiers"].items():
+            cells = [" / ".join(f"{res[b][k]:.1f}" for k in ("sprachbund", "wrong_sprachbund", "fallback")) if b in res else "-"
+                     for b in buckets]
+            typer.echo(f"| {name} | " + " | ".join(cells) + " |")
     _write(result, output)
