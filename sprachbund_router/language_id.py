@@ -336,13 +336,18 @@ class NgramIdentifier:
         if not self.languages:
             raise CheckpointError(f"{path} knows none of the router languages {sorted(languages)}")
         cols = [stored.index(lang) for lang in self.languages]
+        self.temperature = float(meta.get("temperature", 1.0))
+        self.length_power = float(meta.get("length_power", 0.0))
+        if not (self.temperature > 0 and 0 <= self.length_power <= 1):
+            raise CheckpointError(f"{path}: temperature must be > 0 and length_power in [0, 1], got "
+                                  f"{self.temperature} and {self.length_power}")
         if keys.dtype != np.uint64 or np.any(keys[1:] <= keys[:-1]):
             raise CheckpointError(f"{path}: 'codes' must be strictly increasing uint64 n-gram codes")
         self._codes = keys
         self._logp = np.ascontiguousarray(np.asarray(logp, dtype=np.float32)[:, cols])
 
-    def distribution(self, texts: Sequence[str]) -> np.ndarray:
-        """Posterior ``[n, len(languages)]`` (uniform prior)."""
+    def log_likelihoods(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Naive-Bayes log-likelihoods ``[n, len(languages)]`` and each text's n-gram count."""
         from scipy.sparse import csr_matrix
 
         rows, codes = ngram_codes(texts)
@@ -350,7 +355,15 @@ class NgramIdentifier:
         known = self._codes[at] == codes
         counts = csr_matrix((np.ones(int(known.sum()), dtype=np.float32), (rows[known], at[known])),
                             shape=(len(texts), len(self._codes)))
-        logp = np.asarray(counts @ self._logp, dtype=np.float64)
+        return np.asarray(counts @ self._logp, dtype=np.float64), np.bincount(rows, minlength=len(texts))
+
+    def distribution(self, texts: Sequence[str]) -> np.ndarray:
+        """Posterior ``[n, len(languages)]`` (uniform prior), calibrated: naive Bayes treats a text's
+        n-grams as independent and grows over-confident with length, so the log-likelihoods are
+        divided by ``temperature * n_grams ** length_power`` (both fitted on the dev split at build
+        time, stored with the model)."""
+        logp, n = self.log_likelihoods(texts)
+        logp /= self.temperature * np.maximum(n, 1)[:, None] ** self.length_power
         logp -= logp.max(axis=1, keepdims=True)
         probs = np.exp(logp)
         return probs / probs.sum(axis=1, keepdims=True)

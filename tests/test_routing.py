@@ -217,6 +217,14 @@ TRAIN = {
 }
 
 
+DEV = {
+    "de": ["Seite neu laden", "Fenster schließen?", "Passwort speichern"],
+    "fr": ["Recharger la page", "Fermer la fenêtre ?", "Enregistrer le mot de passe"],
+    "ru": ["Обновить страницу", "Закрыть окно?", "Сохранить пароль"],
+    "zh": ["重新加载页面", "关闭窗口？", "保存密码"],
+}
+
+
 def _write_corpus(root: Path) -> Path:
     (root / "parallel").mkdir(parents=True)
     (root / "mono").mkdir()
@@ -225,6 +233,7 @@ def _write_corpus(root: Path) -> Path:
     for lang, texts in TRAIN.items():
         rows = [f"k{i}\t{x}\t{en}\ttrain" for i, (x, en) in enumerate(zip(texts, english))]
         rows.append("k9\tThe password is wrong. Close all windows.\tThe password is incorrect.\ttrain")  # left in English
+        rows += [f"d{i}\t{x}\t{en}\tdev" for i, (x, en) in enumerate(zip(DEV[lang], english))]
         (root / "parallel" / f"{lang}-en.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
         (root / "mono" / f"{lang}.txt").write_text(" ".join(texts[:3]) + "\n", encoding="utf-8")
     return root
@@ -266,7 +275,13 @@ def test_ngram_identifier_trains_on_the_corpus_and_serves_from_the_router(toy_ro
     root = Path(shutil.copytree(toy_router_dir, tmp_path / "r"))
     report = train_ngram(corpus, ["de", "en", "fr", "ru", "zh"], root)
     assert report["languages"] == 5 and report["features"] > 100 and (root / NGRAM_FILE).is_file()
+    scaling = report["scaling"]  # fitted on the dev rows: calibrated probabilities, no worse in likelihood
+    assert scaling["dev_texts"] == 12 and scaling["dev_nll"] <= scaling["dev_nll_uncalibrated"]
     ident = NgramIdentifier(["de", "en", "fr", "ru", "zh"], root)
+    assert (ident.temperature, ident.length_power) == (scaling["temperature"], scaling["length_power"])
+    logp, n = ident.log_likelihoods(["Seite neu laden"])
+    z = logp / (ident.temperature * n[:, None] ** ident.length_power)
+    assert np.allclose(ident.distribution(["Seite neu laden"]), np.exp(z - z.max()) / np.exp(z - z.max()).sum())
     p = ident.distribution(["Die Fenster schließen", "Fermer la page", "Закрыть страницу", "关闭页面", "Save the page"])
     assert np.allclose(p.sum(axis=1), 1.0)
     assert [ident.languages[i] for i in p.argmax(axis=1)] == ["de", "fr", "ru", "zh", "en"]
@@ -310,3 +325,28 @@ def test_mixture_rows_sum_to_one_when_a_part_lacks_languages():
     p = MixtureIdentifier([full, partial], "a+b").distribution(["x"])
     assert np.allclose(p.sum(axis=1), 1.0)
     assert p[0, 0] == pytest.approx((0.1 + 0.5 * 0.4) / 2) and p[0, 1] == pytest.approx((0.2 + 0.2) / 2)
+
+
+def test_wrong_routes_are_bounded_at_a_bootstrap_percentile_over_languages():
+    from training.routing import _wrong_percentile
+
+    lang_of = np.repeat(np.arange(10), 20)  # 10 languages, 20 texts each; one language gets every wrong route
+    wrong = np.zeros((200, 1), dtype=bool)
+    wrong[:20, 0] = True
+    q = _wrong_percentile(wrong, lang_of, 10, np.random.default_rng(0))
+    assert q[0] > 10.0  # the mean is 10%; a new sample of languages may well hold it twice
+    assert _wrong_percentile(np.zeros((200, 1), dtype=bool), lang_of, 10, np.random.default_rng(0))[0] == 0.0
+
+
+def test_per_length_rule_prefers_the_simpler_backend_when_it_is_as_good():
+    from training.routing import per_length_rules
+
+    def measured(right_mix, right_single):
+        def row(right):
+            return {"threshold": 0.8, "right": right, "wrong": 1.0, "wrong_q90": 2.0, "fallback": 100 - right - 1}
+        return {"fasttext+langid": {"texts_per_second": 30000, "buckets": {"1-2 words": {"curve": [row(right_mix)]}}},
+                "langid": {"texts_per_second": 90000, "buckets": {"1-2 words": {"curve": [row(right_single)]}}}}
+
+    assert per_length_rules(measured(60.3, 60.0), {"1-2 words": 3.0})["1-2 words"]["backend"] == "langid"
+    assert per_length_rules(measured(61.0, 60.0), {"1-2 words": 3.0})["1-2 words"]["backend"] == "fasttext+langid"
+    assert per_length_rules(measured(61.0, 60.0), {"1-2 words": 1.5}) == {}  # the percentile, not the mean, is bounded

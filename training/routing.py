@@ -35,11 +35,18 @@ from training.corpus import read_emoji_topic, read_pairs, read_split_rows
 logger = logging.getLogger(__name__)
 
 #: Bump when the calibration's data or rule changes (the pipeline's stage cache is keyed by it).
-ROUTING_VERSION = 4
+ROUTING_VERSION = 5
 #: The identifier whose dev-split confusions define routing-aware sprachbunds' must-links.
 LINK_BACKEND = "fasttext"
-THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.995, 0.01),
+THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate([np.arange(0.30, 0.89, 0.025), np.arange(0.90, 0.995, 0.01),
                                                                [0.995, 0.999]]))
+#: A threshold must keep wrong routes within the bound at this percentile of a bootstrap over
+#: languages (and their texts): the rate a new sample of languages would see, not the dev mean.
+WRONG_PERCENTILE = 90
+BOOTSTRAP = 300
+#: Backends routing within this many points of the best are equivalent; the one with the fewest
+#: parts (then the faster) is chosen: a simpler rule that costs less per text.
+TOLERANCE = 0.5
 
 
 def emoji_half(emoji: str) -> str:
@@ -125,21 +132,43 @@ def rates(identifier: Any, data: list[tuple[str, str, str]], sprachbund_of: dict
     got = np.array([d.sprachbund or "" for d in decisions])
     conf = np.array([d.confidence for d in decisions])
     lang_ok = np.array([d.language == lang for d, (lang, _, _) in zip(decisions, data)])
+    lang_index = {lang: i for i, lang in enumerate(sorted({lang for lang, _, _ in data}))}
+    lang_of = np.array([lang_index[lang] for lang, _, _ in data])
     out: dict[str, Any] = {"texts_per_second": round(speed), "buckets": {}}
+    rng = np.random.default_rng(0)
     for bucket in BUCKETS:
         m = np.array([b == bucket for _, b, _ in data])
         if not m.any():
             continue
         right, routed = (got[m] == truth[m]), conf[m]
+        go = routed[:, None] >= np.asarray(thresholds)[None, :]  # [texts, thresholds]
+        wrong_q = _wrong_percentile(go & ~right[:, None], lang_of[m], len(lang_index), rng)
         rows = []
-        for t in thresholds:
-            go = routed >= t
-            rows.append({"threshold": t, "right": round(100 * float((go & right).mean()), 2),
-                         "wrong": round(100 * float((go & ~right).mean()), 2),
-                         "fallback": round(100 * float((~go).mean()), 2)})
+        for j, t in enumerate(thresholds):
+            rows.append({"threshold": t, "right": round(100 * float((go[:, j] & right).mean()), 2),
+                         "wrong": round(100 * float((go[:, j] & ~right).mean()), 2),
+                         "wrong_q90": round(float(wrong_q[j]), 2),
+                         "fallback": round(100 * float((~go[:, j]).mean()), 2)})
         out["buckets"][bucket] = {"n": int(m.sum()), "language_accuracy": round(100 * float(lang_ok[m].mean()), 2),
                                   "curve": rows}
     return out
+
+
+def _wrong_percentile(wrong: np.ndarray, lang_of: np.ndarray, n_langs: int, rng: np.random.Generator) -> np.ndarray:
+    """``WRONG_PERCENTILE`` of the wrong-route rate (%) per threshold over ``BOOTSTRAP`` resamples
+    of the languages (with replacement, each bringing its texts). ``wrong``: [texts, thresholds]."""
+    per_lang = np.zeros((n_langs, wrong.shape[1]))
+    np.add.at(per_lang, lang_of, wrong.astype(float))
+    n = np.bincount(lang_of, minlength=n_langs).astype(float)
+    present = np.flatnonzero(n > 0)
+    picks = rng.multinomial(len(present), np.full(len(present), 1.0 / len(present)), size=BOOTSTRAP).astype(float)
+    rate = 100 * (picks @ per_lang[present]) / np.maximum(picks @ n[present], 1.0)[:, None]
+    return np.percentile(rate, WRONG_PERCENTILE, axis=0)
+
+
+def _wrong(row: dict[str, Any]) -> float:
+    """The wrong-route rate a bound is checked against (the bootstrap percentile where measured)."""
+    return float(row.get("wrong_q90", row.get("wrong", 0.0)))
 
 
 def choose_threshold(measured: dict[str, Any], max_wrong_short: float, max_wrong_sentence: float) -> dict[str, Any] | None:
@@ -148,7 +177,7 @@ def choose_threshold(measured: dict[str, Any], max_wrong_short: float, max_wrong
     for i, t in enumerate(THRESHOLDS):
         short = buckets.get("1-2 words", {}).get("curve", [{}] * len(THRESHOLDS))[i]
         sent = buckets.get("sentence", {}).get("curve", [{}] * len(THRESHOLDS))[i]
-        if short.get("wrong", 0.0) <= max_wrong_short and sent.get("wrong", 0.0) <= max_wrong_sentence:
+        if _wrong(short) <= max_wrong_short and _wrong(sent) <= max_wrong_sentence:
             return {"threshold": t, **{b: v["curve"][i] for b, v in buckets.items()}}
     return None
 
@@ -213,10 +242,12 @@ def calibrate(
                          "languages": measured[b]["languages"],
                          "language_accuracy": {k: v["language_accuracy"] for k, v in measured[b]["buckets"].items()}}
                      for b in backends},
-        "rule": "default: lowest threshold with wrong routes within both bounds, backend routing most 1-2-word "
-                "strings right; per length bucket: for each backend the lowest threshold with that bucket's wrong "
-                "routes within its bound (1-2 words: the short bound, longer texts: the sentence bound), then the "
-                "backend routing most of the bucket right (ties: the faster)",
+        "rule": f"wrong routes are judged by their {WRONG_PERCENTILE}th percentile over {BOOTSTRAP} bootstrap "
+                "resamples of the dev languages; default: lowest threshold with wrong routes within both bounds, "
+                "backend routing most 1-2-word strings right; per length bucket: for each backend the lowest "
+                "threshold with that bucket's wrong routes within its bound (1-2 words: the short bound, longer "
+                f"texts: the sentence bound), then the backend routing most of the bucket right, backends within "
+                f"{TOLERANCE} points of the best counting as equal: the one with the fewest parts, then the faster",
         "by_length": by_length,
     }
     logger.info("routing: %s at P(sprachbund) >= %.3f; per length: %s", best, chosen[best]["threshold"],
@@ -229,20 +260,22 @@ def calibrate(
 
 def per_length_rules(measured: dict[str, Any], bounds: dict[str, float]) -> dict[str, dict[str, Any]]:
     """Per length bucket: the backend and threshold routing most texts right with wrong routes
-    within the bucket's bound (each backend at its lowest threshold meeting it; ties: the faster)."""
+    within the bucket's bound (each backend at its lowest threshold meeting it, judged by the
+    bootstrap percentile); backends within ``TOLERANCE`` points of the best count as equal and
+    the one with the fewest parts wins (then the faster)."""
     rules: dict[str, dict[str, Any]] = {}
     for bucket, bound in bounds.items():
-        best: tuple[tuple[float, float], dict[str, Any]] | None = None
+        candidates = []
         for backend, m in measured.items():
             curve = m["buckets"].get(bucket, {}).get("curve", [])
-            row = next((r for r in curve if r["wrong"] <= bound), None)
-            if row is None:
-                continue
-            key = (row["right"], m["texts_per_second"])
-            if best is None or key > best[0]:
-                best = (key, {"backend": backend, **row})
-        if best is not None:
-            rules[bucket] = best[1]
+            row = next((r for r in curve if _wrong(r) <= bound), None)
+            if row is not None:
+                candidates.append((backend, m["texts_per_second"], row))
+        if candidates:
+            top = max(row["right"] for _, _, row in candidates)
+            backend, _, row = min((c for c in candidates if c[2]["right"] >= top - TOLERANCE),
+                                  key=lambda c: (len(c[0].split("+")), -c[1]))
+            rules[bucket] = {"backend": backend, **row}
     return rules
 
 
