@@ -174,14 +174,14 @@ def test_rules_per_text_length_come_from_the_config(toy_router_dir, tmp_path):
     cfg = json.loads((root / CONFIG_NAME).read_text())
     sentence = "Die Katze sitzt auf der Matte und schläft in der Sonne"
     cfg["language_id"] = {"backend": "fasttext", "min_confidence": 0.5, "level": "sprachbund",
-                          "by_length": {"sentence": {"backend": "langid", "min_confidence": 0.5},
-                                        "1-2 words": {"backend": "fasttext", "min_confidence": 1.0}}}
+                          "by_length": {"sentence": {"backend": "fasttext", "min_confidence": 0.5},
+                                        "1-2 words": {"backend": "langid", "min_confidence": 1.0}}}
     (root / CONFIG_NAME).write_text(json.dumps(cfg))
     router = SprachbundRouter.from_pretrained(root)
     assert set(router._identifiers) == {"fasttext", "langid"}
     routes = router.route([sentence, "Katze Hund"])
-    assert routes[0].sprachbund == "west" and not routes[0].fallback  # langid @ 0.5 routes the sentence
-    assert routes[1].fallback and "< 1.00" in routes[1].reason  # no short text reaches P = 1.0
+    assert routes[0].sprachbund == "west" and not routes[0].fallback  # fasttext @ 0.5 routes the sentence
+    assert routes[1].fallback and "< 1.00" in routes[1].reason  # langid gives "Katze Hund" 0.9998, not 1.0
     for bad, key in (({"paragraph": {"backend": "langid", "min_confidence": 0.5}}, "by_length.paragraph"),
                      ({"sentence": {"backend": "cld9", "min_confidence": 0.5}}, "by_length.sentence.backend"),
                      ({"sentence": {"backend": "langid", "min_confidence": "high"}}, "by_length.sentence.min_confidence"),

@@ -85,6 +85,7 @@ class BuildConfig:
         must_link_rate: routing-aware sprachbunds: languages of which fastText names another
             language for at least this share of dev sentences are kept in one sprachbund (ward
             linkage; None = plain clustering). Measured by ``python -m training.routing_clusters``.
+        must_link_min_count: and for at least this many of its dev sentences.
         pooling_layer: ``hidden_states`` index for sentence vectors; None = measure on the
             dev split of ``selection_languages``.
         text_prefix: prefix for every input (None = measure "" and "query: ").
@@ -113,6 +114,7 @@ class BuildConfig:
     linkage: str = "ward"
     centre: bool = True
     must_link_rate: float | None = None
+    must_link_min_count: int = 1
     pooling_layer: int | None = None
     text_prefix: str | None = None
     selection_languages: list[str] = field(default_factory=lambda: ["de", "ru", "zh", "ar", "hi"])
@@ -140,6 +142,8 @@ class BuildConfig:
             raise ValueError(f"must_link_rate must be in (0, 1], got {self.must_link_rate}")
         if self.must_link_rate is not None and self.linkage != "ward":
             raise ValueError("must_link_rate (routing-aware sprachbunds) needs linkage = 'ward'")
+        if not isinstance(self.must_link_min_count, int) or self.must_link_min_count < 1:
+            raise ValueError(f"must_link_min_count must be an integer >= 1, got {self.must_link_min_count!r}")
         if self.sprachbund_models not in SPRACHBUND_MODELS:
             raise ValueError(f"sprachbund_models must be one of {SPRACHBUND_MODELS}, got {self.sprachbund_models!r}")
         if self.space is not None and self.sprachbund_models == "mlm":
@@ -314,9 +318,10 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         from sprachbund_router.language_id import make_identifier
         from training.routing import LINK_BACKEND, confusion_links, routing_set
 
-        found = confusion_links(make_identifier(LINK_BACKEND, langs), routing_set(corpus, langs, "dev"), config.must_link_rate)
+        found = confusion_links(make_identifier(LINK_BACKEND, langs), routing_set(corpus, langs, "dev"), config.must_link_rate,
+                                min_count=config.must_link_min_count)
         links = [(x["a"], x["b"]) for x in found if x["a"] in langs and x["b"] in langs]
-        report["must_link"] = {"rate": config.must_link_rate, "links": found,
+        report["must_link"] = {"rate": config.must_link_rate, "min_count": config.must_link_min_count, "links": found,
                                "from": "fasttext on the dev split's sentences (a -> b: share of a's sentences named b)"}
     sb = find_sprachbunds(langs, vecs, k=config.k, linkage=config.linkage, centre=config.centre,  # type: ignore[arg-type]
                           analysis_dir=out / "analysis", title=f"Representation sprachbunds ({config.name})",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import re
 import time
 import zlib
@@ -35,7 +36,7 @@ from training.corpus import read_emoji_topic, read_pairs, read_split_rows
 logger = logging.getLogger(__name__)
 
 #: Bump when the calibration's data or rule changes (the pipeline's stage cache is keyed by it).
-ROUTING_VERSION = 5
+ROUTING_VERSION = 7
 #: The identifier whose dev-split confusions define routing-aware sprachbunds' must-links.
 LINK_BACKEND = "fasttext"
 THRESHOLDS = tuple(round(float(t), 3) for t in np.concatenate([np.arange(0.30, 0.89, 0.025), np.arange(0.90, 0.995, 0.01),
@@ -89,13 +90,17 @@ def routing_set(corpus_dir: Path, languages: Sequence[str], split: str = "dev", 
 
     Firefox strings left in English (:func:`left_in_english`) are not text of the language and
     are left out; so are texts without letters. (English has no Firefox rows of its own: its
-    texts are its CLDR names.)
+    texts are its CLDR names.) The texts are shuffled (seeded by language) before the caps, so a
+    bucket is a random sample of both sources whatever the cap: taking the first ones in file
+    order filled the test split's smaller buckets with Firefox strings and the dev split's
+    larger ones with emoji names too, and calibration on dev then mis-predicted test.
     """
     out = []
     vocabulary = english_vocabulary(Path(corpus_dir))
     for lang in languages:
         texts = [x for x, en in read_pairs(corpus_dir, lang, split) if not left_in_english(x, en, vocabulary)]
         texts += [name for emoji, name, _ in read_emoji_topic(corpus_dir, lang) if emoji_half(emoji) == split]
+        random.Random(zlib.crc32(f"{lang}/{split}".encode())).shuffle(texts)
         buckets: dict[str, list[str]] = defaultdict(list)
         for text in texts:
             b = length_bucket(text)
@@ -115,7 +120,7 @@ def ood_routing_set(corpus_dir: Path, languages: Sequence[str], per_bucket: int 
         buckets: dict[str, int] = defaultdict(int)
         for text, en in read_ood_pairs(corpus_dir, lang):
             b = length_bucket(text)
-            if buckets[b] < per_bucket and has_letters(text) and not left_in_english(text, en, vocabulary):
+            if buckets[b] < per_bucket and has_letters(text) and not left_in_english(text, en, vocabulary):  # VLC: one source
                 buckets[b] += 1
                 out.append((lang, b, text))
     return out
@@ -329,9 +334,12 @@ if __name__ == "__main__":
 
 def confusion_links(
     identifier: Any, data: list[tuple[str, str, str]], min_rate: float = 0.05, buckets: Sequence[str] = ("sentence",),
+    min_count: int = 1,
 ) -> list[dict[str, Any]]:
     """Pairs of languages the identifier confuses on held-out dev text: ``a -> b`` when at least
-    ``min_rate`` of ``a``'s texts (in ``buckets``) get ``b`` as their most likely language.
+    ``min_rate`` of ``a``'s texts (in ``buckets``), and at least ``min_count`` of them, get ``b``
+    as their most likely language (a count keeps one or two sentences of a language with little
+    dev text from merging sprachbunds).
 
     These are the must-link constraints of routing-aware sprachbunds: languages that cannot be told
     apart should share a sprachbund, so that their probability mass routes them together.
@@ -348,5 +356,6 @@ def confusion_links(
         n[lang] += 1
         if g != lang:
             confused[(lang, g)] += 1
-    links = [{"a": a, "b": b, "rate": round(c / n[a], 4), "n": n[a]} for (a, b), c in confused.items() if c / n[a] >= min_rate]
+    links = [{"a": a, "b": b, "rate": round(c / n[a], 4), "n": n[a], "count": c} for (a, b), c in confused.items()
+             if c / n[a] >= min_rate and c >= min_count]
     return sorted(links, key=lambda x: (-x["rate"], x["a"], x["b"]))

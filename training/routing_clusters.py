@@ -82,7 +82,7 @@ def routing_of(groups: dict[str, list[str]], dev: dict[str, tuple[CachedIdentifi
 
 
 def run(router_dir: Path, corpus: Path, link_rates: Sequence[float], per_bucket_dev: int = 150,
-        per_bucket_test: int = 50) -> dict[str, Any]:
+        per_bucket_test: int = 50, min_counts: Sequence[int] = (1,)) -> dict[str, Any]:
     """Every grouping (as served, plain Ward recomputed, must-link at each rate) side by side."""
     config = RouterConfig.load(router_dir)
     langs, vecs = load_language_vectors(router_dir)
@@ -113,17 +113,18 @@ def run(router_dir: Path, corpus: Path, link_rates: Sequence[float], per_bucket_
     variants: dict[str, Any] = {"as served": describe(config.sprachbunds, None)}
     variants["ward, no links (recomputed)"] = describe(cluster_languages(langs, vecs, k, linkage, centre), None)
     ident_name = LINK_BACKEND
-    for rate in link_rates:
+    for rate, count in ((r, c) for c in min_counts for r in link_rates):
         ident, data = dev[ident_name]
-        links = confusion_links(ident, data, min_rate=rate)
+        links = confusion_links(ident, data, min_rate=rate, min_count=count)
         pairs = [(x["a"], x["b"]) for x in links if x["a"] in langs and x["b"] in langs]
         served_links[rate] = pairs
         comps = link_components(langs, pairs)
+        name = f"must-link, confusion >= {rate:g}" + (f", >= {count} sentences" if count > 1 else "")
         if len(comps) < k:
-            variants[f"must-link, confusion >= {rate:g}"] = {"links": links, "error": f"only {len(comps)} components"}
+            variants[name] = {"links": links, "error": f"only {len(comps)} components"}
             continue
         groups = cluster_languages(langs, vecs, k, linkage, centre, must_link=pairs)
-        variants[f"must-link, confusion >= {rate:g}"] = describe(groups, links)
+        variants[name] = describe(groups, links)
     return {"task": "routing-aware sprachbunds", "router": str(router_dir), "k": k,
             "links_from": f"{ident_name} on the dev split (sentences): a -> b when >= rate of a's sentences get b",
             "calibration": "per grouping and backend on the dev split (<= 3% wrong on 1-2 words, <= 1% on sentences); "
@@ -157,16 +158,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("router_dir", nargs="?", type=Path, default=None)
     parser.add_argument("--rates", default="0.2,0.1,0.05,0.02")
+    parser.add_argument("--min-counts", default="1,5", help="Minimum confused dev sentences for a link (each with every rate).")
     parser.add_argument("--corpus", type=Path, default=None)
     parser.add_argument("-o", "--output", type=Path, default=RESULTS / "routing_clusters.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
     result = run(args.router_dir or default_router_dir(), args.corpus or data_dir() / "corpus",
-                 [float(x) for x in args.rates.split(",")])
+                 [float(x) for x in args.rates.split(",")], min_counts=[int(x) for x in args.min_counts.split(",")])
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    result["command"] = "python -m training.routing_clusters " + " ".join(f"--rates {args.rates}".split())
+    result["command"] = f"python -m training.routing_clusters --rates {args.rates} --min-counts {args.min_counts}"
     print(_table(result))
     args.output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
 
