@@ -92,3 +92,61 @@ def test_codes_and_word_counts():
     assert [normalize_code(t) for t in ("pt-BR", "zh-CN", "nb-NO", "arb", "fil", "en-GB")] == ["pt", "zh", "nb", "ar", "tl", "en"]
     assert n_words("Das ist ein Test") == 4
     assert n_words("今天天气很好我们去公园") == 3
+
+
+def _write_mo(path, messages):
+    """A GNU gettext .mo file (little endian) from {msgid: msgstr}."""
+    import struct
+
+    messages = {"": "Content-Type: text/plain; charset=UTF-8\n", **messages}
+    keys = sorted(messages)
+    ids = b"".join(k.encode() + b"\0" for k in keys)
+    strs = b"".join(messages[k].encode() + b"\0" for k in keys)
+    n, start = len(keys), 7 * 4 + 16 * len(keys)
+    pos_i, pos_s = start, start + len(ids)
+    table_i, table_s = [], []
+    for k in keys:
+        table_i += [len(k.encode()), pos_i]
+        pos_i += len(k.encode()) + 1
+        table_s += [len(messages[k].encode()), pos_s]
+        pos_s += len(messages[k].encode()) + 1
+    header = struct.pack("<7I", 0x950412DE, 0, n, 28, 28 + 8 * n, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + struct.pack(f"<{2 * n}I", *table_i) + struct.pack(f"<{2 * n}I", *table_s) + ids + strs)
+
+
+def test_libreoffice_pairs_never_reach_held_out_text(tmp_path):
+    """LibreOffice catalogues become training pairs: context keys stripped, accelerators removed,
+    and nothing that equals a dev / test / out-of-domain text (English or translation), nothing
+    left in English, no duplicates."""
+    from training.libreoffice import build_pairs, package_languages, read_catalogue
+
+    corpus = tmp_path / "corpus"
+    (corpus / "parallel").mkdir(parents=True)
+    (corpus / "ood").mkdir()
+    (corpus / "parallel" / "de-en.tsv").write_text(
+        "k1\tDatei öffnen\tOpen file\ttest\n"
+        "k2\tSpeichern unter\tSave as\ttrain\n"
+        "k4\tTabelle jetzt hier einfügen\tInsert the table here now\ttrain\n"
+        "k3\tDas Dokument wurde gespeichert\tThe document was saved\tdev\n", encoding="utf-8")
+    (corpus / "ood" / "de-en.tsv").write_text("v1\tWiedergabe starten\tStart playback\n", encoding="utf-8")
+    mo = tmp_path / "x" / "de" / "LC_MESSAGES" / "sw.mo"
+    _write_mo(mo, {
+        "STR_OPEN\x04Open File": "Datei öffnen",                     # English equals a test row's (normalised)
+        "STR_PLAY\x04Start playback!": "Abspielen beginnen",         # English equals an out-of-domain row's
+        "STR_SAVED\x04The file was stored": "Das Dokument wurde gespeichert",  # translation equals a dev row's
+        "STR_SAVE\x04~Save As...": "Speichern ~unter...",             # kept: train rows are fair game
+        "STR_COL\x04Column %COLUMNNUMBER of $(ARG1)": "Spalte %COLUMNNUMBER von $(ARG1)",  # placeholders go
+        "STR_INSERT\x04Insert a new table into the document": "Eine neue Tabelle in das Dokument einfügen",
+        "STR_INSERT2\x04Insert a new table into the document.": "Neue Tabelle einfügen",  # duplicate English
+        "STR_EN\x04Insert the table here": "Insert the table here now",  # left in English
+    })
+    rows = read_catalogue(mo)
+    assert ("sw:STR_SAVE", "Save As...", "Speichern unter...") in rows  # context stripped, accelerators removed
+    counts = build_pairs(corpus, {"de": [mo]}, corpus / "extra" / "libreoffice")
+    kept = [line.split("\t") for line in (corpus / "extra" / "libreoffice" / "de-en.tsv").read_text().splitlines()]
+    assert sorted(en for _, _, en in kept) == ["Column of", "Insert a new table into the document", "Save As..."]
+    assert counts["de"]["pairs"] == 3 and counts["de"]["dropped"] == {"held-out text": 3, "duplicate": 1, "left in English": 1}
+    assert package_languages(["libreoffice-l10n-de", "libreoffice-l10n-pt-br", "libreoffice-l10n-zh-cn",
+                              "libreoffice-l10n-kmr", "libreoffice-l10n-in"]) == {
+        "de": "libreoffice-l10n-de", "zh": "libreoffice-l10n-zh-cn", "ku": "libreoffice-l10n-kmr"}
