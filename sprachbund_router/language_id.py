@@ -333,7 +333,8 @@ class NgramIdentifier:
                                   "[n, languages] and metadata 'languages' of matching sizes")
         if list(meta.get("orders", [])) != list(NGRAM_ORDERS):
             raise CheckpointError(f"{path} uses n-gram orders {meta.get('orders')}, this version reads {list(NGRAM_ORDERS)}")
-        self.languages = [lang for lang in stored if lang in set(languages)]
+        wanted = set(languages)
+        self.languages = [lang for lang in stored if lang in wanted]
         if not self.languages:
             raise CheckpointError(f"{path} knows none of the router languages {sorted(languages)}")
         cols = [stored.index(lang) for lang in self.languages]

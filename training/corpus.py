@@ -111,7 +111,7 @@ def _choose_locales(locales: list[str], preferred: dict[str, str] = PREFERRED_LO
     return chosen
 
 
-def _write_rows(path: Path, rows: list[tuple[str, ...]]) -> None:
+def write_rows(path: Path, rows: list[tuple[str, ...]]) -> None:
     """One row a line, fields joined by tabs (tabs and newlines inside fields become spaces)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = ("\t".join(f.replace("\t", " ").replace("\n", " ") for f in row) for row in rows)
@@ -171,7 +171,7 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
         for split in SPLITS:
             random.Random(f"{settings.seed}-{code}-{split}").shuffle(by_split[split])
             pairs += by_split[split]
-        _write_rows(out_dir / "parallel" / f"{code}-en.tsv", pairs)  # type: ignore[arg-type]
+        write_rows(out_dir / "parallel" / f"{code}-en.tsv", pairs)  # type: ignore[arg-type]
         counts[code]["firefox_locale"] = locale  # type: ignore[assignment]
         counts[code]["parallel_pairs"] = len(pairs)
         counts[code].update({f"parallel_{s}": len(by_split[s]) for s in SPLITS})
@@ -196,7 +196,7 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
                 rows.append((hashlib.sha1(en.encode()).hexdigest()[:12], xx, en))
             if len(rows) >= OOD_MIN:
                 random.Random(f"{settings.seed}-ood-{code}").shuffle(rows)
-                _write_rows(out_dir / "ood" / f"{code}-en.tsv", rows[:OOD_SIZE])
+                write_rows(out_dir / "ood" / f"{code}-en.tsv", rows[:OOD_SIZE])
                 counts[code]["ood_pairs"] = min(len(rows), OOD_SIZE)
                 counts[code]["ood_locale"] = locale  # type: ignore[assignment]
     else:
@@ -214,7 +214,7 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
             best[code] = decl
     for code, decl in sorted(best.items()):
         paras = decl.paragraphs  # type: ignore[attr-defined]
-        _write_rows(out_dir / "udhr" / f"{code}.tsv", list(paras.items()))
+        write_rows(out_dir / "udhr" / f"{code}.tsv", list(paras.items()))
         mono[code].extend(paras.values())
         counts[code]["udhr_paragraphs"] = len(paras)
         counts[code]["udhr_tag"] = decl.tag  # type: ignore[assignment,attr-defined]
@@ -226,13 +226,13 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
     sources.append(_source(uni, "debian", "Unicode License v3"))
     sources.append(_source(cldr, "npm", "Unicode License v3 (CLDR)"))
     groups = read_emoji_groups(next(uni_root.rglob("emoji-test.txt")))
-    _write_rows(out_dir / "labelled" / "emoji-topic" / "labels.tsv", sorted(groups.items()))
+    write_rows(out_dir / "labelled" / "emoji-topic" / "labels.tsv", sorted(groups.items()))
     # CLDR regional locales (en-GB...) hold only their differences: take the bare code
     chosen_cldr = _choose_locales(list(cldr_names := read_cldr_names(cldr.path)), preferred={})
     for code, locale in sorted(chosen_cldr.items()):
         names = {e: n for e, n in cldr_names[locale].items() if e in groups}
         if len(names) >= 100:
-            _write_rows(out_dir / "labelled" / "emoji-topic" / f"{code}.tsv", sorted(names.items()))
+            write_rows(out_dir / "labelled" / "emoji-topic" / f"{code}.tsv", sorted(names.items()))
             counts[code]["emoji_names"] = len(names)
 
     # ---- language families (URIEL, via the lang2vec wheel) for the analysis
@@ -248,7 +248,7 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
 
     for code, lines in mono.items():
         unique = list(dict.fromkeys(lines))
-        _write_rows(out_dir / "mono" / f"{code}.txt", [(t,) for t in unique])
+        write_rows(out_dir / "mono" / f"{code}.txt", [(t,) for t in unique])
         counts[code]["mono_units"] = len(unique)
         counts[code]["mono_words"] = sum(n_words(t) for t in unique)
 

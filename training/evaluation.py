@@ -351,12 +351,8 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         def pct(x: np.ndarray, m: np.ndarray) -> float:
             return round(100 * float(x[m].mean()), 2)
 
-        by_bucket = {}
-        for bucket in ("1-2 words", "3-5 words", "sentence"):
-            m = np.array([b == bucket for _, b, _ in data])
-            if m.any():
-                by_bucket[bucket] = {"language": pct(lang_ok, m), "sprachbund": pct(right, m), "wrong_sprachbund": pct(wrong, m),
-                                     "fallback": pct(~routed, m), "n": int(m.sum())}
+        by_bucket = {bucket: {"language": pct(lang_ok, m), **shares, "n": int(m.sum())}
+                     for bucket, m, shares in _route_shares(got, truth, data)}
         per_lang = {}
         for lang in langs:
             m = np.array([a == lang for a, _, _ in data])
@@ -365,8 +361,7 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         everything = np.ones(len(data), dtype=bool)
         in_common = np.array([a in common for a, _, _ in data])
         result["identifiers"][name] = {
-            "language": pct(lang_ok, everything), "sprachbund": pct(right, everything),
-            "wrong_sprachbund": pct(wrong, everything), "fallback": pct(~routed, everything),
+            "language": pct(lang_ok, everything), **_shares(got, truth, everything),
             "language_on_common": pct(lang_ok, in_common) if in_common.any() else None,
             "texts_per_second": round(speed[name]), "by_length": by_bucket, "per_language": per_lang,
         }
@@ -376,25 +371,33 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
 
     ood = ood_routing_set(corpus_dir, langs, per_bucket)
     if ood:  # the router's rules on software they were not calibrated on (and the n-gram model never saw)
-        ood_truth = [where[a] for a, _, _ in ood]
+        ood_truth = np.array([where[a] for a, _, _ in ood])
+        ood_texts = [t for _, _, t in ood]
         result["out_of_domain"] = {
             "data": "VLC interface strings (the out-of-domain set; strings left in English removed)", "n_texts": len(ood),
             "languages": sorted({a for a, _, _ in ood}),
-            "identifiers": {name: _route_rates(run([t for _, _, t in ood]), ood, ood_truth) for name, run in runners.items()},
+            "identifiers": {
+                name: {bucket: {**shares, "n": int(m.sum())} for bucket, m, shares in _route_shares(
+                    np.array([d.sprachbund if d.reason is None else "" for d in run(ood_texts)]), ood_truth, ood)}
+                for name, run in runners.items()},
         }
     return result
 
 
-def _route_rates(decisions: Sequence[Any], data: Sequence[tuple[str, str, str]], truth: Sequence[str]) -> dict[str, Any]:
-    """Right / wrong / fallback sprachbund shares (%) per length bucket."""
-    out = {}
+def _shares(got: np.ndarray, truth: np.ndarray, m: np.ndarray) -> dict[str, float]:
+    """Right / wrong / fallback sprachbund shares (%) of the rows ``m`` (``got``: "" = fell back)."""
+    routed = got[m] != ""
+    right = routed & (got[m] == truth[m])
+    return {"sprachbund": round(100 * float(right.mean()), 2), "wrong_sprachbund": round(100 * float((routed & ~right).mean()), 2),
+            "fallback": round(100 * float((~routed).mean()), 2)}
+
+
+def _route_shares(got: np.ndarray, truth: np.ndarray, data: Sequence[tuple[str, str, str]]
+                  ) -> list[tuple[str, np.ndarray, dict[str, float]]]:
+    """(bucket, row mask, :func:`_shares`) for each length bucket with texts."""
+    out = []
     for bucket in ("1-2 words", "3-5 words", "sentence"):
-        rows = [i for i, (_, b, _) in enumerate(data) if b == bucket]
-        if not rows:
-            continue
-        routed = [decisions[i].reason is None for i in rows]
-        right = [r and decisions[i].sprachbund == truth[i] for r, i in zip(routed, rows)]
-        out[bucket] = {"sprachbund": round(100 * sum(right) / len(rows), 2),
-                       "wrong_sprachbund": round(100 * (sum(routed) - sum(right)) / len(rows), 2),
-                       "fallback": round(100 * (len(rows) - sum(routed)) / len(rows), 2), "n": len(rows)}
+        m = np.array([b == bucket for _, b, _ in data])
+        if m.any():
+            out.append((bucket, m, _shares(got, truth, m)))
     return out

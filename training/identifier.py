@@ -91,8 +91,11 @@ def fit_scaling(identifier: NgramIdentifier, dev: Sequence[tuple[str, str]]) -> 
 
 
 def train_ngram(corpus_dir: Path, languages: Sequence[str], out_dir: Path, min_count: int = 2,
-                max_features: int = 100_000, alpha: float = 0.01) -> dict[str, Any]:
+                max_features: int = 100_000, alpha: float = 0.01, texts: dict[str, list[str]] | None = None
+                ) -> dict[str, Any]:
     """Train the n-gram identifier on the router's ``languages`` and write it to ``out_dir / NGRAM_FILE``.
+
+    ``texts``: training text per language (default: :func:`training_texts` of the corpus).
 
     Returns:
         A report: texts per language, features kept, seconds, languages without text.
@@ -100,7 +103,7 @@ def train_ngram(corpus_dir: Path, languages: Sequence[str], out_dir: Path, min_c
     from sprachbund_router.config import save_tensors
 
     started = time.perf_counter()
-    texts = training_texts(corpus_dir, languages)
+    texts = training_texts(corpus_dir, languages) if texts is None else texts
     langs = [lang for lang in sorted(texts) if texts[lang]]
     empty = sorted(set(languages) - set(langs))
     if empty:

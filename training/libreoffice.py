@@ -87,6 +87,7 @@ def held_out_texts(corpus_dir: Path, languages: Sequence[str]) -> tuple[set[str]
 
 def build_pairs(corpus_dir: Path, catalogues: dict[str, list[Path]], out_dir: Path) -> dict[str, Any]:
     """Write the training pairs of each language from its catalogues; returns the counts."""
+    from training.corpus import write_rows
     from training.routing import english_vocabulary, left_in_english
 
     held_english, held_own = held_out_texts(corpus_dir, sorted(catalogues))
@@ -109,8 +110,7 @@ def build_pairs(corpus_dir: Path, catalogues: dict[str, list[Path]], out_dir: Pa
                 else:
                     seen.add(norm_en)
                     rows.append((key, xx, en))
-        (out_dir / f"{lang}-en.tsv").write_text(
-            "".join("\t".join(f.replace("\t", " ").replace("\n", " ") for f in r) + "\n" for r in rows), encoding="utf-8")
+        write_rows(out_dir / f"{lang}-en.tsv", rows)
         counts[lang] = {"pairs": len(rows), "sentence_like": sum(len(en.split()) >= 5 for _, _, en in rows),
                         "dropped": dict(why)}
     return counts
@@ -151,33 +151,26 @@ def measure_identifier(corpus_dir: Path, router_dir: Path, per_language: int = 3
     import random
     import tempfile
 
-    import training.identifier as identifier
     from sprachbund_router.config import RouterConfig
     from sprachbund_router.language_id import NgramIdentifier
+    from training.identifier import train_ngram, training_texts
     from training.routing import THRESHOLDS, WRONG_PERCENTILE, rates, routing_set
 
     groups = RouterConfig.load(router_dir).sprachbunds
     where = {lang: g for g, members in groups.items() for lang in members}
     langs = sorted(where)
     dev, test = routing_set(corpus_dir, langs, "dev"), routing_set(corpus_dir, langs, "test", 50)
-    plain = identifier.training_texts
-
-    def with_libreoffice(corpus: Path, languages: Sequence[str]) -> dict[str, list[str]]:
-        out = plain(corpus, languages)
-        for lang in languages:
-            rows = read_pairs_file(corpus, lang)
-            random.Random(0).shuffle(rows)
-            out[lang] = out.get(lang, []) + [text for _, text, _ in rows[:per_language]]
-        return out
+    plain = training_texts(corpus_dir, langs)
+    extended = {}
+    for lang in langs:
+        rows = read_pairs_file(corpus_dir, lang)
+        random.Random(0).shuffle(rows)
+        extended[lang] = plain.get(lang, []) + [text for _, text, _ in rows[:per_language]]
 
     results = {}
     root = Path(work or tempfile.mkdtemp(prefix="sbr-lo-"))
-    for name, texts in (("firefox + udhr", plain), (f"+ {per_language} LibreOffice strings", with_libreoffice)):
-        identifier.training_texts = texts  # type: ignore[assignment]
-        try:
-            report = identifier.train_ngram(corpus_dir, langs, root / name.replace(" ", "_"), max_features=max_features)
-        finally:
-            identifier.training_texts = plain  # type: ignore[assignment]
+    for name, texts in (("firefox + udhr", plain), (f"+ {per_language} LibreOffice strings", extended)):
+        report = train_ngram(corpus_dir, langs, root / name.replace(" ", "_"), max_features=max_features, texts=texts)
         ident = NgramIdentifier(langs, root / name.replace(" ", "_"))
         d, t = rates(ident, dev, where, THRESHOLDS)["buckets"], rates(ident, test, where, THRESHOLDS)["buckets"]
         i = next((j for j, r in enumerate(d["1-2 words"]["curve"]) if r["wrong_q90"] <= 3.0), None)

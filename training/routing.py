@@ -101,13 +101,18 @@ def routing_set(corpus_dir: Path, languages: Sequence[str], split: str = "dev", 
         texts = [x for x, en in read_pairs(corpus_dir, lang, split) if not left_in_english(x, en, vocabulary)]
         texts += [name for emoji, name, _ in read_emoji_topic(corpus_dir, lang) if emoji_half(emoji) == split]
         random.Random(zlib.crc32(f"{lang}/{split}".encode())).shuffle(texts)
-        buckets: dict[str, list[str]] = defaultdict(list)
-        for text in texts:
-            b = length_bucket(text)
-            if len(buckets[b]) < per_bucket and has_letters(text):
-                buckets[b].append(text)
-        out += [(lang, b, t) for b, ts in buckets.items() for t in ts]
+        out += _per_bucket(lang, texts, per_bucket)
     return out
+
+
+def _per_bucket(lang: str, texts: Sequence[str], per_bucket: int) -> list[tuple[str, str, str]]:
+    """(lang, bucket, text) for the first ``per_bucket`` texts with letters of each length bucket."""
+    buckets: dict[str, list[str]] = defaultdict(list)
+    for text in texts:
+        b = length_bucket(text)
+        if len(buckets[b]) < per_bucket and has_letters(text):
+            buckets[b].append(text)
+    return [(lang, b, t) for b, ts in buckets.items() for t in ts]
 
 
 def ood_routing_set(corpus_dir: Path, languages: Sequence[str], per_bucket: int = 150) -> list[tuple[str, str, str]]:
@@ -116,13 +121,9 @@ def ood_routing_set(corpus_dir: Path, languages: Sequence[str], per_bucket: int 
 
     out = []
     vocabulary = english_vocabulary(Path(corpus_dir))
-    for lang in languages:
-        buckets: dict[str, int] = defaultdict(int)
-        for text, en in read_ood_pairs(corpus_dir, lang):
-            b = length_bucket(text)
-            if buckets[b] < per_bucket and has_letters(text) and not left_in_english(text, en, vocabulary):  # VLC: one source
-                buckets[b] += 1
-                out.append((lang, b, text))
+    for lang in languages:  # one source, so file order needs no shuffle
+        texts = [x for x, en in read_ood_pairs(corpus_dir, lang) if not left_in_english(x, en, vocabulary)]
+        out += _per_bucket(lang, texts, per_bucket)
     return out
 
 

@@ -246,15 +246,21 @@ _TILDE = re.compile(r"~(?=\w)")
 _LO_PLACEHOLDER = re.compile(r"%[A-Z][A-Z0-9_]*%?|%\d+|\$\(ARG\d+\)|\$[a-z_]+\$|#\d+")
 
 
-def read_mo_entries(path: Path) -> list[tuple[str, str, str]]:
+def read_mo_entries(path: Path, split_context: bool = True, libreoffice: bool = True) -> list[tuple[str, str, str]]:
     """(msgctxt, cleaned English msgid, cleaned translation) of a gettext ``.mo`` catalogue.
 
-    Plural entries keep their singular form; keyboard accelerators (``&File``, ``_Open``,
-    LibreOffice's ``~Save``), placeholders (printf, LibreOffice's ``%NAME``, ``$(ARG1)``) and markup are removed (see
-    :func:`clean_message`); untranslated and
-    identical messages are skipped. The context is empty for catalogues without one.
+    Plural entries keep their singular form; keyboard accelerators (``&File``, ``_Open``), printf
+    placeholders and markup are removed (see :func:`clean_message`); untranslated and identical
+    messages are skipped. ``split_context``: the ``msgctxt\x04`` prefix is split off (the context
+    is empty for catalogues without one); ``libreoffice``: LibreOffice's ``~`` accelerators and
+    ``%NAME`` / ``$(ARG1)`` placeholders are removed too.
     """
     import gettext
+
+    def clean(text: str) -> str | None:
+        if libreoffice:
+            text = _TILDE.sub("", _LO_PLACEHOLDER.sub(" ", text))
+        return clean_message(_ACCEL.sub("", text))
 
     with path.open("rb") as handle:
         catalog = gettext.GNUTranslations(handle)._catalog  # type: ignore[attr-defined]
@@ -264,11 +270,10 @@ def read_mo_entries(path: Path) -> list[tuple[str, str, str]]:
             if key[1] != 0:
                 continue
             key = key[0]
-        if not key or not value or not isinstance(value, str) or key == value:
+        if not key or not value or key == value:
             continue
-        context, _, msgid = key.rpartition("\x04")
-        en = clean_message(_ACCEL.sub("", _TILDE.sub("", _LO_PLACEHOLDER.sub(" ", msgid))))
-        xx = clean_message(_ACCEL.sub("", _TILDE.sub("", _LO_PLACEHOLDER.sub(" ", value))))
+        context, _, msgid = key.rpartition("\x04") if split_context else ("", "", key)
+        en, xx = clean(msgid), clean(value)
         if en and xx and en != xx:
             out.append((context, en, xx))
     return out
@@ -277,26 +282,11 @@ def read_mo_entries(path: Path) -> list[tuple[str, str, str]]:
 def read_mo(path: Path) -> dict[str, str]:
     """English msgid -> cleaned translation from a gettext ``.mo`` catalogue (VLC's).
 
-    Like :func:`read_mo_entries` but the msgid is kept whole: VLC's few context-qualified
-    messages (689 of 418k keys) keep their ``context\x04`` prefix. Changing that changes the
-    out-of-domain test set, so it waits for a corpus format bump.
+    The msgid is kept whole: VLC's few context-qualified messages (689 of 418k keys) keep their
+    ``context\x04`` prefix. Splitting it off changes the out-of-domain test set, so it waits for a
+    corpus format bump.
     """
-    import gettext
-
-    with path.open("rb") as handle:
-        catalog = gettext.GNUTranslations(handle)._catalog  # type: ignore[attr-defined]
-    out: dict[str, str] = {}
-    for key, value in catalog.items():
-        if isinstance(key, tuple):
-            if key[1] != 0:
-                continue
-            key = key[0]
-        if not key or not value or key == value:
-            continue
-        en, xx = clean_message(_ACCEL.sub("", key)), clean_message(_ACCEL.sub("", value))
-        if en and xx and en != xx:
-            out[en] = xx
-    return out
+    return {en: xx for _, en, xx in read_mo_entries(path, split_context=False, libreoffice=False)}
 
 
 # ------------------------------------------------------------------------------ UDHR
