@@ -248,3 +248,48 @@ def test_fit_space_recovers_sprachbund_rotations(tmp_path):
     assert set(auto.report["train_pairs"]) == {"xa", "ya", "xb", "yb"}
     for lang, n in auto.report["train_pairs"].items():
         assert n == len(read_pairs(tmp_path, lang, "train"))
+
+
+def test_extra_libreoffice_pairs_feed_the_maps_but_never_held_out_text(tmp_path):
+    """Extra training pairs (the LibreOffice source) are read per language, capped, counted per
+    source, and rows repeating a dev/test text are dropped even when the source file has them;
+    with few corpus training rows they are what makes sprachbund maps work."""
+    from training.corpus import read_pair_rows, read_pairs
+    from training.space import SpaceSettings, fit_space, top1_both, train_pairs
+    from training.space_report import make_space, served_by
+
+    groups = {"a": ["xa", "ya"], "b": ["xb", "yb"]}
+    embed = _synthetic_corpus(tmp_path, groups)
+    extra = tmp_path / "extra" / "libreoffice"
+    extra.mkdir(parents=True)
+    held = {}
+    for lang in ("xa", "ya", "xb", "yb"):
+        held[lang] = [r for r in read_pair_rows(tmp_path, lang) if r[3] != "train"][:5]
+        rows = [(f"lo:{i}", f"{lang} extra number {i}", f"english extra number {i}") for i in range(300)]
+        rows += [(f"leak:{r[0]}", r[1], r[2]) for r in held[lang]]  # a source file that repeats held-out texts
+        (extra / f"{lang}-en.tsv").write_text("".join("\t".join(r) + "\n" for r in rows))
+    (extra / "counts.json").write_text(json.dumps({"languages": {}, "requested": ["xa", "xb", "ya", "yb"]}))
+
+    from training.space import held_out_texts
+
+    banned = held_out_texts(tmp_path, ["xa", "ya", "xb", "yb"])
+    got = train_pairs(tmp_path, "xa", 10, ["libreoffice"], 10_000, banned)
+    assert len(got["firefox"]) == 10 and len(got["libreoffice"]) == 300
+    assert not {x for x, _ in got["libreoffice"]} & {r[1] for r in held["xa"]}
+    assert len(train_pairs(tmp_path, "xa", 10, ["libreoffice"], 50, banned)["libreoffice"]) == 50
+
+    def test_score(settings):
+        serve = served_by(make_space(fit_space(embed, tmp_path, groups, settings), groups, settings))
+        return float(np.mean([top1_both(serve(lang, embed([p[0] for p in pairs])), serve("en", embed([p[1] for p in pairs])))
+                              for lang in ("xa", "ya", "xb", "yb") for pairs in [read_pairs(tmp_path, lang, "test")]]))
+
+    few = SpaceSettings(maps="sprachbund", shrink=[0.0], min_mean_sentences=10, max_train_pairs=8)
+    more = SpaceSettings(maps="sprachbund", shrink=[0.0], min_mean_sentences=10, max_train_pairs=8,
+                         extra_pairs=["libreoffice"], max_extra_pairs=200)
+    assert test_score(more) > 0.95 > test_score(few) + 0.1  # 16 rows per sprachbund cannot fit a 24-dim rotation
+    fitted = fit_space(embed, tmp_path, groups, more)
+    assert fitted.report["train_pairs_by_source"]["xa"] == {"firefox": 8, "libreoffice": 200}
+    with pytest.raises(ValueError, match="extra_pairs: unknown source"):
+        SpaceSettings(extra_pairs=["wikipedia"])
+    # the shipped default space keeps its key: settings without extra sources hash as before
+    assert "extra_pairs" not in SpaceSettings().key_fields() and "extra_pairs" in more.key_fields()

@@ -115,6 +115,40 @@ def _write_mo(path, messages):
     path.write_bytes(header + struct.pack(f"<{2 * n}I", *table_i) + struct.pack(f"<{2 * n}I", *table_s) + ids + strs)
 
 
+def test_help_pages_align_on_paragraph_ids(tmp_path):
+    """Help paragraphs pair up by the ids two languages' copies of a page share: markup removed,
+    entities decoded, a line break kept as a space, the first copy of a repeated id, pages or ids
+    one side lacks left out; the out-of-domain set is read back as (text, English)."""
+    from training.libreoffice import help_pairs, read_help_page, read_help_set
+
+    en, de = tmp_path / "en-US" / "text" / "swriter", tmp_path / "de" / "text" / "swriter"
+    en.mkdir(parents=True)
+    de.mkdir(parents=True)
+    (en / "a.html").write_text(
+        '<h1 id="hd_id1" class="heading">Tables</h1>'
+        '<p id="par_id2" class="paragraph"><span class="avis">In the <span class="emph">General</span> section, '
+        'choose &quot;Insert&quot;.</span></p>'
+        '<p id="par_id3">First line<br/>second line</p><p id="par_id2">a repeated id</p>'
+        '<p id="par_id4">Only in English</p><p class="x">no id</p>', encoding="utf-8")
+    (de / "a.html").write_text(
+        '<h1 id="hd_id1">Tabellen</h1><p id="par_id2">Wählen Sie im Bereich <span>Allgemein</span> '
+        '&quot;Einfügen&quot;.</p><p id="par_id3">Erste Zeile<br>zweite Zeile</p>', encoding="utf-8")
+    (en / "only-en.html").write_text('<p id="par_id9">Nothing to pair with</p>', encoding="utf-8")
+    page = read_help_page(en / "a.html")
+    assert page["par_id2"] == 'In the General section, choose "Insert".'
+    assert page["par_id3"] == "First line second line" and "no id" not in page.values()
+    rows = help_pairs(tmp_path / "en-US", tmp_path / "de")
+    assert rows == [("text/swriter/a.html#hd_id1", "Tabellen", "Tables"),
+                    ("text/swriter/a.html#par_id2", 'Wählen Sie im Bereich Allgemein "Einfügen".',
+                     'In the General section, choose "Insert".'),
+                    ("text/swriter/a.html#par_id3", "Erste Zeile zweite Zeile", "First line second line")]
+    out = tmp_path / "corpus" / "extra" / "libreoffice-help"
+    out.mkdir(parents=True)
+    (out / "de-en.tsv").write_text("".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
+    assert read_help_set(tmp_path / "corpus", "de")[0] == ("Tabellen", "Tables")
+    assert read_help_set(tmp_path / "corpus", "fr") == []
+
+
 def test_libreoffice_pairs_never_reach_held_out_text(tmp_path):
     """LibreOffice catalogues become training pairs: context keys stripped, accelerators removed,
     and nothing that equals a dev / test / out-of-domain text (English or translation), nothing

@@ -36,12 +36,16 @@ class AdapterSettings:
     Attributes:
         r / alpha / dropout: LoRA rank, scaling numerator and dropout.
         target_modules: linear layers that get LoRA matrices (BERT / XLM-R names).
+        layers: transformer layers (0-based) that get them; None: every layer. Adapting only
+            the top layers makes a step cheaper (nothing below them needs gradients).
         steps: optimizer updates per adapter.
         all_steps: updates of the all-languages baseline (None: ``steps`` x number of
             sprachbunds, the same compute as all sprachbund adapters together).
         batch_size / lr / warmup_ratio: optimisation.
         max_seq_length: token limit while training.
         max_pairs_per_language: training pairs per language (training split only).
+        extra_pairs / max_extra_pairs: more training pairs per language from other sources
+            (``"libreoffice"``), as for the vector space's maps (:func:`training.space.train_pairs`).
         report_pairs: held-out pairs per language with which a build scores the adapters
             against the base, its space and the baselines (0: no report); not a training setting.
         device: ``"cpu"``, ``"cuda"`` or None (cuda when available).
@@ -55,6 +59,7 @@ class AdapterSettings:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    layers: list[int] | None = None
     steps: int = 200
     all_steps: int | None = None
     batch_size: int = 32
@@ -62,6 +67,8 @@ class AdapterSettings:
     warmup_ratio: float = 0.1
     max_seq_length: int = 64
     max_pairs_per_language: int = 800
+    extra_pairs: list[str] = field(default_factory=list)
+    max_extra_pairs: int = 0
     report_pairs: int = 400
     device: str | None = None
     bf16: bool = True
@@ -118,14 +125,25 @@ def _length_sampler_class() -> type:
 
 def distillation_rows(
     corpus: Path, languages: Sequence[str], teacher_en: Callable[[list[str]], np.ndarray], max_pairs: int, anchor: str = "en",
+    extra: Sequence[str] = (), max_extra: int = 0,
 ) -> tuple[list[str], np.ndarray]:
-    """(texts, targets): each training pair gives (xx, teacher(en)) and (en, teacher(en))."""
+    """(texts, targets): each training pair gives (xx, teacher(en)) and (en, teacher(en)).
+
+    Pairs are the corpus's training split (at most ``max_pairs`` per language) and, with
+    ``extra``, up to ``max_extra`` pairs per language from those sources, none of them a
+    held-out text (:func:`training.space.train_pairs`).
+    """
+    from training.space import held_out_texts, train_pairs
+
     texts: list[str] = []
     english: list[str] = []
+    banned = held_out_texts(corpus, list(languages)) if extra and max_extra else None
     for lang in languages:
         if lang == anchor:
             continue
-        for xx, en in read_pairs(corpus, lang, "train")[:max_pairs]:
+        rows = (read_pairs(corpus, lang, "train")[:max_pairs] if banned is None else
+                [r for v in train_pairs(corpus, lang, max_pairs, extra, max_extra, banned).values() for r in v])
+        for xx, en in rows:
             texts += [xx, en]
             english += [en, en]
     if not texts:
@@ -154,7 +172,8 @@ def train_adapter(
     # peft wraps the transformers model inside sentence-transformers' Transformer module (peft's own
     # entry point: transformers' add_adapter insists on a newer peft than the registries carry)
     # the encoder's layers only (a pooler, unused by mean pooling, would get dead matrices)
-    pattern = r".*(encoder\.layer|layers)\.\d+\..*\b(" + "|".join(settings.target_modules) + r")$"
+    layers = r"\d+" if settings.layers is None else "(?:" + "|".join(str(i) for i in settings.layers) + ")"
+    pattern = r".*(encoder\.layer|layers)\." + layers + r"\..*\b(" + "|".join(settings.target_modules) + r")$"
     lora = LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                       target_modules=pattern)
     attr = "model" if isinstance(getattr(type(body), "auto_model", None), property) else "auto_model"  # sentence-transformers 6 / 3-5
@@ -210,7 +229,12 @@ def train_adapters(
                 logger.info("adapter %s is already trained", name)
                 out[name] = old
                 continue
-        texts, targets = distillation_rows(corpus, members, teacher_en, settings.max_pairs_per_language)
+        if settings.extra_pairs and settings.max_extra_pairs:
+            from training.libreoffice import ensure_pairs
+
+            ensure_pairs(corpus, [m for m in members if m != "en"])
+        texts, targets = distillation_rows(corpus, members, teacher_en, settings.max_pairs_per_language, extra=settings.extra_pairs,
+                                           max_extra=settings.max_extra_pairs)
         if not texts:
             logger.warning("adapter %s: no training pairs for %s; skipped", name, members)
             continue
@@ -224,7 +248,13 @@ def train_adapters(
 
 def _training_part(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings that change what an adapter learns (not where it ran or how it is reported)."""
-    return {k: v for k, v in settings.items() if k not in ("device", "report_pairs")}
+    out = {k: v for k, v in settings.items() if k not in ("device", "report_pairs")}
+    if out.get("layers", None) is None:  # every layer, as adapters trained before the setting existed
+        out.pop("layers", None)
+    if not out.get("extra_pairs"):  # likewise: no extra sources
+        out.pop("extra_pairs", None)
+        out.pop("max_extra_pairs", None)
+    return out
 
 
 def build_adapters(

@@ -14,10 +14,15 @@ into an evaluation:
 - everything is training data; counts per language (kept and dropped, by reason) are reported.
 
 It writes ``<corpus>/extra/libreoffice/<lang>-en.tsv`` (``key <TAB> text <TAB> English``) and
-``counts.json``; the build does not read them yet (next: the space's maps, the adapters and the
-n-gram identifier's training text).
+``counts.json``. The build reads them where a config asks for them (``extra_pairs = ["libreoffice"]``
+in ``[space]`` for the maps, in ``[adapters]`` for the distillation pairs) and builds them then if
+they are missing (:func:`ensure_pairs`).
 
-    python -m training.libreoffice [--languages de,fr,...] [--corpus DIR] [--measure-identifier N]
+    python -m training.libreoffice [--languages de,fr,...] [--corpus DIR] [--help-set N] [--measure-identifier N]
+
+``--help-set N`` also builds an **out-of-domain test set** from the help pages
+(``libreoffice-help-*``, 29 router languages): up to N paragraphs per language, aligned on the
+paragraph ids every language's copy of a page shares, none equal to any training or test text.
 """
 
 from __future__ import annotations
@@ -135,9 +140,41 @@ def fetch_catalogues(languages: Sequence[str], cache_dir: Path) -> tuple[dict[st
     return catalogues, sources
 
 
-def read_pairs_file(corpus_dir: Path, lang: str) -> list[tuple[str, str, str]]:
-    """(key, text, English) rows written by :func:`build_pairs` (empty when none)."""
-    path = Path(corpus_dir) / "extra" / "libreoffice" / f"{lang}-en.tsv"
+def build(corpus_dir: Path, languages: Sequence[str], downloads: Path) -> dict[str, Any]:
+    """Fetch the catalogues of ``languages``, write their pairs and ``counts.json``; the report."""
+    started = time.perf_counter()
+    catalogues, sources = fetch_catalogues(languages, downloads)
+    out_dir = Path(corpus_dir) / "extra" / "libreoffice"
+    counts = build_pairs(Path(corpus_dir), catalogues, out_dir)
+    report = {"languages": counts, "requested": sorted(languages), "sources": sources,
+              "seconds": round(time.perf_counter() - started, 1), "total_pairs": sum(c["pairs"] for c in counts.values()),
+              "rule": "train only; dropped when the normalised English or translation equals a dev, test or "
+                      "out-of-domain text, when left in English, or duplicated"}
+    (out_dir / "counts.json").write_text(json.dumps(report, indent=1) + "\n")
+    logger.info("LibreOffice: %d pairs in %d languages in %.0f s", report["total_pairs"], len(counts), report["seconds"])
+    return report
+
+
+def ensure_pairs(corpus_dir: Path, languages: Sequence[str], downloads: Path | None = None) -> dict[str, Any]:
+    """The pairs of ``languages``, built (about a minute) unless ``counts.json`` already covers them."""
+    counts = Path(corpus_dir) / "extra" / "libreoffice" / "counts.json"
+    before: set[str] = set()
+    if counts.is_file():
+        report = json.loads(counts.read_text())
+        before = set(report.get("requested", report.get("languages", {})))
+        if not set(languages) - before:
+            return report
+    if downloads is None:
+        from sprachbund_router.paths import data_dir
+
+        downloads = data_dir() / "downloads"
+    return build(corpus_dir, sorted(before | set(languages)), downloads)  # counts.json keeps covering the earlier ones
+
+
+def read_pairs_file(corpus_dir: Path, lang: str, source: str = "libreoffice") -> list[tuple[str, str, str]]:
+    """(key, text, English) rows written by :func:`build_pairs` (or :func:`build_help_set` for
+    ``source="libreoffice-help"``); empty when none."""
+    path = Path(corpus_dir) / "extra" / source / f"{lang}-en.tsv"
     if not path.is_file():
         return []
     return [tuple(r) for r in (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()) if len(r) == 3]  # type: ignore[misc]
@@ -185,6 +222,134 @@ def measure_identifier(corpus_dir: Path, router_dir: Path, per_language: int = 3
             "rule": f"1-2 words: lowest threshold with wrong routes <= 3% at the {WRONG_PERCENTILE}th bootstrap percentile on dev"}
 
 
+HELP_PREFIX = "libreoffice-help-"
+HELP_ENGLISH = "libreoffice-help-en-us"
+#: Paragraphs and headings of the help pages carry ids shared by every language's copy.
+_HELP_PARAGRAPH = re.compile(r'<(p|h[1-6]|td)\b[^>]*\bid="((?:par|hd)_id\w+)"[^>]*>(.*?)</\1>', re.S)
+_TAG = re.compile(r"<[^>]+>")
+_BREAK = re.compile(r"<br\s*/?>|</(?:p|div|li|td|h[1-6])>", re.I)
+
+
+def read_help_page(path: Path) -> dict[str, str]:
+    """Paragraph id -> plain text of one help page (tags removed, entities decoded; first copy of an id)."""
+    import html
+
+    out: dict[str, str] = {}
+    for _, pid, body in _HELP_PARAGRAPH.findall(path.read_text(encoding="utf-8", errors="replace")):
+        text = " ".join(html.unescape(_TAG.sub("", _BREAK.sub(" ", body))).split())
+        if text and pid not in out:
+            out[pid] = text
+    return out
+
+
+def help_pairs(english_root: Path, root: Path) -> list[tuple[str, str, str]]:
+    """(``page#id``, text, English) of every paragraph id two help trees share, in page order."""
+    rows = []
+    for page in sorted(english_root.rglob("*.html")):
+        rel = page.relative_to(english_root)
+        other = root / rel
+        if not other.is_file():
+            continue
+        en, xx = read_help_page(page), read_help_page(other)
+        rows += [(f"{rel.as_posix()}#{pid}", xx[pid], text) for pid, text in en.items() if pid in xx]
+    return rows
+
+
+def build_help_set(corpus_dir: Path, languages: Sequence[str], downloads: Path, per_language: int = 500,
+                   min_words: int = 5, max_chars: int = 400) -> dict[str, Any]:
+    """An out-of-domain test set of help paragraphs (Debian ``libreoffice-help-*``), aligned on the
+    paragraph ids the pages share: ``<corpus>/extra/libreoffice-help/<lang>-en.tsv`` and ``counts.json``.
+
+    Help pages are prose about the program, not interface strings. No paragraph of them is ever
+    trained on, and a paragraph is dropped when its normalised English or translation equals any
+    text of the corpus (every Firefox split, VLC) or of the LibreOffice training pairs, when it was
+    left in English, has under ``min_words`` English words or over ``max_chars`` characters, or
+    repeats (by normalised English). ``per_language`` paragraphs are kept per language, a fixed-seed
+    sample over the whole help.
+    """
+    import random
+
+    from training.corpus import read_ood_pairs, read_pair_rows, write_rows
+    from training.routing import english_vocabulary, left_in_english
+
+    started = time.perf_counter()
+    available = {n[len(HELP_PREFIX):]: n for n in list_debian(HELP_PREFIX)}
+    codes = {lang: LOCALE_CODES.get(lang, lang) for lang in available}
+    wanted = {code: available[suffix] for suffix, code in codes.items() if code in set(languages) and code != "en"}
+    fetched = {p.name: p for p in fetch_debian(sorted({*wanted.values(), HELP_ENGLISH}), downloads / "debian")}
+    if HELP_ENGLISH not in fetched:
+        raise SourceError(f"{HELP_ENGLISH} was not downloaded")
+
+    def help_root(name: str) -> Path | None:
+        """The package's own help folder (``ca``, not ``ca-valencia``); None when it is a link to
+        another language's (Debian's Slovak help is a link to the Czech one)."""
+        root = extract_deb(fetched[name].path, downloads / "debian-x" / name) / "usr" / "share" / "libreoffice" / "help"
+        suffix = name[len(HELP_PREFIX):]
+        dirs = [d for d in root.iterdir() if d.name.lower() == suffix]
+        if len(dirs) != 1:
+            raise SourceError(f"{name}: no help folder {suffix!r} under {root} ({sorted(d.name for d in root.iterdir())})")
+        if dirs[0].is_symlink() or not dirs[0].is_dir():
+            logger.info("%s: its help folder is a link (%s -> %s), not a translation; skipped", name, dirs[0].name,
+                        dirs[0].readlink() if dirs[0].is_symlink() else "?")
+            return None
+        return dirs[0]
+
+    english_root = help_root(HELP_ENGLISH)
+    if english_root is None:
+        raise SourceError(f"{HELP_ENGLISH} has no English help folder")
+    vocabulary = english_vocabulary(corpus_dir)
+    out_dir = Path(corpus_dir) / "extra" / "libreoffice-help"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, Any] = {}
+    for lang, name in sorted(wanted.items()):
+        if name not in fetched:
+            raise SourceError(f"{name} was not downloaded")
+        seen_texts: set[str] = set()
+        for _, text, en, _ in read_pair_rows(corpus_dir, lang):
+            seen_texts.update((normalise(text), normalise(en)))
+        for text, en in read_ood_pairs(corpus_dir, lang):
+            seen_texts.update((normalise(text), normalise(en)))
+        for _, text, en in read_pairs_file(corpus_dir, lang):
+            seen_texts.update((normalise(text), normalise(en)))
+        own_root = help_root(name)
+        if own_root is None:
+            counts[lang] = {"pairs": 0, "available": 0, "dropped": {}, "package": name, "version": fetched[name].version,
+                            "skipped": "the package's help folder is a link to another language's"}
+            continue
+        why: Counter[str] = Counter()
+        kept, english_seen = [], set()
+        for key, xx, en in help_pairs(english_root, own_root):
+            norm_en = normalise(en)
+            if len(en.split()) < min_words or len(en) > max_chars or len(xx) > 2 * max_chars:
+                why["length"] += 1
+            elif norm_en in seen_texts or normalise(xx) in seen_texts:
+                why["text of the corpus or of training pairs"] += 1
+            elif left_in_english(xx, en, vocabulary):
+                why["left in English"] += 1
+            elif norm_en in english_seen:
+                why["duplicate"] += 1
+            else:
+                english_seen.add(norm_en)
+                kept.append((key, xx, en))
+        random.Random(f"help-{lang}").shuffle(kept)
+        write_rows(out_dir / f"{lang}-en.tsv", kept[:per_language])
+        counts[lang] = {"pairs": min(len(kept), per_language), "available": len(kept), "dropped": dict(why),
+                        "package": name, "version": fetched[name].version}
+    report = {"languages": counts, "english": {"package": HELP_ENGLISH, "version": fetched[HELP_ENGLISH].version},
+              "licence": "MPL-2.0", "seconds": round(time.perf_counter() - started, 1),
+              "rule": "test only: help paragraphs aligned on paragraph ids; dropped when equal to any corpus text or "
+                      "training pair (normalised), left in English, short, long or repeated"}
+    (out_dir / "counts.json").write_text(json.dumps(report, indent=1) + "\n")
+    logger.info("LibreOffice help: %d paragraphs in %d languages in %.0f s", sum(c["pairs"] for c in counts.values()),
+                len(counts), report["seconds"])
+    return report
+
+
+def read_help_set(corpus_dir: Path, lang: str) -> list[tuple[str, str]]:
+    """(text, English) help paragraphs of ``lang`` (the out-of-domain set of :func:`build_help_set`; empty if none)."""
+    return [(x, e) for _, x, e in read_pairs_file(corpus_dir, lang, "libreoffice-help")]
+
+
 def main() -> None:
     """Command line: fetch, align, write the pairs and their counts."""
     from sprachbund_router.paths import data_dir, default_router_dir
@@ -195,6 +360,9 @@ def main() -> None:
     parser.add_argument("--measure-identifier", type=int, default=None, metavar="N",
                         help="Also train the n-gram identifier with N LibreOffice strings per language and compare.")
     parser.add_argument("--max-features", type=int, default=100_000)
+    parser.add_argument("--rebuild", action="store_true", help="Rebuild the pairs even when counts.json covers the languages.")
+    parser.add_argument("--help-set", type=int, default=None, metavar="N",
+                        help="Also build the out-of-domain set of N help paragraphs per language (libreoffice-help-*).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     corpus = args.corpus or data_dir() / "corpus"
@@ -204,17 +372,12 @@ def main() -> None:
         from sprachbund_router.config import RouterConfig
 
         languages = sorted(RouterConfig.load(default_router_dir()).languages)
-    started = time.perf_counter()
-    catalogues, sources = fetch_catalogues(languages, data_dir() / "downloads")
-    counts = build_pairs(corpus, catalogues, corpus / "extra" / "libreoffice")
-    report = {"languages": counts, "sources": sources, "seconds": round(time.perf_counter() - started, 1),
-              "total_pairs": sum(c["pairs"] for c in counts.values()),
-              "rule": "train only; dropped when the normalised English or translation equals a dev, test or "
-                      "out-of-domain text, when left in English, or duplicated"}
-    (corpus / "extra" / "libreoffice" / "counts.json").write_text(json.dumps(report, indent=1) + "\n")
-    for lang, c in counts.items():
+    report = build(corpus, languages, data_dir() / "downloads") if args.rebuild else ensure_pairs(corpus, languages)
+    for lang, c in report["languages"].items():
         logger.info("%s: %d pairs (%d sentence-like), dropped %s", lang, c["pairs"], c["sentence_like"], c["dropped"])
-    logger.info("%d pairs in %d languages in %.0f s", report["total_pairs"], len(counts), report["seconds"])
+    counts = report["languages"]
+    if args.help_set:
+        build_help_set(corpus, languages, data_dir() / "downloads", per_language=args.help_set)
     if args.measure_identifier:
         measured = measure_identifier(corpus, default_router_dir(), args.measure_identifier, args.max_features)
         out = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "libreoffice_identifier.json"

@@ -37,6 +37,8 @@ MapKind = Literal["orthogonal", "ridge"]
 #: A language's dev pairs count for choices only from this many rows on.
 MIN_DEV_PAIRS = 30
 MapScope = Literal["none", "all", "sprachbund", "auto"]
+#: Extra training-pair sources for the maps: name -> what it is.
+EXTRA_SOURCES = {"libreoffice": "LibreOffice interface strings (Debian libreoffice-l10n-*), training only"}
 #: Texts whose raw vectors are stored with a space to recognise the encoder it was fitted on.
 PROBE_TEXTS = [
     "The cat sleeps on the sofa.",
@@ -68,6 +70,10 @@ class SpaceSettings:
         shrink: candidate shrinkage weights of a sprachbund map towards the "all" map,
             relative to its number of training rows; the dev split picks one.
         max_train_pairs: training rows per language (the corpus's training split).
+        extra_pairs: more English-aligned training sources for the maps: ``"libreoffice"``
+            (:mod:`training.libreoffice`, built when missing); the corpus's held-out texts never
+            reach them.
+        max_extra_pairs: rows per language and extra source (a fixed-seed sample).
         anchor: the language whose space every map lands in.
         seed: sampling seed.
     """
@@ -83,8 +89,19 @@ class SpaceSettings:
     ridge: float = 0.1
     shrink: list[float] = field(default_factory=lambda: [0.0, 0.5, 2.0, 8.0])
     max_train_pairs: int = 400
+    extra_pairs: list[str] = field(default_factory=list)
+    max_extra_pairs: int = 2000
     anchor: str = "en"
     seed: int = 13
+
+    def key_fields(self) -> dict[str, Any]:
+        """The settings a fitted space depends on (the extra-pair fields only when extra
+        sources are used, so spaces fitted before they existed keep their key)."""
+        out = dict(self.__dict__)
+        if not self.extra_pairs:
+            out.pop("extra_pairs")
+            out.pop("max_extra_pairs")
+        return out
 
     def __post_init__(self) -> None:
         if self.mean_source not in ("interface", "udhr", "both"):
@@ -97,6 +114,11 @@ class SpaceSettings:
             raise ValueError(f"missing_mean must be 'sprachbund', 'global' or 'none', got {self.missing_mean!r}")
         if self.fallback_mean not in ("global", "none"):
             raise ValueError(f"fallback_mean must be 'global' or 'none', got {self.fallback_mean!r}")
+        unknown = sorted(set(self.extra_pairs) - set(EXTRA_SOURCES))
+        if unknown:
+            raise ValueError(f"extra_pairs: unknown source(s) {unknown}; choose from {sorted(EXTRA_SOURCES)}")
+        if self.max_extra_pairs < 0:
+            raise ValueError(f"max_extra_pairs must be >= 0, got {self.max_extra_pairs}")
 
 
 # ------------------------------------------------------------------------------ cached vectors
@@ -158,16 +180,19 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ data
 def held_out_texts(corpus: Path, languages: Sequence[str]) -> set[str]:
-    """Every text (either side) of the dev and test splits and of the out-of-domain set.
+    """Every text (either side) of the dev and test splits and of the out-of-domain sets (VLC
+    strings; LibreOffice help paragraphs when built).
 
     Means and maps never see these.
     """
+    from training.libreoffice import read_help_set
+
     out: set[str] = set()
     for lang in languages:
         rows = [r for r in read_pair_rows(corpus, lang) if r[3] != "train"]
         out.update(r[1] for r in rows)
         out.update(r[2] for r in rows)
-        for xx, en in read_ood_pairs(corpus, lang):
+        for xx, en in [*read_ood_pairs(corpus, lang), *read_help_set(corpus, lang)]:
             out.update((xx, en))
     return {t.strip().casefold() for t in out}
 
@@ -185,9 +210,34 @@ def mean_texts(corpus: Path, lang: str, source: str, n: int, banned: set[str], s
     return texts[:n]
 
 
-def train_pairs(corpus: Path, lang: str, n: int) -> list[tuple[str, str]]:
-    """(text, English) rows of the training split, at most ``n``."""
-    return read_pairs(corpus, lang, "train")[:n]
+def train_pairs(corpus: Path, lang: str, n: int, extra: Sequence[str] = (), n_extra: int = 0,
+                banned: set[str] | None = None, seed: int = 13) -> dict[str, list[tuple[str, str]]]:
+    """(text, English) training rows per source: ``firefox`` (the corpus's training split, at
+    most ``n``) and each of ``extra`` (at most ``n_extra``, a fixed-seed sample).
+
+    Extra rows whose text or English is in ``banned`` (held-out texts, casefolded) are dropped
+    here too, whatever their source file says, as are rows repeating a Firefox training row.
+    """
+    out = {"firefox": read_pairs(corpus, lang, "train")[:n]}
+    seen = {(x, e) for x, e in out["firefox"]}
+    for source in extra:
+        if source == "libreoffice":
+            from training.libreoffice import read_pairs_file
+
+            rows = [(x, e) for _, x, e in read_pairs_file(corpus, lang)]
+        else:
+            raise ValueError(f"unknown extra pair source {source!r}; choose from {sorted(EXTRA_SOURCES)}")
+        random.Random(f"{seed}-{source}-{lang}").shuffle(rows)
+        kept = []
+        for x, e in rows:
+            if len(kept) >= n_extra:
+                break
+            if (x, e) in seen or (banned and (x.strip().casefold() in banned or e.strip().casefold() in banned)):
+                continue
+            seen.add((x, e))
+            kept.append((x, e))
+        out[source] = kept
+    return out
 
 
 # ------------------------------------------------------------------------------ fitting
@@ -270,6 +320,10 @@ def fit_space(
 
     languages = sorted({m for g in groups.values() for m in g} | {settings.anchor})
     banned = held_out_texts(corpus, languages)
+    if "libreoffice" in settings.extra_pairs and settings.maps != "none":
+        from training.libreoffice import ensure_pairs
+
+        ensure_pairs(corpus, [lang for lang in languages if lang != settings.anchor])
     texts = {lang: mean_texts(corpus, lang, settings.mean_source, settings.mean_sentences, banned, settings.seed)
              for lang in tqdm(languages, desc="mean texts", unit="lang")}
     means = language_means(embed, texts, groups, settings.min_mean_sentences) if settings.centring else {}
@@ -292,8 +346,16 @@ def fit_space(
     if settings.maps == "none":
         return FittedSpace(means, maps, chosen, report)
 
+    sources: dict[str, dict[str, int]] = {}
+
     def pairs_of(lang: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-        rows = train_pairs(corpus, lang, settings.max_train_pairs) if split == "train" else read_pairs(corpus, lang, "dev")
+        if split == "train":
+            per_source = train_pairs(corpus, lang, settings.max_train_pairs, settings.extra_pairs, settings.max_extra_pairs,
+                                     banned, settings.seed)
+            sources[lang] = {k: len(v) for k, v in per_source.items()}
+            rows = [r for v in per_source.values() for r in v]
+        else:
+            rows = read_pairs(corpus, lang, "dev")
         if not rows:
             return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
         xx, en = embed([r[0] for r in rows]), embed([r[1] for r in rows])
@@ -305,6 +367,7 @@ def fit_space(
     dev = {lang: pairs_of(lang, "dev") for lang in mapped}
     dev = {lang: xy for lang, xy in dev.items() if len(xy[0]) >= MIN_DEV_PAIRS}
     report["train_pairs"] = {lang: len(xy[0]) for lang, xy in train.items()}
+    report["train_pairs_by_source"] = sources
 
     def stack(langs: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
         parts = [train[lang] for lang in langs if lang in train]
@@ -378,7 +441,7 @@ def space_key(settings: SpaceSettings, groups: Mapping[str, Sequence[str]], corp
     from training.corpus import load_manifest
 
     manifest = load_manifest(corpus)
-    blob = json.dumps([settings.__dict__, {g: sorted(m) for g, m in groups.items()}, manifest["settings"]], sort_keys=True)
+    blob = json.dumps([settings.key_fields(), {g: sorted(m) for g, m in groups.items()}, manifest["settings"]], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

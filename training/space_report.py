@@ -40,6 +40,10 @@ from training.sprachbunds import random_groups
 
 logger = logging.getLogger(__name__)
 
+#: The held-out sets, in report order.
+SET_NAMES = ("test", "ood", "help", "cross", "table3")
+#: Shrinkage weights the variants with extra pairs choose from on dev (finer than the default grid).
+FINE_SHRINK = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 8.0)
 Served = Callable[[str, np.ndarray, bool], np.ndarray]  # (language, raw vectors, as fallback) -> served vectors
 
 
@@ -79,14 +83,19 @@ HeldOut = dict[str, dict[str, tuple[str, str, list[tuple[str, str]]]]]
 
 
 def held_out_sets(corpus: Path, languages: Sequence[str], groups: Mapping[str, Sequence[str]], n: int = 1000) -> HeldOut:
-    """The test, out-of-domain, cross-sprachbund and Table 3 sets (at least 100 pairs each, at
-    most ``n``: the first ``n`` of each split, whose order is a fixed shuffle)."""
+    """The test, out-of-domain (VLC strings; LibreOffice help paragraphs when built), cross-sprachbund
+    and Table 3 sets (at least 100 pairs each, at most ``n``: the first ``n`` of each split, whose
+    order is a fixed shuffle)."""
     test = {lang: read_pairs(corpus, lang, "test")[:n] for lang in languages if lang != "en"}
     test = {lang: p for lang, p in test.items() if len(p) >= 100}
     ood = {lang: read_ood_pairs(corpus, lang)[:n] for lang in languages if lang != "en"}
     cross = {p: read_bitext(corpus, *p.split("-"), n=n) for p in cross_pairs(groups, {k: len(v) for k, v in test.items()})}
     t3 = {p: read_bitext(corpus, *p.split("-"), n=n) for p in TABLE3_PAIRS}
+    from training.libreoffice import read_help_set
+
+    help_set = {lang: read_help_set(corpus, lang)[:n] for lang in languages if lang != "en"}
     return {
+        "help": {lang: (lang, "en", p) for lang, p in help_set.items() if len(p) >= 100},
         "test": {lang: (lang, "en", p) for lang, p in test.items()},
         "ood": {lang: (lang, "en", p) for lang, p in ood.items() if len(p) >= 100},
         "cross": {p: (*p.split("-"), b) for p, b in cross.items() if len(b) >= 100},  # type: ignore[misc]
@@ -109,12 +118,14 @@ def score_sets(serve: Callable[[str, str, list[str]], np.ndarray], sets: HeldOut
 
 
 def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path | None = None,
-        encoder: Any = None, cache_file: Path | None = None, batch_size: int = 64, n: int = 1000) -> dict[str, Any]:
+        encoder: Any = None, cache_file: Path | None = None, batch_size: int = 64, n: int = 1000,
+        extra: Sequence[str] = (), max_extra: int = 2000) -> dict[str, Any]:
     """Fit every variant and score it; returns the result (also written to ``output``).
 
     ``encoder`` (default: the router's shared encoder, loaded here) gives the base vectors;
     ``corpus`` defaults to the cache's corpus. The router's own space, when it has one, is
-    scored as it is ("shipped").
+    scored as it is ("shipped"). ``extra`` (e.g. ``["libreoffice"]``) adds the map variants
+    again with ``max_extra`` more training pairs per language from those sources.
     """
     from sprachbund_router.config import RouterConfig
 
@@ -147,8 +158,8 @@ def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path 
         t0 = time.time()
         variants[name] = {"what": what, **score(served_by(space)), "fit_seconds": round(seconds, 1), **(extra or {})}
         spaces[name] = space
-        logger.info("%-28s test %.2f  ood %.2f  cross %.2f  table3 %.2f  (%.0fs)", name, variants[name]["test"],
-                    variants[name]["ood"], variants[name]["cross"], variants[name]["table3"], time.time() - t0)
+        logger.info("%-40s %s (%.0fs)", name, "  ".join(f"{k} {variants[name][k]:.2f}" for k in SET_NAMES
+                                                      if variants[name].get(k) is not None), time.time() - t0)
 
     def fitted(name: str, what: str, settings: SpaceSettings, on: Mapping[str, Sequence[str]] = groups) -> Any:
         t0 = time.time()
@@ -219,29 +230,55 @@ def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path 
     fitted("+ maps: per language (shrunk)", "a map per language, shrunk towards the all map", SpaceSettings(maps="sprachbund"),
            per_lang)
 
-    for kind, key in (("orth., shrunk", "(orth., shrunk)"), ("auto", "auto")):
-        rs = [variants[f"+ maps: random{s} {key}"] for s in (1, 2, 3)]
-        variants[f"+ maps: random mean ({kind})"] = {
-            "what": f"mean of the three random-group variants ({kind})",
-            **{k: round(float(np.mean([r[k] for r in rs])), 2) for k in ("test", "ood", "cross", "table3")}}
+    if extra:  # the same variants with more training pairs per language (equal data for every grouping)
+        more = {"extra_pairs": list(extra), "max_extra_pairs": max_extra, "shrink": list(FINE_SHRINK)}
+        tag = f"+{'+'.join(extra)} {max_extra}"
+        fitted(f"{tag}: map all", "one Procrustes map for all languages", SpaceSettings(maps="all", **more))
+        fitted(f"{tag}: maps sprachbund (orth.)", "a Procrustes map per sprachbund, no shrinkage",
+               SpaceSettings(maps="sprachbund", **more | {"shrink": [0.0]}))
+        fitted(f"{tag}: maps sprachbund (orth., shrunk)", "per sprachbund, shrunk towards the all map (dev picks the weight)",
+               SpaceSettings(maps="sprachbund", **more))
+        fitted(f"{tag}: maps sprachbund auto", "per sprachbund: own map, the all map or none, chosen on dev",
+               SpaceSettings(maps="auto", **more))
+        for seed in (1, 2, 3):
+            rnd = random_groups(groups, seed)
+            fitted(f"{tag}: maps random{seed} (orth., shrunk)", f"random groups of the sprachbunds' sizes (seed {seed})",
+                   SpaceSettings(maps="sprachbund", **more), rnd)
+            fitted(f"{tag}: maps random{seed} auto", f"random groups (seed {seed}), same procedure as the default",
+                   SpaceSettings(maps="auto", **more), rnd)
+        fitted(f"{tag}: maps per language (shrunk)", "a map per language, shrunk towards the all map",
+               SpaceSettings(maps="sprachbund", **more), per_lang)
+
+    for prefix in ["+ maps:"] + ([f"{tag}: maps"] if extra else []):
+        for kind, key in (("orth., shrunk", "(orth., shrunk)"), ("auto", "auto")):
+            rs = [variants[f"{prefix} random{s} {key}"] for s in (1, 2, 3)]
+            variants[f"{prefix} random mean ({kind})"] = {
+                "what": f"mean of the three random-group variants ({kind})",
+                **{k: round(float(np.mean([r[k] for r in rs])), 2) for k in SET_NAMES if rs[0].get(k) is not None},
+                "seeds": {k: [r[k] for r in rs] for k in SET_NAMES if rs[0].get(k) is not None}}
 
     result: dict[str, Any] = {
         "task": "vector space of the default router",
         "router": str(router_dir),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
-        "command": f"python -m training.space_report --n {n}" + ("" if heads else " --no-heads"),
+        "command": f"python -m training.space_report --n {n}" + ("" if heads else " --no-heads")
+                   + (f" --extra {','.join(extra)} --max-extra {max_extra}" if extra else ""),
         "metric": "top-1 accuracy (%), mean of both directions; 'test' = mean over languages",
         "pairs_per_set": n,
         "data": {"test_languages": sorted(sets["test"]), "ood_languages": sorted(sets["ood"]), "cross_pairs": sorted(sets["cross"]),
                  "table3_pairs": sorted(sets["table3"]), "test": "Firefox test split (English texts hashed into dev/test/train)",
-                 "ood": "VLC strings (Debian vlc-l10n), nothing shared with Firefox"},
+                 "ood": "VLC strings (Debian vlc-l10n), nothing shared with Firefox",
+                 "help_languages": sorted(sets["help"]),
+                 "help": "LibreOffice help paragraphs (Debian libreoffice-help-*), never trained on, none equal to a "
+                         "training text"},
         "missing_mean_policy": missing,
         "fallback_mean_policy": fallback,
         "variants": variants,
     }
     if heads:
-        result["heads"] = heads_side_by_side(cfg, corpus, cache, {k: spaces[k] for k in (
-            "base", "centred (interface, 300)", "+ map: all (orthogonal)", "+ maps: sprachbund auto")})
+        names = ["base", "centred (interface, 300)", "+ map: all (orthogonal)", "+ maps: sprachbund auto"]
+        names += [f"{tag}: map all", f"{tag}: maps sprachbund auto"] if extra else []
+        result["heads"] = heads_side_by_side(cfg, corpus, cache, {k: spaces[k] for k in names})
         cache.save()
     result["seconds"] = round(time.time() - started, 1)
     if output:
@@ -280,11 +317,13 @@ def heads_side_by_side(cfg: Any, corpus: Path, cache: VectorCache,
 
 def markdown(result: Mapping[str, Any]) -> str:
     """The side-by-side table of a result."""
-    lines = ["| variant | test (mean over languages) | out-of-domain | cross-sprachbund | Table 3 pairs |",
-             "|---|---|---|---|---|"]
     base = result["variants"]["base"]
+    keys = [k for k in SET_NAMES if base.get(k) is not None]
+    titles = {"test": "test (mean over languages)", "ood": "out-of-domain (VLC)", "help": "out-of-domain (help paragraphs)",
+              "cross": "cross-sprachbund", "table3": "Table 3 pairs"}
+    lines = ["| variant | " + " | ".join(titles[k] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, v in result["variants"].items():
-        cells = [f"{v[k]:.2f} ({v[k] - base[k]:+.2f})" if name != "base" else f"{v[k]:.2f}" for k in ("test", "ood", "cross", "table3")]
+        cells = [f"{v[k]:.2f} ({v[k] - base[k]:+.2f})" if name != "base" else f"{v[k]:.2f}" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -295,6 +334,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/space.json"))
     parser.add_argument("--no-heads", action="store_true", help="skip the emoji-topic heads")
     parser.add_argument("--n", type=int, default=1000, help="pairs per language / language pair (at most)")
+    parser.add_argument("--extra", default="", help="extra training-pair sources for more map variants (libreoffice)")
+    parser.add_argument("--max-extra", type=int, default=2000, help="extra pairs per language and source")
     parser.add_argument("--ship", action="store_true", help="copy the router's fitted space into training/artifacts and stop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -304,7 +345,8 @@ def main() -> None:
 
         logger.info("shipped %s", ship_space(router_dir))
         return
-    result = run(router_dir, args.output, heads=not args.no_heads, n=args.n)
+    result = run(router_dir, args.output, heads=not args.no_heads, n=args.n,
+                 extra=[e for e in args.extra.split(",") if e], max_extra=args.max_extra)
     logger.info("\n%s", markdown(result))
     logger.info("missing-mean policy: %s; fallback-mean policy: %s", result["missing_mean_policy"], result["fallback_mean_policy"])
     if "heads" in result:
