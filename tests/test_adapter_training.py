@@ -65,3 +65,31 @@ def test_trained_adapter_loads_on_the_shared_base(tmp_path):
     ref = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     assert np.min(np.sum(ref * after, axis=1)) > 0.9999
+
+
+def test_adapter_on_the_top_layers_only_loads_and_leaves_lower_layers_alone(tmp_path):
+    """``layers`` puts LoRA matrices on the chosen layers only (the CPU config's top layers): the
+    saved adapter has no others, the runtime loads it, and the lower layers' outputs are the base's."""
+    pytest.importorskip("peft")
+    pytest.importorskip("datasets")
+    from safetensors.numpy import load_file
+
+    base_dir = write_toy_encoder(tmp_path / "base", 5)
+    rng = np.random.default_rng(1)
+    texts = [" ".join(rng.choice(list(WORDS), size=int(rng.integers(1, 8)))) for _ in range(48)]
+    targets = rng.normal(size=(48, 32)).astype(np.float32)
+    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    n_layers = json.loads((base_dir / "config.json").read_text())["num_hidden_layers"]
+    top = n_layers - 1
+    settings = AdapterSettings(r=4, alpha=8, steps=4, batch_size=8, lr=1e-2, device="cpu", layers=[top])
+    train_adapter(base_dir, texts, targets, tmp_path / "adapter", settings, settings.steps)
+    names = list(load_file(str(tmp_path / "adapter" / "adapter_model.safetensors")))
+    assert names and all(f"layer.{top}." in n for n in names), names
+
+    pooling = PoolingConfig(layer=-1, mode="mean")
+    base = SentenceEncoder.from_pretrained(base_dir, pooling)
+    adapted = SentenceEncoder(apply_lora(base.model, tmp_path / "adapter"), base.tokenizer, pooling)
+    assert not np.allclose(base.encode(texts[:8]), adapted.encode(texts[:8]), atol=1e-4)
+    below = PoolingConfig(layer=top, mode="mean")  # hidden_states[top] = output of the layer below the adapted one
+    assert np.allclose(SentenceEncoder(base.model, base.tokenizer, below).encode(texts[:8]),
+                       SentenceEncoder(adapted.model, adapted.tokenizer, below).encode(texts[:8]), atol=1e-5)
