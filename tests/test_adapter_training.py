@@ -30,14 +30,19 @@ def test_length_bucketed_batches_use_every_row_once_and_group_lengths():
     assert dropped == again  # same seed, same order
 
 
+def _toy_rows(n, seed):
+    """``n`` toy texts of 1-7 words and random unit targets of the toy encoder's dimension."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(list(WORDS), size=int(rng.integers(1, 8)))) for _ in range(n)]
+    targets = rng.normal(size=(n, 32)).astype(np.float32)
+    return texts, targets / np.linalg.norm(targets, axis=1, keepdims=True)
+
+
 def test_trained_adapter_loads_on_the_shared_base(tmp_path):
     pytest.importorskip("peft")
     pytest.importorskip("datasets")
     base_dir = write_toy_encoder(tmp_path / "base", 5)
-    rng = np.random.default_rng(0)
-    texts = [" ".join(rng.choice(list(WORDS), size=int(rng.integers(1, 8)))) for _ in range(64)]
-    targets = rng.normal(size=(64, 32)).astype(np.float32)
-    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    texts, targets = _toy_rows(64, seed=0)
     settings = AdapterSettings(r=4, alpha=8, steps=6, batch_size=8, lr=1e-2, device="cpu")
     metrics = train_adapter(base_dir, texts, targets, tmp_path / "adapter", settings, settings.steps)
     assert metrics["steps"] == 6 and np.isfinite(metrics["train_loss"])
@@ -75,10 +80,7 @@ def test_adapter_on_the_top_layers_only_loads_and_leaves_lower_layers_alone(tmp_
     from safetensors.numpy import load_file
 
     base_dir = write_toy_encoder(tmp_path / "base", 5)
-    rng = np.random.default_rng(1)
-    texts = [" ".join(rng.choice(list(WORDS), size=int(rng.integers(1, 8)))) for _ in range(48)]
-    targets = rng.normal(size=(48, 32)).astype(np.float32)
-    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    texts, targets = _toy_rows(48, seed=1)
     n_layers = json.loads((base_dir / "config.json").read_text())["num_hidden_layers"]
     top = n_layers - 1
     settings = AdapterSettings(r=4, alpha=8, steps=4, batch_size=8, lr=1e-2, device="cpu", layers=[top])

@@ -24,8 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from training.corpus import read_pairs
-
 logger = logging.getLogger(__name__)
 
 
@@ -130,20 +128,22 @@ def distillation_rows(
     """(texts, targets): each training pair gives (xx, teacher(en)) and (en, teacher(en)).
 
     Pairs are the corpus's training split (at most ``max_pairs`` per language) and, with
-    ``extra``, up to ``max_extra`` pairs per language from those sources, none of them a
-    held-out text (:func:`training.space.train_pairs`).
+    ``extra``, up to ``max_extra`` pairs per language from those sources (built when missing),
+    none of them a held-out text (:func:`training.space.train_pairs`).
     """
-    from training.space import held_out_texts, train_pairs
+    from training.space import ensure_extra_pairs, held_out_texts, train_pairs
 
     texts: list[str] = []
     english: list[str] = []
-    banned = held_out_texts(corpus, list(languages)) if extra and max_extra else None
+    extra = list(extra) if max_extra else []
+    banned = None
+    if extra:
+        ensure_extra_pairs(corpus, extra, [lang for lang in languages if lang != anchor])
+        banned = held_out_texts(corpus, list(languages))
     for lang in languages:
         if lang == anchor:
             continue
-        rows = (read_pairs(corpus, lang, "train")[:max_pairs] if banned is None else
-                [r for v in train_pairs(corpus, lang, max_pairs, extra, max_extra, banned).values() for r in v])
-        for xx, en in rows:
+        for xx, en in (r for rows in train_pairs(corpus, lang, max_pairs, extra, max_extra, banned).values() for r in rows):
             texts += [xx, en]
             english += [en, en]
     if not texts:
@@ -229,10 +229,6 @@ def train_adapters(
                 logger.info("adapter %s is already trained", name)
                 out[name] = old
                 continue
-        if settings.extra_pairs and settings.max_extra_pairs:
-            from training.libreoffice import ensure_pairs
-
-            ensure_pairs(corpus, [m for m in members if m != "en"])
         texts, targets = distillation_rows(corpus, members, teacher_en, settings.max_pairs_per_language, extra=settings.extra_pairs,
                                            max_extra=settings.max_extra_pairs)
         if not texts:

@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,27 @@ def held_out_texts(corpus_dir: Path, languages: Sequence[str]) -> tuple[set[str]
     return english, own
 
 
+def filter_pairs(rows: Iterable[tuple[str, str, str]], checks: Sequence[tuple[str, Callable[[str, str], bool]]],
+                 ) -> tuple[list[tuple[str, str, str]], Counter[str]]:
+    """The (key, text, English) rows that pass every check, in order, deduplicated by normalised
+    English (the first kept); and how many were dropped, by the name of the first check a row
+    failed (or ``"duplicate"``). A check is ``(name, dropped(text, English))``."""
+    why: Counter[str] = Counter()
+    seen: set[str] = set()
+    kept = []
+    for key, xx, en in rows:
+        failed = next((name for name, dropped in checks if dropped(xx, en)), None)
+        norm_en = normalise(en) if failed is None else ""
+        if failed is None and norm_en in seen:
+            failed = "duplicate"
+        if failed is not None:
+            why[failed] += 1
+            continue
+        seen.add(norm_en)
+        kept.append((key, xx, en))
+    return kept, why
+
+
 def build_pairs(corpus_dir: Path, catalogues: dict[str, list[Path]], out_dir: Path) -> dict[str, Any]:
     """Write the training pairs of each language from its catalogues; returns the counts."""
     from training.corpus import write_rows
@@ -100,21 +121,11 @@ def build_pairs(corpus_dir: Path, catalogues: dict[str, list[Path]], out_dir: Pa
     counts: dict[str, Any] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
     for lang, files in sorted(catalogues.items()):
-        why: Counter[str] = Counter()
-        seen: set[str] = set()
-        rows = []
-        for path in sorted(files):
-            for key, en, xx in read_catalogue(path):
-                norm_en = normalise(en)
-                if norm_en in held_english or normalise(xx) in held_own.get(lang, set()):
-                    why["held-out text"] += 1
-                elif left_in_english(xx, en, vocabulary):
-                    why["left in English"] += 1
-                elif norm_en in seen:
-                    why["duplicate"] += 1
-                else:
-                    seen.add(norm_en)
-                    rows.append((key, xx, en))
+        own = held_own.get(lang, set())
+        rows, why = filter_pairs(
+            ((key, xx, en) for path in sorted(files) for key, en, xx in read_catalogue(path)),
+            [("held-out text", lambda xx, en, own=own: normalise(en) in held_english or normalise(xx) in own),
+             ("left in English", lambda xx, en: left_in_english(xx, en, vocabulary))])
         write_rows(out_dir / f"{lang}-en.tsv", rows)
         counts[lang] = {"pairs": len(rows), "sentence_like": sum(len(en.split()) >= 5 for _, _, en in rows),
                         "dropped": dict(why)}
@@ -177,7 +188,7 @@ def read_pairs_file(corpus_dir: Path, lang: str, source: str = "libreoffice") ->
     path = Path(corpus_dir) / "extra" / source / f"{lang}-en.tsv"
     if not path.is_file():
         return []
-    return [tuple(r) for r in (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()) if len(r) == 3]  # type: ignore[misc]
+    return [tuple(r) for r in (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()) if len(r) == 3]
 
 
 def measure_identifier(corpus_dir: Path, router_dir: Path, per_language: int = 3000, max_features: int = 100_000,
@@ -316,21 +327,11 @@ def build_help_set(corpus_dir: Path, languages: Sequence[str], downloads: Path, 
             counts[lang] = {"pairs": 0, "available": 0, "dropped": {}, "package": name, "version": fetched[name].version,
                             "skipped": "the package's help folder is a link to another language's"}
             continue
-        why: Counter[str] = Counter()
-        kept, english_seen = [], set()
-        for key, xx, en in help_pairs(english_root, own_root):
-            norm_en = normalise(en)
-            if len(en.split()) < min_words or len(en) > max_chars or len(xx) > 2 * max_chars:
-                why["length"] += 1
-            elif norm_en in seen_texts or normalise(xx) in seen_texts:
-                why["text of the corpus or of training pairs"] += 1
-            elif left_in_english(xx, en, vocabulary):
-                why["left in English"] += 1
-            elif norm_en in english_seen:
-                why["duplicate"] += 1
-            else:
-                english_seen.add(norm_en)
-                kept.append((key, xx, en))
+        kept, why = filter_pairs(help_pairs(english_root, own_root), [
+            ("length", lambda xx, en: len(en.split()) < min_words or len(en) > max_chars or len(xx) > 2 * max_chars),
+            ("text of the corpus or of training pairs",
+             lambda xx, en, seen=seen_texts: normalise(en) in seen or normalise(xx) in seen),
+            ("left in English", lambda xx, en: left_in_english(xx, en, vocabulary))])
         random.Random(f"help-{lang}").shuffle(kept)
         write_rows(out_dir / f"{lang}-en.tsv", kept[:per_language])
         counts[lang] = {"pairs": min(len(kept), per_language), "available": len(kept), "dropped": dict(why),

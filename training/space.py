@@ -210,6 +210,17 @@ def mean_texts(corpus: Path, lang: str, source: str, n: int, banned: set[str], s
     return texts[:n]
 
 
+def ensure_extra_pairs(corpus: Path, sources: Sequence[str], languages: Sequence[str]) -> None:
+    """Build the files of the extra pair ``sources`` for ``languages`` where they are missing."""
+    unknown = sorted(set(sources) - set(EXTRA_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown extra pair source(s) {unknown}; choose from {sorted(EXTRA_SOURCES)}")
+    if "libreoffice" in sources:
+        from training.libreoffice import ensure_pairs
+
+        ensure_pairs(corpus, languages)
+
+
 def train_pairs(corpus: Path, lang: str, n: int, extra: Sequence[str] = (), n_extra: int = 0,
                 banned: set[str] | None = None, seed: int = 13) -> dict[str, list[tuple[str, str]]]:
     """(text, English) training rows per source: ``firefox`` (the corpus's training split, at
@@ -320,10 +331,8 @@ def fit_space(
 
     languages = sorted({m for g in groups.values() for m in g} | {settings.anchor})
     banned = held_out_texts(corpus, languages)
-    if "libreoffice" in settings.extra_pairs and settings.maps != "none":
-        from training.libreoffice import ensure_pairs
-
-        ensure_pairs(corpus, [lang for lang in languages if lang != settings.anchor])
+    if settings.maps != "none":
+        ensure_extra_pairs(corpus, settings.extra_pairs, [lang for lang in languages if lang != settings.anchor])
     texts = {lang: mean_texts(corpus, lang, settings.mean_source, settings.mean_sentences, banned, settings.seed)
              for lang in tqdm(languages, desc="mean texts", unit="lang")}
     means = language_means(embed, texts, groups, settings.min_mean_sentences) if settings.centring else {}
