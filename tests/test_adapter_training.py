@@ -95,3 +95,37 @@ def test_adapter_on_the_top_layers_only_loads_and_leaves_lower_layers_alone(tmp_
     below = PoolingConfig(layer=top, mode="mean")  # hidden_states[top] = output of the layer below the adapted one
     assert np.allclose(SentenceEncoder(base.model, base.tokenizer, below).encode(texts[:8]),
                        SentenceEncoder(adapted.model, adapted.tokenizer, below).encode(texts[:8]), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": 0}, "steps must be >= 1"),
+    ({"layers": []}, "layers must be a non-empty list"),
+    ({"layers": [-1]}, "layers must be a non-empty list"),
+    ({"extra_pairs": ["wikipedia"]}, "unknown source"),
+    ({"extra_pairs": ["libreoffice"], "max_extra_pairs": 0}, "has no effect"),
+    ({"target_modules": []}, "target_modules is empty"),
+    ({"device": "tpu"}, "device must be"),
+])
+def test_adapter_settings_reject_bad_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AdapterSettings(**kwargs)
+
+
+def test_adapter_layers_beyond_the_base_are_named(tmp_path) -> None:
+    base_dir = write_toy_encoder(tmp_path / "base", 5)
+    texts, targets = _toy_rows(16, seed=2)
+    n_layers = json.loads((base_dir / "config.json").read_text())["num_hidden_layers"]
+    settings = AdapterSettings(r=4, alpha=8, steps=2, batch_size=8, device="cpu", layers=[n_layers])
+    with pytest.raises(ValueError, match=rf"layers \[{n_layers}\] do not exist"):
+        train_adapter(base_dir, texts, targets, tmp_path / "adapter", settings, settings.steps)
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_adapter_report_table_shows_missing_sets_as_dashes() -> None:
+    from training.adapter_report import SET_KEYS, markdown
+
+    base = {k: 80.0 for k in SET_KEYS} | {"help": None}
+    better = {k: 82.5 for k in SET_KEYS} | {"help": None}
+    table = markdown({"systems": {"base": base, "adapters: all": better}}).splitlines()
+    assert table[2] == "| base | 80.00 | 80.00 | 80.00 | - | 80.00 | 80.00 |"
+    assert table[3] == "| adapters: all | 82.50 (+2.50) | 82.50 (+2.50) | 82.50 (+2.50) | - | 82.50 (+2.50) | 82.50 (+2.50) |"

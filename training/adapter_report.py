@@ -33,6 +33,10 @@ from training.space_report import HeldOut, held_out_sets, score_sets, served_by
 
 logger = logging.getLogger(__name__)
 
+#: the sets every system is scored on, in table order ("help": LibreOffice help paragraphs, a
+#: second out-of-domain set, None when not built: ``python -m training.libreoffice --help-set 500``)
+SET_KEYS = ("dev", "test", "ood", "help", "cross", "table3")
+
 
 def dev_set(corpus: Path, languages: list[str], n: int = 200) -> HeldOut:
     """The dev split of every language (what choices are made on; never the test split)."""
@@ -117,8 +121,7 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         t0 = time.time()
         scores = score_sets(lambda key, lang, texts, s=serve: s(lang, texts), sets)
         result_systems[name] = {"what": what, **scores}
-        logger.info("%-32s dev %.2f  test %.2f  ood %.2f  cross %.2f  table3 %.2f  (%.0fs)", name, scores["dev"], scores["test"],
-                    scores["ood"], scores["cross"], scores["table3"], time.time() - t0)
+        logger.info("%-32s %s  (%.0fs)", name, "  ".join(f"{k} {_cell(scores.get(k))}" for k in SET_KEYS), time.time() - t0)
         for c in caches.values():
             c.save()
     per_sprachbund: dict[str, dict[str, float]] = {}
@@ -154,14 +157,18 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
     return result
 
 
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def markdown(result: Mapping[str, Any]) -> str:
     """The side-by-side table of a result."""
-    keys = ("dev", "test", "ood", "cross", "table3")
-    lines = ["| system | dev | test (mean over languages) | out-of-domain | cross-sprachbund | Table 3 pairs |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| system | dev | test (mean over languages) | out-of-domain (VLC) | out-of-domain (help) | cross-sprachbund "
+             "| Table 3 pairs |", "|---|---|---|---|---|---|---|"]
     base = result["systems"]["base"]
     for name, v in result["systems"].items():
-        cells = [f"{v[k]:.2f} ({v[k] - base[k]:+.2f})" if name != "base" else f"{v[k]:.2f}" for k in keys]
+        cells = [_cell(v.get(k)) if name == "base" or v.get(k) is None or base.get(k) is None
+                 else f"{v[k]:.2f} ({v[k] - base[k]:+.2f})" for k in SET_KEYS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -73,6 +73,29 @@ class AdapterSettings:
     length_buckets: bool = True
     seed: int = 13
 
+    def __post_init__(self) -> None:
+        from training.space import EXTRA_SOURCES
+
+        for name in ("r", "steps", "batch_size", "max_seq_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"[adapters] {name} must be >= 1, got {getattr(self, name)}")
+        if self.all_steps is not None and self.all_steps < 1:
+            raise ValueError(f"[adapters] all_steps must be >= 1 (or left out), got {self.all_steps}")
+        if self.layers is not None and (not self.layers or any(not isinstance(i, int) or i < 0 for i in self.layers)):
+            raise ValueError(f"[adapters] layers must be a non-empty list of 0-based layer numbers, got {self.layers!r}")
+        if not self.target_modules:
+            raise ValueError("[adapters] target_modules is empty: the adapter would change nothing")
+        unknown = sorted(set(self.extra_pairs) - set(EXTRA_SOURCES))
+        if unknown:
+            raise ValueError(f"[adapters] extra_pairs: unknown source(s) {unknown}; choose from {sorted(EXTRA_SOURCES)}")
+        if self.max_extra_pairs < 0 or self.max_pairs_per_language < 0 or self.report_pairs < 0:
+            raise ValueError("[adapters] max_pairs_per_language, max_extra_pairs and report_pairs must be >= 0")
+        if self.extra_pairs and not self.max_extra_pairs:
+            raise ValueError(f"[adapters] extra_pairs = {self.extra_pairs} has no effect with max_extra_pairs = 0; "
+                             "set max_extra_pairs (pairs per language and source)")
+        if self.device not in (None, "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"[adapters] device must be 'cpu', 'cuda' or left out, got {self.device!r}")
+
 
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator, drop_last: bool = True,
                             window: int = 50) -> list[list[int]]:
@@ -169,6 +192,11 @@ def train_adapter(
     device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(settings.seed)
     body = Transformer(str(base_dir), max_seq_length=settings.max_seq_length)
+    attr = "model" if isinstance(getattr(type(body), "auto_model", None), property) else "auto_model"  # sentence-transformers 6 / 3-5
+    n_layers = int(getattr(body, attr).config.num_hidden_layers)
+    beyond = sorted(i for i in settings.layers or [] if i >= n_layers)
+    if beyond:
+        raise ValueError(f"[adapters] layers {beyond} do not exist: the base {base_dir} runs {n_layers} layers (0-{n_layers - 1})")
     # peft wraps the transformers model inside sentence-transformers' Transformer module (peft's own
     # entry point: transformers' add_adapter insists on a newer peft than the registries carry)
     # the encoder's layers only (a pooler, unused by mean pooling, would get dead matrices)
@@ -176,7 +204,6 @@ def train_adapter(
     pattern = r".*(encoder\.layer|layers)\." + layers + r"\..*\b(" + "|".join(settings.target_modules) + r")$"
     lora = LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                       target_modules=pattern)
-    attr = "model" if isinstance(getattr(type(body), "auto_model", None), property) else "auto_model"  # sentence-transformers 6 / 3-5
     setattr(body, attr, get_peft_model(getattr(body, attr), lora))
     dim = (getattr(body, "get_embedding_dimension", None) or body.get_word_embedding_dimension)()  # sentence-transformers 6 / 3-5
     model = SentenceTransformer(modules=[body, Pooling(dim, "mean"), Normalize()], device=device)

@@ -453,7 +453,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
 
         scores = adapter_report.run(work / "adapters", out, work / "adapter_report.json", n=config.adapters.report_pairs,
                                     corpus=corpus, encoder=served)
-        report["adapter_systems"] = {k: {m: v[m] for m in ("dev", "test", "ood", "cross", "table3")}
+        report["adapter_systems"] = {k: {m: v.get(m) for m in adapter_report.SET_KEYS}
                                      for k, v in scores["systems"].items()}
         report["adapter_test_per_sprachbund"] = scores["test_per_sprachbund"]
 
