@@ -129,3 +129,20 @@ def test_adapter_report_table_shows_missing_sets_as_dashes() -> None:
     table = markdown({"systems": {"base": base, "adapters: all": better}}).splitlines()
     assert table[2] == "| base | 80.00 | 80.00 | 80.00 | - | 80.00 | 80.00 |"
     assert table[3] == "| adapters: all | 82.50 (+2.50) | 82.50 (+2.50) | 82.50 (+2.50) | - | 82.50 (+2.50) | 82.50 (+2.50) |"
+
+
+def test_adapter_steps_equal_or_by_data_keep_the_total() -> None:
+    from training.adapters import adapter_steps
+
+    groups = {"sb1": ["de", "en", "nl"], "sb2": ["hi"]}
+    plans = {**groups, "all": ["de", "en", "hi", "nl"], "random1": ["de", "hi", "nl"], "random2": ["en"]}
+    pairs = {"de": 300, "nl": 100, "hi": 400}  # English is the anchor: no pairs of its own
+    equal = adapter_steps(AdapterSettings(steps=50), groups, plans, pairs)
+    assert equal == {"sb1": 50, "sb2": 50, "all": 100, "random1": 50, "random2": 50}
+    data = adapter_steps(AdapterSettings(steps=50, budget="data"), groups, plans, pairs)
+    assert data == {"sb1": 50, "sb2": 50, "all": 100, "random1": 100, "random2": 1}
+    pairs["hi"] = 200
+    data = adapter_steps(AdapterSettings(steps=60, budget="data", all_steps=90), groups, plans, pairs)
+    assert data == {"sb1": 80, "sb2": 40, "all": 90, "random1": 120, "random2": 1}
+    with pytest.raises(ValueError, match="budget must be"):
+        AdapterSettings(budget="tokens")

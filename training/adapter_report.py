@@ -85,7 +85,7 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
                               text_prefix=spec.text_prefix, max_length=spec.max_length)
         caches[name] = VectorCache(lambda t, e=enc: e.encode(t, batch_size=batch_size), vectors_dir / "adapter.npz")
 
-    sets = {**held_out_sets(corpus, cfg.languages, cfg.sprachbunds, n), **dev_set(corpus, cfg.languages)}
+    sets = {**held_out_sets(corpus, cfg.languages, cfg.sprachbunds, n), **dev_set(corpus, cfg.languages, min(n, 200))}
 
     def serve_base(lang: str, texts: list[str]) -> np.ndarray:
         return unit(caches["base"](texts))

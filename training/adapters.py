@@ -36,7 +36,11 @@ class AdapterSettings:
         target_modules: linear layers that get LoRA matrices (BERT / XLM-R names).
         layers: transformer layers (0-based) that get them; None: every layer. Adapting only
             the top layers makes a step cheaper (nothing below them needs gradients).
-        steps: optimizer updates per adapter.
+        steps: optimizer updates per adapter (with ``budget = "data"``: per adapter on average).
+        budget: how the sprachbund adapters share ``steps`` x number of sprachbunds updates:
+            ``"equal"`` (each gets ``steps``) or ``"data"`` (in proportion to its training pairs,
+            so every language's pairs are seen about as often as in the "all" adapter; random
+            groups likewise by their own pairs).
         all_steps: updates of the all-languages baseline (None: ``steps`` x number of
             sprachbunds, the same compute as all sprachbund adapters together).
         batch_size / lr / warmup_ratio: optimisation.
@@ -59,6 +63,7 @@ class AdapterSettings:
     target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
     layers: list[int] | None = None
     steps: int = 200
+    budget: str = "equal"
     all_steps: int | None = None
     batch_size: int = 32
     lr: float = 5e-4
@@ -79,6 +84,8 @@ class AdapterSettings:
         for name in ("r", "steps", "batch_size", "max_seq_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"[adapters] {name} must be >= 1, got {getattr(self, name)}")
+        if self.budget not in ("equal", "data"):
+            raise ValueError(f"[adapters] budget must be 'equal' or 'data', got {self.budget!r}")
         if self.all_steps is not None and self.all_steps < 1:
             raise ValueError(f"[adapters] all_steps must be >= 1 (or left out), got {self.all_steps}")
         if self.layers is not None and (not self.layers or any(not isinstance(i, int) or i < 0 for i in self.layers)):
@@ -144,29 +151,50 @@ def _length_sampler_class() -> type:
     return LengthBucketBatchSampler
 
 
-def distillation_rows(
-    corpus: Path, languages: Sequence[str], teacher_en: Callable[[list[str]], np.ndarray], max_pairs: int, anchor: str = "en",
-    extra: Sequence[str] = (), max_extra: int = 0,
-) -> tuple[list[str], np.ndarray]:
-    """(texts, targets): each training pair gives (xx, teacher(en)) and (en, teacher(en)).
-
-    Pairs are the corpus's training split (at most ``max_pairs`` per language) and, with
-    ``extra``, up to ``max_extra`` pairs per language from those sources (built when missing),
-    none of them a held-out text (:func:`training.space.train_pairs`).
-    """
+def training_pairs(corpus: Path, languages: Sequence[str], max_pairs: int, anchor: str = "en", extra: Sequence[str] = (),
+                   max_extra: int = 0) -> dict[str, list[tuple[str, str]]]:
+    """Per language, its (xx, en) training pairs: the corpus's training split (at most
+    ``max_pairs``) and, with ``extra``, up to ``max_extra`` pairs from those sources (built when
+    missing), none of them a held-out text (:func:`training.space.train_pairs`)."""
     from training.space import ensure_extra_pairs, held_out_texts, train_pairs
 
-    texts: list[str] = []
-    english: list[str] = []
     extra = list(extra) if max_extra else []
     banned = None
     if extra:
         ensure_extra_pairs(corpus, extra, [lang for lang in languages if lang != anchor])
         banned = held_out_texts(corpus, list(languages))
-    for lang in languages:
-        if lang == anchor:
-            continue
-        for xx, en in (r for rows in train_pairs(corpus, lang, max_pairs, extra, max_extra, banned).values() for r in rows):
+    return {lang: [r for rows in train_pairs(corpus, lang, max_pairs, extra, max_extra, banned).values() for r in rows]
+            for lang in languages if lang != anchor}
+
+
+def adapter_steps(settings: AdapterSettings, groups: Mapping[str, Sequence[str]], plans: Mapping[str, Sequence[str]],
+                  pairs_of: Mapping[str, int]) -> dict[str, int]:
+    """Optimizer updates per planned adapter: ``all`` gets ``all_steps`` (default: ``steps`` x
+    number of sprachbunds); the others ``steps`` each (``budget = "equal"``) or their share of
+    that total by training pairs (``"data"``; ``pairs_of``: pairs per language)."""
+    total = settings.steps * len(groups)
+    pool = sum(pairs_of.get(m, 0) for ms in groups.values() for m in ms) or 1
+    out = {}
+    for name, members in plans.items():
+        if name == "all":
+            out[name] = settings.all_steps or total
+        elif settings.budget == "data":
+            out[name] = max(1, round(total * sum(pairs_of.get(m, 0) for m in members) / pool))
+        else:
+            out[name] = settings.steps
+    return out
+
+
+def distillation_rows(
+    corpus: Path, languages: Sequence[str], teacher_en: Callable[[list[str]], np.ndarray], max_pairs: int, anchor: str = "en",
+    extra: Sequence[str] = (), max_extra: int = 0,
+) -> tuple[list[str], np.ndarray]:
+    """(texts, targets): each training pair (:func:`training_pairs`) gives (xx, teacher(en))
+    and (en, teacher(en))."""
+    texts: list[str] = []
+    english: list[str] = []
+    for rows in training_pairs(corpus, languages, max_pairs, anchor, extra, max_extra).values():
+        for xx, en in rows:
             texts += [xx, en]
             english += [en, en]
     if not texts:
@@ -274,6 +302,8 @@ def _training_part(settings: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in settings.items() if k not in ("device", "report_pairs")}
     if out.get("layers", None) is None:  # every layer, as adapters trained before the setting existed
         out.pop("layers", None)
+    if out.get("budget", "equal") == "equal":  # likewise: equal steps, as before the setting existed
+        out.pop("budget", None)
     if not out.get("extra_pairs"):  # likewise: no extra sources
         out.pop("extra_pairs", None)
         out.pop("max_extra_pairs", None)
@@ -315,7 +345,11 @@ def build_adapters(
     if "all" in baselines:
         plans["all"] = sorted({m for ms in groups.values() for m in ms})
     plans.update(rnd)
-    steps_of = {"all": settings.all_steps or settings.steps * len(groups)}
+    everyone = sorted({m for ms in plans.values() for m in ms})
+    pairs_of = {lang: len(rows) for lang, rows in training_pairs(corpus, everyone, settings.max_pairs_per_language, anchor,
+                                                                 settings.extra_pairs, settings.max_extra_pairs).items()}
+    steps_of = adapter_steps(settings, groups, plans, pairs_of)
+    logger.info("adapter steps (%s budget): %s", settings.budget, steps_of)
     try:
         metrics = train_adapters(base_dir, corpus, plans, teacher_en, work / "adapters", settings, steps_of, text_prefix,
                                  teacher_key)
