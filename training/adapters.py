@@ -239,7 +239,7 @@ def train_adapter(
     work = out_dir.parent / f".{out_dir.name}-trainer"
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work), max_steps=steps, per_device_train_batch_size=settings.batch_size, learning_rate=settings.lr,
-        warmup_ratio=settings.warmup_ratio, logging_steps=max(1, steps // 10), save_strategy="no", report_to=[],
+        warmup_steps=round(settings.warmup_ratio * steps), logging_steps=max(1, steps // 10), save_strategy="no", report_to=[],
         seed=settings.seed, bf16=settings.bf16 and device == "cuda", dataloader_drop_last=True, disable_tqdm=False,
         dataloader_pin_memory=device == "cuda",
         **({"batch_sampler": _length_sampler_class()} if settings.length_buckets else {}),
