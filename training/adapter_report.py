@@ -80,12 +80,17 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         raise FileNotFoundError(f"no PEFT adapter folders (adapter_config.json) in {adapters_dir}")
     vectors_dir = cache_root() / "vectors"
     caches: dict[str, VectorCache] = {"base": VectorCache(lambda t: encoder.encode(t, batch_size=batch_size), vectors_dir / "base.npz")}
+    models = {}
     for name in trained:
-        enc = SentenceEncoder(apply_lora(encoder.model, adapters_dir / name), encoder.tokenizer, cfg.pooling,
-                              text_prefix=spec.text_prefix, max_length=spec.max_length)
+        models[name] = apply_lora(encoder.model, adapters_dir / name)
+        enc = SentenceEncoder(models[name], encoder.tokenizer, cfg.pooling, text_prefix=spec.text_prefix, max_length=spec.max_length)
         caches[name] = VectorCache(lambda t, e=enc: e.encode(t, batch_size=batch_size), vectors_dir / "adapter.npz")
 
     sets = {**held_out_sets(corpus, cfg.languages, cfg.sprachbunds, n), **dev_set(corpus, cfg.languages, min(n, 200))}
+    sb = {g: trained[g] or list(cfg.sprachbunds[g]) for g in cfg.sprachbunds if g in trained}
+    rnd = {name: ms for name, ms in trained.items() if name.startswith("random")}
+    layouts = [layout for layout in (sb, {"all": trained["all"]} if "all" in trained else {}, rnd) if layout]
+    _prefill(encoder, models, caches, sets, layouts, batch_size)
 
     def serve_base(lang: str, texts: list[str]) -> np.ndarray:
         return unit(caches["base"](texts))
@@ -107,12 +112,10 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         "base": ("the shared encoder's vectors, unchanged", serve_base),
         "router space (centring + maps)": ("the router's own space file, as served", serve_space),
     }
-    sb = {g: trained[g] or list(cfg.sprachbunds[g]) for g in cfg.sprachbunds if g in trained}
     if sb:
         systems["adapters: sprachbund"] = ("each language served by its sprachbund's adapter", by_groups(sb))
     if "all" in trained:
         systems["adapters: all"] = ("one adapter trained on every language, same total steps", by_groups({"all": trained["all"]}))
-    rnd = {name: ms for name, ms in trained.items() if name.startswith("random")}
     if rnd:
         systems["adapters: random"] = ("random groups of the sprachbunds' sizes, one adapter each", by_groups(rnd))
 
@@ -155,6 +158,33 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return result
+
+
+def _prefill(encoder: Any, models: Mapping[str, Any], caches: Mapping[str, VectorCache], sets: HeldOut,
+             layouts: list[Mapping[str, list[str]]], batch_size: int) -> None:
+    """Encode what every system will ask for in one pass over the texts: the base's layers below
+    the adapters' first adapted one run once per batch (:mod:`training.shared_bottom`).
+    ``layouts``: for each adapter system, adapter name -> the languages it serves."""
+    from training.shared_bottom import BASE, encode_shared
+
+    sides = [(lang, [p[side] for p in pairs]) for items in sets.values() for a, b, pairs in items.values()
+             for side, lang in ((0, a), (1, b))]
+    wanted: dict[str, list[str]] = {BASE: [t for _, texts in sides for t in texts]}
+    for layout in layouts:
+        member = {m: name for name, ms in layout.items() for m in ms}
+        for lang, texts in sides:
+            if member.get(lang) in models:
+                wanted.setdefault(member[lang], []).extend(texts)
+    needs = {name: caches[name].missing(texts) for name, texts in wanted.items()}
+    needs = {name: texts for name, texts in needs.items() if texts}
+    if not needs:
+        return
+    t0 = time.time()
+    got = encode_shared(encoder, models, needs, batch_size)
+    for name, vecs in got.items():
+        caches[name].add(list(vecs), np.stack(list(vecs.values())))
+    logger.info("encoded %s texts for %d models in %.0fs (lower layers shared)", f"{sum(map(len, needs.values())):,}", len(needs),
+                time.time() - t0)
 
 
 def _cell(value: float | None) -> str:

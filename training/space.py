@@ -162,6 +162,21 @@ class VectorCache:
         dim = table.shape[1] if table.ndim == 2 else 0
         return table[[self._rows[k] for k in keys]] if keys else np.zeros((0, dim), np.float32)
 
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """The texts (deduplicated, in order) that are not cached yet."""
+        return list(dict.fromkeys(t for t in texts if self._key(t) not in self._rows))
+
+    def add(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Store vectors computed elsewhere (row i belongs to ``texts[i]``; known texts are skipped)."""
+        new = [(t, i) for i, t in enumerate(texts) if self._key(t) not in self._rows]
+        if not new:
+            return
+        offset = sum(len(v) for v in self._vecs)
+        for j, (t, _) in enumerate(new):
+            self._rows[self._key(t)] = offset + j
+        self._vecs.append(np.asarray(vectors, dtype=np.float32)[[i for _, i in new]])
+        self._dirty = True
+
     def save(self) -> None:
         """Write the cache file (when anything new was encoded)."""
         if self.path and self._dirty and self._vecs:
