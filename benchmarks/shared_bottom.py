@@ -68,6 +68,8 @@ def main() -> None:
                     separate[name] = enc.encode(texts, batch_size=args.batch_size)
             seconds[way].append(time.perf_counter() - t0)
         diff = max(diff, max(float(np.abs(np.stack([shared[n][t] for t in texts]) - separate[n]).max()) for n in needs))
+    base_rows = np.stack([shared[BASE][t] for t in texts])
+    moved = {n: round(float(np.abs(np.stack([shared[n][t] for t in texts]) - base_rows).max()), 4) for n in names}
     med = {way: statistics.median(v) for way, v in seconds.items()}
     ref = med["one forward pass per model"]
     starts = {name: first_changed_layer(base.model, m) for name, m in models.items()}
@@ -80,11 +82,13 @@ def main() -> None:
         "seconds_median": {k: round(v, 2) for k, v in med.items()},
         "speedup": round(ref / med["shared lower layers"], 2),
         "max_abs_difference": diff,
+        "largest_change_from_base_per_adapter": moved,
     }
     print("| way | seconds (median) | ratio |\n|---|---|---|")
     for way, v in med.items():
         print(f"| {way} | {v:.1f} | {ref / v:.2f} |")
-    print(f"max |difference| {diff:.2e} over {len(texts)} texts x {1 + len(models)} models")
+    print(f"max |difference| {diff:.2e} over {len(texts)} texts x {1 + len(models)} models; "
+          f"each adapter moves the base's vectors by up to {moved}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "shared_bottom.json").write_text(json.dumps(result, indent=1) + "\n")
 
