@@ -87,10 +87,16 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         caches[name] = VectorCache(lambda t, e=enc: e.encode(t, batch_size=batch_size), vectors_dir / "adapter.npz")
 
     sets = {**held_out_sets(corpus, cfg.languages, cfg.sprachbunds, n), **dev_set(corpus, cfg.languages, min(n, 200))}
-    sb = {g: trained[g] or list(cfg.sprachbunds[g]) for g in cfg.sprachbunds if g in trained}
-    rnd = {name: ms for name, ms in trained.items() if name.startswith("random")}
-    layouts = [layout for layout in (sb, {"all": trained["all"]} if "all" in trained else {}, rnd) if layout]
-    _prefill(encoder, models, caches, sets, layouts, batch_size)
+    # each adapter system: name -> (what, adapter -> the languages it serves)
+    adapter_systems = {name: (what, layout) for name, what, layout in (
+        ("adapters: sprachbund", "each language served by its sprachbund's adapter",
+         {g: trained[g] or list(cfg.sprachbunds[g]) for g in cfg.sprachbunds if g in trained}),
+        ("adapters: all", "one adapter trained on every language, same total steps",
+         {"all": trained["all"]} if "all" in trained else {}),
+        ("adapters: random", "random groups of the sprachbunds' sizes, one adapter each",
+         {name: ms for name, ms in trained.items() if name.startswith("random")}),
+    ) if layout}
+    _prefill(encoder, models, caches, sets, [layout for _, layout in adapter_systems.values()], batch_size)
 
     def serve_base(lang: str, texts: list[str]) -> np.ndarray:
         return unit(caches["base"](texts))
@@ -112,12 +118,7 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         "base": ("the shared encoder's vectors, unchanged", serve_base),
         "router space (centring + maps)": ("the router's own space file, as served", serve_space),
     }
-    if sb:
-        systems["adapters: sprachbund"] = ("each language served by its sprachbund's adapter", by_groups(sb))
-    if "all" in trained:
-        systems["adapters: all"] = ("one adapter trained on every language, same total steps", by_groups({"all": trained["all"]}))
-    if rnd:
-        systems["adapters: random"] = ("random groups of the sprachbunds' sizes, one adapter each", by_groups(rnd))
+    systems.update({name: (what, by_groups(layout)) for name, (what, layout) in adapter_systems.items()})
 
     result_systems: dict[str, Any] = {}
     for name, (what, serve) in systems.items():

@@ -79,7 +79,7 @@ class AdapterSettings:
     seed: int = 13
 
     def __post_init__(self) -> None:
-        from training.space import EXTRA_SOURCES
+        from training.space import check_extra_sources
 
         for name in ("r", "steps", "batch_size", "max_seq_length"):
             if getattr(self, name) < 1:
@@ -92,9 +92,7 @@ class AdapterSettings:
             raise ValueError(f"[adapters] layers must be a non-empty list of 0-based layer numbers, got {self.layers!r}")
         if not self.target_modules:
             raise ValueError("[adapters] target_modules is empty: the adapter would change nothing")
-        unknown = sorted(set(self.extra_pairs) - set(EXTRA_SOURCES))
-        if unknown:
-            raise ValueError(f"[adapters] extra_pairs: unknown source(s) {unknown}; choose from {sorted(EXTRA_SOURCES)}")
+        check_extra_sources(self.extra_pairs, "[adapters] ")
         if self.max_extra_pairs < 0 or self.max_pairs_per_language < 0 or self.report_pairs < 0:
             raise ValueError("[adapters] max_pairs_per_language, max_extra_pairs and report_pairs must be >= 0")
         if self.extra_pairs and not self.max_extra_pairs:
@@ -191,9 +189,15 @@ def distillation_rows(
 ) -> tuple[list[str], np.ndarray]:
     """(texts, targets): each training pair (:func:`training_pairs`) gives (xx, teacher(en))
     and (en, teacher(en))."""
+    return distillation_targets(training_pairs(corpus, languages, max_pairs, anchor, extra, max_extra), teacher_en)
+
+
+def distillation_targets(pairs: Mapping[str, Sequence[tuple[str, str]]], teacher_en: Callable[[list[str]], np.ndarray],
+                         ) -> tuple[list[str], np.ndarray]:
+    """:func:`distillation_rows` of pairs already read (language -> its (xx, en) pairs)."""
     texts: list[str] = []
     english: list[str] = []
-    for rows in training_pairs(corpus, languages, max_pairs, anchor, extra, max_extra).values():
+    for rows in pairs.values():
         for xx, en in rows:
             texts += [xx, en]
             english += [en, en]
@@ -265,11 +269,13 @@ def train_adapter(
 
 
 def train_adapters(
-    base_dir: Path, corpus: Path, plans: Mapping[str, Sequence[str]], teacher_en: Callable[[list[str]], np.ndarray],
+    base_dir: Path, pairs: Mapping[str, Sequence[tuple[str, str]]], plans: Mapping[str, Sequence[str]],
+    teacher_en: Callable[[list[str]], np.ndarray],
     out_root: Path, settings: AdapterSettings, steps_of: Mapping[str, int] | None = None, text_prefix: str = "",
     teacher_key: str = "",
 ) -> dict[str, dict[str, Any]]:
-    """One adapter per plan (sprachbund or baseline group) under ``out_root/<name>``; resumes by
+    """One adapter per plan (sprachbund or baseline group) under ``out_root/<name>``, trained on
+    the ``pairs`` (language -> training pairs, :func:`training_pairs`) of its languages; resumes by
     skipping adapters whose metrics file says they finished with the same settings, languages
     and teacher (``teacher_key``: a fingerprint of the space they were distilled into)."""
     out = {}
@@ -284,8 +290,7 @@ def train_adapters(
                 logger.info("adapter %s is already trained", name)
                 out[name] = old
                 continue
-        texts, targets = distillation_rows(corpus, members, teacher_en, settings.max_pairs_per_language, extra=settings.extra_pairs,
-                                           max_extra=settings.max_extra_pairs)
+        texts, targets = distillation_targets({m: pairs[m] for m in members if m in pairs}, teacher_en)
         if not texts:
             logger.warning("adapter %s: no training pairs for %s; skipped", name, members)
             continue
@@ -346,12 +351,12 @@ def build_adapters(
         plans["all"] = sorted({m for ms in groups.values() for m in ms})
     plans.update(rnd)
     everyone = sorted({m for ms in plans.values() for m in ms})
-    pairs_of = {lang: len(rows) for lang, rows in training_pairs(corpus, everyone, settings.max_pairs_per_language, anchor,
-                                                                 settings.extra_pairs, settings.max_extra_pairs).items()}
-    steps_of = adapter_steps(settings, groups, plans, pairs_of)
+    pairs = training_pairs(corpus, everyone, settings.max_pairs_per_language, anchor, settings.extra_pairs,
+                           settings.max_extra_pairs)  # read once: every plan's languages are among them
+    steps_of = adapter_steps(settings, groups, plans, {lang: len(rows) for lang, rows in pairs.items()})
     logger.info("adapter steps (%s budget): %s", settings.budget, steps_of)
     try:
-        metrics = train_adapters(base_dir, corpus, plans, teacher_en, work / "adapters", settings, steps_of, text_prefix,
+        metrics = train_adapters(base_dir, pairs, plans, teacher_en, work / "adapters", settings, steps_of, text_prefix,
                                  teacher_key)
     finally:
         cache.save()

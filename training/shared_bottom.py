@@ -105,15 +105,15 @@ def encode_shared(base: SentenceEncoder, adapted: Mapping[str, torch.nn.Module],
                     try:
                         hidden = base.model(**batch, output_hidden_states=True).hidden_states
                         vecs[BASE] = pool(hidden[pooled], mask, base.pooling.mode)  # type: ignore[arg-type]
-                    except _Stop:
-                        hidden = None
+                    except _Stop:  # the lower layers ran; the captured input of the first adapted one is all we need
+                        pass
                     for name in names - {BASE}:
                         if handle is None:  # nothing adapted below the pooled layer: the base's own vectors
                             vecs[name] = vecs[BASE]
                             continue
-                        args, kwargs = captured["args"], dict(captured["kwargs"])  # type: ignore[arg-type]
-                        h = kwargs.pop("hidden_states") if "hidden_states" in kwargs else args[0]  # type: ignore[index]
-                        rest = args[1:] if "hidden_states" not in captured["kwargs"] else args  # type: ignore[index,operator]
+                        kwargs = dict(captured["kwargs"])  # type: ignore[call-overload]
+                        args: tuple = captured["args"]  # type: ignore[assignment]
+                        h, rest = (kwargs.pop("hidden_states"), args) if "hidden_states" in kwargs else (args[0], args[1:])
                         for layer in stacks[name][start:pooled]:
                             h = layer(h, *rest, **kwargs)
                             h = h[0] if isinstance(h, tuple) else h

@@ -114,11 +114,16 @@ class SpaceSettings:
             raise ValueError(f"missing_mean must be 'sprachbund', 'global' or 'none', got {self.missing_mean!r}")
         if self.fallback_mean not in ("global", "none"):
             raise ValueError(f"fallback_mean must be 'global' or 'none', got {self.fallback_mean!r}")
-        unknown = sorted(set(self.extra_pairs) - set(EXTRA_SOURCES))
-        if unknown:
-            raise ValueError(f"extra_pairs: unknown source(s) {unknown}; choose from {sorted(EXTRA_SOURCES)}")
+        check_extra_sources(self.extra_pairs)
         if self.max_extra_pairs < 0:
             raise ValueError(f"max_extra_pairs must be >= 0, got {self.max_extra_pairs}")
+
+
+def check_extra_sources(sources: Sequence[str], where: str = "") -> None:
+    """Raise ValueError naming any of ``sources`` that is not an extra pair source."""
+    unknown = sorted(set(sources) - set(EXTRA_SOURCES))
+    if unknown:
+        raise ValueError(f"{where}extra_pairs: unknown source(s) {unknown}; choose from {sorted(EXTRA_SOURCES)}")
 
 
 # ------------------------------------------------------------------------------ cached vectors
@@ -148,15 +153,10 @@ class VectorCache:
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of ``texts`` (encoding only the ones not seen before)."""
-        keys = [self._key(t) for t in texts]
-        todo = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in self._rows))
+        todo = self.missing(texts)
         if todo:
-            new = self._encode(todo)
-            base = sum(len(v) for v in self._vecs)
-            for j, t in enumerate(todo):
-                self._rows[self._key(t)] = base + j
-            self._vecs.append(np.asarray(new, dtype=np.float32))
-            self._dirty = True
+            self.add(todo, self._encode(todo))
+        keys = [self._key(t) for t in texts]
         table = np.concatenate(self._vecs) if len(self._vecs) > 1 else self._vecs[0]
         self._vecs = [table]
         dim = table.shape[1] if table.ndim == 2 else 0
