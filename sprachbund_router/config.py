@@ -229,12 +229,14 @@ class RouterConfig:
         self._lang_to_group = seen
 
     def sprachbund_parts(self) -> dict[str, dict[str, Any]]:
-        """Per sprachbund: its encoder and what its vectors go through (centring, map)."""
+        """Per sprachbund: its encoder, the shared base it adapts (None: not an adapter) and what
+        its vectors go through (centring, map)."""
         out = {}
         for group in self.sprachbunds:
             enc = self.sprachbund_encoders[group]
             space = self.spaces.get(enc)
-            out[group] = {"encoder": enc, "space": space.parts(group) if space else []}
+            out[group] = {"encoder": enc, "adapter_of": self.encoders[enc].adapter_base,
+                          "space": space.parts(group) if space else []}
         return out
 
     @property

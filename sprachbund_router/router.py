@@ -261,7 +261,10 @@ class SprachbundRouter:
         with self._lock:
             enc = self._load_encoder(name)
             if name in self.spaces and name not in self._checked:
-                self.spaces[name].check_encoder(enc, self.backend, name)
+                # a space was fitted on the base: an adapter served through it (trained under it) is checked by its base
+                base = self.config.encoders[name].adapter_base
+                probed = (self._load_encoder(base), base) if base is not None else (enc, name)
+                self.spaces[name].check_encoder(probed[0], self.backend, probed[1])
                 self._checked.add(name)
             return enc
 

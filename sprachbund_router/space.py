@@ -259,3 +259,48 @@ class VectorSpace:
         if normalize:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+    def pull_back(
+        self,
+        targets: np.ndarray,
+        languages: Sequence[str | None],
+        sprachbunds: Sequence[str | None],
+        fallback: Sequence[bool] | None = None,
+    ) -> np.ndarray:
+        """Unit vectors that :meth:`apply` turns into ``targets`` (rows of a mixed batch).
+
+        The inverse of :meth:`apply` on the unit sphere: for a row with mean ``m`` and map
+        ``M``, the vector ``v = m + s * normalise(t @ pinv(M))`` with ``s > 0`` chosen so that
+        ``|v| = 1`` (``|m| < 1`` for a mean of unit vectors, so exactly one such ``s``). An
+        adapter trained towards pulled-back targets is served through the same space as the
+        base (its vectors centred and mapped like the base's), so before training it serves
+        exactly the space's vectors. A target whose map is singular is matched on the map's
+        range only.
+
+        Args:
+            targets: ``[n, dim]`` wanted served vectors (normalised here).
+            languages / sprachbunds / fallback: per row, as for :meth:`apply`.
+        """
+        n = len(targets)
+        fallback = [False] * n if fallback is None else list(fallback)
+        if not (len(languages) == len(sprachbunds) == len(fallback) == n):
+            raise ValueError(f"{n} targets but {len(languages)} languages, {len(sprachbunds)} sprachbunds, {len(fallback)} fallback flags")
+        t = np.asarray(targets, dtype=np.float64)
+        t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+        out = np.empty_like(t)
+        by_map: dict[str | None, list[int]] = {}
+        for i, (lang, group, fb) in enumerate(zip(languages, sprachbunds, fallback)):
+            by_map.setdefault(self.map_for(lang, group, fb), []).append(i)
+        for name, rows in by_map.items():
+            out[rows] = t[rows] if name is None else t[rows] @ np.linalg.pinv(self.maps[name].astype(np.float64))
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        for i, (lang, fb) in enumerate(zip(languages, fallback)):
+            mean = self.mean_for(lang, fb)
+            if mean is None:
+                continue
+            m = mean.astype(np.float64)
+            mw = float(m @ out[i])
+            s = -mw + np.sqrt(max(mw * mw - float(m @ m) + 1.0, 0.0))
+            out[i] = m + s * out[i]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out.astype(np.float32)

@@ -74,8 +74,8 @@ def test_retrieve_and_index_use_the_space_on_both_sides(space_router_dir):
 def test_config_records_parts_and_save_pretrained_copies_the_space(space_router_dir, tmp_path):
     router = SprachbundRouter.from_pretrained(space_router_dir)
     cfg = json.loads((space_router_dir / "router_config.json").read_text())
-    assert cfg["sprachbund_parts"] == {"west": {"encoder": "shared", "space": ["centring", "map:west"]},
-                                      "east": {"encoder": "shared", "space": ["centring", "map:east"]}}
+    assert cfg["sprachbund_parts"] == {"west": {"encoder": "shared", "adapter_of": None, "space": ["centring", "map:west"]},
+                                      "east": {"encoder": "shared", "adapter_of": None, "space": ["centring", "map:east"]}}
     out = router.save_pretrained(tmp_path / "copy")
     assert (out / "spaces" / "shared.safetensors").is_file()
     again = SprachbundRouter.from_pretrained(out)
@@ -169,6 +169,25 @@ def test_space_for_an_unknown_encoder_is_refused(space_router_dir, tmp_path):
     (d / "router_config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="spaces names encoder 'ghost'"):
         SprachbundRouter.from_pretrained(d)
+
+
+def test_pull_back_inverts_the_space_row_by_row(space_router_dir):
+    """What a residual adapter is trained towards: unit vectors that the space turns into the targets."""
+    router = SprachbundRouter.from_pretrained(space_router_dir)
+    space = router.spaces["shared"]
+    rng = np.random.default_rng(0)
+    targets = _unit(rng.normal(size=(5, space.dim)).astype(np.float32))
+    langs, groups, fb = ["de", "ru", "en", "zh", None], ["west", "east", "west", "east", None], [False] * 4 + [True]
+    raw = space.pull_back(targets, langs, groups, fb)
+    np.testing.assert_allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(space.apply(raw, langs, groups, fb), targets, atol=1e-4)
+    # and the base's own vectors are their own pull-back of what the space serves
+    texts = [DE, RU, EN, ZH]
+    base = _unit(router.encoder("shared").encode(texts))
+    served = space.apply(base, langs[:4], groups[:4], fb[:4])
+    np.testing.assert_allclose(space.pull_back(served, langs[:4], groups[:4]), base, atol=1e-4)
+    with pytest.raises(ValueError, match="5 targets but 4 languages"):
+        space.pull_back(targets, langs[:4], groups[:4])
 
 
 def test_spec_parts():

@@ -11,7 +11,8 @@ steps, device, seconds). Every adapter is loaded with the runtime's own loader
 is served by the adapter of the group it belongs to (English too), so cross-sprachbund pairs
 mix adapters exactly as the router would. The adapters were trained to land in the router's
 space (distillation targets are the router's served English vectors), so their vectors are
-used as they come out, normalised. Vectors are cached per adapter (keyed by its probe vectors).
+used as they come out, normalised; residual adapters (trained under the space) go through the
+router's space like the base's vectors. Vectors are cached per adapter (keyed by its probe vectors).
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def adapter_groups(adapters_dir: Path) -> dict[str, list[str]]:
     return out
 
 
+def _settings(adapter_dir: Path) -> dict[str, Any]:
+    f = adapter_dir / "training_metrics.json"
+    return json.loads(f.read_text()).get("settings", {}) if f.is_file() else {}
+
+
 def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None = None, n: int = 400,
         corpus: Path | None = None, encoder: Any = None, batch_size: int = 64, device: str | None = None) -> dict[str, Any]:
     """Score every system; returns the result (also written to ``output``)."""
@@ -76,6 +82,9 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         space = VectorSpace.load(router_dir, cfg.spaces[cfg.shared_encoder], where)
         space.check_encoder(encoder, "torch", cfg.shared_encoder)
     trained = adapter_groups(adapters_dir)
+    residual = {name for name in trained if _settings(adapters_dir / name).get("residual")}
+    if residual and space is None:
+        raise ValueError(f"adapters {sorted(residual)} were trained under a vector space, but router {router_dir} has none")
     if not trained:
         raise FileNotFoundError(f"no PEFT adapter folders (adapter_config.json) in {adapters_dir}")
     vectors_dir = cache_root() / "vectors"
@@ -111,7 +120,10 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
 
         def serve(lang: str, texts: list[str]) -> np.ndarray:
             name = member.get(lang)
-            return unit(caches[name](texts)) if name in caches else serve_space(lang, texts)
+            if name not in caches:
+                return serve_space(lang, texts)
+            # a residual adapter was trained under the space: served through it, as the router does
+            return space_served(lang, caches[name](texts), False) if name in residual else unit(caches[name](texts))
         return serve
 
     systems: dict[str, tuple[str, Callable[[str, list[str]], np.ndarray]]] = {

@@ -55,6 +55,11 @@ class AdapterSettings:
         length_buckets: batches of texts of similar length (:func:`length_bucketed_batches`):
             less padding, the same examples per epoch.
         seed: data order and initialisation.
+        residual: train the adapter *under* the router's space instead of into it: the
+            router centres and maps its vectors like the base's (the adapter encoder gets the
+            base's space), and the distillation targets are pulled back through that space
+            (:meth:`sprachbund_router.space.VectorSpace.pull_back`), so a fresh adapter serves
+            exactly the space's vectors and training only has to learn what the space misses.
     """
 
     r: int = 8
@@ -77,6 +82,7 @@ class AdapterSettings:
     bf16: bool = True
     length_buckets: bool = True
     seed: int = 13
+    residual: bool = False
 
     def __post_init__(self) -> None:
         from training.space import check_extra_sources
@@ -192,21 +198,32 @@ def distillation_rows(
     return distillation_targets(training_pairs(corpus, languages, max_pairs, anchor, extra, max_extra), teacher_en)
 
 
-def distillation_targets(pairs: Mapping[str, Sequence[tuple[str, str]]], teacher_en: Callable[[list[str]], np.ndarray],
-                         ) -> tuple[list[str], np.ndarray]:
-    """:func:`distillation_rows` of pairs already read (language -> its (xx, en) pairs)."""
+def distillation_targets(
+    pairs: Mapping[str, Sequence[tuple[str, str]]], teacher_en: Callable[[list[str]], np.ndarray],
+    pull_back: Callable[[np.ndarray, list[str]], np.ndarray] | None = None, anchor: str = "en",
+) -> tuple[list[str], np.ndarray]:
+    """:func:`distillation_rows` of pairs already read (language -> its (xx, en) pairs).
+
+    ``pull_back(targets, languages)``: turns each row's served target into what the adapter
+    itself must output for a text of that language (residual adapters); English rows are of
+    the ``anchor`` language."""
     texts: list[str] = []
     english: list[str] = []
-    for rows in pairs.values():
+    languages: list[str] = []
+    for lang, rows in pairs.items():
         for xx, en in rows:
             texts += [xx, en]
             english += [en, en]
+            languages += [lang, anchor]
     if not texts:
         return [], np.zeros((0, 0), np.float32)
     unique = list(dict.fromkeys(english))
     vecs = teacher_en(unique)
     row = {t: i for i, t in enumerate(unique)}
-    return texts, vecs[[row[e] for e in english]].astype(np.float32)
+    targets = vecs[[row[e] for e in english]].astype(np.float32)
+    if pull_back is not None:
+        targets = pull_back(targets, languages).astype(np.float32)
+    return texts, targets
 
 
 def train_adapter(
@@ -272,12 +289,13 @@ def train_adapters(
     base_dir: Path, pairs: Mapping[str, Sequence[tuple[str, str]]], plans: Mapping[str, Sequence[str]],
     teacher_en: Callable[[list[str]], np.ndarray],
     out_root: Path, settings: AdapterSettings, steps_of: Mapping[str, int] | None = None, text_prefix: str = "",
-    teacher_key: str = "",
+    teacher_key: str = "", pull_back: Callable[[np.ndarray, list[str]], np.ndarray] | None = None, anchor: str = "en",
 ) -> dict[str, dict[str, Any]]:
     """One adapter per plan (sprachbund or baseline group) under ``out_root/<name>``, trained on
     the ``pairs`` (language -> training pairs, :func:`training_pairs`) of its languages; resumes by
     skipping adapters whose metrics file says they finished with the same settings, languages
-    and teacher (``teacher_key``: a fingerprint of the space they were distilled into)."""
+    and teacher (``teacher_key``: a fingerprint of the space they were distilled into).
+    ``pull_back``: for residual adapters (:func:`distillation_targets`)."""
     out = {}
     for name, members in plans.items():
         target = out_root / name
@@ -290,7 +308,7 @@ def train_adapters(
                 logger.info("adapter %s is already trained", name)
                 out[name] = old
                 continue
-        texts, targets = distillation_targets({m: pairs[m] for m in members if m in pairs}, teacher_en)
+        texts, targets = distillation_targets({m: pairs[m] for m in members if m in pairs}, teacher_en, pull_back, anchor)
         if not texts:
             logger.warning("adapter %s: no training pairs for %s; skipped", name, members)
             continue
@@ -309,6 +327,8 @@ def _training_part(settings: Mapping[str, Any]) -> dict[str, Any]:
         out.pop("layers", None)
     if out.get("budget", "equal") == "equal":  # likewise: equal steps, as before the setting existed
         out.pop("budget", None)
+    if not out.get("residual"):  # likewise: distilled into the space, not under it
+        out.pop("residual", None)
     if not out.get("extra_pairs"):  # likewise: no extra sources
         out.pop("extra_pairs", None)
         out.pop("max_extra_pairs", None)
@@ -343,6 +363,9 @@ def build_adapters(
         n = len(texts)
         return space.apply(cache(texts), [anchor] * n, [anchor_group] * n, [False] * n)
 
+    def pull_back(targets: np.ndarray, languages: list[str]) -> np.ndarray:
+        return space.pull_back(targets, languages, [space.sprachbund_of.get(lang) for lang in languages])
+
     # what the adapters are distilled into, robust to float noise of a refitted space
     teacher_key = hashlib.sha256(np.round(teacher_en(list(PROBE_TEXTS)), 3).tobytes()).hexdigest()[:16]
     plans: dict[str, list[str]] = {g: sorted(ms) for g, ms in groups.items()}
@@ -357,7 +380,7 @@ def build_adapters(
     logger.info("adapter steps (%s budget): %s", settings.budget, steps_of)
     try:
         metrics = train_adapters(base_dir, pairs, plans, teacher_en, work / "adapters", settings, steps_of, text_prefix,
-                                 teacher_key)
+                                 teacher_key, pull_back if settings.residual else None, anchor or "en")
     finally:
         cache.save()
     for g in groups:

@@ -426,10 +426,12 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         specs.update({
             g: EncoderSpec(path=f"encoders/{g}", text_prefix=prefix, max_length=config.max_length, adapter_base="base",
                            description=f"LoRA adapter (r {s.r}, {adapters['metrics'][g]['steps']} steps) on the shared base, "
-                                       f"distilled into the router's space on {', '.join(members)}")
+                                       f"distilled {'under' if s.residual else 'into'} the router's space on {', '.join(members)}")
             for g, members in groups.items()
         })
         sprachbund_encoders = {g: g for g in groups}
+        if s.residual:  # trained under the base's space: served through it
+            spaces.update(dict.fromkeys(groups, spaces["base"]))
         report["adapters"] = {n: {k: m.get(k) for k in ("steps", "examples", "seconds", "steps_per_second", "device",
                                                           "train_loss", "adapter_bytes", "languages")}
                               for n, m in adapters["metrics"].items()}
