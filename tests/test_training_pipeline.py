@@ -270,6 +270,10 @@ def test_tiny_adapter_build_serves_one_adapter_per_sprachbund(tiny_adapter_route
         assert files == {"adapter_config.json", "adapter_model.safetensors", "training_metrics.json"}
         assert (out / "encoders" / g / "adapter_model.safetensors").stat().st_size < 3_000_000
     assert "base" in config["spaces"]  # fallback and shared encoder: the base through the space
+    # residual adapters: served through the base's own space file, and every sprachbund says so
+    assert all(config["spaces"][g]["path"] == config["spaces"]["base"]["path"] for g in groups)
+    assert all(config["sprachbund_parts"][g]["adapter_of"] == "base" and config["sprachbund_parts"][g]["space"][0] == "centring"
+               for g in groups)
     trained = config["provenance"]["baselines"]["adapters"]["trained"]
     assert set(trained) == set(groups) | {"all"} | set(config["provenance"]["baselines"]["adapters"]["random_groups"])
     report = json.loads((out / "training_report.json").read_text())["adapters"]
@@ -281,10 +285,18 @@ def test_tiny_adapter_build_serves_one_adapter_per_sprachbund(tiny_adapter_route
     routes = router.route(texts)
     vecs = router.encode(texts)
     for text, route, vec in zip(texts, routes, vecs):
-        own = router.encoder(route.encoder).encode([text])[0]
-        assert route.encoder in groups and np.allclose(vec, own, atol=1e-5)  # adapter vectors, as they come out
+        own = router.encoder(route.encoder).encode([text])
+        space = router.spaces[route.encoder]
+        served = space.apply(own, [route.language], [route.sprachbund], [route.fallback])[0]
+        assert route.encoder in groups and np.allclose(vec, served, atol=1e-5)  # adapter vectors through the space
         raw = router.encoder("base").encode([text])[0]
-        assert not np.allclose(own, raw, atol=1e-4)  # the adapter changed the base
+        assert not np.allclose(own[0], raw, atol=1e-4)  # the adapter changed the base
+    # what the training pulled back: a residual adapter starts as the base, so the targets of the
+    # base's own English vectors are those vectors (the space's inverse is exact on them)
+    english = router.encoder("base").encode(["The cat is asleep."])
+    en_group = router.config.sprachbund_of("en")
+    served_en = router.spaces["base"].apply(english, ["en"], [en_group], [False])
+    np.testing.assert_allclose(router.spaces["base"].pull_back(served_en, ["en"], [en_group]), english, atol=1e-4)
     sims = vecs @ vecs.T
     assert sims[0, 1] > 0.5 and sims[0, 2] > 0.5  # one space across sprachbunds (translations stay close)
     # the base is stored truncated to the pooled layer (11 of 12), in sentence-transformers' layout; the

@@ -22,7 +22,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,10 @@ def _settings(adapter_dir: Path) -> dict[str, Any]:
 
 
 def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None = None, n: int = 400,
-        corpus: Path | None = None, encoder: Any = None, batch_size: int = 64, device: str | None = None) -> dict[str, Any]:
-    """Score every system; returns the result (also written to ``output``)."""
+        corpus: Path | None = None, encoder: Any = None, batch_size: int = 64, device: str | None = None,
+        only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Score every system; returns the result (also written to ``output``). ``only``: score
+    these sets (:data:`SET_KEYS`) and leave the others out (a quicker look)."""
     from sprachbund_router.adapters import apply_lora
     from sprachbund_router.config import RouterConfig
     from sprachbund_router.encoder import SentenceEncoder
@@ -96,6 +98,11 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         caches[name] = VectorCache(lambda t, e=enc: e.encode(t, batch_size=batch_size), vectors_dir / "adapter.npz")
 
     sets = {**held_out_sets(corpus, cfg.languages, cfg.sprachbunds, n), **dev_set(corpus, cfg.languages, min(n, 200))}
+    if only is not None:
+        unknown = sorted(set(only) - set(SET_KEYS))
+        if unknown:
+            raise ValueError(f"unknown set(s) {unknown}; the sets are {', '.join(SET_KEYS)}")
+        sets = {k: v for k, v in sets.items() if k in only}
     # each adapter system: name -> (what, adapter -> the languages it serves)
     adapter_systems = {name: (what, layout) for name, what, layout in (
         ("adapters: sprachbund", "each language served by its sprachbund's adapter",
@@ -143,7 +150,7 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
     per_sprachbund: dict[str, dict[str, float]] = {}
     for name, s in result_systems.items():
         for g, ms in cfg.sprachbunds.items():
-            vals = [v for lang, v in s["per_test"].items() if lang in ms]
+            vals = [v for lang, v in s.get("per_test", {}).items() if lang in ms]
             if vals:
                 per_sprachbund.setdefault(g, {})[name] = round(float(np.mean(vals)), 2)
     training = {}
@@ -159,7 +166,7 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         "router": str(router_dir),
         "adapters": str(adapters_dir),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()} (scoring)",
-        "command": f"python -m training.adapter_report {adapters_dir} --n {n}",
+        "command": f"python -m training.adapter_report {adapters_dir} --n {n}" + (f" --sets {','.join(only)}" if only else ""),
         "metric": "top-1 accuracy (%), mean of both directions; 'test' = mean over languages; 'dev' = dev split (choices)",
         "pairs_per_set": n,
         "training": training,
@@ -222,9 +229,10 @@ def main() -> None:
     parser.add_argument("--router", type=Path, default=None, help="router directory (default: the embedded default router)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/adapters.json"))
     parser.add_argument("--n", type=int, default=400, help="pairs per language / language pair (at most)")
+    parser.add_argument("--sets", default=None, help=f"comma-separated sets to score (default: all of {','.join(SET_KEYS)})")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = run(args.adapters, args.router, args.output, args.n)
+    result = run(args.adapters, args.router, args.output, args.n, only=args.sets.split(",") if args.sets else None)
     logger.info("\n%s", markdown(result))
 
 

@@ -297,6 +297,7 @@ def train_adapters(
     and teacher (``teacher_key``: a fingerprint of the space they were distilled into).
     ``pull_back``: for residual adapters (:func:`distillation_targets`)."""
     out = {}
+    base_layers = int(json.loads((Path(base_dir) / "config.json").read_text())["num_hidden_layers"])
     for name, members in plans.items():
         target = out_root / name
         done = target / "training_metrics.json"
@@ -304,7 +305,8 @@ def train_adapters(
         if done.is_file():
             old = json.loads(done.read_text())
             if (_training_part(old.get("settings", {})) == _training_part(asdict(settings)) and old.get("steps") == steps
-                    and old.get("languages") == sorted(members) and old.get("teacher_key", "") == teacher_key):
+                    and old.get("languages") == sorted(members) and old.get("teacher_key", "") == teacher_key
+                    and old.get("base_layers") == base_layers):
                 logger.info("adapter %s is already trained", name)
                 out[name] = old
                 continue
@@ -315,6 +317,7 @@ def train_adapters(
         metrics = train_adapter(base_dir, texts, targets, target, settings, steps, text_prefix)
         metrics["languages"] = sorted(members)
         metrics["teacher_key"] = teacher_key
+        metrics["base_layers"] = base_layers  # the layers of the base it was trained on (the router's, truncated)
         done.write_text(json.dumps(metrics, indent=1) + "\n")
         out[name] = metrics
     return out

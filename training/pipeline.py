@@ -211,7 +211,6 @@ def _cached(path: Path, key: str) -> Any | None:
         data = json.loads(path.read_text())
         if data.get("key") == key:
             return data["value"]
-        logger.info("%s was made from other inputs; recomputing", path.name)
     return None
 
 
@@ -235,7 +234,8 @@ class StageCache:
     def get(self, name: str, key: str, files: Sequence[str] = ()) -> Any | None:
         """The stored value of stage ``name`` for ``key`` (its ``files`` restored into this
         build's work directory), or None."""
-        value = _cached(self.work / f"{name}.json", key)
+        own = self.work / f"{name}.json"
+        value = _cached(own, key)
         if value is not None and all((self.work / f).is_file() for f in files):
             return value
         others = sorted(d for d in self.siblings.iterdir() if d.is_dir() and d.resolve() != self.work.resolve()) \
@@ -253,6 +253,8 @@ class StageCache:
             _store(self.work / f"{name}.json", key, data["value"])
             logger.info("stage %s: same inputs as build %s (key %s); its result is reused", name, other.name, key)
             return data["value"]
+        if own.is_file():
+            logger.info("stage %s: %s was made from other inputs; recomputing", name, own.name)
         return None
 
     def put(self, name: str, key: str, value: Any) -> None:
@@ -420,7 +422,10 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         from training.adapters import build_adapters
 
         space = VectorSpace.load(out, spaces["base"], {m: g for g, ms in groups.items() for m in ms})
-        adapters = build_adapters(served, base, corpus, groups, space, config.adapters, config.baselines, work, out, prefix,
+        # trained on the base exactly as the router serves it (truncated to the pooled layer), so
+        # what the adapter learns is what the router's pooled vector gets
+        adapters = build_adapters(served, out / "encoders" / "base", corpus, groups, space, config.adapters, config.baselines,
+                                  work, out, prefix,
                                   seed=config.mlm.seed)
         s = config.adapters
         specs.update({
