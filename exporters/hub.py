@@ -197,7 +197,11 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
         dst = writable_inside(folder, NGRAM_FILE, "language_id")
         dst.parent.mkdir(parents=True, exist_ok=True)
         link_or_copy(confined(plan.router_dir, NGRAM_FILE, "language_id"), dst)
+    copied: set[str] = set()
     for enc, space in data["spaces"].items():  # the vector spaces live in the router repo, beside the config
+        if space["path"] in copied:  # residual adapters are served through their base's own space file
+            continue
+        copied.add(space["path"])
         key = f"spaces.{enc}.path"
         dst = writable_inside(folder, space["path"], key)
         dst.parent.mkdir(parents=True, exist_ok=True)
