@@ -340,9 +340,16 @@ def adapter_card(
               "lora", "multilingual", "safetensors"],
     )
     steps = training_metrics.get("steps")
-    trained = (f"Trained for {steps} steps by multilingual knowledge distillation into the router's vector space "
+    residual = encoder_name in config.spaces  # trained under the router's space and served through it
+    trained = (f"Trained for {steps} steps by multilingual knowledge distillation "
+               f"{'under' if residual else 'into'} the router's vector space "
                f"(the student's vector of a text and of its English translation regress onto the router's English "
-               f"vector) on {', '.join(training_metrics.get('languages', languages))}." if steps else "")
+               f"vector{', pulled back through the space' if residual else ''}) on "
+               f"{', '.join(training_metrics.get('languages', languages))}." if steps else "")
+    served = ("the router passes them through its vector space (each language's centring and the sprachbund's "
+              "map, the `spaces/` file of the router's repository) before it serves them, so compare "
+              "them with other languages' vectors only through the router" if residual else
+              "the router serves them as they come out (they were trained into its space)")
     body = f"""# {repo_id}
 
 LoRA adapter of sprachbund {', '.join(groups) or encoder_name} for the sprachbund router
@@ -364,7 +371,7 @@ vectors = router.encode(["Die Katze schläft.", "Кошка спит."])
 With sentence-transformers (`pip install sentence-transformers peft`; the base is fetched from
 `{base_repo_id}`; {"mean" if config.pooling.mode == "mean" else "first-token"} pooling, normalised, the prefix
 {spec.text_prefix!r} as the default prompt, at most {spec.max_length} tokens). These are the adapter's own vectors;
-the router serves them as they come out (they were trained into its space):
+{served}:
 
 ```python
 from sentence_transformers import SentenceTransformer

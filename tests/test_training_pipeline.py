@@ -339,6 +339,8 @@ def test_tiny_adapter_router_exports_small_adapter_repos(tiny_adapter_router, tm
         assert {"modules.json", "sentence_bert_config.json", "tokenizer.json", "README.md"} <= {p.name for p in folder.iterdir()}
         keys = load_file(str(folder / "adapter_model.safetensors")).keys()
         assert keys and not any(".layer.11." in k for k in keys)  # the base keeps 11 layers: nothing unexpected
+        card = (folder / "README.md").read_text()  # residual adapters: the card says the space comes after them
+        assert "under the router's vector space" in card and "passes them through its vector space" in card
     seed_cache(tmp_path / "dry", tmp_path / "hub")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub = SprachbundRouter.from_pretrained("org/tiny", cache_dir=tmp_path / "hub")
