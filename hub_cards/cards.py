@@ -340,7 +340,7 @@ def adapter_card(
               "lora", "multilingual", "safetensors"],
     )
     steps = training_metrics.get("steps")
-    residual = encoder_name in config.spaces  # trained under the router's space and served through it
+    residual = bool(training_metrics.get("settings", {}).get("residual"))  # trained under the space, not into it
     trained = (f"Trained for {steps} steps by multilingual knowledge distillation "
                f"{'under' if residual else 'into'} the router's vector space "
                f"(the student's vector of a text and of its English translation regress onto the router's English "
@@ -348,7 +348,7 @@ def adapter_card(
                f"{', '.join(training_metrics.get('languages', languages))}." if steps else "")
     served = ("the router passes them through its vector space (each language's centring and the sprachbund's "
               "map, the `spaces/` file of the router's repository) before it serves them, so compare "
-              "them with other languages' vectors only through the router" if residual else
+              "them with other languages' vectors only through the router" if encoder_name in config.spaces else
               "the router serves them as they come out (they were trained into its space)")
     body = f"""# {repo_id}
 
