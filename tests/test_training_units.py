@@ -207,3 +207,15 @@ def test_stage_cache_reuses_another_builds_result_only_for_the_same_key(tmp_path
     alone = StageCache(tmp_path / "elsewhere")  # a build outside the package cache looks only at its own directory
     alone.work.mkdir()
     assert alone.get("identifier", "k1") is None
+
+
+def test_paired_bootstrap_mean_and_interval():
+    from training.metrics import paired_bootstrap
+
+    a = {"de": 90.0, "fr": 80.0, "ru": 70.0, "xx": 1.0}
+    same = paired_bootstrap(a, {k: v - 2.0 for k, v in a.items() if k != "xx"} | {"yy": 5.0})
+    assert same == {"mean_difference": 2.0, "ci95": [2.0, 2.0], "units": 3}  # only shared units; constant gap
+    spread = paired_bootstrap({"a": 1.0, "b": 3.0}, {"a": 0.0, "b": 0.0})
+    assert spread["mean_difference"] == 2.0 and 1.0 <= spread["ci95"][0] < 2.0 < spread["ci95"][1] <= 3.0
+    with pytest.raises(ValueError, match="share no scored unit"):
+        paired_bootstrap({"a": 1.0}, {"b": 1.0})

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+from training.metrics import paired_bootstrap
 from training.space import VectorCache, unit
 from training.space_report import HeldOut, held_out_sets, score_sets, served_by
 
@@ -153,6 +154,7 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
             vals = [v for lang, v in s.get("per_test", {}).items() if lang in ms]
             if vals:
                 per_sprachbund.setdefault(g, {})[name] = round(float(np.mean(vals)), 2)
+    result_paired = paired_differences(result_systems)
     training = {}
     for name in trained:
         f = adapters_dir / name / "training_metrics.json"
@@ -172,12 +174,32 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         "training": training,
         "systems": result_systems,
         "test_per_sprachbund": per_sprachbund,
+        "paired_bootstrap": result_paired,
         "seconds": round(time.time() - started, 1),
     }
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return result
+
+
+#: the system every baseline is compared with, and the baselines (report names)
+SPRACHBUND_SYSTEM = "adapters: sprachbund"
+BASELINE_SYSTEMS = {"all": "adapters: all", "random": "adapters: random", "space": "router space (centring + maps)"}
+
+
+def paired_differences(systems: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The sprachbund adapters against each baseline present, per set: mean difference and 95%
+    interval over the set's languages or language pairs (:func:`training.metrics.paired_bootstrap`)."""
+    out: dict[str, Any] = {"what": "mean difference (points) of the sprachbund adapters against a baseline, 95% interval "
+                                   "from 2,000 resamples of the languages (or language pairs) of each set"}
+    sb = systems.get(SPRACHBUND_SYSTEM)
+    for label, name in BASELINE_SYSTEMS.items():
+        if sb is None or name not in systems:
+            continue
+        out[f"sprachbund - {label}"] = {k: paired_bootstrap(sb[f"per_{k}"], systems[name][f"per_{k}"])
+                                        for k in SET_KEYS if sb.get(f"per_{k}") and systems[name].get(f"per_{k}")}
+    return out
 
 
 def _prefill(encoder: Any, models: Mapping[str, Any], caches: Mapping[str, VectorCache], sets: HeldOut,
