@@ -200,7 +200,7 @@ def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int |
         (out / "default-space-report.json").write_text(json.dumps({"spec": asdict(spec), "report": report}, indent=1, default=str))
         result["space_fit_seconds"] = round(time.time() - t0, 1)
         logger.info("default space fitted in %.0fs: maps %s", time.time() - t0, spec.sprachbund_maps)
-    space = VectorSpace.load(router_dir, cfg.spaces["base"], {m: g for g, ms in cfg.sprachbunds.items() for m in ms})
+    space = VectorSpace.load(router_dir, cfg.spaces["base"], cfg.language_to_sprachbund)
     space.check_encoder(base, "torch", "base")  # the rebuilt base is the base the space was fitted on
 
     settings = AdapterSettings(steps=steps, batch_size=batch_size, max_pairs_per_language=max_pairs, device=device,

@@ -14,17 +14,17 @@ or uploaded as it is.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
 
 from sprachbund_router.checkpoint import read_json_object
 from sprachbund_router.errors import CheckpointError, UnknownLanguageError
 from sprachbund_router.space import SpaceSpec
+from sprachbund_router.tensors import load_tensors, save_tensors
 from sprachbund_router.validation import expect, expect_number, expect_str_map, relative_path
 
 CONFIG_NAME = "router_config.json"
@@ -240,6 +240,11 @@ class RouterConfig:
         return out
 
     @property
+    def language_to_sprachbund(self) -> dict[str, str]:
+        """Language -> its sprachbund (a copy; every router language once)."""
+        return dict(self._lang_to_group)
+
+    @property
     def languages(self) -> list[str]:
         """All languages of all sprachbunds, sorted."""
         return sorted(self._lang_to_group)
@@ -357,33 +362,10 @@ def _build(cls: type, value: Any, key: str) -> Any:
         raise ValueError(msg if msg.startswith((key, short)) else f"{key}: {msg}") from err
 
 
-# -------------------------------------------------------------------- tensors on disk
-def save_tensors(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[str, Any] | None = None) -> None:
-    """Save numpy arrays as safetensors; ``metadata`` values are stored as JSON strings."""
-    meta = {k: json.dumps(v, ensure_ascii=False) for k, v in (metadata or {}).items()}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=meta)
-
-
-def load_tensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Load a safetensors file written by :func:`save_tensors`.
-
-    Raises:
-        CheckpointError: the file is missing or not a valid safetensors file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} not found")
-    try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as handle:
-            raw_meta = handle.metadata() or {}
-        meta = {k: json.loads(v) for k, v in raw_meta.items()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is corrupt: {err}") from err
-    return tensors, meta
+def invert_sprachbunds(groups: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Language -> sprachbund of a ``sprachbund -> languages`` table (the last wins for a language
+    listed twice; :class:`RouterConfig` refuses that)."""
+    return {lang: group for group, members in groups.items() for lang in members}
 
 
 def save_language_vectors(directory: str | Path, languages: list[str], vectors: np.ndarray, **metadata: Any) -> Path:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from sprachbund_router.config import load_tensors, save_tensors
 from sprachbund_router.errors import CheckpointError
+from sprachbund_router.tensors import load_tensors, save_tensors
 
 #: The head key of texts that fell back (no sprachbund): ``heads[task]["*"]``.
 FALLBACK_HEAD = "*"

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sprachbund_router.config import load_tensors, save_tensors
 from sprachbund_router.errors import CheckpointError, InvalidInputError
+from sprachbund_router.tensors import load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sprachbund_router.errors import CheckpointError
+from sprachbund_router.tensors import load_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,6 @@ class NgramIdentifier:
     name = "ngram"
 
     def __init__(self, languages: Sequence[str], directory: str | Path) -> None:
-        from sprachbund_router.config import load_tensors
         from sprachbund_router.validation import confined
 
         path = confined(Path(directory), NGRAM_FILE, "language_id (backend 'ngram')")

@@ -27,7 +27,7 @@ from sprachbund_router.hub import resolve
 from sprachbund_router.index import VectorIndex, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
 from sprachbund_router.language_id import LanguageGuess, decide_by_length, make_identifier
-from sprachbund_router.space import VectorSpace
+from sprachbund_router.space import PROBE_MIN_COSINE, VectorSpace
 from sprachbund_router.validation import confined, writable_inside
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class SprachbundRouter:
         self._identities: dict[str, dict] = {}
         self.spaces = self._load_spaces()
         self._identifiers = {b: make_identifier(b, config.languages, self.directory) for b in config.language_id.backends}
-        self._sprachbund_of = {lang: g for g, members in config.sprachbunds.items() for lang in members}
+        self._sprachbund_of = config.language_to_sprachbund
         self.languages, self.language_vectors = self._load_language_vectors()
 
     # ------------------------------------------------------------------ loading
@@ -231,7 +231,7 @@ class SprachbundRouter:
         return confined(self.directory, path, key)
 
     def _load_spaces(self) -> dict[str, VectorSpace]:
-        where = {lang: g for g, members in self.config.sprachbunds.items() for lang in members}
+        where = self.config.language_to_sprachbund
         spaces = {}
         for name, spec in self.config.spaces.items():
             try:
@@ -507,8 +507,7 @@ class SprachbundRouter:
             rows = [i for i, e in enumerate(encoders) if e == name]
             if rows:
                 rs = [routes[i] for i in rows]
-                vecs[rows] = space.apply(vecs[rows], [r.language for r in rs], [r.sprachbund for r in rs],
-                                         [r.fallback for r in rs], normalize)
+                vecs[rows] = space.serve(vecs[rows], [r.language for r in rs], [r.fallback for r in rs], normalize)
         return vecs
 
     # ------------------------------------------------------------------ retrieval
@@ -571,8 +570,6 @@ class SprachbundRouter:
             CheckpointError: the index's encoder is not in this router, it has no identity, or
                 its pooling, prefix, space or weights (probe vector) differ.
         """
-        from sprachbund_router.space import PROBE_MIN_COSINE
-
         if index.encoder not in self.config.encoders:
             raise CheckpointError(f"the index was built with encoder {index.encoder!r}, which this router lacks "
                                   f"(it has {sorted(self.config.encoders)})")

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sprachbund_router.errors import CheckpointError
+from sprachbund_router.tensors import load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +152,6 @@ class VectorSpace:
             CheckpointError: missing or corrupt file, wrong shapes, maps the config names but
                 the file lacks.
         """
-        from sprachbund_router.config import load_tensors
-
         tensors, meta = load_tensors(directory / spec.path)
         if "means" not in tensors or "mean_keys" not in meta:
             raise CheckpointError(f"{directory / spec.path} is not a space file: expected tensor 'means' and metadata 'mean_keys'")
@@ -165,8 +164,6 @@ class VectorSpace:
 
     def save(self, directory: Path) -> Path:
         """Write the space file to ``directory / spec.path``."""
-        from sprachbund_router.config import save_tensors
-
         keys = sorted(self.means)
         tensors = {"means": np.stack([self.means[k] for k in keys]) if keys else np.zeros((0, self.dim or 0), np.float32)}
         tensors.update({f"map.{k}": v for k, v in self.maps.items()})
@@ -225,7 +222,44 @@ class VectorSpace:
             return None
         return self.spec.sprachbund_maps.get(sprachbund)
 
-    def apply(
+    def routes_of(
+        self, languages: Sequence[str | None], fallback: Sequence[bool] | None = None,
+    ) -> tuple[list[str | None], list[bool]]:
+        """Per row, the sprachbund and fallback flag of a text of a known language: a row
+        falls back when it says so or has no language; otherwise its sprachbund is its
+        language's (None for a language outside every sprachbund)."""
+        flags = [False] * len(languages) if fallback is None else [bool(f) for f in fallback]
+        if len(flags) != len(languages):
+            raise ValueError(f"{len(languages)} languages but {len(flags)} fallback flags")
+        flags = [f or lang is None for lang, f in zip(languages, flags)]
+        groups = [None if f else self.sprachbund_of.get(lang) for lang, f in zip(languages, flags)]  # type: ignore[arg-type]
+        return groups, flags
+
+    def serve(
+        self,
+        vectors: np.ndarray,
+        languages: Sequence[str | None],
+        fallback: Sequence[bool] | None = None,
+        normalize: bool = True,
+    ) -> np.ndarray:
+        """The vectors the router serves for an encoder's raw ``vectors`` (rows of a mixed batch).
+
+        This is the one definition of a served vector: the router's ``encode``, its indexes, the
+        heads' training and every evaluation call it. Each row is centred by its own language
+        (or takes the fallback path when ``fallback`` says so or its language is None) and
+        mapped by its language's sprachbund.
+
+        Args:
+            vectors: the encoder's vectors ``[n, dim]`` (normalised or not; they are
+                normalised first, as the space was fitted on unit vectors).
+            languages: per row, the text's language (None: unknown).
+            fallback: per row, whether the text fell back (default: none did).
+            normalize: L2-normalise the result.
+        """
+        groups, flags = self.routes_of(languages, fallback)
+        return self._apply(vectors, languages, groups, flags, normalize)
+
+    def _apply(
         self,
         vectors: np.ndarray,
         languages: Sequence[str | None],
@@ -233,14 +267,7 @@ class VectorSpace:
         fallback: Sequence[bool],
         normalize: bool = True,
     ) -> np.ndarray:
-        """Centre and map each row by its own language and sprachbund (rows of a mixed batch).
-
-        Args:
-            vectors: the encoder's vectors ``[n, dim]`` (normalised or not; they are
-                normalised first, as the space was fitted on unit vectors).
-            languages / sprachbunds / fallback: per row, from the row's route.
-            normalize: L2-normalise the result.
-        """
+        """Centre and map each row by its own language and sprachbund (see :meth:`serve`)."""
         if len(vectors) != len(languages):
             raise ValueError(f"{len(vectors)} vectors but {len(languages)} languages")
         if self.dim is not None and vectors.shape[1] != self.dim:
@@ -264,12 +291,11 @@ class VectorSpace:
         self,
         targets: np.ndarray,
         languages: Sequence[str | None],
-        sprachbunds: Sequence[str | None],
         fallback: Sequence[bool] | None = None,
     ) -> np.ndarray:
-        """Unit vectors that :meth:`apply` turns into ``targets`` (rows of a mixed batch).
+        """Unit vectors that :meth:`serve` turns into ``targets`` (rows of a mixed batch).
 
-        The inverse of :meth:`apply` on the unit sphere: for a row with mean ``m`` and map
+        The inverse of :meth:`serve` on the unit sphere: for a row with mean ``m`` and map
         ``M``, the vector ``v = m + s * normalise(t @ pinv(M))`` with ``s > 0`` chosen so that
         ``|v| = 1`` (``|m| < 1`` for a mean of unit vectors, so exactly one such ``s``). An
         adapter trained towards pulled-back targets is served through the same space as the
@@ -279,12 +305,12 @@ class VectorSpace:
 
         Args:
             targets: ``[n, dim]`` wanted served vectors (normalised here).
-            languages / sprachbunds / fallback: per row, as for :meth:`apply`.
+            languages / fallback: per row, as for :meth:`serve`.
         """
         n = len(targets)
-        fallback = [False] * n if fallback is None else list(fallback)
-        if not (len(languages) == len(sprachbunds) == len(fallback) == n):
-            raise ValueError(f"{n} targets but {len(languages)} languages, {len(sprachbunds)} sprachbunds, {len(fallback)} fallback flags")
+        if len(languages) != n:
+            raise ValueError(f"{n} targets but {len(languages)} languages")
+        sprachbunds, fallback = self.routes_of(languages, fallback)
         t = np.asarray(targets, dtype=np.float64)
         t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
         out = np.empty_like(t)

@@ -303,7 +303,7 @@ def test_ngram_identifier_trains_on_the_corpus_and_serves_from_the_router(toy_ro
             SprachbundRouter.from_pretrained(root)
     cfg["language_id"]["by_length"]["sentence"]["backend"] = "ngram"
     (root / CONFIG_NAME).write_text(json.dumps(cfg))
-    from sprachbund_router.config import save_tensors
+    from sprachbund_router.tensors import save_tensors
 
     save_tensors(root / NGRAM_FILE, {"codes": np.arange(3, dtype=np.uint64), "log_probs": np.zeros((2, 5), np.float16)},
                  {"languages": ["de", "en", "fr", "ru", "zh"], "orders": [1, 2, 3, 4]})

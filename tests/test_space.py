@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sprachbund_router import CheckpointError, SprachbundRouter
-from sprachbund_router.config import load_tensors, save_tensors
 from sprachbund_router.space import SpaceSpec
+from sprachbund_router.tensors import load_tensors, save_tensors
 from tests.toy import write_toy_space_router
 
 DE = "Die Katze sitzt auf der Matte und der Hund läuft im Haus herum"
@@ -177,17 +177,17 @@ def test_pull_back_inverts_the_space_row_by_row(space_router_dir):
     space = router.spaces["shared"]
     rng = np.random.default_rng(0)
     targets = _unit(rng.normal(size=(5, space.dim)).astype(np.float32))
-    langs, groups, fb = ["de", "ru", "en", "zh", None], ["west", "east", "west", "east", None], [False] * 4 + [True]
-    raw = space.pull_back(targets, langs, groups, fb)
+    langs, fb = ["de", "ru", "en", "zh", None], [False] * 4 + [True]
+    raw = space.pull_back(targets, langs, fb)
     np.testing.assert_allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(space.apply(raw, langs, groups, fb), targets, atol=1e-4)
+    np.testing.assert_allclose(space.serve(raw, langs, fb), targets, atol=1e-4)
     # and the base's own vectors are their own pull-back of what the space serves
     texts = [DE, RU, EN, ZH]
     base = _unit(router.encoder("shared").encode(texts))
-    served = space.apply(base, langs[:4], groups[:4], fb[:4])
-    np.testing.assert_allclose(space.pull_back(served, langs[:4], groups[:4]), base, atol=1e-4)
+    served = space.serve(base, langs[:4], fb[:4])
+    np.testing.assert_allclose(space.pull_back(served, langs[:4]), base, atol=1e-4)
     with pytest.raises(ValueError, match="5 targets but 4 languages"):
-        space.pull_back(targets, langs[:4], groups[:4])
+        space.pull_back(targets, langs[:4])
 
 
 def test_spec_parts():

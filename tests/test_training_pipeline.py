@@ -288,16 +288,15 @@ def test_tiny_adapter_build_serves_one_adapter_per_sprachbund(tiny_adapter_route
     for text, route, vec in zip(texts, routes, vecs):
         own = router.encoder(route.encoder).encode([text])
         space = router.spaces[route.encoder]
-        served = space.apply(own, [route.language], [route.sprachbund], [route.fallback])[0]
+        served = space.serve(own, [route.language], [route.fallback])[0]
         assert route.encoder in groups and np.allclose(vec, served, atol=1e-5)  # adapter vectors through the space
         raw = router.encoder("base").encode([text])[0]
         assert not np.allclose(own[0], raw, atol=1e-4)  # the adapter changed the base
     # what the training pulled back: a residual adapter starts as the base, so the targets of the
     # base's own English vectors are those vectors (the space's inverse is exact on them)
     english = router.encoder("base").encode(["The cat is asleep."])
-    en_group = router.config.sprachbund_of("en")
-    served_en = router.spaces["base"].apply(english, ["en"], [en_group], [False])
-    np.testing.assert_allclose(router.spaces["base"].pull_back(served_en, ["en"], [en_group]), english, atol=1e-4)
+    served_en = router.spaces["base"].serve(english, ["en"])
+    np.testing.assert_allclose(router.spaces["base"].pull_back(served_en, ["en"]), english, atol=1e-4)
     # one space across sprachbunds: translations (de, ru -> en) closer than an unrelated sentence, and
     # each adapter's served vectors near what the shared encoder serves for the same text
     other = router.encode(["Der Zug nach Berlin fährt morgen früh um sieben Uhr ab."])[0]

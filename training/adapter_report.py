@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from sprachbund_router.config import invert_sprachbunds
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from training.metrics import paired_bootstrap
 from training.space import VectorCache, unit
@@ -79,7 +80,7 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
     spec = cfg.encoders[cfg.shared_encoder]
     if encoder is None:
         encoder = SentenceEncoder.from_pretrained(router_dir / spec.path, cfg.pooling, spec, device=device)  # type: ignore[operator]
-    where = {m: g for g, ms in cfg.sprachbunds.items() for m in ms}
+    where = cfg.language_to_sprachbund
     space = None
     if cfg.shared_encoder in cfg.spaces:
         space = VectorSpace.load(router_dir, cfg.spaces[cfg.shared_encoder], where)
@@ -124,7 +125,7 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         return space_served(lang, caches["base"](texts), False)
 
     def by_groups(groups: Mapping[str, list[str]]) -> Callable[[str, list[str]], np.ndarray]:
-        member = {m: g for g, ms in groups.items() for m in ms}
+        member = invert_sprachbunds(groups)
 
         def serve(lang: str, texts: list[str]) -> np.ndarray:
             name = member.get(lang)
@@ -213,7 +214,7 @@ def _prefill(encoder: Any, models: Mapping[str, Any], caches: Mapping[str, Vecto
              for side, lang in ((0, a), (1, b))]
     wanted: dict[str, list[str]] = {BASE: [t for _, texts in sides for t in texts]}
     for layout in layouts:
-        member = {m: name for name, ms in layout.items() for m in ms}
+        member = invert_sprachbunds(layout)
         for lang, texts in sides:
             if member.get(lang) in models:
                 wanted.setdefault(member[lang], []).extend(texts)

@@ -360,14 +360,12 @@ def build_adapters(
 
     cache = VectorCache(lambda texts: served.encode(texts, batch_size=64), cache_root() / "vectors" / "base.npz")
     anchor = space.spec.anchor
-    anchor_group = space.sprachbund_of.get(anchor)
 
     def teacher_en(texts: list[str]) -> np.ndarray:
-        n = len(texts)
-        return space.apply(cache(texts), [anchor] * n, [anchor_group] * n, [False] * n)
+        return space.serve(cache(texts), [anchor] * len(texts))
 
     def pull_back(targets: np.ndarray, languages: list[str]) -> np.ndarray:
-        return space.pull_back(targets, languages, [space.sprachbund_of.get(lang) for lang in languages])
+        return space.pull_back(targets, languages)
 
     # what the adapters are distilled into, robust to float noise of a refitted space
     teacher_key = hashlib.sha256(np.round(teacher_en(list(PROBE_TEXTS)), 3).tobytes()).hexdigest()[:16]

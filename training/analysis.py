@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from sprachbund_router.config import invert_sprachbunds
 from training.sprachbunds import cosine_matrix, prepare
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def paper_group_of(lang: str) -> str | None:
 
 
 def _labels(groups: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    return {lang: g for g, members in groups.items() for lang in members}
+    return invert_sprachbunds(groups)
 
 
 def agreement(groups: Mapping[str, Sequence[str]], reference: Mapping[str, str | None]) -> dict[str, Any]:

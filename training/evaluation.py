@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sprachbund_router.config import invert_sprachbunds
 from sprachbund_router.index import top_k_cosine
 from sprachbund_router.router import SprachbundRouter
 from training.corpus import read_bitext
@@ -56,7 +57,7 @@ def _systems(router: SprachbundRouter) -> dict[str, Callable[[str, str], str]]:
     cfg = router.config
 
     def by_groups(groups: dict[str, list[str]], encoders: dict[str, str]) -> Callable[[str, str], str]:
-        where = {lang: g for g, members in groups.items() for lang in members}
+        where = invert_sprachbunds(groups)
 
         def pick(a: str, b: str) -> str:
             ga, gb = where.get(a), where.get(b)
@@ -87,7 +88,6 @@ def evaluate_retrieval(
     """
     systems = _systems(router)
     cache: dict[tuple[int, str, int], np.ndarray] = {}
-    where = {lang: g for g, members in router.config.sprachbunds.items() for lang in members}
 
     def vectors(system: str, enc_name: str, texts: list[str], lang: str, tag: str) -> np.ndarray:
         enc = router.encoder(enc_name)
@@ -97,8 +97,7 @@ def evaluate_retrieval(
         space = router.spaces.get(enc_name)
         if system == "base" or space is None:  # the base system is the shared encoder's raw vectors
             return cache[key]
-        n = len(texts)
-        return space.apply(cache[key], [lang] * n, [where.get(lang)] * n, [False] * n)
+        return space.serve(cache[key], [lang] * len(texts))
 
     from tqdm.auto import tqdm
 
@@ -287,7 +286,7 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
     langs = list(languages or router.config.languages)
     data = langid_test_set(corpus_dir, langs, per_bucket)
     texts = [t for _, _, t in data]
-    where = {lang: g for g, m in router.config.sprachbunds.items() for lang in m}
+    where = router.config.language_to_sprachbund
     lid = router.config.language_id
     calibrated = lid.calibration.get("backends", {})
     preds: dict[str, list[str | None]] = {}

@@ -100,7 +100,7 @@ def train_ngram(corpus_dir: Path, languages: Sequence[str], out_dir: Path, min_c
     Returns:
         A report: texts per language, features kept, seconds, languages without text.
     """
-    from sprachbund_router.config import save_tensors
+    from sprachbund_router.tensors import save_tensors
 
     started = time.perf_counter()
     texts = training_texts(corpus_dir, languages) if texts is None else texts

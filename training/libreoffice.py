@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sprachbund_router.config import invert_sprachbunds
 from training.sources import SourceError, extract_deb, fetch_debian, list_debian, read_mo_entries
 
 logger = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def measure_identifier(corpus_dir: Path, router_dir: Path, per_language: int = 3
     from training.routing import THRESHOLDS, WRONG_PERCENTILE, rates, routing_set
 
     groups = RouterConfig.load(router_dir).sprachbunds
-    where = {lang: g for g, members in groups.items() for lang in members}
+    where = invert_sprachbunds(groups)
     langs = sorted(where)
     dev, test = routing_set(corpus_dir, langs, "dev"), routing_set(corpus_dir, langs, "test", 50)
     plain = training_texts(corpus_dir, langs)

@@ -33,7 +33,16 @@ from typing import Any
 
 import tomllib
 
-from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, PoolingConfig, RouterConfig, save_language_vectors
+from sprachbund_router.config import (
+    LANGUAGE_VECTORS_NAME,
+    EncoderSpec,
+    LanguageIdConfig,
+    PoolingConfig,
+    RouterConfig,
+    invert_sprachbunds,
+    load_language_vectors,
+    save_language_vectors,
+)
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.hub import resolve
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
@@ -52,6 +61,7 @@ from training.heads import HeadTrainingConfig
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
 from training.mlm import MLMConfig, continue_pretraining
+from training.routing import LINK_BACKEND, ROUTING_VERSION, calibrate, confusion_links, routing_set
 from training.space import SpaceSettings, build_space
 from training.sprachbunds import compute_language_vectors, random_groups
 from training.stages import find_sprachbunds, train_sprachbund_heads
@@ -283,7 +293,6 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     # 1. corpus
     corpus = corpus_dir or build_corpus(data_dir() / "corpus", data_dir() / "downloads")
     manifest = load_manifest(corpus)
-    from training.routing import ROUTING_VERSION
 
     build_key = _stage_key(asdict(config), manifest.get("built"), manifest.get("settings"), PIPELINE_VERSION, CONVERTER_VERSION,
                            ROUTING_VERSION)
@@ -339,7 +348,6 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     lv_key = _stage_key(config.base_model, CONVERTER_VERSION, config.vector_mode, config.vector_max_sentences,
                         config.min_sentences, config.max_length, {lang: _texts_key(t) for lang, t in texts.items()})
     if (cached := stages.get("language_vectors", lv_key, [LANGUAGE_VECTORS_NAME])) is not None:
-        from sprachbund_router.config import load_language_vectors
 
         langs, vecs = load_language_vectors(work)
         lv_meta = cached
@@ -359,7 +367,6 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     links: list[tuple[str, str]] = []
     if config.must_link_rate is not None:
         from sprachbund_router.language_id import make_identifier
-        from training.routing import LINK_BACKEND, confusion_links, routing_set
 
         found = confusion_links(make_identifier(LINK_BACKEND, langs), routing_set(corpus, langs, "dev"), config.must_link_rate,
                                 min_count=config.must_link_min_count)
@@ -421,7 +428,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         from sprachbund_router.space import VectorSpace
         from training.adapters import build_adapters
 
-        space = VectorSpace.load(out, spaces["base"], {m: g for g, ms in groups.items() for m in ms})
+        space = VectorSpace.load(out, spaces["base"], invert_sprachbunds(groups))
         # trained on the base exactly as the router serves it (truncated to the pooled layer), so
         # what the adapter learns is what the router's pooled vector gets
         adapters = build_adapters(served, out / "encoders" / "base", corpus, groups, space, config.adapters, config.baselines,
@@ -442,10 +449,8 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
                               for n, m in adapters["metrics"].items()}
 
     # 6c. routing: language identifier and sprachbund threshold, calibrated on the dev split
-    from sprachbund_router.config import LanguageIdConfig
     from sprachbund_router.language_id import NGRAM_FILE
     from training.identifier import IDENTIFIER_VERSION, train_ngram
-    from training.routing import ROUTING_VERSION, calibrate
 
     # the router's own identifier (character n-gram naive Bayes over every router language), then the rules
     id_key = _stage_key(sorted(langs), manifest.get("built"), IDENTIFIER_VERSION)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sprachbund_router.config import LanguageIdConfig, RouterConfig
+from sprachbund_router.config import LanguageIdConfig, RouterConfig, invert_sprachbunds
 from sprachbund_router.language_id import BACKENDS, BUCKETS, decide, has_letters, length_bucket, make_identifier
 from training.corpus import read_emoji_topic, read_pairs, read_split_rows
 
@@ -210,7 +210,7 @@ def calibrate(
         directory: the router directory holding the ``ngram`` identifier (without it, backends
             using ``ngram`` are left out).
     """
-    where = {lang: g for g, members in sprachbunds.items() for lang in members}
+    where = invert_sprachbunds(sprachbunds)
     languages = sorted(where)
     data_all = routing_set(corpus_dir, languages, "dev", per_bucket)
     measured, chosen = {}, {}

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sprachbund_router.config import RouterConfig, load_language_vectors
+from sprachbund_router.config import RouterConfig, invert_sprachbunds, load_language_vectors
 from sprachbund_router.language_id import BACKENDS, make_identifier
 from training.analysis import agreement, family_of, paper_group_of
 from training.routing import LINK_BACKEND, THRESHOLDS, choose_threshold, confusion_links, rates, routing_set
@@ -60,7 +60,7 @@ class CachedIdentifier:
 def routing_of(groups: dict[str, list[str]], dev: dict[str, tuple[CachedIdentifier, list]],
                test: dict[str, tuple[CachedIdentifier, list]]) -> dict[str, Any]:
     """Calibrate every backend on dev for ``groups``, pick one by the router's rule, report test."""
-    where = {lang: g for g, members in groups.items() for lang in members}
+    where = invert_sprachbunds(groups)
     chosen: dict[str, Any] = {}
     for backend, (ident, data) in dev.items():
         measured = rates(ident, data, where, THRESHOLDS)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sprachbund_router.config import invert_sprachbunds
 from training.corpus import read_mono, read_ood_pairs, read_pair_rows, read_pairs, read_udhr_paragraphs
 
 logger = logging.getLogger(__name__)
@@ -351,7 +352,7 @@ def fit_space(
     texts = {lang: mean_texts(corpus, lang, settings.mean_source, settings.mean_sentences, banned, settings.seed)
              for lang in tqdm(languages, desc="mean texts", unit="lang")}
     means = language_means(embed, texts, groups, settings.min_mean_sentences) if settings.centring else {}
-    where = {m: g for g, ms in groups.items() for m in ms}
+    where = invert_sprachbunds(groups)
 
     def mean_of(lang: str) -> np.ndarray | None:
         if not settings.centring:
@@ -491,7 +492,7 @@ def build_space(
     shipped_meta = SHIPPED_DIR / f"{shipped_name}.json"
     spec_args = {"path": SPACE_FILE, "centring": settings.centring, "missing_mean": settings.missing_mean,
                  "fallback_mean": settings.fallback_mean, "anchor": settings.anchor}
-    where = {m: g for g, ms in groups.items() for m in ms}
+    where = invert_sprachbunds(groups)
     usable = shipped.is_file() and shipped_meta.is_file() and json.loads(shipped_meta.read_text()).get("key") == key
     if usable:
         meta = json.loads(shipped_meta.read_text())

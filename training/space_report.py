@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from sprachbund_router.config import invert_sprachbunds
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from sprachbund_router.space import SpaceSpec, VectorSpace
 from training.corpus import read_bitext, read_ood_pairs, read_pairs
@@ -52,7 +53,7 @@ def make_space(fitted: Any, groups: Mapping[str, Sequence[str]], settings: Space
     spec = SpaceSpec(path="spaces/variant.safetensors", centring=settings.centring, missing_mean=settings.missing_mean,  # type: ignore[arg-type]
                      fallback_mean=settings.fallback_mean, anchor=settings.anchor,  # type: ignore[arg-type]
                      sprachbund_maps=dict(fitted.sprachbund_maps))
-    return VectorSpace(spec, fitted.means, fitted.maps, {m: g for g, ms in groups.items() for m in ms})
+    return VectorSpace(spec, fitted.means, fitted.maps, invert_sprachbunds(groups))
 
 
 def served_by(space: VectorSpace | None) -> Served:
@@ -61,7 +62,7 @@ def served_by(space: VectorSpace | None) -> Served:
         if space is None:
             return unit(raw)
         n = len(raw)
-        return space.apply(raw, [lang] * n, [space.sprachbund_of.get(lang)] * n, [fallback] * n)
+        return space.serve(raw, [lang] * n, [fallback] * n)
 
     return serve
 
@@ -170,7 +171,7 @@ def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path 
         return f
 
     add("base", None, "the base encoder's vectors, unchanged")
-    where = {m: g for g, ms in groups.items() for m in ms}
+    where = invert_sprachbunds(groups)
     for name, spec in cfg.spaces.items():
         shipped = VectorSpace.load(router_dir, spec, where)
         shipped.check_encoder(enc, "torch", name)

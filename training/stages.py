@@ -62,7 +62,6 @@ def served_embed(router: SprachbundRouter) -> Embed:
     """What a head of each sprachbund sees: the router's served vectors (the group's encoder,
     then the text language's centring and map); group ``"*"`` takes the fallback path."""
     cfg = router.config
-    where = {lang: g for g, members in cfg.sprachbunds.items() for lang in members}
     raw: dict[tuple[str, str], np.ndarray] = {}  # (encoder, text) -> pooled vector: groups sharing weights encode once
 
     def embed(group: str, lang: str, texts: list[str]) -> np.ndarray:
@@ -77,7 +76,7 @@ def served_embed(router: SprachbundRouter) -> Embed:
         if space is None:
             return vecs
         n = len(texts)
-        return space.apply(vecs, [lang] * n, [None if fallback else where.get(lang)] * n, [fallback] * n)
+        return space.serve(vecs, [lang] * n, [fallback] * n)
 
     return embed
 

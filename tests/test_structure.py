@@ -1,0 +1,110 @@
+"""Structure: the runtime's imports form no circle, and every served vector comes from one
+function (:meth:`sprachbund_router.space.VectorSpace.serve`)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+
+from sprachbund_router.router import Route
+
+PACKAGE = Path(__file__).resolve().parents[1] / "sprachbund_router"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def runtime_import_graph() -> dict[str, set[str]]:
+    """Module -> package modules it imports anywhere in its body (function-level imports included)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            for t in targets:
+                if t in modules and t != name:
+                    graph[name].add(t)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` (a list of modules, first == last), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_cycle_finder_on_a_toy():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_runtime_imports_have_no_circle():
+    graph = runtime_import_graph()
+    assert "sprachbund_router.tensors" in graph["sprachbund_router.space"]  # the safetensors helpers live in a leaf
+    assert not graph["sprachbund_router.tensors"] - {"sprachbund_router.errors"}
+    # the package's __init__ re-exports the public API; a module importing the package itself
+    # would close a loop through it, which the walk reports too
+    assert find_cycle(graph) is None, find_cycle(graph)
+
+
+def test_evaluation_and_training_serve_what_the_router_serves(default_router):
+    """Heads (training.stages), space variants (training.space_report) and the router's encode
+    give identical vectors on a mixed batch, fallback rows included."""
+    from training.space_report import served_by
+    from training.stages import FALLBACK, served_embed
+
+    router = default_router
+    texts = ["Die Katze schläft auf dem Sofa.", "Кошка спит на диване.", "猫在沙发上睡觉。", "The cat sleeps on the sofa.",
+             "बिल्ली सोफे पर सो रही है।", "Le chat dort sur le canapé."]
+    langs = ["de", "ru", "zh", "en", "hi", "fr"]
+    served = router.encode(texts, lang=langs)
+    embed = served_embed(router)
+    space = router.spaces[router.config.shared_encoder]
+    variant = served_by(space)
+    raw = router.encoder(router.config.shared_encoder).encode(texts)
+    for i, (text, lang) in enumerate(zip(texts, langs)):
+        group = router.config.sprachbund_of(lang)
+        np.testing.assert_allclose(embed(group, lang, [text])[0], served[i], atol=1e-5)
+        np.testing.assert_allclose(variant(lang, raw[i:i + 1])[0], served[i], atol=1e-5)
+    # the fallback path: rows routed to the fallback encoder get the global mean and no map
+    routes = [Route(lang, None, router.config.fallback_encoder, 0.1, True, "test") for lang in langs]
+    fell_back = router.encode_routes(texts, routes)
+    for i, (text, lang) in enumerate(zip(texts, langs)):
+        np.testing.assert_allclose(embed(FALLBACK, lang, [text])[0], fell_back[i], atol=1e-5)
+        np.testing.assert_allclose(variant(lang, raw[i:i + 1], True)[0], fell_back[i], atol=1e-5)
+    # a mixed batch served at once equals the rows served one by one
+    mixed = space.serve(raw, langs, [i % 2 == 1 for i in range(len(texts))])
+    for i in range(len(texts)):
+        np.testing.assert_allclose(mixed[i], space.serve(raw[i:i + 1], langs[i:i + 1], [i % 2 == 1])[0], atol=1e-6)
