@@ -29,7 +29,7 @@ import numpy as np
 
 from sprachbund_router.checkpoint import read_json_object
 from sprachbund_router.errors import CheckpointError, InvalidInputError
-from sprachbund_router.index import check_top_k, top_k_cosine
+from sprachbund_router.index import check_scoring, check_top_k, top_k_cosine, top_k_margin
 from sprachbund_router.npy import NpyWriter
 from sprachbund_router.staging import StagedDirectory
 
@@ -194,11 +194,14 @@ class DiskIndex:
             ann.nprobe = int(nprobe or meta["ann"]["nprobe"])
         return cls(directory, meta, vectors, texts, ann)
 
-    def search(self, query_vectors: np.ndarray, top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (indices, scores) per query vector: FAISS when the index has it, else exact."""
+    def search(self, query_vectors: np.ndarray, top_k: int = 1, scoring: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (indices, scores) per query vector: FAISS when the index has it, else exact.
+        ``scoring="margin"`` is exact (two passes over the vectors, :func:`top_k_margin`)."""
         if query_vectors.ndim != 2 or query_vectors.shape[1] != self.vectors.shape[1]:
             raise InvalidInputError(f"query vectors of shape {query_vectors.shape} do not match index dim {self.vectors.shape[1]}")
         k = check_top_k(top_k, len(self), warn=False)
+        if check_scoring(scoring) == "margin":
+            return top_k_margin(np.asarray(query_vectors, dtype=np.float32), self.vectors, k, chunk=256)
         if self.ann is None:
             return top_k_cosine(np.asarray(query_vectors, dtype=np.float32), self.vectors, k, chunk=256)
         scores, idx = self.ann.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)

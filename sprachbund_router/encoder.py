@@ -97,6 +97,9 @@ class SentenceEncoder:
                 + (f"; {info['error_msgs'][:2]}" if info.get("error_msgs") else "")
                 + "; refusing to run with randomly initialised weights"
             )
+        for name, tensor in model.state_dict().items():  # a cheap pass: NaN or inf weights make every vector NaN
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(f"encoder weights in {path} are damaged: tensor {name!r} holds non-finite values (NaN or inf)")
         if device:
             model = model.to(device)
         logger.info("loaded encoder %s (%d layers, dim %d)", path, model.config.num_hidden_layers, model.config.hidden_size)

@@ -67,6 +67,70 @@ def top_k_cosine(queries: np.ndarray, corpus: np.ndarray, top_k: int, chunk: int
     return idx_out, score_out
 
 
+#: How a query and a corpus text are scored: cosine, or ratio margin (Artetxe & Schwenk 2019).
+SCORINGS = ("cosine", "margin")
+#: Neighbours on each side of the ratio margin.
+MARGIN_K = 10
+
+
+def check_scoring(scoring: str) -> str:
+    """Validate a scoring name."""
+    if scoring not in SCORINGS:
+        raise InvalidInputError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
+    return scoring
+
+
+def _largest(values: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """The ``k`` largest values along ``axis`` (all of them when fewer), unordered."""
+    n = values.shape[axis]
+    if k >= n:
+        return values
+    part = np.partition(values, n - k, axis=axis)
+    return part[:, n - k:] if axis == 1 else part[n - k:, :]
+
+
+def top_k_margin(queries: np.ndarray, corpus: np.ndarray, top_k: int, k: int = MARGIN_K, chunk: int = 4096,
+                 block: int = 131_072) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k corpus rows for each query by ratio margin (Artetxe & Schwenk 2019, bitext mining).
+
+    ``margin(x, y) = cos(x, y) / ((mean of x's k nearest corpus rows + mean of y's k nearest
+    queries) / 2)``: a pair scores high when it is closer than either side's usual neighbours,
+    which discounts "hub" texts that are near everything. Both neighbourhoods are exact (two
+    passes over the corpus in blocks). Vectors must be L2-normalised. Returns (indices, margin
+    scores), best first; ties break by lower index.
+    """
+    kk = check_top_k(top_k, len(corpus), warn=False)
+    n_q = len(queries)
+    q_best = np.empty((n_q, 0), dtype=np.float32)
+    c_nn = np.empty(len(corpus), dtype=np.float32)
+    for cs in range(0, len(corpus), block):  # pass 1: each corpus row's k nearest queries, each query's k nearest rows
+        c = np.asarray(corpus[cs : cs + block], dtype=np.float32)
+        cols, rows = [], []
+        for qs in range(0, n_q, chunk):
+            sims = queries[qs : qs + chunk] @ c.T
+            cols.append(_largest(sims, k, axis=0))
+            rows.append(_largest(sims, k, axis=1))
+        c_nn[cs : cs + len(c)] = _largest(np.concatenate(cols), k, axis=0).mean(0)
+        q_best = _largest(np.concatenate([q_best, np.concatenate(rows)], axis=1), k, axis=1)
+    q_nn = q_best.mean(1)
+    idx_out = np.empty((n_q, kk), dtype=np.int64)
+    score_out = np.empty((n_q, kk), dtype=np.float32)
+    for qs in range(0, n_q, chunk):  # pass 2: margin scores, the best kk per query
+        q = queries[qs : qs + chunk]
+        best_i = np.empty((len(q), 0), dtype=np.int64)
+        best_s = np.empty((len(q), 0), dtype=np.float32)
+        for cs in range(0, len(corpus), block):
+            sims = q @ np.asarray(corpus[cs : cs + block], dtype=np.float32).T
+            sims = sims / np.maximum((q_nn[qs : qs + len(q), None] + c_nn[None, cs : cs + sims.shape[1]]) / 2, 1e-6)
+            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < sims.shape[1] else np.tile(np.arange(sims.shape[1]), (len(q), 1))
+            best_i = np.concatenate([best_i, part + cs], axis=1)
+            best_s = np.concatenate([best_s, np.take_along_axis(sims, part, axis=1).astype(np.float32)], axis=1)
+            order = np.lexsort((best_i, -best_s), axis=1)[:, :kk]
+            best_i, best_s = np.take_along_axis(best_i, order, axis=1), np.take_along_axis(best_s, order, axis=1)
+        idx_out[qs : qs + len(q)], score_out[qs : qs + len(q)] = best_i, best_s
+    return idx_out, score_out
+
+
 @dataclass
 class VectorIndex:
     """Normalised corpus vectors and the encoder that made them.
@@ -90,12 +154,14 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def search(self, query_vectors: np.ndarray, top_k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (indices, scores) per query vector."""
+    def search(self, query_vectors: np.ndarray, top_k: int = 1, scoring: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (indices, scores) per query vector, by cosine or ratio margin (:func:`top_k_margin`)."""
         if query_vectors.ndim != 2 or query_vectors.shape[1] != self.vectors.shape[1]:
             raise InvalidInputError(
                 f"query vectors of shape {query_vectors.shape} do not match index dim {self.vectors.shape[1]}"
             )
+        if check_scoring(scoring) == "margin":
+            return top_k_margin(query_vectors, self.vectors, top_k)
         return top_k_cosine(query_vectors, self.vectors, top_k)
 
     def checksum(self) -> str:

@@ -24,7 +24,7 @@ from sprachbund_router.disk_index import DiskIndex
 from sprachbund_router.errors import CheckpointError, MissingHeadError
 from sprachbund_router.heads import FALLBACK_HEAD, ClassificationHead
 from sprachbund_router.hub import resolve
-from sprachbund_router.index import VectorIndex, check_top_k
+from sprachbund_router.index import VectorIndex, check_scoring, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
 from sprachbund_router.language_id import LanguageGuess, decide_by_length, make_identifier
 from sprachbund_router.space import PROBE_MIN_COSINE, VectorSpace
@@ -608,15 +608,22 @@ class SprachbundRouter:
         corpus_lang: str | Sequence[str | None] | None = None,
         batch_size: int = 32,
         progress: bool = False,
+        scoring: str = "cosine",
     ) -> list[RetrievalResult]:
-        """Rank corpus texts for each query by cosine similarity.
+        """Rank corpus texts for each query by cosine similarity (or ratio margin).
 
         Both sides of every comparison come from one encoder: a query in the corpus's
         sprachbund uses that sprachbund's encoder, any other query the shared encoder. With
         a prebuilt :class:`VectorIndex`, queries use the index's encoder (the index is checked
         against it: :meth:`check_index`). A :class:`PreparedCorpus` (:meth:`prepare_corpus`)
         keeps the corpus vectors between calls.
+
+        ``scoring="margin"`` ranks by ratio margin (Artetxe & Schwenk 2019; :func:`~sprachbund_router.index.top_k_margin`)
+        instead of cosine: for mining aligned translations, where every query's translation is
+        in the corpus. The neighbourhoods are taken among the corpus and among the queries of
+        the same call, so it needs a batch of queries, not one.
         """
+        check_scoring(scoring)
         q_items = validate_texts(queries, name="queries")
         q_routes = self._route(q_items, validate_langs(query_lang, len(q_items)))
         if isinstance(corpus, (VectorIndex, DiskIndex)):
@@ -643,7 +650,7 @@ class SprachbundRouter:
             rows = [i for i, e in enumerate(q_encoders) if e == name]
             if not rows:
                 continue
-            idx, scores = index.search(q_vecs[rows], top_k)
+            idx, scores = index.search(q_vecs[rows], top_k, scoring)
             for j, row in enumerate(rows):
                 results[row] = RetrievalResult(idx[j].tolist(), scores[j].tolist(), name, q_routes[row])
         return [r for r in results if r is not None]

@@ -9,7 +9,8 @@ embedded by encoder ``E`` that has a space, is::
 
     v = normalise(E(text))            # the encoder's pooled vector
     v = v - mean[l]                   # centring (see SpaceSpec.missing_mean / fallback_mean)
-    v = v @ maps[s]                   # when s has a map and l is not the anchor language
+    v = v - (v @ U) @ U.T             # language-subspace removal (LSAR), on the rows subspace_rows says
+    v = v @ maps[l or s]              # the language's own map, else its sprachbund's (not the anchor)
     v = normalise(v)
 
 Texts of every sprachbund land in the anchor's space, so vectors of different sprachbunds
@@ -20,6 +21,8 @@ A space lives in one safetensors file in the router directory (``spaces/<encoder
 * ``means`` ``[n, dim]``: rows named by the metadata list ``mean_keys``
   (``lang:<code>``, ``sprachbund:<name>``, ``global``);
 * ``map.<name>`` ``[dim, dim]``: linear maps (row vectors are multiplied on the right);
+* ``subspace`` ``[dim, r]``: orthonormal directions spanned by the language means (Xie et al.,
+  EMNLP 2022: low-rank subspace for language-agnostic representations), projected out;
 * ``probe_vectors`` ``[p, dim]``: the encoder's own vectors of the metadata ``probe_texts``,
   used to refuse a space fitted on another encoder.
 """
@@ -41,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 MeanChoice = Literal["sprachbund", "global", "none"]
 MEAN_CHOICES = ("sprachbund", "global", "none")
+#: Rows whose language subspace is removed: none, all, or those without a mean of their own language.
+SUBSPACE_ROWS = ("none", "all", "without own mean")
 #: Cosine that an encoder's vector of each probe text must reach against the stored one.
 PROBE_MIN_COSINE = {"torch": 0.999, "onnx": 0.999, "onnx-int8": 0.95}
 
@@ -60,6 +65,10 @@ class SpaceSpec:
         sprachbund_maps: sprachbund -> name of the map its languages use (``map.<name>`` in
             the file), or None for no map. Sprachbunds not listed use no map.
         fallback_map: map for texts that fell back (None: no map).
+        subspace_rows: where the language subspace (tensor ``subspace``) is projected out:
+            ``"none"``, ``"all"`` rows, or rows ``"without own mean"`` (fallback texts and
+            languages that have no mean of their own).
+        language_maps: language -> map name, taking precedence over its sprachbund's map.
         provenance: how the space was fitted and what it measured (free form).
     """
 
@@ -70,6 +79,8 @@ class SpaceSpec:
     anchor: str | None = "en"
     sprachbund_maps: dict[str, str | None] = field(default_factory=dict)
     fallback_map: str | None = None
+    subspace_rows: str = "none"
+    language_maps: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,12 +101,19 @@ class SpaceSpec:
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"space {key} must be a string or null, got {value!r}")
+        if self.subspace_rows not in SUBSPACE_ROWS:
+            raise ValueError(f"space subspace_rows must be one of {SUBSPACE_ROWS}, got {self.subspace_rows!r}")
+        if not isinstance(self.language_maps, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.language_maps.items()):
+            raise ValueError(f"space language_maps must be an object of language -> map name, got {self.language_maps!r}")
         if not isinstance(self.provenance, dict):
             raise ValueError(f"space provenance must be an object, got {self.provenance!r}")
 
     def parts(self, sprachbund: str) -> list[str]:
         """What this space does to the vectors of ``sprachbund`` (recorded per sprachbund)."""
         out = ["centring"] if self.centring else []
+        if self.subspace_rows != "none":
+            out.append(f"subspace removal ({self.subspace_rows})")
         name = self.sprachbund_maps.get(sprachbund)
         if name:
             out.append(f"map:{name}")
@@ -122,21 +140,29 @@ class VectorSpace:
         sprachbund_of: Mapping[str, str],
         probe_texts: Sequence[str] = (),
         probe_vectors: np.ndarray | None = None,
+        subspace: np.ndarray | None = None,
     ) -> None:
         self.spec = spec
+        self.subspace = None if subspace is None else np.asarray(subspace, dtype=np.float32)
         self.means = {k: np.asarray(v, dtype=np.float32) for k, v in means.items()}
         self.maps = {k: np.asarray(v, dtype=np.float32) for k, v in maps.items()}
         self.sprachbund_of = dict(sprachbund_of)
         self.probe_texts = list(probe_texts)
         self.probe_vectors = probe_vectors
         dims = {v.shape[-1] for v in self.means.values()} | {m.shape[0] for m in self.maps.values()}
+        if self.subspace is not None:
+            if self.subspace.ndim != 2:
+                raise CheckpointError(f"space {spec.path}: subspace has shape {self.subspace.shape}, expected [dim, rank]")
+            dims.add(self.subspace.shape[0])
         if len(dims) > 1:
             raise CheckpointError(f"space {spec.path} mixes vector dimensions {sorted(dims)} (means and maps must agree)")
         self.dim: int | None = dims.pop() if dims else None
         for name, m in self.maps.items():
             if m.ndim != 2 or m.shape[0] != m.shape[1]:
                 raise CheckpointError(f"space {spec.path}: map {name!r} has shape {m.shape}, expected square [dim, dim]")
-        wanted = {n for n in [*spec.sprachbund_maps.values(), spec.fallback_map] if n}
+        if spec.subspace_rows != "none" and self.subspace is None:
+            raise CheckpointError(f"space {spec.path}: subspace_rows is {spec.subspace_rows!r} but the file has no subspace")
+        wanted = {n for n in [*spec.sprachbund_maps.values(), *spec.language_maps.values(), spec.fallback_map] if n}
         missing = sorted(wanted - set(self.maps))
         if missing:
             raise CheckpointError(f"space {spec.path}: the config names map(s) {missing} that the file lacks (has {sorted(self.maps)})")
@@ -160,7 +186,8 @@ class VectorSpace:
             raise CheckpointError(f"{directory / spec.path} is corrupt: {len(keys)} mean keys for means of shape {tensors['means'].shape}")
         means = dict(zip(keys, tensors["means"]))
         maps = {k[len("map."):]: v for k, v in tensors.items() if k.startswith("map.")}
-        return cls(spec, means, maps, sprachbund_of, meta.get("probe_texts", []), tensors.get("probe_vectors"))
+        return cls(spec, means, maps, sprachbund_of, meta.get("probe_texts", []), tensors.get("probe_vectors"),
+                   tensors.get("subspace"))
 
     def save(self, directory: Path) -> Path:
         """Write the space file to ``directory / spec.path``."""
@@ -170,6 +197,8 @@ class VectorSpace:
         meta: dict[str, Any] = {"mean_keys": keys, "probe_texts": self.probe_texts}
         if self.probe_vectors is not None:
             tensors["probe_vectors"] = np.asarray(self.probe_vectors, dtype=np.float32)
+        if self.subspace is not None:
+            tensors["subspace"] = self.subspace
         path = directory / self.spec.path
         save_tensors(path, tensors, meta)
         return path
@@ -191,7 +220,7 @@ class VectorSpace:
         want = self.probe_vectors / np.linalg.norm(self.probe_vectors, axis=1, keepdims=True)
         cos = (got * want).sum(1)
         bound = PROBE_MIN_COSINE.get(backend, 0.999)
-        if float(cos.min()) < bound:
+        if not float(cos.min()) >= bound:  # NaN fails too
             raise CheckpointError(
                 f"space {self.spec.path} was fitted on another encoder than {name!r}: probe vectors agree only at "
                 f"cosine {float(cos.min()):.4f} (needs {bound}); refit it (sbr train build) or use the matching base"
@@ -220,7 +249,18 @@ class VectorSpace:
             return self.spec.fallback_map
         if language is not None and language == self.spec.anchor:
             return None
+        if language is not None and language in self.spec.language_maps:
+            return self.spec.language_maps[language]
         return self.spec.sprachbund_maps.get(sprachbund)
+
+    def removes_subspace(self, language: str | None, fallback: bool) -> bool:
+        """Whether a text's language subspace is projected out."""
+        rows = self.spec.subspace_rows
+        if rows == "none" or self.subspace is None:
+            return False
+        if rows == "all":
+            return True
+        return fallback or language is None or not self.spec.centring or f"lang:{language}" not in self.means
 
     def routes_of(
         self, languages: Sequence[str | None], fallback: Sequence[bool] | None = None,
@@ -275,11 +315,17 @@ class VectorSpace:
         out = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         out = out.astype(np.float32, copy=True)
         by_map: dict[str | None, list[int]] = {}
+        projected = []
         for i, (lang, group, fb) in enumerate(zip(languages, sprachbunds, fallback)):
             mean = self.mean_for(lang, fb)
             if mean is not None:
                 out[i] -= mean
+            if self.removes_subspace(lang, fb):
+                projected.append(i)
             by_map.setdefault(self.map_for(lang, group, fb), []).append(i)
+        if projected:
+            u = self.subspace
+            out[projected] -= (out[projected] @ u) @ u.T  # type: ignore[operator]
         for name, rows in by_map.items():
             if name is not None:
                 out[rows] = out[rows] @ self.maps[name]
@@ -308,6 +354,9 @@ class VectorSpace:
             languages / fallback: per row, as for :meth:`serve`.
         """
         n = len(targets)
+        if self.spec.subspace_rows != "none":
+            raise ValueError(f"space {self.spec.path} projects out a subspace, which cannot be inverted: "
+                             "residual adapters need a space without subspace removal")
         if len(languages) != n:
             raise ValueError(f"{n} targets but {len(languages)} languages")
         sprachbunds, fallback = self.routes_of(languages, fallback)

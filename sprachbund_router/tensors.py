@@ -39,4 +39,8 @@ def load_tensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
         meta = {k: json.loads(v) for k, v in raw_meta.items()}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is corrupt: {err}") from err
+    for name, value in tensors.items():
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise CheckpointError(f"{path} is damaged: tensor {name!r} holds {bad} non-finite value(s) (NaN or inf)")
     return tensors, meta

@@ -9,6 +9,8 @@ and the error names the key (``encoders.sb1.max_length``) and what was expected.
 
 from __future__ import annotations
 
+import math
+
 import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -51,6 +53,8 @@ def expect_str_map(value: Any, key: str) -> dict[str, str]:
 def expect_number(value: Any, key: str, low: float | None = None, high: float | None = None) -> float:
     """An int or float within ``[low, high]``."""
     expect(value, (int, float), key, "a number")
+    if not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{key} must be between {low} and {high}, got {value!r}")
     return float(value)

@@ -349,3 +349,36 @@ def test_interrupted_hub_export_leaves_nothing(toy_router_dir, tmp_path, monkeyp
 def test_fresh_toy_router_still_loads(tmp_path):
     router = SprachbundRouter.from_pretrained(write_toy_router(tmp_path / "r"))
     assert router.encode(["Die Katze sitzt"]).shape == (1, 32)
+
+
+# ---------------------------------------------------------------- non-finite values (issue 24, items 8 and 9)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_thresholds_are_refused(router_copy, value):
+    _edit(router_copy, lambda c: c["language_id"].__setitem__(
+        "by_length", {"sentence": {"backend": c["language_id"]["backend"], "min_confidence": value}}))
+    with pytest.raises(CheckpointError, match=r"by_length\.sentence\.min_confidence must be a finite number"):
+        SprachbundRouter.from_pretrained(router_copy)
+    _edit(router_copy, lambda c: (c["language_id"].__setitem__("by_length", {}), c["language_id"].__setitem__("min_confidence", value)))
+    with pytest.raises(CheckpointError, match=r"language_id\.min_confidence must be a finite number"):
+        SprachbundRouter.from_pretrained(router_copy)
+
+
+def test_nan_encoder_weights_are_refused(router_copy):
+    weights = router_copy / "encoders" / "west" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["encoder.layer.0.attention.self.query.weight"][0, 0] = float("nan")
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="non-finite.*query.weight|query.weight.*non-finite"):
+        SprachbundRouter.from_pretrained(router_copy).encode(["Die Katze"], lang="de")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_tensors_in_router_files_are_refused(router_copy, bad):
+    from sprachbund_router.tensors import load_tensors, save_tensors
+
+    path = router_copy / LANGUAGE_VECTORS_NAME
+    tensors, meta = load_tensors(path)
+    tensors["vectors"][1, 2] = bad
+    save_tensors(path, tensors, meta)
+    with pytest.raises(CheckpointError, match="tensor 'vectors' holds 1 non-finite value"):
+        SprachbundRouter.from_pretrained(router_copy)

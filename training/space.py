@@ -94,21 +94,39 @@ class SpaceSettings:
     max_extra_pairs: int = 2000
     anchor: str = "en"
     seed: int = 13
+    protocol: str = "corpus"
+    subspace_rank: int = 0
+    subspace_rows: str = "all"
+    shrink_group: float = 1.0
+    shrink_language: float = 1.0
 
     def key_fields(self) -> dict[str, Any]:
         """The settings a fitted space depends on (the extra-pair fields only when extra
-        sources are used, so spaces fitted before they existed keep their key)."""
+        sources are used, the held-out-source fields only with that protocol, so spaces fitted
+        before they existed keep their key)."""
         out = dict(self.__dict__)
         if not self.extra_pairs:
             out.pop("extra_pairs")
             out.pop("max_extra_pairs")
+        if self.protocol == "corpus":
+            for key in ("protocol", "subspace_rank", "subspace_rows", "shrink_group", "shrink_language"):
+                out.pop(key)
         return out
+
+    def choice(self) -> Any:
+        """The :class:`training.loso.Choice` of a ``protocol = "sources"`` space (layer and prefix
+        are the encoder's own)."""
+        from training.loso import Choice
+
+        return Choice(centring=self.centring, mean_texts=self.mean_sentences, missing=self.missing_mean,
+                      lsar_rank=self.subspace_rank, lsar_rows=self.subspace_rows, maps=self.maps,
+                      shrink_group=self.shrink_group, shrink_language=self.shrink_language)
 
     def __post_init__(self) -> None:
         if self.mean_source not in ("interface", "udhr", "both"):
             raise ValueError(f"mean_source must be 'interface', 'udhr' or 'both', got {self.mean_source!r}")
-        if self.maps not in ("none", "all", "sprachbund", "auto"):
-            raise ValueError(f"maps must be 'none', 'all', 'sprachbund' or 'auto', got {self.maps!r}")
+        if self.maps not in ("none", "all", "sprachbund", "auto", "language"):
+            raise ValueError(f"maps must be 'none', 'all', 'sprachbund', 'auto' or 'language', got {self.maps!r}")
         if self.map_kind not in ("orthogonal", "ridge"):
             raise ValueError(f"map_kind must be 'orthogonal' or 'ridge', got {self.map_kind!r}")
         if self.missing_mean not in ("sprachbund", "global", "none"):
@@ -116,6 +134,20 @@ class SpaceSettings:
         if self.fallback_mean not in ("global", "none"):
             raise ValueError(f"fallback_mean must be 'global' or 'none', got {self.fallback_mean!r}")
         check_extra_sources(self.extra_pairs)
+        if self.protocol not in ("corpus", "sources"):
+            raise ValueError(f"protocol must be 'corpus' (Firefox and extra pairs, dev-split choices) or 'sources' "
+                             f"(every held-out source, choices by leave one source out), got {self.protocol!r}")
+        if self.protocol == "sources":
+            if self.maps not in ("none", "all", "sprachbund", "language"):
+                raise ValueError(f"with protocol 'sources' maps must be 'none', 'all', 'sprachbund' or 'language', got {self.maps!r}")
+            if self.map_kind != "orthogonal":
+                raise ValueError("with protocol 'sources' maps are orthogonal (map_kind = 'orthogonal')")
+        elif self.maps == "language" or self.subspace_rank:
+            raise ValueError("per-language maps and subspace removal need protocol = 'sources'")
+        if not isinstance(self.subspace_rank, int) or self.subspace_rank < 0:
+            raise ValueError(f"subspace_rank must be an int >= 0, got {self.subspace_rank!r}")
+        if self.subspace_rows not in ("all", "without own mean"):
+            raise ValueError(f"subspace_rows must be 'all' or 'without own mean', got {self.subspace_rows!r}")
         if self.max_extra_pairs < 0:
             raise ValueError(f"max_extra_pairs must be >= 0, got {self.max_extra_pairs}")
 
@@ -331,6 +363,56 @@ class FittedSpace:
     maps: dict[str, np.ndarray]
     sprachbund_maps: dict[str, str | None]
     report: dict[str, Any]
+    subspace: np.ndarray | None = None
+    language_maps: dict[str, str] = field(default_factory=dict)
+
+    def spec_fields(self, settings: SpaceSettings) -> dict[str, Any]:
+        """The :class:`~sprachbund_router.space.SpaceSpec` fields this fit decides."""
+        rows = settings.subspace_rows if self.subspace is not None else "none"
+        return {"sprachbund_maps": dict(self.sprachbund_maps), "language_maps": dict(self.language_maps), "subspace_rows": rows}
+
+
+def fit_space_from_sources(
+    embed: Callable[[list[str]], np.ndarray], corpus: Path, groups: Mapping[str, Sequence[str]], settings: SpaceSettings,
+) -> FittedSpace:
+    """Fit the space on the train halves of every held-out source (:mod:`training.held_out_sources`)
+    with the code that scored the choice (:meth:`training.loso.Experiment.fit`), so what ships is
+    what was measured. ``embed`` gives the served encoder's unit vectors (its layer and prefix)."""
+    from training.held_out_sources import load_manifest
+    from training.loso import Data, Experiment
+
+    manifest = load_manifest(corpus)
+    if not manifest:
+        raise ValueError(f"protocol 'sources' needs the held-out sources in {corpus} (python -m training.held_out_sources)")
+    sources = sorted(manifest["sources"])
+    languages = sorted({m for g in groups.values() for m in g} | {settings.anchor})
+    data = Data.load(corpus, sources, languages, invert_sprachbunds(groups))
+
+    class Served:
+        def get(self, texts: Sequence[str], layer: int) -> np.ndarray:
+            return unit(embed(list(texts))) if texts else np.zeros((0, 0), np.float32)
+
+    choice = settings.choice()
+    exp = Experiment(data, {choice.prefix: Served()})  # type: ignore[dict-item]
+    fitted = exp.fit(choice, sources)
+    means = {f"lang:{lang}": fitted.means[lang] for lang in sorted(fitted.own)}
+    means.update({f"sprachbund:{g}": m for g, m in fitted.group_means.items() if g in groups})
+    means["global"] = fitted.means["*"]
+    maps: dict[str, np.ndarray] = {}
+    chosen: dict[str, str | None] = dict.fromkeys(groups)
+    language_maps: dict[str, str] = {}
+    if settings.maps == "all" and fitted.all_map is not None:
+        maps["all"], chosen = fitted.all_map, dict.fromkeys(groups, "all")
+    elif settings.maps in ("sprachbund", "language"):
+        for g in groups:
+            if g in fitted.group_maps:
+                maps[g], chosen[g] = fitted.group_maps[g], g
+        for lang, w in fitted.language_maps.items():
+            maps[f"lang.{lang}"], language_maps[lang] = w, f"lang.{lang}"
+    report = {"settings": settings.__dict__.copy(), "protocol": "sources", "sources": sources,
+              "train_rows": {s: sum(len(p) for p in data.rows[s]["train"].values()) for s in sources},
+              "languages_without_own_mean": sorted(set(languages) - fitted.own)}
+    return FittedSpace({k: v.astype(np.float32) for k, v in means.items()}, maps, chosen, report, fitted.subspace, language_maps)
 
 
 def fit_space(
@@ -466,7 +548,12 @@ def space_key(settings: SpaceSettings, groups: Mapping[str, Sequence[str]], corp
     from training.corpus import load_manifest
 
     manifest = load_manifest(corpus)
-    blob = json.dumps([settings.key_fields(), {g: sorted(m) for g, m in groups.items()}, manifest["settings"]], sort_keys=True)
+    parts: list[Any] = [settings.key_fields(), {g: sorted(m) for g, m in groups.items()}, manifest["settings"]]
+    if settings.protocol == "sources":
+        from training.held_out_sources import SOURCES_VERSION
+
+        parts.append({"sources_version": SOURCES_VERSION})
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -497,7 +584,7 @@ def build_space(
     if usable:
         meta = json.loads(shipped_meta.read_text())
         try:  # the same base encoder: its vectors of the probe texts match the stored ones
-            VectorSpace.load(SHIPPED_DIR, SpaceSpec(**spec_args | {"path": shipped.name}, sprachbund_maps=meta["sprachbund_maps"]),
+            VectorSpace.load(SHIPPED_DIR, SpaceSpec(**spec_args | {"path": shipped.name}, **_shipped_fields(meta)),
                              where).check_encoder(encoder, "torch", "base")
         except CheckpointError as err:
             logger.info("vector space: the shipped %s does not fit this encoder (%s)", shipped.name, err)
@@ -507,25 +594,36 @@ def build_space(
         shutil.copyfile(shipped, out / SPACE_FILE)
         logger.info("vector space: the shipped %s matches (key %s); no fitting needed", shipped.name, key)
         report = {**meta["report"], "source": f"shipped with the package ({shipped.name})", "key": key}
-        return SpaceSpec(**spec_args, sprachbund_maps=meta["sprachbund_maps"], provenance=_provenance(report)), report
+        return SpaceSpec(**spec_args, **_shipped_fields(meta), provenance=_provenance(report)), report
     if shipped.is_file():
         logger.info("vector space: the shipped %s was fitted on other inputs; fitting here (a few minutes)", shipped.name)
+    if settings.protocol == "sources":  # the data stage of a refit: fetched only when the shipped space does not fit
+        from training.held_out_sources import ensure_sources
+
+        ensure_sources(corpus, sorted({m for g in groups.values() for m in g}))
     cache = VectorCache(lambda texts: encoder.encode(texts, batch_size=64), cache_root() / "vectors" / "base.npz")
     try:
-        fitted = fit_space(cache, corpus, groups, settings)
+        fitted = (fit_space_from_sources if settings.protocol == "sources" else fit_space)(cache, corpus, groups, settings)
     finally:
         cache.save()
-    spec = SpaceSpec(**spec_args, sprachbund_maps=fitted.sprachbund_maps)
-    VectorSpace(spec, fitted.means, fitted.maps, where, PROBE_TEXTS, probe).save(out)
+    spec = SpaceSpec(**spec_args, **fitted.spec_fields(settings))
+    VectorSpace(spec, fitted.means, fitted.maps, where, PROBE_TEXTS, probe, fitted.subspace).save(out)
     report = {**fitted.report, "source": "fitted in this build", "key": key}
     spec.provenance = _provenance(report)
     (work / "space_report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     return spec, report
 
 
+def _shipped_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec fields a shipped space's JSON records (older files: sprachbund maps only)."""
+    return {"sprachbund_maps": meta["sprachbund_maps"], "language_maps": meta.get("language_maps", {}),
+            "subspace_rows": meta.get("subspace_rows", "none")}
+
+
 def _provenance(report: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a fitting report kept in the router config."""
-    return {k: report[k] for k in ("settings", "source", "key", "languages_without_own_mean", "dev") if k in report}
+    return {k: report[k] for k in ("settings", "source", "key", "languages_without_own_mean", "dev", "protocol", "sources",
+                                   "loso") if k in report}
 
 
 def ship_space(router_dir: Path, shipped_name: str = "default-space") -> Path:
@@ -554,7 +652,8 @@ def ship_space(router_dir: Path, shipped_name: str = "default-space") -> Path:
     from sprachbund_router.router import SprachbundRouter
 
     served = SprachbundRouter.from_pretrained(router_dir).encode(PROBE_TEXTS, lang=PROBE_LANGUAGES)
-    meta = {"key": key, "sprachbund_maps": spec.sprachbund_maps, "report": report,
+    meta = {"key": key, "sprachbund_maps": spec.sprachbund_maps, "language_maps": spec.language_maps,
+            "subspace_rows": spec.subspace_rows, "report": report,
             "reference": {"texts": PROBE_TEXTS, "languages": PROBE_LANGUAGES,
                           "served_vectors": np.round(served, 6).tolist()}}
     (SHIPPED_DIR / f"{shipped_name}.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")

@@ -18,6 +18,13 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
 
 
+class Scoring(str, Enum):
+    """How retrieval ranks corpus texts."""
+
+    cosine = "cosine"
+    margin = "margin"
+
+
 class Backend(str, Enum):
     """Inference backend of the router's encoders."""
 
@@ -38,6 +45,11 @@ FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output:
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
 LangOpt = Annotated[
     str | None, typer.Option("--lang", help="Language of every input text (ISO code); skips language identification.")
+]
+ScoringOpt = Annotated[
+    Scoring,
+    typer.Option("--scoring", help="cosine, or margin: ratio margin (Artetxe & Schwenk 2019) for mining aligned "
+                 "translations; its query-side neighbours are the queries of the same 512-line chunk."),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details (INFO level).")]
 InputArg = Annotated[Path, typer.Argument(help="Text file, one text per line ('-' for stdin).")]

@@ -34,6 +34,8 @@ from sprachbund_router.cli.options import (
     ModelOpt,
     OutputFormat,
     RevisionOpt,
+    Scoring,
+    ScoringOpt,
     VerboseOpt,
     fail,
     setup_logging,
@@ -171,6 +173,7 @@ def retrieve(
         bool, typer.Option("--aligned", help="Line i of the corpus translates line i of the queries: also report top-1 accuracy.")
     ] = False,
     batch_size: BatchOpt = 32,
+    scoring: ScoringOpt = Scoring.cosine,
     verbose: VerboseOpt = False,
 ) -> None:
     """Cross-lingual sentence retrieval (Tatoeba style): the nearest corpus sentences of each query.
@@ -209,7 +212,7 @@ def retrieve(
     def work(first: int, lines: list[str]) -> list[dict[str, Any]]:
         nonlocal correct, total
         rows = []
-        for i, res in enumerate(router.retrieve(lines, prepared, top_k=top_k, batch_size=batch_size)):
+        for i, res in enumerate(router.retrieve(lines, prepared, top_k=top_k, batch_size=batch_size, scoring=scoring.value)):
             line = first + i
             correct += res.indices[0] == line - 1
             total += 1
