@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from sprachbund_router.inputs import validate_texts
+
 
 class BatchEncoder:
     """Add an ``embedding`` column to batches of texts (one router per worker).
@@ -48,7 +50,7 @@ class BatchEncoder:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """``batch[column]`` (texts) -> the same batch with ``batch[output]`` (float32 ``[n, dim]``)."""
-        texts = [str(t) for t in batch[self.column]]
+        texts = validate_texts(list(batch[self.column]), name=f"batch[{self.column!r}]")  # as encode does: no str(None)
         if self.encoder is None:
             vecs = self.router.encode(texts, lang=self.lang, batch_size=self.batch_size)
         else:

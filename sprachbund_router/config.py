@@ -25,13 +25,17 @@ from sprachbund_router.checkpoint import read_json_object
 from sprachbund_router.errors import CheckpointError, UnknownLanguageError
 from sprachbund_router.space import SpaceSpec
 from sprachbund_router.tensors import load_tensors, save_tensors
-from sprachbund_router.validation import expect, expect_number, expect_str_map, relative_path
+from sprachbund_router.validation import dataclass_from_dict, expect, expect_number, expect_str_map, relative_path
 
 CONFIG_NAME = "router_config.json"
 LANGUAGE_VECTORS_NAME = "language_vectors.safetensors"
 FORMAT_VERSION = 1
 
 PoolingMode = Literal["mean", "cls"]
+#: Every top-level key of ``router_config.json`` this release reads or writes.
+TOP_LEVEL_KEYS = frozenset({"format_version", "sprachbunds", "encoders", "sprachbund_encoders", "shared_encoder",
+                            "fallback_encoder", "pooling", "language_id", "pivots", "heads", "spaces",
+                            "sprachbund_parts", "provenance"})
 
 
 @dataclass
@@ -293,12 +297,15 @@ class RouterConfig:
         for key in ("sprachbunds", "encoders", "sprachbund_encoders", "shared_encoder", "fallback_encoder"):
             if key not in data:
                 raise ValueError(f"required key {key!r} is missing")
+        unknown = sorted(set(data) - TOP_LEVEL_KEYS)
+        if unknown:  # a misspelt section ("poolng") would otherwise be ignored silently
+            raise ValueError(f"unknown top-level key(s) {unknown} (known: {sorted(TOP_LEVEL_KEYS)})")
         sprachbunds = expect(data["sprachbunds"], dict, "sprachbunds", "an object (sprachbund -> list of languages)")
         for group, langs in sprachbunds.items():
             expect(langs, list, f"sprachbunds.{group}", "a list of language codes")
             for i, lang in enumerate(langs):
                 expect(lang, str, f"sprachbunds.{group}[{i}]", "a language code (string)")
-        encoders = {name: _build(EncoderSpec, spec, f"encoders.{name}")
+        encoders = {name: dataclass_from_dict(EncoderSpec, spec, f"encoders.{name}")
                     for name, spec in expect(data["encoders"], dict, "encoders", "an object").items()}
         heads = expect(data.get("heads", {}), dict, "heads", "an object (task -> sprachbund -> head directory)")
         spaces = expect(data.get("spaces", {}), dict, "spaces", "an object (encoder -> space)")
@@ -308,11 +315,11 @@ class RouterConfig:
             sprachbund_encoders=dict(expect_str_map(data["sprachbund_encoders"], "sprachbund_encoders")),
             shared_encoder=expect(data["shared_encoder"], str, "shared_encoder", "an encoder name"),
             fallback_encoder=expect(data["fallback_encoder"], str, "fallback_encoder", "an encoder name"),
-            pooling=_build(PoolingConfig, data.get("pooling", {}), "pooling"),
-            language_id=_build(LanguageIdConfig, data.get("language_id", {}), "language_id"),
+            pooling=dataclass_from_dict(PoolingConfig, data.get("pooling", {}), "pooling"),
+            language_id=dataclass_from_dict(LanguageIdConfig, data.get("language_id", {}), "language_id"),
             pivots=dict(expect_str_map(data.get("pivots", {}), "pivots")),
             heads={k: dict(expect_str_map(v, f"heads.{k}")) for k, v in heads.items()},
-            spaces={k: _build(SpaceSpec, v, f"spaces.{k}") for k, v in spaces.items()},
+            spaces={k: dataclass_from_dict(SpaceSpec, v, f"spaces.{k}") for k, v in spaces.items()},
             provenance=dict(expect(data.get("provenance", {}), dict, "provenance", "an object")),
         )
 
@@ -341,25 +348,6 @@ class RouterConfig:
             return cls.from_dict(data)
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{path} is invalid: {err}") from err
-
-
-def _build(cls: type, value: Any, key: str) -> Any:
-    """``cls(**value)`` with errors that name ``key`` (unknown fields, wrong types)."""
-    import dataclasses
-
-    expect(value, dict, key, "an object")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"{key} has unknown field(s) {unknown} (known: {sorted(known)})")
-    try:
-        return cls(**value)
-    except TypeError as err:
-        raise ValueError(f"{key}: {err}") from err
-    except ValueError as err:
-        msg = str(err)
-        short = key.split(".")[0] + "."
-        raise ValueError(msg if msg.startswith((key, short)) else f"{key}: {msg}") from err
 
 
 def invert_sprachbunds(groups: Mapping[str, Sequence[str]]) -> dict[str, str]:

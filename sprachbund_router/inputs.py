@@ -55,6 +55,12 @@ def validate_texts(texts: str | Iterable[str], *, name: str = "texts") -> list[s
             raise InvalidInputError(f"{name}[{i}] is {type(text).__name__}, not str")
         if not text.strip():
             raise InvalidInputError(f"{name}[{i}] is empty or whitespace only")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise InvalidInputError(f"{name}[{i}] is not valid Unicode text: {err.reason} at character {err.start} "
+                                    f"({text[err.start]!r}); a lone surrogate usually comes from decoding with "
+                                    "errors='surrogateescape'") from None
         if len(text) > MAX_CHARS:
             text = text[:MAX_CHARS]
             n_cut += 1

@@ -119,6 +119,26 @@ class Classification:
     route: Route
 
 
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    if _is_tensor(x):
+        return x.detach().float().cpu().numpy()
+    if isinstance(x, list) and x and _is_tensor(x[0]):
+        return np.stack([t.detach().float().cpu().numpy() for t in x])
+    return np.asarray(x, dtype=np.float32)
+
+
+def _like_input(values: np.ndarray, as_tensor: bool) -> Any:
+    if not as_tensor:
+        return values
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+
+
 class SprachbundRouter:
     """Embed, classify and search text with the encoder of each text's sprachbund.
 
@@ -451,18 +471,41 @@ class SprachbundRouter:
         vecs = self._encode_routed(items, [r.encoder for r in routes], routes, batch_size, normalize, progress)
         if isinstance(sentences, str):
             vecs = vecs[0]
-        if convert_to_tensor:
+        if convert_to_tensor or not convert_to_numpy:
             import torch
 
-            return torch.from_numpy(vecs).to(device) if device else torch.from_numpy(vecs)
+            tensor = torch.from_numpy(np.ascontiguousarray(vecs))
+            tensor = tensor.to(device) if device else tensor
+            # sentence-transformers: convert_to_numpy=False (and no tensor) gives a list of 1-d tensors
+            return tensor if convert_to_tensor or isinstance(sentences, str) else list(tensor)
         return vecs
 
-    def similarity(self, a: Any, b: Any) -> np.ndarray:
-        """Cosine similarity matrix ``[len(a), len(b)]`` of two sets of vectors (arrays or tensors)."""
-        x, y = np.atleast_2d(np.asarray(a, dtype=np.float32)), np.atleast_2d(np.asarray(b, dtype=np.float32))
+    def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> Any:
+        """Vectors of queries (sentence-transformers 5+; the router's own prefix is used for both sides)."""
+        return self.encode(sentences, **kwargs)
+
+    def encode_document(self, sentences: str | Sequence[str], **kwargs: Any) -> Any:
+        """Vectors of corpus documents (sentence-transformers 5+; the same space as :meth:`encode_query`)."""
+        return self.encode(sentences, **kwargs)
+
+    def similarity(self, a: Any, b: Any) -> Any:
+        """Cosine similarity matrix ``[len(a), len(b)]`` of two sets of vectors: a torch tensor when
+        either input is one (as sentence-transformers returns), else a numpy array."""
+        as_tensor = _is_tensor(a) or _is_tensor(b)
+        x, y = np.atleast_2d(_as_numpy(a)), np.atleast_2d(_as_numpy(b))
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-        return x @ y.T
+        return _like_input(x @ y.T, as_tensor)
+
+    def similarity_pairwise(self, a: Any, b: Any) -> Any:
+        """Cosine of row i of ``a`` with row i of ``b`` (sentence-transformers' method)."""
+        as_tensor = _is_tensor(a) or _is_tensor(b)
+        x, y = np.atleast_2d(_as_numpy(a)), np.atleast_2d(_as_numpy(b))
+        if x.shape != y.shape:
+            raise ValueError(f"similarity_pairwise needs inputs of one shape, got {x.shape} and {y.shape}")
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        return _like_input((x * y).sum(1), as_tensor)
 
     #: How vectors are compared (sentence-transformers' attribute).
     similarity_fn_name = "cosine"
@@ -470,6 +513,45 @@ class SprachbundRouter:
     def get_sentence_embedding_dimension(self) -> int:
         """Dimension of the served vectors (sentence-transformers' method)."""
         return int(self.encoder(self.config.shared_encoder).dim)
+
+    def get_embedding_dimension(self) -> int:
+        """Dimension of the served vectors (sentence-transformers 6's name)."""
+        return self.get_sentence_embedding_dimension()
+
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens the shared encoder reads (longer texts are truncated with a warning)."""
+        return int(self.config.encoders[self.config.shared_encoder].max_length)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The shared encoder's tokenizer (every encoder of a router shares the base's vocabulary)."""
+        return getattr(self.encoder(self.config.shared_encoder), "tokenizer", None)
+
+    def to(self, device: str) -> SprachbundRouter:
+        """Move the loaded torch encoders to ``device`` (later loads go there too); returns the router."""
+        with self._lock:
+            self.device = device
+            for enc in set(self._encoders.values()):
+                model = getattr(enc, "model", None)
+                if model is not None and hasattr(model, "to"):
+                    model.to(device)
+        return self
+
+    def eval(self) -> SprachbundRouter:
+        """No-op for API compatibility: the router's encoders are always in inference mode."""
+        return self
+
+    def start_multi_process_pool(self, target_devices: Sequence[str] | None = None) -> dict[str, Any]:
+        """sentence-transformers' multi-process pool: the router encodes in one process with torch's
+        own threads, so this returns an empty pool that :meth:`encode` accepts as ``pool=``
+        (ignored) and :meth:`stop_multi_process_pool` closes."""
+        return {"processes": [], "target_devices": list(target_devices or [])}
+
+    @staticmethod
+    def stop_multi_process_pool(pool: dict[str, Any]) -> None:
+        """Close a pool from :meth:`start_multi_process_pool` (nothing to stop)."""
+        pool.clear()
 
     def encode_routes(
         self, texts: Sequence[str], routes: Sequence[Route], batch_size: int = 32, normalize: bool = True

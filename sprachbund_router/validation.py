@@ -10,9 +10,8 @@ and the error names the key (``encoders.sb1.max_length``) and what was expected.
 from __future__ import annotations
 
 import math
-
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -58,6 +57,28 @@ def expect_number(value: Any, key: str, low: float | None = None, high: float | 
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{key} must be between {low} and {high}, got {value!r}")
     return float(value)
+
+
+def dataclass_from_dict(cls: type, value: Any, key: str, nested: Mapping[str, type] | None = None) -> Any:
+    """``cls(**value)`` for a dataclass ``cls``, with errors that name ``key`` (unknown fields, wrong
+    types, values its ``__post_init__`` refuses). ``nested``: field -> dataclass its value is built into."""
+    import dataclasses
+
+    expect(value, dict, key, "an object")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"{key} has unknown field(s) {unknown} (known: {sorted(known)})")
+    kwargs = {k: dataclass_from_dict(nested[k], v, f"{key}.{k}") if nested and k in nested and v is not None else v
+              for k, v in value.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"{key}: {err}") from err
+    except ValueError as err:
+        msg = str(err)
+        short = key.split(".")[0] + "."
+        raise ValueError(msg if msg.startswith((key, short)) else f"{key}: {msg}") from err
 
 
 def relative_path(value: Any, key: str) -> str:

@@ -382,3 +382,27 @@ def test_non_finite_tensors_in_router_files_are_refused(router_copy, bad):
     save_tensors(path, tensors, meta)
     with pytest.raises(CheckpointError, match="tensor 'vectors' holds 1 non-finite value"):
         SprachbundRouter.from_pretrained(router_copy)
+
+
+# ---------------------------------------------------------------- inputs (issue 24, items 13 and 14)
+def test_lone_surrogate_is_named_with_its_index(toy_router):
+    from sprachbund_router.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"texts\[1\] is not valid Unicode text.*surrogate"):
+        toy_router.encode(["Die Katze schläft.", "Die Katze \ud800 schläft"])
+
+
+@pytest.mark.parametrize("bad", [None, b"x", 7])
+def test_batch_encoder_validates_like_encode(toy_router_dir, bad):
+    from sprachbund_router.batch_encoder import BatchEncoder
+    from sprachbund_router.errors import InvalidInputError
+
+    enc = BatchEncoder(str(toy_router_dir))
+    with pytest.raises(InvalidInputError, match=r"batch\['text'\]\[1\]"):
+        enc({"text": ["Die Katze schläft.", bad]})
+
+
+def test_misspelt_top_level_section_is_refused(router_copy):
+    _edit(router_copy, lambda c: c.__setitem__("poolng", c.pop("pooling")))
+    with pytest.raises(CheckpointError, match=r"unknown top-level key\(s\) \['poolng'\]"):
+        SprachbundRouter.from_pretrained(router_copy)

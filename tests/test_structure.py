@@ -108,3 +108,14 @@ def test_evaluation_and_training_serve_what_the_router_serves(default_router):
     mixed = space.serve(raw, langs, [i % 2 == 1 for i in range(len(texts))])
     for i in range(len(texts)):
         np.testing.assert_allclose(mixed[i], space.serve(raw[i:i + 1], langs[i:i + 1], [i % 2 == 1])[0], atol=1e-6)
+
+
+def test_the_build_reads_as_a_list_of_stages():
+    """No function of training/pipeline.py is longer than about 60 lines; build_router calls the stages."""
+    path = PACKAGE.parent / "training" / "pipeline.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    lengths = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}  # type: ignore[operator]
+    assert max(lengths.values()) <= 60, {k: v for k, v in lengths.items() if v > 60}
+    build = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_router")
+    called = [c.func.id for c in ast.walk(build) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)]
+    assert [c for c in called if c.endswith("_stage")][:3] == ["pooling_stage", "language_vector_stage", "sprachbund_stage"]

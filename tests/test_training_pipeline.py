@@ -144,8 +144,11 @@ def test_bad_build_inputs(tmp_path, default_router):  # default_router: the corp
     with pytest.raises(FileNotFoundError, match="not a corpus directory"):
         build_router(bad, corpus_dir=tmp_path / "empty")
     (tmp_path / "c.toml").write_text('name = "x"\noutput_dir = "y"\nbogus = 1\n')
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match=r"c\.toml has unknown field\(s\) \['bogus'\]"):
         load_build_config(tmp_path / "c.toml")
+    (tmp_path / "d.toml").write_text('name = "x"\noutput_dir = "y"\n[space]\nmaps = "bogus"\n')
+    with pytest.raises(ValueError, match=r"d\.toml\.space: maps must be"):
+        load_build_config(tmp_path / "d.toml")
 
 
 def test_language_with_too_little_text_is_reported(toy_router):

