@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -339,20 +340,49 @@ class SprachbundRouter:
             raise CheckpointError(f"encoder {name!r}: {err}") from err
         return SentenceEncoder(model, base.tokenizer, self.config.pooling, text_prefix=spec.text_prefix, max_length=spec.max_length)
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write this router (config, language vectors, local encoders, heads) to ``directory``."""
+    def save_pretrained(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Write this router (config, language vectors, local encoders, heads, spaces) to ``directory``.
+
+        Atomic: everything is written into a fresh folder beside ``directory`` and moved into
+        place when complete, so no existing link is ever written through and an interrupted save
+        leaves the target as it was. A non-empty ``directory`` is refused unless ``overwrite=True``
+        (then it is replaced whole: no stale file mixes in). Every source file is read through
+        the same containment as loading (no link out of this router's folder).
+
+        Raises:
+            CheckpointError: the target is a link, or not empty without ``overwrite``, or cannot
+                be written (the reason named, nothing changed).
+        """
+        from sprachbund_router.staging import is_new_directory, replace_directory
+
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        same = directory.resolve() == self.directory.resolve()
-        if not same:
+        if directory.is_symlink():
+            raise CheckpointError(f"{directory} is a symbolic link; save_pretrained never writes through a link")
+        if directory.exists() and directory.resolve() == self.directory.resolve():
+            raise CheckpointError(f"{directory} is this router's own folder; save it to a new one")
+        if directory.exists() and not is_new_directory(directory) and not overwrite:
+            raise CheckpointError(f"{directory} exists and is not empty; pass overwrite=True to replace it whole")
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            staged = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-", dir=directory.parent))
+        except OSError as err:
+            raise CheckpointError(f"cannot write {directory}: {err.strerror or err}") from None
+        try:
             for key, rel in self._local_relative_paths():
-                src, dst = self._local_path(rel, key), writable_inside(directory, rel, key)
+                src, dst = self._local_path(rel, key), writable_inside(staged, rel, key)
                 if src.is_dir():
-                    shutil.copytree(src, dst, dirs_exist_ok=True)
+                    shutil.copytree(src, dst, symlinks=False)
                 elif src.is_file():
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dst)
-        self.config.save(directory)
+            self.config.save(staged)
+            replace_directory(staged, directory)
+        except OSError as err:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise CheckpointError(f"cannot write {directory}: {err.strerror or err}") from None
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
         return directory
 
     def _local_relative_paths(self) -> Iterable[tuple[str, str]]:

@@ -49,6 +49,27 @@ class StagedDirectory:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def replace_directory(staged: Path, target: Path) -> Path:
+    """Move the finished folder ``staged`` to ``target``, replacing a folder already there whole
+    (it is renamed aside first and removed only once the new one is in place)."""
+    if target.is_symlink():
+        raise CheckpointError(f"{target} is a symbolic link; refusing to write through it")
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old.rmdir()
+        target.rename(old)
+    try:
+        staged.rename(target)
+    except OSError:
+        if old is not None:
+            old.rename(target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link ``src`` to ``dst`` (copy across filesystems), creating parent folders."""
     dst.parent.mkdir(parents=True, exist_ok=True)

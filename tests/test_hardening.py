@@ -406,3 +406,45 @@ def test_misspelt_top_level_section_is_refused(router_copy):
     _edit(router_copy, lambda c: c.__setitem__("poolng", c.pop("pooling")))
     with pytest.raises(CheckpointError, match=r"unknown top-level key\(s\) \['poolng'\]"):
         SprachbundRouter.from_pretrained(router_copy)
+
+
+# ---------------------------------------------------------------- writers never follow links (issue 24, items 1 and 4)
+def test_save_pretrained_never_writes_through_links(router_copy, tmp_path):
+    router = SprachbundRouter.from_pretrained(router_copy)
+    victim = tmp_path / "elsewhere" / "victim"
+    victim.parent.mkdir()
+    victim.write_text("keep me")
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / CONFIG_NAME).symlink_to(victim)
+    (target / "encoders").mkdir()
+    (target / "encoders" / "base").symlink_to(victim.parent, target_is_directory=True)
+    with pytest.raises(CheckpointError, match="not empty; pass overwrite=True"):
+        router.save_pretrained(target)
+    out = router.save_pretrained(target, overwrite=True)  # replaced whole: the links are gone, not followed
+    assert victim.read_text() == "keep me" and sorted(p.name for p in victim.parent.iterdir()) == ["victim"]
+    assert not (out / CONFIG_NAME).is_symlink() and not any(p.is_symlink() for p in out.rglob("*"))
+    assert SprachbundRouter.from_pretrained(out).encode(["Die Katze"], lang="de").shape[0] == 1
+    link = tmp_path / "link-to-dir"
+    link.symlink_to(victim.parent, target_is_directory=True)
+    with pytest.raises(CheckpointError, match="is a symbolic link"):
+        router.save_pretrained(link, overwrite=True)
+    assert victim.read_text() == "keep me"
+
+
+def test_save_pretrained_is_atomic(router_copy, tmp_path, monkeypatch):
+    router = SprachbundRouter.from_pretrained(router_copy)
+    target = tmp_path / "t"
+    first = router.save_pretrained(target)
+    before = sorted(p.relative_to(first).as_posix() for p in first.rglob("*"))
+
+    def boom(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copy2", boom)
+    with pytest.raises(CheckpointError, match="cannot write .*No space left on device"):
+        router.save_pretrained(target, overwrite=True)
+    assert sorted(p.relative_to(first).as_posix() for p in first.rglob("*")) == before  # untouched
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]  # nothing left behind
+    with pytest.raises(CheckpointError, match="own folder"):
+        SprachbundRouter.from_pretrained(first).save_pretrained(first, overwrite=True)
