@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,10 @@ def plan_export(router_dir: str | Path, org: str, name: str | None = None, *, dr
         spec = config.encoders[enc]
         if spec.path is None:  # already on the Hub: keep pointing there
             continue
-        path = (router_dir / spec.path).resolve()
+        try:  # the same containment as loading: no link out of the router's folder is exported
+            path = confined(router_dir, spec.path, f"encoders.{enc}.path").resolve()
+        except CheckpointError as err:
+            raise ExportError(f"encoder {enc!r}: {err}") from err
         if spec.adapter_base is not None:
             if not (path / ADAPTER_WEIGHTS).is_file() or not (path / ADAPTER_CONFIG).is_file():
                 raise ExportError(f"adapter encoder {enc!r} at {path} has no {ADAPTER_CONFIG} / {ADAPTER_WEIGHTS}")
@@ -192,7 +196,7 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
     folder.mkdir(parents=True, exist_ok=True)
     RouterConfig.from_dict(data).save(folder)
     if (plan.router_dir / LANGUAGE_VECTORS_NAME).is_file():
-        link_or_copy(plan.router_dir / LANGUAGE_VECTORS_NAME, folder / LANGUAGE_VECTORS_NAME)
+        link_or_copy(confined(plan.router_dir, LANGUAGE_VECTORS_NAME, LANGUAGE_VECTORS_NAME), folder / LANGUAGE_VECTORS_NAME)
     if "ngram" in "+".join(cfg.language_id.backends).split("+"):  # the router's own language identifier
         dst = writable_inside(folder, NGRAM_FILE, "language_id")
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -211,16 +215,17 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
         link_tree(confined(plan.router_dir, rel, key), writable_inside(folder, rel, key))
     analysis = None
     if (plan.router_dir / "analysis").is_dir():
-        link_tree(plan.router_dir / "analysis", folder / "analysis")
+        link_tree(confined(plan.router_dir, "analysis", "analysis"), folder / "analysis")
         if (plan.router_dir / "analysis" / "analysis.json").is_file():
-            analysis = json.loads((plan.router_dir / "analysis" / "analysis.json").read_text())
+            analysis = json.loads(confined(plan.router_dir, "analysis/analysis.json", "analysis").read_text())
     retrieval = None
     if (plan.router_dir / "eval" / "retrieval.json").is_file():
-        retrieval = json.loads((plan.router_dir / "eval" / "retrieval.json").read_text())
+        retrieval = json.loads(confined(plan.router_dir, "eval/retrieval.json", "eval").read_text())
     build_report = None
     if (plan.router_dir / "training_report.json").is_file():
-        link_or_copy(plan.router_dir / "training_report.json", folder / "training_report.json")
-        build_report = json.loads((plan.router_dir / "training_report.json").read_text())
+        report_file = confined(plan.router_dir, "training_report.json", "training_report.json")
+        shutil.copyfile(report_file, folder / "training_report.json")  # a copy, never a link to the source
+        build_report = json.loads(report_file.read_text())
     router_card(plan.router_repo, cfg, plan.encoder_repos, analysis, retrieval, build_report).save(folder / "README.md")
     folders[plan.router_repo] = folder
     (out_dir / REPOS_FILE).write_text(json.dumps({r: str(p.relative_to(out_dir)) for r, p in folders.items()}, indent=1) + "\n")

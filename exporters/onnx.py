@@ -38,6 +38,7 @@ from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS, OnnxSentenceEncoder
 from sprachbund_router.pooling import pool, resolve_layer
+from sprachbund_router.validation import confined
 from training.metrics import bidirectional_accuracy
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,8 @@ def export_router(
             logger.warning("encoder %s is a LoRA adapter on %s: not exported to ONNX (the torch backend serves it)",
                            name, spec.adapter_base)
             continue
-        path = (router_dir / spec.path).resolve()
+        # the same containment as loading: an encoder folder linked from outside the router is never written into
+        path = confined(router_dir, spec.path, f"encoders.{name}.path").resolve()
         if path not in done:
             done[path] = export_encoder(path, config.pooling, spec, parity_texts, eval_pairs,
                                         min_cosine=min_cosine, max_int8_drop=max_int8_drop)

@@ -32,6 +32,8 @@ class StagedDirectory:
 
     def __init__(self, target: str | Path, what: str, error: type[Exception] = CheckpointError) -> None:
         self.target = Path(target)
+        if self.target.is_symlink():
+            raise error(f"{self.target} is a symbolic link; choose a real directory for the {what} (links are never written through)")
         if not is_new_directory(self.target):
             raise error(f"{self.target} exists and is not empty; choose a new directory for the {what}")
         self.target.parent.mkdir(parents=True, exist_ok=True)

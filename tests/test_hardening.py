@@ -448,3 +448,59 @@ def test_save_pretrained_is_atomic(router_copy, tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]  # nothing left behind
     with pytest.raises(CheckpointError, match="own folder"):
         SprachbundRouter.from_pretrained(first).save_pretrained(first, overwrite=True)
+
+
+# ---------------------------------------------------------------- exporters read and write inside the folder (issue 24, items 2, 3, 7)
+def _decoy(tmp_path: Path, router_copy: Path, name: str) -> Path:
+    """An encoder folder moved outside the router and linked back in under ``name``."""
+    outside = tmp_path / "outside" / name
+    outside.parent.mkdir(exist_ok=True)
+    shutil.move(str(router_copy / "encoders" / name), outside)
+    (router_copy / "encoders" / name).symlink_to(outside, target_is_directory=True)
+    return outside
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_export_hub_dry_run_never_reads_through_links(router_copy, tmp_path):
+    from exporters.hub import ExportError, plan_export, write_folders
+
+    outside = _decoy(tmp_path, router_copy, "west")
+    before = _snapshot(outside.parent)
+    with pytest.raises(ExportError, match="encoders.west.path"):
+        plan_export(router_copy, "org", dry_run=True)
+    (router_copy / "encoders" / "west").unlink()
+    shutil.move(str(outside), router_copy / "encoders" / "west")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "private.txt").write_text("do not publish")
+    (router_copy / "analysis").symlink_to(secret, target_is_directory=True)
+    with pytest.raises(CheckpointError, match="analysis"):
+        write_folders(plan_export(router_copy, "org", dry_run=True), tmp_path / "dry1")
+    (router_copy / "analysis").unlink()
+    (router_copy / "training_report.json").symlink_to(secret / "private.txt")
+    with pytest.raises(CheckpointError, match="training_report.json"):
+        write_folders(plan_export(router_copy, "org", dry_run=True), tmp_path / "dry2")
+    (router_copy / "training_report.json").unlink()
+    assert not list(tmp_path.glob("dry*/**/private.txt"))
+    assert _snapshot(tmp_path / "outside") == before or not (tmp_path / "outside" / "west").exists()
+    # a dry-run target that is a link: one line on the CLI, nothing written there
+    link = tmp_path / "dry-link"
+    link.symlink_to(secret, target_is_directory=True)
+    res = runner.invoke(app, ["export", "hub", str(router_copy), "--org", "org", "--dry-run", str(link)])
+    assert res.exit_code == 1 and "symbolic link" in _flat(res) and "Traceback" not in res.output
+    assert sorted(p.name for p in secret.iterdir()) == ["private.txt"]
+
+
+def test_export_onnx_never_writes_through_a_linked_encoder(router_copy, tmp_path):
+    from exporters.onnx import export_router
+
+    outside = _decoy(tmp_path, router_copy, "west")
+    before = _snapshot(outside)
+    with pytest.raises(CheckpointError, match="encoders.west.path"):
+        export_router(router_copy, ["Die Katze schläft."], [])
+    assert _snapshot(outside) == before  # no ONNX file written outside
+    res = runner.invoke(app, ["export", "onnx", str(router_copy)])
+    assert res.exit_code == 1 and "encoders.west.path" in _flat(res) and "Traceback" not in res.output

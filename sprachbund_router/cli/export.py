@@ -75,6 +75,7 @@ def hub(
     """Build one repo per encoder plus the router repo (cards included); upload, or --dry-run to a folder."""
     setup_logging(verbose)
     from exporters.hub import ExportError, plan_export, upload, write_folders
+    from sprachbund_router.errors import SprachbundError
 
     rdir = _router_dir(router_dir)
     try:
@@ -85,6 +86,8 @@ def hub(
                 typer.echo(f"{repo}\t{folder}")
             return
         commits = upload(plan, rdir, private=private)
-    except ExportError as err:
+    except (ExportError, SprachbundError) as err:
         raise fail(err) from err
+    except OSError as err:  # a read-only folder, a full disk: one line, not a traceback
+        raise fail(f"cannot write the export: {err.strerror or err} ({err.filename or dry_run})") from err
     typer.echo(json.dumps(commits, indent=1))
