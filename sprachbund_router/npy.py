@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class NpyWriter:
         self.path = path
         self.rows = 0
         self.dim: int | None = None
-        self._file = path.open("wb")
+        self._file: Any = None  # created with the first rows: a run that fails before them leaves an old file as it was
 
     def _header(self) -> bytes:
         text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({self.rows}, {self.dim}), }}"
@@ -34,6 +35,7 @@ class NpyWriter:
         """Write ``vectors`` ``[n, dim]`` after the rows already written."""
         if self.dim is None:
             self.dim = int(vectors.shape[1])
+            self._file = self.path.open("wb")
             self._file.write(self._header())
         elif vectors.shape[1] != self.dim:
             raise ValueError(f"vectors of dim {vectors.shape[1]} after {self.dim}")
@@ -46,4 +48,5 @@ class NpyWriter:
 
     def close(self) -> None:
         """Close the file (it is already complete)."""
-        self._file.close()
+        if self._file is not None:
+            self._file.close()

@@ -504,3 +504,45 @@ def test_export_onnx_never_writes_through_a_linked_encoder(router_copy, tmp_path
     assert _snapshot(outside) == before  # no ONNX file written outside
     res = runner.invoke(app, ["export", "onnx", str(router_copy)])
     assert res.exit_code == 1 and "encoders.west.path" in _flat(res) and "Traceback" not in res.output
+
+
+# ---------------------------------------------------------------- no data loss (issue 24, items 5 to 7)
+def test_encode_refuses_to_overwrite_its_input(toy_router_dir, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("Die Katze schläft.\nGuten Morgen.\n", encoding="utf-8")
+    before = src.read_bytes()
+    res = runner.invoke(app, ["encode", str(src), "-o", str(src), "--model", str(toy_router_dir)])
+    assert res.exit_code == 2 and "is the input file" in _flat(res) and src.read_bytes() == before
+    hard = tmp_path / "hard.npy"
+    hard.hardlink_to(src)
+    res = runner.invoke(app, ["encode", str(src), "-o", str(hard), "--model", str(toy_router_dir)])
+    assert res.exit_code == 2 and "is the input file" in _flat(res) and src.read_bytes() == before
+
+
+def test_a_run_failing_before_its_first_row_keeps_the_old_output(toy_router_dir, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("Die Katze schläft.\n", encoding="utf-8")
+    out = tmp_path / "out.npy"
+    assert runner.invoke(app, ["encode", str(src), "-o", str(out), "--model", str(toy_router_dir)]).exit_code == 0
+    before = out.read_bytes()
+    res = runner.invoke(app, ["encode", str(src), "-o", str(out), "--lang", "xx", "--model", str(toy_router_dir)])
+    assert res.exit_code == 1 and "xx" in _flat(res) and out.read_bytes() == before
+
+
+def test_unwritable_output_is_one_line(toy_router_dir, tmp_path):
+    import os
+
+    if os.geteuid() == 0:  # root writes anywhere: simulate a full disk instead
+        src = tmp_path / "in.txt"
+        src.write_text("Die Katze schläft.\n", encoding="utf-8")
+        from unittest import mock
+
+        with mock.patch("sprachbund_router.npy.NpyWriter.append", side_effect=OSError(28, "No space left on device")):
+            res = runner.invoke(app, ["encode", str(src), "-o", str(tmp_path / "o.npy"), "--model", str(toy_router_dir)])
+        assert res.exit_code == 1 and "No space left on device" in _flat(res) and "Traceback" not in res.output
+        return
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    res = runner.invoke(app, ["encode", str(tmp_path / "in.txt"), "-o", str(ro / "o.npy"), "--model", str(toy_router_dir)])
+    assert res.exit_code == 2 and "cannot be written" in _flat(res)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -95,12 +95,22 @@ def read_all_lines(path: Path, what: str) -> list[str]:
     return [line for _, lines in iter_line_chunks(path, what, chunk=1 << 16) for line in lines]
 
 
-def check_output(path: Path) -> None:
-    """Refuse an output path that cannot be written, before any work starts."""
+def check_output(path: Path, inputs: Sequence[Path] = ()) -> None:
+    """Refuse an output path that cannot be written, before any work starts: a directory, a
+    missing folder, a read-only folder, or the same file as an input (a name or a hard link),
+    which opening the output would empty."""
+    import os
+
     if path.is_dir():
         raise typer.BadParameter(f"output {path} is a directory; give a file name")
     if not path.parent.is_dir():
         raise typer.BadParameter(f"the folder of output {path} does not exist ({path.parent})")
+    for source in inputs:
+        if str(source) != "-" and path.exists() and source.exists() and os.path.samefile(source, path):
+            raise typer.BadParameter(f"output {path} is the input file {source} (or a link to it); writing it would "
+                                     "destroy the input: choose another output")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise typer.BadParameter(f"output {path} cannot be written (no write permission)")
 
 
 class RowWriter:

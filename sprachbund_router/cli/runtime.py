@@ -93,6 +93,8 @@ def _stream(input: Path, step: Callable[[int, list[str]], None], close: Callable
         raise typer.Exit(code=130) from None
     except SprachbundError as err:
         raise fail(err) from err
+    except OSError as err:  # a full disk, a folder made read-only meanwhile: one line, not a traceback
+        raise fail(f"cannot write the output: {err.strerror or err}") from err
     finally:
         close()
 
@@ -151,7 +153,7 @@ def encode(
     """
     setup_logging(verbose)
     check_input(input, "input")
-    check_output(output)
+    check_output(output, [input])
     router = _load(model, revision, backend)
     writer = NpyWriter(output)
     _stream(input, lambda _, lines: writer.append(router.encode(lines, lang=lang, batch_size=batch_size)), writer.close,
