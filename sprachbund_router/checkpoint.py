@@ -80,6 +80,8 @@ def read_json_object(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is corrupt (not valid JSON): {err}") from err
+    except RecursionError:
+        raise CheckpointError(f"{path} is corrupt: nested too deeply to be a configuration") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is corrupt: expected a JSON object")
     return data
@@ -131,7 +133,8 @@ def read_onnx_export_info(path: Path, onnx_dir: str = ONNX_DIR) -> dict:
     info = path / onnx_dir / ONNX_EXPORT_INFO
     if not info.is_file():
         raise CheckpointError(f"{info} not found: export the router first (`sbr export onnx ROUTER_DIR`)")
-    try:
-        return json.loads(info.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{info} is corrupt: {err}") from err
+    data = read_json_object(info)
+    missing = [k for k in ("mode", "layer_resolved", "num_layers", "dim") if k not in data]
+    if missing:
+        raise CheckpointError(f"{info} is corrupt: it lacks {missing}; export again (`sbr export onnx ROUTER_DIR`)")
+    return data

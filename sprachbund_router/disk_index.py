@@ -163,7 +163,17 @@ class DiskIndex:
         if meta.get("format_version") != DISK_INDEX_VERSION:
             raise CheckpointError(f"{directory} is index format {meta.get('format_version')!r}; this release reads "
                                   f"{DISK_INDEX_VERSION}: rebuild it with `sbr index build`")
-        sums = meta.get("sha256") or {}
+        missing = [k for k in ("encoder", "size", "dim", "sha256") if k not in meta]
+        if missing:
+            raise CheckpointError(f"{meta_file} is damaged: it lacks {missing} (checksums and the encoder's identity "
+                                  "are required); rebuild the index with `sbr index build`")
+        sums = meta["sha256"]
+        if not isinstance(sums, dict) or VECTORS_FILE not in sums:
+            raise CheckpointError(f"{meta_file} is damaged: no checksum of {VECTORS_FILE}; rebuild the index")
+        if (directory / TEXTS_FILE).exists() and TEXTS_FILE not in sums:
+            raise CheckpointError(f"{meta_file} is damaged: {TEXTS_FILE} is present but has no checksum; rebuild the index")
+        if meta.get("search") == "faiss-ivf" and ANN_FILE not in sums:
+            raise CheckpointError(f"{meta_file} says the search is faiss-ivf but records no {ANN_FILE}; rebuild the index")
         for name in sums:
             if name not in (VECTORS_FILE, TEXTS_FILE, ANN_FILE):
                 raise CheckpointError(f"{meta_file} names an unexpected file {name!r}")
@@ -190,8 +200,11 @@ class DiskIndex:
                 import faiss
             except ImportError as err:
                 raise CheckpointError("this index is approximate (FAISS): pip install faiss-cpu") from err
-            ann = faiss.read_index(str(directory / ANN_FILE))
-            ann.nprobe = int(nprobe or meta["ann"]["nprobe"])
+            try:
+                ann = faiss.read_index(str(directory / ANN_FILE))
+                ann.nprobe = int(nprobe or (meta.get("ann") or {}).get("nprobe") or 1)
+            except (RuntimeError, TypeError, ValueError) as err:
+                raise CheckpointError(f"{directory / ANN_FILE} is not a readable FAISS index: {str(err)[:200]}") from err
         return cls(directory, meta, vectors, texts, ann)
 
     def search(self, query_vectors: np.ndarray, top_k: int = 1, scoring: str = "cosine") -> tuple[np.ndarray, np.ndarray]:

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from sprachbund_router.checkpoint import read_json_object
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.tensors import load_tensors, save_tensors
+from sprachbund_router.validation import confined
 
 #: The head key of texts that fell back (no sprachbund): ``heads[task]["*"]``.
 FALLBACK_HEAD = "*"
@@ -85,9 +87,12 @@ class ClassificationHead:
         cfg_path = directory / HEAD_CONFIG
         if not cfg_path.is_file():
             raise CheckpointError(f"head directory {directory} has no {HEAD_CONFIG}")
+        for name in (HEAD_CONFIG, HEAD_WEIGHTS):  # a link in a head folder never leads out of it
+            if (directory / name).is_symlink():
+                confined(directory, name, f"head file {name}")
         try:
-            config = HeadConfig(**json.loads(cfg_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as err:
+            config = HeadConfig(**read_json_object(cfg_path))
+        except (TypeError, ValueError) as err:
             raise CheckpointError(f"{cfg_path} is corrupt: {err}") from err
         tensors, _ = load_tensors(directory / HEAD_WEIGHTS)
         try:

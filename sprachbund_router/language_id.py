@@ -343,6 +343,8 @@ class NgramIdentifier:
         if not (self.temperature > 0 and 0 <= self.length_power <= 1):
             raise CheckpointError(f"{path}: temperature must be > 0 and length_power in [0, 1], got "
                                   f"{self.temperature} and {self.length_power}")
+        if len(keys) == 0:
+            raise CheckpointError(f"{path} is damaged: it holds no n-gram codes")
         if keys.dtype != np.uint64 or np.any(keys[1:] <= keys[:-1]):
             raise CheckpointError(f"{path}: 'codes' must be strictly increasing uint64 n-gram codes")
         self._codes = keys

@@ -68,8 +68,12 @@ class OnnxSentenceEncoder:
         self.tokenizer.enable_truncation(max_length=self.max_length)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(graph), opts,
-                                            providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled_optimizers))
+        try:
+            self.session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=list(disabled_optimizers))
+        except Exception as err:  # onnxruntime raises its own types (InvalidProtobuf, Fail...)
+            raise CheckpointError(f"{graph} is not a loadable ONNX model ({type(err).__name__}): {str(err)[:300]}; "
+                                  "export again (`sbr export onnx ROUTER_DIR`)") from err
         self.variant = variant
         logger.info("loaded ONNX encoder %s (%s)", path, variant)
 

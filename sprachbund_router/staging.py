@@ -37,18 +37,31 @@ class StagedDirectory:
         if not is_new_directory(self.target):
             raise error(f"{self.target} exists and is not empty; choose a new directory for the {what}")
         self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = self.target.parent / f".{self.target.name}.lock"
+        try:  # one writer per target: a second run is refused before it does any work
+            os.close(os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            raise error(f"another run is writing {self.target} ({self.lock} exists); wait for it, or remove the lock "
+                        "file if that run died") from None
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.partial-", dir=self.target.parent))
+        self._error, self._what = error, what
 
     def commit(self) -> Path:
         """Move the finished folder into place."""
-        if self.target.exists():
-            self.target.rmdir()
-        self.path.rename(self.target)
+        try:
+            if self.target.exists():
+                if not is_new_directory(self.target):
+                    raise self._error(f"{self.target} was filled by someone else meanwhile; the {self._what} is left in {self.path}")
+                self.target.rmdir()
+            self.path.rename(self.target)
+        finally:
+            self.lock.unlink(missing_ok=True)
         return self.target
 
     def abort(self) -> None:
-        """Remove the partial folder."""
+        """Remove the partial folder (and the lock)."""
         shutil.rmtree(self.path, ignore_errors=True)
+        self.lock.unlink(missing_ok=True)
 
 
 def replace_directory(staged: Path, target: Path) -> Path:

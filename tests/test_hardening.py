@@ -546,3 +546,97 @@ def test_unwritable_output_is_one_line(toy_router_dir, tmp_path):
     ro.chmod(0o500)
     res = runner.invoke(app, ["encode", str(tmp_path / "in.txt"), "-o", str(ro / "o.npy"), "--model", str(toy_router_dir)])
     assert res.exit_code == 2 and "cannot be written" in _flat(res)
+
+
+# ---------------------------------------------------------------- damaged files are CheckpointErrors (issue 24, items 10 to 12)
+def _disk_index(router_copy: Path, tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sits on the mat\nthe dog runs\nthe house is red\n", encoding="utf-8")
+    out = tmp_path / "idx"
+    res = runner.invoke(app, ["index", "build", str(corpus), "-o", str(out), "--lang", "en", "--model", str(router_copy)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_damaged_index_folders_are_checkpoint_errors(router_copy, tmp_path):
+    from sprachbund_router.disk_index import DiskIndex
+
+    out = _disk_index(router_copy, tmp_path)
+    meta = json.loads((out / "index.json").read_text())
+    for drop, message in (("encoder", "lacks \\['encoder'\\]"), ("sha256", "lacks \\['sha256'\\]")):
+        broken = {k: v for k, v in meta.items() if k != drop}
+        (out / "index.json").write_text(json.dumps(broken))
+        with pytest.raises(CheckpointError, match=message):
+            DiskIndex.load(out)
+    no_texts_sum = {**meta, "sha256": {k: v for k, v in meta["sha256"].items() if k != "texts.jsonl"}}
+    (out / "index.json").write_text(json.dumps(no_texts_sum))
+    with pytest.raises(CheckpointError, match="texts.jsonl is present but has no checksum"):
+        DiskIndex.load(out)
+    (out / "index.json").write_text(json.dumps({**meta, "search": "faiss-ivf"}))
+    with pytest.raises(CheckpointError, match="faiss-ivf but records no ann.faiss"):
+        DiskIndex.load(out)
+    (out / "index.json").write_text(json.dumps(meta))
+    assert len(DiskIndex.load(out)) == 3
+
+
+def test_a_second_build_into_the_same_target_is_refused_before_any_work(router_copy, tmp_path):
+    from sprachbund_router.staging import StagedDirectory
+
+    first = StagedDirectory(tmp_path / "target", "index")
+    with pytest.raises(CheckpointError, match="another run is writing"):
+        StagedDirectory(tmp_path / "target", "index")
+    first.commit()
+    assert not (tmp_path / ".target.lock").exists()
+    again = StagedDirectory(tmp_path / "other", "index")
+    again.abort()
+    assert not (tmp_path / ".other.lock").exists()
+
+
+def test_damaged_router_files_are_checkpoint_errors(router_copy, tmp_path):
+    deep = "[" * 200_000 + "]" * 200_000
+    (router_copy / CONFIG_NAME).write_text(deep)
+    with pytest.raises(CheckpointError, match="nested too deeply|not valid JSON"):
+        SprachbundRouter.from_pretrained(router_copy)
+
+
+def test_damaged_heads_identifier_and_onnx_files(tmp_path):
+    from sprachbund_router.checkpoint import read_onnx_export_info
+    from sprachbund_router.heads import ClassificationHead
+    from sprachbund_router.tensors import save_tensors
+
+    head = tmp_path / "head"
+    head.mkdir()
+    (head / "head_config.json").write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(CheckpointError, match="head_config.json is corrupt"):
+        ClassificationHead.load(head)
+    onnx = tmp_path / "enc" / "onnx"
+    onnx.mkdir(parents=True)
+    (onnx / "export.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        read_onnx_export_info(tmp_path / "enc")
+    (onnx / "export.json").write_text(json.dumps({"layer_resolved": 3}))
+    with pytest.raises(CheckpointError, match="lacks \\['mode'"):
+        read_onnx_export_info(tmp_path / "enc")
+    from sprachbund_router.language_id import NGRAM_FILE, NgramIdentifier
+
+    save_tensors(tmp_path / NGRAM_FILE, {"codes": np.zeros(0, np.uint64), "log_probs": np.zeros((0, 1), np.float32)},
+                 {"languages": ["de"], "orders": [1, 2, 3]})
+    from sprachbund_router.language_id import NGRAM_ORDERS
+
+    save_tensors(tmp_path / NGRAM_FILE, {"codes": np.zeros(0, np.uint64), "log_probs": np.zeros((0, 1), np.float32)},
+                 {"languages": ["de"], "orders": list(NGRAM_ORDERS)})
+    with pytest.raises(CheckpointError, match="holds no n-gram codes"):
+        NgramIdentifier(["de"], tmp_path)
+
+
+def test_onnx_model_of_random_bytes_is_a_checkpoint_error(router_copy):
+    from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
+
+    for name in ("west", "east", "shared"):
+        onnx = router_copy / "encoders" / name / ONNX_DIR
+        onnx.mkdir()
+        (onnx / ONNX_EXPORT_INFO).write_text(json.dumps({"mode": "mean", "layer_resolved": 2, "num_layers": 2, "dim": 32}))
+        (onnx / ONNX_FILES["onnx"]).write_bytes(np.random.default_rng(0).bytes(4096))
+    router = SprachbundRouter.from_pretrained(router_copy, backend="onnx")
+    with pytest.raises(CheckpointError, match="not a loadable ONNX model"):
+        router.encode(["Die Katze"], lang="de")
