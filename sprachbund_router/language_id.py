@@ -66,6 +66,39 @@ def has_letters(text: str) -> bool:
     return any(ch.isalpha() for ch in text)
 
 
+#: Scripts written together in one language count as one (Japanese mixes kanji and kana, Korean
+#: hangul and hanja).
+_SCRIPT_GROUPS = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "CJK": "CJK", "IDEOGRAPHIC": "CJK",
+                  "HALFWIDTH": "CJK", "FULLWIDTH": "LATIN"}
+#: Texts with at least this many letters are checked for a script holding most of them.
+MIXED_SCRIPT_MIN_LETTERS = 6
+
+
+@lru_cache(maxsize=65536)
+def _script(ch: str) -> str:
+    import unicodedata
+
+    name = unicodedata.name(ch, "")
+    first = name.split(" ", 1)[0] if name else "UNKNOWN"
+    return _SCRIPT_GROUPS.get(first, first)
+
+
+def mixed_scripts(text: str) -> str | None:
+    """Why ``text`` cannot be given one language by its letters: no script holds more than half
+    of them (``"Hello Привет 你好 مرحبا"``); None otherwise (one script, or a clear majority such
+    as a brand name inside a translated message)."""
+    counts: dict[str, int] = {}
+    for ch in text:
+        if ch.isalpha():
+            s = _script(ch)
+            counts[s] = counts.get(s, 0) + 1
+    total = sum(counts.values())
+    if total < MIXED_SCRIPT_MIN_LETTERS or len(counts) < 2 or max(counts.values()) * 2 > total:
+        return None
+    shares = ", ".join(f"{s.title()} {100 * n // total}%" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"mixed scripts, none holding most of the letters ({shares})"
+
+
 @lru_cache(maxsize=1)
 def _langid_model() -> Any:
     """langid's full model, unpacked once per process (it is only read afterwards)."""
@@ -461,9 +494,12 @@ def decide(
     """
     out: list[RoutingDecision | None] = [None] * len(texts)
     scored = []
+    mixed: dict[int, str] = {}
     for i, t in enumerate(texts):
         if has_letters(t):
             scored.append(i)
+            if (why := mixed_scripts(t)) is not None:
+                mixed[i] = why
         else:
             out[i] = RoutingDecision(None, None, 0.0, "no letters to identify a language from")
     if scored:  # vectorised over the batch: one distribution, one mass product, argmaxes per row
@@ -488,6 +524,8 @@ def decide(
             lang, group, c = langs[best[row]], groups[chosen[row]], float(conf[row])
             reason = None if c >= min_confidence else (
                 f"{what} uncertain: {lang if level == 'language' else group} {c:.2f} < {min_confidence:.2f}")
+            if i in mixed:  # the identifier's confidence means little here: a wrong route is worse than a fallback
+                reason = mixed[i]
             out[i] = RoutingDecision(lang, group, c, reason)
     return [d for d in out if d is not None]
 

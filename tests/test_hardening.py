@@ -640,3 +640,13 @@ def test_onnx_model_of_random_bytes_is_a_checkpoint_error(router_copy):
     router = SprachbundRouter.from_pretrained(router_copy, backend="onnx")
     with pytest.raises(CheckpointError, match="not a loadable ONNX model"):
         router.encode(["Die Katze"], lang="de")
+
+
+def test_text_mixing_scripts_falls_back_with_the_reason(toy_router):
+    routes = toy_router.route(["Hello Привет 你好 مرحبا", "Die Katze schläft auf dem Sofa."])
+    assert routes[0].fallback and "mixed scripts" in routes[0].reason and "Cyrillic" in routes[0].reason
+    assert routes[1].reason is None or "mixed" not in routes[1].reason
+    from sprachbund_router.language_id import mixed_scripts
+
+    for fine in ("Firefox не отвечает", "猫がソファで寝ている", "한국어 漢字 텍스트", "Открыть в Firefox"):
+        assert mixed_scripts(fine) is None, fine
