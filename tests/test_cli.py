@@ -119,3 +119,22 @@ def test_eval_commands_on_default_router(default_router, tmp_path):
     assert set(cls["results"]) == {"english", "pivot", "every"}
     # 8 classes (chance 12.5%); 50 test names in 2 languages: a sanity bound, not a quality claim (README has those)
     assert cls["results"]["every"]["router"]["mean"] > 30 and cls["results"]["every"]["base"]["mean"] > 30
+
+
+def test_version_and_a_closed_pipe(toy_router_dir, tmp_path):
+    """`sbr --version`; `sbr identify F | head -1` ends quietly with status 0; no weight-loading bars."""
+    import subprocess
+    import sys
+
+    from sprachbund_router import __version__
+
+    sbr = [sys.executable, "-m", "sprachbund_router.cli"]
+    out = subprocess.run([*sbr, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"sprachbund-router {__version__}"
+    big = tmp_path / "big.txt"
+    big.write_text("Die Katze schläft auf dem Sofa.\n" * 5000, encoding="utf-8")
+    proc = subprocess.run(f"{' '.join(sbr)} identify {big} --model {toy_router_dir} | head -1; exit ${{PIPESTATUS[0]}}",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.startswith("line\tlanguage") and "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr
+    assert "Loading weights" not in proc.stderr

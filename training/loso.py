@@ -532,55 +532,149 @@ def run(exp: Experiment, stages: Sequence[tuple[str, list[dict[str, Any]]]] = ST
     return results
 
 
-def summarise(results: Mapping[str, Any], data: Data, no_libreoffice: Sequence[str]) -> dict[str, Any]:
-    """Per source and overall: card baseline, best plain (by dev and in hindsight), the router; mean
-    and worst interface source; the lowest quarter of languages by card score; languages without
-    LibreOffice pairs."""
+def summarise(results: Mapping[str, Any], no_libreoffice: Sequence[str]) -> dict[str, Any]:
+    """Per source and overall: card baseline, best plain (by dev and in hindsight), the router and
+    the compared variants; mean and worst interface source; the lowest quarter of languages by
+    card score; languages without LibreOffice pairs. Top-1 in percent."""
     card_label = plain(CARD["layer"], CARD["prefix"]).label()
+    folds = results["folds"]
     rows = {}
     card_by_lang: dict[str, list[float]] = {}
-    for s, fold in results["folds"].items():
+    for s, fold in folds.items():
         plain_test = results["plain_test"][s]
         hindsight = max(plain_test, key=lambda k: macro(plain_test[k]))
         rows[s] = {"kind": fold["kind"], "languages": len(fold["router"]),
                    "card": 100 * macro(fold["card"]), "best_plain_by_dev": 100 * macro(fold["best_plain_by_dev"]["scores"]),
+                   "best_plain_by_dev_label": fold["best_plain_by_dev"]["label"],
                    "best_plain_hindsight": 100 * macro(plain_test[hindsight]), "hindsight_label": hindsight,
-                   "router": 100 * macro(fold["router"]), "router_label": fold["label"]}
+                   "router": 100 * macro(fold["router"]), "router_label": fold["label"],
+                   "compared": {k: 100 * macro(v) for k, v in fold.get("compared", {}).items()}}
         if fold["kind"] == "interface":
             for lang, v in fold["card"].items():
                 card_by_lang.setdefault(lang, []).append(v)
     card_mean = {lang: float(np.mean(v)) for lang, v in card_by_lang.items()}
     ranked = sorted(card_mean, key=card_mean.get)  # type: ignore[arg-type]
-    lowest = set(ranked[: max(1, len(ranked) // 4)])
+    lowest = sorted(ranked[: max(1, len(ranked) // 4)])
 
-    def subset(langs: set[str] | None) -> dict[str, float]:
-        out = {}
-        for key in ("card", "router", "best_plain_by_dev"):
-            vals = []
-            for s, fold in results["folds"].items():
-                if fold["kind"] != "interface":
-                    continue
-                scores = fold[key] if key != "best_plain_by_dev" else fold[key]["scores"]
-                picked = [v for lang, v in scores.items() if langs is None or lang in langs]
-                if picked:
-                    vals.append(float(np.mean(picked)))
-            out[key] = 100 * float(np.mean(vals)) if vals else float("nan")
+    def per_fold_scores(fold: Mapping[str, Any], s: str) -> dict[str, Mapping[str, float]]:
+        plain_test = results["plain_test"][s]
+        out = {"card": fold["card"], "router": fold["router"], "best_plain_by_dev": fold["best_plain_by_dev"]["scores"],
+               "best_plain_hindsight": plain_test[rows[s]["hindsight_label"]]}
+        out.update(fold.get("compared", {}))
         return out
 
+    def subset(langs: Sequence[str] | None, kind: str = "interface") -> dict[str, float]:
+        """Mean over sources of the kind of each system's mean over ``langs`` (None: all)."""
+        vals: dict[str, list[float]] = {}
+        for s, fold in folds.items():
+            if fold["kind"] != kind:
+                continue
+            for key, scores in per_fold_scores(fold, s).items():
+                picked = [v for lang, v in scores.items() if langs is None or lang in langs]
+                if picked:
+                    vals.setdefault(key, []).append(float(np.mean(picked)))
+        return {k: 100 * float(np.mean(v)) for k, v in vals.items()}
+
     interface = {s: r for s, r in rows.items() if r["kind"] == "interface"}
-    overall = {k: float(np.mean([r[k] for r in interface.values()])) for k in ("card", "best_plain_by_dev", "best_plain_hindsight", "router")}
-    worst = {k: float(min(r[k] - r["card"] for r in interface.values())) for k in ("router",)}
+    prose = {s: r for s, r in rows.items() if r["kind"] == "prose"}
+
+    def gain(r: Mapping[str, Any], over: str) -> float:
+        base = max(r["best_plain_by_dev"], r["best_plain_hindsight"]) if over == "best plain" else r["card"]
+        return float(r["router"] - base)
+
     return {
         "per_source": rows,
-        "interface_mean": overall,
-        "interface_worst_gain_over_card": worst["router"],
-        "interface_worst_gain_over_best_plain": float(min(r["router"] - max(r["best_plain_by_dev"], r["best_plain_hindsight"])
-                                                          for r in interface.values())),
-        "lowest_quarter": {"languages": sorted(lowest), **subset(lowest)},
-        "without_libreoffice": {"languages": sorted(no_libreoffice), **subset(set(no_libreoffice))},
-        "all_languages": subset(None),
+        "interface": subset(None),
+        "prose": subset(None, "prose"),
+        "interface_sources": len(interface),
+        "prose_sources": len(prose),
+        "worst_interface_gain": {"over card": min(gain(r, "card") for r in interface.values()),
+                                 "over best plain": min(gain(r, "best plain") for r in interface.values())},
+        "worst_prose_gain_over_card": min((gain(r, "card") for r in prose.values()), default=float("nan")),
+        "lowest_quarter": {"languages": lowest, **subset(lowest)},
+        "without_libreoffice": {"languages": sorted(no_libreoffice), **subset(sorted(no_libreoffice))},
         "card_label": card_label,
+        "shipped": results.get("shipped", {}).get("label"),
     }
+
+
+SYSTEM_NAMES = {
+    "card": "the plain model as its card says (last layer, mean, `query: `)",
+    "best_plain_by_dev": "best plain configuration, chosen on the other sources' dev",
+    "best_plain_hindsight": "best plain configuration in hindsight (on this test half)",
+    "router": "**the router** (every setting chosen on the other sources)",
+    "no space (chosen layer and prefix)": "router's layer and prefix, no space",
+    "centring only": "router's layer and prefix, centring only",
+    "subspace removal only": "router's layer and prefix, subspace removal only",
+    "maps=none": "router with maps: none",
+    "maps=all": "router with maps: one for all languages",
+    "maps=sprachbund": "router with maps: one per sprachbund",
+    "maps=random": "router with maps: one per random group (sprachbund sizes)",
+    "maps=language": "router with maps: per language, shrunk to its sprachbund",
+    "maps=language-random": "router with maps: per language, shrunk to its random group",
+    "cosine scoring": "router, cosine scoring",
+    "margin scoring": "router, ratio-margin scoring (k = 10)",
+}
+
+
+def render_headline(summary: Mapping[str, Any]) -> str:
+    """The README's table: the router against the plain model, out of source."""
+    i, p = summary["interface"], summary["prose"]
+    lq, nl = summary["lowest_quarter"], summary["without_libreoffice"]
+    best = max(i["best_plain_by_dev"], i["best_plain_hindsight"])
+    lines = [
+        f"Top-1 (%) of foreign messages among all English messages of a source's test half, each source scored with "
+        f"settings chosen on the other sources (leave one source out; {summary['interface_sources']} interface sources, "
+        f"{summary['prose_sources']} prose sources; `python -m training.loso`, 2-core CPU):",
+        "",
+        "| vectors | interface (mean) | lowest-quarter languages | languages without LibreOffice pairs | prose (mean) |",
+        "|---|---|---|---|---|",
+    ]
+    for key in ("card", "best_plain_by_dev", "best_plain_hindsight", "router"):
+        lines.append(f"| {SYSTEM_NAMES[key]} | {i[key]:.2f} | {lq[key]:.2f} | {nl[key]:.2f} | {p[key]:.2f} |")
+    lines += ["", f"Router gain: **{i['router'] - i['card']:+.2f}** over the card's configuration and "
+              f"**{i['router'] - best:+.2f}** over the best plain one on interface text (worst source: "
+              f"{summary['worst_interface_gain']['over card']:+.2f} / {summary['worst_interface_gain']['over best plain']:+.2f}); "
+              f"{lq['router'] - lq['card']:+.2f} on the lowest-quarter languages; {p['router'] - p['card']:+.2f} on prose. "
+              f"Shipped setting: {summary['shipped']}."]
+    return "\n".join(lines)
+
+
+def render_details(summary: Mapping[str, Any]) -> str:
+    """The per-source table and the compared variants (docs/generalisation.md)."""
+    lines = ["| source | kind | languages | card | best plain (dev) | best plain (hindsight) | router | vs card | vs best plain "
+             "| chosen on the other sources |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s, r in summary["per_source"].items():
+        best = max(r["best_plain_by_dev"], r["best_plain_hindsight"])
+        lines.append(f"| {s} | {r['kind']} | {r['languages']} | {r['card']:.2f} | {r['best_plain_by_dev']:.2f} | "
+                     f"{r['best_plain_hindsight']:.2f} | {r['router']:.2f} | {r['router'] - r['card']:+.2f} | "
+                     f"{r['router'] - best:+.2f} | {r['router_label']} |")
+    lines += ["", "Variants of the router on the same folds (each changes one part of the chosen setting; same data, "
+              "same fitting):", "",
+              "| system | interface | lowest quarter | without LibreOffice | prose |", "|---|---|---|---|---|"]
+    i, p = summary["interface"], summary["prose"]
+    lq, nl = summary["lowest_quarter"], summary["without_libreoffice"]
+    for key, name in SYSTEM_NAMES.items():
+        if key in i:
+            lines.append(f"| {name} | {i[key]:.2f} | {lq.get(key, float('nan')):.2f} | {nl.get(key, float('nan')):.2f} | "
+                         f"{p.get(key, float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, block: str) -> str:
+    """``text`` with the lines between ``<!-- name -->`` and ``<!-- /name -->`` replaced by ``block``."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{block}\n{end}{tail}"
+
+
+def render_files(summary: Mapping[str, Any], readme: Path, details: Path) -> None:
+    """Write the generated tables into the README and docs/generalisation.md."""
+    readme.write_text(replace_block(readme.read_text(encoding="utf-8"), "loso:headline", render_headline(summary)), encoding="utf-8")
+    details.write_text(replace_block(details.read_text(encoding="utf-8"), "loso:details", render_details(summary)), encoding="utf-8")
 
 
 def main() -> None:
@@ -596,7 +690,18 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/loso.json")
     parser.add_argument("--stages", default=None, help="Comma-separated stage names to run (default: all).")
     parser.add_argument("--languages", default=None, help="Comma-separated (default: the default router's).")
+    parser.add_argument("--render", action="store_true",
+                        help="Only rewrite the README's and docs/generalisation.md's tables from --out (no computing).")
     args = parser.parse_args()
+    if args.render:
+        stored = json.loads(Path(args.out).read_text())
+        summary = summarise(stored["results"], stored["summary"]["without_libreoffice"]["languages"])
+        stored["summary"] = summary
+        Path(args.out).write_text(json.dumps(stored, indent=1, default=str) + "\n")
+        root = Path(__file__).resolve().parents[1]
+        render_files(summary, root / "README.md", root / "docs" / "generalisation.md")
+        print(render_headline(summary))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
     corpus = data_dir() / "corpus"
@@ -618,31 +723,14 @@ def main() -> None:
         for v in vectors.values():
             v.save()
     no_lo = [lang for lang in languages if lang != "en" and not data.rows.get("libreoffice", {}).get("train", {}).get(lang)]
-    summary = summarise(results, data, no_lo)
+    summary = summarise(results, no_lo)
     out = {"summary": summary, "results": results, "sources": {s: manifest["sources"][s] for s in sources},
            "protocol": __doc__, "seconds": round(time.perf_counter() - started, 1),
            "machine": "2-core CPU (no GPU)", "command": "python -m training.loso"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=str) + "\n")
-    print(format_table(summary))
-
-
-def format_table(summary: Mapping[str, Any]) -> str:
-    """Markdown table of the summary."""
-    lines = ["| source | kind | langs | card (L12, query:) | best plain (dev) | best plain (hindsight) | router | gain vs card | gain vs best plain |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for s, r in summary["per_source"].items():
-        best = max(r["best_plain_by_dev"], r["best_plain_hindsight"])
-        lines.append(f"| {s} | {r['kind']} | {r['languages']} | {r['card']:.2f} | {r['best_plain_by_dev']:.2f} | "
-                     f"{r['best_plain_hindsight']:.2f} | {r['router']:.2f} | {r['router'] - r['card']:+.2f} | {r['router'] - best:+.2f} |")
-    m = summary["interface_mean"]
-    lines.append(f"| **interface mean** | | | {m['card']:.2f} | {m['best_plain_by_dev']:.2f} | {m['best_plain_hindsight']:.2f} | "
-                 f"{m['router']:.2f} | {m['router'] - m['card']:+.2f} | {m['router'] - max(m['best_plain_by_dev'], m['best_plain_hindsight']):+.2f} |")
-    for key in ("lowest_quarter", "without_libreoffice"):
-        sub = summary[key]
-        lines.append(f"| {key} ({len(sub['languages'])} langs) | | | {sub['card']:.2f} | {sub['best_plain_by_dev']:.2f} | | "
-                     f"{sub['router']:.2f} | {sub['router'] - sub['card']:+.2f} | |")
-    return "\n".join(lines)
+    print(render_headline(summary))
+    print(render_details(summary))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,26 @@ export_app = typer.Typer(help="Export a router: ONNX (fp32, int8) and Hub reposi
 index_app = typer.Typer(help="Persistent corpus indexes: build once, search with `sbr retrieve --index`.",
                         no_args_is_help=True)
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"sprachbund-router {version('sprachbund-router')}")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            from sprachbund_router import __version__
+
+            typer.echo(f"sprachbund-router {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Route text to the encoder of its representation sprachbund: identify, encode, retrieve, classify."""
+
+
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(export_app, name="export")

@@ -7,6 +7,7 @@ register on live in :mod:`sprachbund_router.cli.apps`.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,9 @@ def _stream(input: Path, step: Callable[[int, list[str]], None], close: Callable
         raise typer.Exit(code=130) from None
     except SprachbundError as err:
         raise fail(err) from err
+    except BrokenPipeError:  # the reader went away (`| head`): end quietly with status 0, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush has nowhere to fail
+        raise typer.Exit(code=0) from None
     except OSError as err:  # a full disk, a folder made read-only meanwhile: one line, not a traceback
         raise fail(f"cannot write the output: {err.strerror or err}") from err
     finally:
