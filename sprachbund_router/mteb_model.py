@@ -15,6 +15,8 @@ the fallback, served in the router's vector space), so the scores are the router
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,17 +31,61 @@ if TYPE_CHECKING:
     from sprachbund_router.router import SprachbundRouter
 
 
-class MtebRouter(AbsEncoder):
-    """A router as an mteb encoder (mteb's ``EncoderProtocol``)."""
+def router_identity(router: SprachbundRouter) -> tuple[str, str]:
+    """(name, revision) unique to a router: its Hub repo id and snapshot commit when it came from
+    the Hub, else ``sprachbund-router/<folder>-<hash>`` and the hash of what makes its vectors
+    (config, language vectors, spaces, identifier) — so mteb's result cache never hands one
+    router's scores to another."""
+    directory = Path(router.directory)
+    h = hashlib.sha256()
+    for rel in ["router_config.json", "language_vectors.safetensors", "language_id/ngram.safetensors",
+                *sorted({s.path for s in router.config.spaces.values()})]:
+        f = directory / rel
+        if f.is_file():
+            h.update(rel.encode() + b"\0" + f.read_bytes())
+    digest = h.hexdigest()[:12]
+    source = getattr(router, "source", None)
+    if source and not Path(source).exists() and "/" in source:
+        commit = directory.name if directory.parent.name == "snapshots" else digest
+        return source, commit
+    return f"sprachbund-router/{directory.name or 'router'}-{digest}", digest
 
-    def __init__(self, router: SprachbundRouter, name: str, revision: str | None = None) -> None:
+
+def _mteb_languages(codes: list[str]) -> list[str] | None:
+    """ISO 639-3 with script (``deu-Latn``) of the router's languages (None without langcodes)."""
+    try:
+        import langcodes
+    except ImportError:
+        return None
+    out = []
+    for code in codes:
+        try:
+            lang = langcodes.Language.get(code)
+            out.append(f"{lang.to_alpha3()}-{lang.maximize().script}")
+        except (LookupError, ValueError):
+            continue
+    return sorted(set(out))
+
+
+class MtebRouter(AbsEncoder):
+    """A router as an mteb encoder (mteb's ``EncoderProtocol``), described by a ``ModelMeta``
+    filled in from the router itself (name and revision unique to it, languages, parameters)."""
+
+    def __init__(self, router: SprachbundRouter, name: str | None = None, revision: str | None = None) -> None:
         self.model = router
+        auto_name, auto_revision = router_identity(router)
+        shared = router.encoder(router.config.shared_encoder)
+        params = getattr(shared, "model", None)
+        n_params = int(sum(p.numel() for p in params.parameters())) if hasattr(params, "parameters") else None
+        built = router.config.provenance.get("built_at")
         self.mteb_model_meta = ModelMeta(
-            loader=None, name=name, revision=revision, release_date=None, languages=None, n_parameters=None,
+            loader=None, name=name or auto_name, revision=revision or auto_revision,
+            release_date=built[:10] if isinstance(built, str) else None,
+            languages=_mteb_languages(router.config.languages), n_parameters=n_params,
             memory_usage_mb=None, max_tokens=float(max(s.max_length for s in router.config.encoders.values())),
             embed_dim=router.get_sentence_embedding_dimension(), license="mit", open_weights=True,
-            public_training_code=None, public_training_data=None, framework=["PyTorch"], similarity_fn_name="cosine",
-            use_instructions=False, training_datasets=None,
+            public_training_code=None, public_training_data=None, framework=["PyTorch", "Sentence Transformers"],
+            similarity_fn_name="cosine", use_instructions=False, training_datasets=None,
         )
 
     def encode(self, inputs: Any, *, task_metadata: Any = None, hf_split: str = "", hf_subset: str = "",
@@ -50,6 +96,6 @@ class MtebRouter(AbsEncoder):
                                  show_progress_bar=bool(kwargs.get("show_progress_bar", False)))
 
 
-def mteb_model(router: SprachbundRouter, name: str = "sprachbund-router/router", revision: str | None = None) -> MtebRouter:
-    """Wrap ``router`` for ``mteb.evaluate``."""
+def mteb_model(router: SprachbundRouter, name: str | None = None, revision: str | None = None) -> MtebRouter:
+    """Wrap ``router`` for ``mteb.evaluate`` (name and revision default to ones unique to the router)."""
     return MtebRouter(router, name, revision)

@@ -176,6 +176,7 @@ class SprachbundRouter:
         self._checked: set[str] = set()  # encoder names whose space was checked against the loaded weights
         self._lock = threading.RLock()  # lazy loading happens once whatever the number of threads
         self._identities: dict[str, dict] = {}
+        self.source: str | None = None
         self.spaces = self._load_spaces()
         self._identifiers = {b: make_identifier(b, config.languages, self.directory) for b in config.language_id.backends}
         self._sprachbund_of = config.language_to_sprachbund
@@ -216,6 +217,7 @@ class SprachbundRouter:
         config = RouterConfig.load(directory)
         router = cls(config, directory, device=device, backend=backend, local_files_only=local_files_only,
                      cache_dir=cache_dir)
+        router.source = os.fspath(path_or_repo_id)  # what the caller named: a folder or a Hub repo id
         for name, spec in config.encoders.items():
             if spec.path is None:
                 continue

@@ -203,3 +203,45 @@ def test_batch_encoder_for_distributed_engines(toy_router_dir):
     np.testing.assert_allclose(shared, router.build_index(texts, encoder="shared").vectors, atol=1e-6)
     with pytest.raises(ValueError, match="no encoder"):
         BatchEncoder(model=str(toy_router_dir), encoder="nope")
+
+
+def test_two_routers_keep_their_own_scores_in_one_mteb_cache(toy_router_dir, tmp_path):
+    mteb = pytest.importorskip("mteb")
+    import shutil
+
+    from datasets import Dataset, DatasetDict
+    from mteb.abstasks.task_metadata import TaskMetadata
+    from mteb.abstasks.text.bitext_mining import AbsTaskBitextMining
+
+    from sprachbund_router import SprachbundRouter
+    from sprachbund_router.mteb_model import mteb_model
+
+    class Tiny(AbsTaskBitextMining):
+        metadata = TaskMetadata(
+            name="SprachbundTinyExample", type="BitextMining", main_score="accuracy", description="toy",
+            reference="https://example.org", dataset={"path": "local", "revision": "local"}, category="t2t",
+            eval_splits=["test"], eval_langs=["eng-Latn"], date=("2024-01-01", "2024-01-01"), dialect=["Written"],
+            domains=[], task_subtypes=[], license="mpl-2.0", annotations_creators="derived", modalities=["text"],
+            sample_creation="found", bibtex_citation="")
+
+        def load_data(self, num_proc=None, **kwargs):
+            self.dataset = DatasetDict({"test": Dataset.from_dict({"sentence1": QUERIES[:40], "sentence2": CORPUS[:40]})})
+            self.data_loaded = True
+
+    other_dir = shutil.copytree(toy_router_dir, tmp_path / "other")
+    cfg = json.loads((other_dir / "router_config.json").read_text())
+    cfg["pooling"] = {"layer": 1, "mode": "cls"}  # other vectors, same files otherwise
+    (other_dir / "router_config.json").write_text(json.dumps(cfg))
+    routers = [SprachbundRouter.from_pretrained(toy_router_dir), SprachbundRouter.from_pretrained(other_dir)]
+    models = [mteb_model(r) for r in routers]
+    metas = [m.mteb_model_meta for m in models]
+    assert metas[0].name != metas[1].name and metas[0].revision and metas[0].n_parameters
+    def score(model, cache):
+        res = mteb.evaluate(model, [Tiny()], cache=cache, show_progress_bar=False, co2_tracker=False)
+        return res.task_results[0].scores["test"][0]["f1"]
+
+    alone = [score(m, None) for m in models]
+    assert alone[0] != alone[1]  # the two routers' vectors differ
+    cache = mteb.cache.ResultCache(tmp_path / "mteb-cache")
+    shared = [score(m, cache) for m in models]
+    assert shared == pytest.approx(alone, abs=1e-9)  # each its own score, none taken from the other's cache entry
