@@ -122,8 +122,9 @@ def build_faiss_ivf(vectors: np.ndarray, path: Path, nlist: int | None = None, t
     index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
     for start in range(0, n, 262_144):
         index.add(np.ascontiguousarray(vectors[start : start + 262_144], dtype=np.float32))
-    faiss.write_index(index, str(path))
     nprobe = max(1, min(nlist, nlist // 16))
+    index.nprobe = nprobe  # stored in the file: plain `faiss.read_index` users search as the router does
+    faiss.write_index(index, str(path))
     return {"library": "faiss", "faiss_version": faiss.__version__, "type": "IndexIVFFlat", "metric": "inner_product",
             "nlist": nlist, "nprobe": nprobe}
 

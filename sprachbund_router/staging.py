@@ -53,6 +53,7 @@ class StagedDirectory:
                 if not is_new_directory(self.target):
                     raise self._error(f"{self.target} was filled by someone else meanwhile; the {self._what} is left in {self.path}")
                 self.target.rmdir()
+            _umask_modes(self.path)  # mkdtemp made it 0700: the folder gets the modes any new folder would
             self.path.rename(self.target)
         finally:
             self.lock.unlink(missing_ok=True)
@@ -75,6 +76,7 @@ def replace_directory(staged: Path, target: Path) -> Path:
         old.rmdir()
         target.rename(old)
     try:
+        _umask_modes(staged)
         staged.rename(target)
     except OSError:
         if old is not None:
@@ -83,6 +85,13 @@ def replace_directory(staged: Path, target: Path) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _umask_modes(folder: Path) -> None:
+    """Give ``folder`` (made by ``tempfile.mkdtemp``, mode 0700) the mode the umask gives new folders."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -245,3 +245,28 @@ def test_two_routers_keep_their_own_scores_in_one_mteb_cache(toy_router_dir, tmp
     cache = mteb.cache.ResultCache(tmp_path / "mteb-cache")
     shared = [score(m, cache) for m in models]
     assert shared == pytest.approx(alone, abs=1e-9)  # each its own score, none taken from the other's cache entry
+
+
+def test_index_folder_opens_with_plain_numpy_and_faiss(toy_router_dir, tmp_path):
+    """What docs/usage.md shows: vectors.npy with numpy, ann.faiss with faiss.read_index (nprobe stored
+    in the file), texts.jsonl line by line; the folder has the umask's modes, not 0700."""
+    import os
+
+    faiss = pytest.importorskip("faiss")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"sentence number {i} about cats and dogs\n" for i in range(300)), encoding="utf-8")
+    res = _cli("index", "build", corpus, "-o", tmp_path / "idx", "--model", toy_router_dir, "--ann", "faiss", "--lang", "en")
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "idx"
+    meta = json.loads((folder / "index.json").read_text())
+    vectors = np.load(folder / "vectors.npy")
+    texts = [json.loads(line) for line in (folder / "texts.jsonl").read_text(encoding="utf-8").splitlines()]
+    index = faiss.read_index(str(folder / "ann.faiss"))
+    assert index.nprobe == meta["ann"]["nprobe"] and vectors.shape == (300, meta["dim"]) and len(texts) == 300
+    scores, ids = index.search(vectors[:5], 1)
+    assert np.allclose(scores[:, 0], 1.0, atol=1e-4)  # each vector finds itself (or an identical one)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (folder.stat().st_mode & 0o777) == (0o777 & ~mask)
+    res = _cli("retrieve", "-q", corpus, "--index", folder, "--model", toy_router_dir, "--nprobe", "2")
+    assert res.exit_code == 0, res.output

@@ -180,6 +180,8 @@ def retrieve(
     ] = False,
     batch_size: BatchOpt = 32,
     scoring: ScoringOpt = Scoring.cosine,
+    nprobe: Annotated[int | None, typer.Option("--nprobe", min=1, help="FAISS lists searched per query (an --index "
+                                               "built with FAISS; default: the one stored with it).")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Cross-lingual sentence retrieval (Tatoeba style): the nearest corpus sentences of each query.
@@ -197,7 +199,7 @@ def retrieve(
         from sprachbund_router.disk_index import DiskIndex
 
         try:
-            disk = DiskIndex.load(index)  # type: ignore[arg-type]
+            disk = DiskIndex.load(index, nprobe=nprobe)  # type: ignore[arg-type]
         except SprachbundError as err:
             raise fail(err) from err
         c_texts, n_corpus = disk.texts, len(disk)
