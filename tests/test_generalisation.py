@@ -269,3 +269,42 @@ def test_subspace_space_round_trips_and_is_checked(tmp_path):
         VectorSpace(spec, space.means, space.maps, space.sprachbund_of)
     with pytest.raises(ValueError, match="cannot be inverted"):
         space.pull_back(np.ones((1, 6), np.float32), ["de"])
+
+
+def test_the_space_a_build_ships_serves_what_the_protocol_scored(tmp_path):
+    """fit_space_from_sources (the build) and Experiment.fit + serve (the protocol) give the same
+    vectors for every language, with centring, subspace removal and per-language maps."""
+    import json as _json
+
+    from training.corpus import write_rows
+    from training.held_out_sources import MANIFEST, SOURCES_DIR
+    from training.space import SpaceSettings, fit_space_from_sources
+
+    data = _toy_data()
+    corpus = tmp_path / "corpus"
+    for s, splits in data.rows.items():
+        for lang in ("de", "fr", "ru"):
+            rows = [(f"k{i}", x, e, split) for split in ("train", "dev", "test") for i, (x, e) in enumerate(splits[split][lang])]
+            write_rows(corpus / SOURCES_DIR / s / f"{lang}-en.tsv", rows)
+    (corpus / SOURCES_DIR / MANIFEST).write_text(_json.dumps({"version": 1, "sources": {s: {"kind": "interface"} for s in data.rows}}))
+    fake = _FakeVectors()
+    groups = {"west": ["de", "fr", "en"], "east": ["ru"]}
+    settings = SpaceSettings(protocol="sources", mean_sentences=100, maps="language", subspace_rank=4, subspace_rows="all",
+                             shrink_group=1.0, shrink_language=2.0)
+    fitted = fit_space_from_sources(lambda texts: fake.get(texts, 12), corpus, groups, settings)
+    spec = SpaceSpec(path="s.safetensors", **fitted.spec_fields(settings))
+    space = VectorSpace(spec, fitted.means, fitted.maps, {"de": "west", "fr": "west", "en": "west", "ru": "east"},
+                        subspace=fitted.subspace)
+    from training.loso import CAPS
+
+    data = Data.load(corpus, sorted(data.rows), ["de", "fr", "ru", "en"], {"de": "west", "fr": "west", "en": "west", "ru": "east"},
+                     CAPS, dict.fromkeys(data.rows, "interface"))  # what the build reads: the protocol's caps
+    exp = Experiment(data, {"": fake})
+    choice = settings.choice()
+    reference = exp.fit(choice, data.sources)
+    texts = {lang: [x for x, _ in data.rows["s1"]["test"][lang][:5]] for lang in ("de", "fr", "ru")}
+    texts["en"] = [e for _, e in data.rows["s1"]["test"]["de"][:5]]
+    for lang, ts in texts.items():
+        raw = fake.get(ts, 12)
+        np.testing.assert_allclose(space.serve(raw, [lang] * len(ts)), exp.serve(raw, lang, reference, choice), atol=1e-5)
+    assert set(spec.language_maps) == {"de", "fr", "ru"} and spec.subspace_rows == "all"

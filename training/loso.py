@@ -162,8 +162,9 @@ class Data:
 
     @classmethod
     def load(cls, corpus: Path, sources: Sequence[str], languages: Sequence[str], sprachbund_of: Mapping[str, str],
-             caps: Mapping[str, int | None] | None = None) -> Data:
-        """Rows of ``sources`` (at most ``caps[split]`` per language and source; None: all)."""
+             caps: Mapping[str, int | None] | None = None, kinds: Mapping[str, str] | None = None) -> Data:
+        """Rows of ``sources`` (at most ``caps[split]`` per language and source; None: all); ``kinds``:
+        source -> ``interface`` / ``prose`` (default: the built-in sources' kinds)."""
         caps = caps or {}
         rows: dict[str, dict[str, dict[str, list[tuple[str, str]]]]] = {}
         for s in sources:
@@ -173,7 +174,8 @@ class Data:
                     got = read_source(corpus, s, lang, split)[: caps.get(split)]
                     if got and (split == "train" or len(got) >= MIN_ROWS):
                         rows[s][split][lang] = got
-        return cls(rows, {s: source_kinds()[s] for s in sources}, dict(sprachbund_of))
+        known = {**source_kinds(), **(kinds or {})}
+        return cls(rows, {s: known.get(s, "interface") for s in sources}, dict(sprachbund_of))
 
     @property
     def sources(self) -> list[str]:
@@ -376,7 +378,8 @@ class Experiment:
             mat = np.stack([means[lang] for lang in sorted(own)])
             mat = mat - mat.mean(0)
             _, _, vt = np.linalg.svd(mat, full_matrices=False)
-            fitted.subspace = vt[: choice.lsar_rank].T.astype(np.float32)
+            rank = min(choice.lsar_rank, len(own) - 1)  # beyond the means' rank a direction would be arbitrary
+            fitted.subspace = vt[:rank].T.astype(np.float32)
         if choice.maps != "none":
             self._fit_maps(choice, sources, self.train_vectors(choice.layer, choice.prefix), fitted)
         return fitted
@@ -677,6 +680,32 @@ def render_files(summary: Mapping[str, Any], readme: Path, details: Path) -> Non
     details.write_text(replace_block(details.read_text(encoding="utf-8"), "loso:details", render_details(summary)), encoding="utf-8")
 
 
+def seed_space_cache(choice: Choice, directory: Path) -> int:
+    """Put the protocol's cached vectors of ``choice``'s layer and prefix into the cache the space
+    build reads (``training.space.VectorCache`` of the served encoder), so fitting the shipped
+    space encodes nothing the protocol already encoded. Returns the number of vectors added."""
+    from sprachbund_router.config import EncoderSpec, PoolingConfig
+    from sprachbund_router.encoder import SentenceEncoder
+    from sprachbund_router.paths import cache_root
+    from training.base_model import base_model_dir
+    from training.space import VectorCache
+
+    encoder = SentenceEncoder.from_pretrained(base_model_dir(), PoolingConfig(-1, "mean"), EncoderSpec(path="base", max_length=256))
+    layers = LayerVectors(encoder, choice.prefix, directory)
+    served = SentenceEncoder(encoder.model, encoder.tokenizer, PoolingConfig(choice.layer, "mean"), text_prefix=choice.prefix,
+                             max_length=256)
+    cache = VectorCache(lambda texts: served.encode(texts, batch_size=64), cache_root() / "vectors" / "base.npz")
+    li = LAYERS.index(choice.layer)
+    keys = sorted(layers.rows, key=layers.rows.get)  # type: ignore[arg-type]
+    table = layers.table[:, li].astype(np.float32)
+    table /= np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+    added = cache.add_keyed(keys, table)
+    if added:
+        cache(["The cat sleeps on the sofa."])  # concatenates the parts before saving
+    cache.save()
+    return added
+
+
 def main() -> None:
     """Command line: encode every source (cached), run the protocol, print the table, write JSON."""
     from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig
@@ -690,9 +719,16 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/loso.json")
     parser.add_argument("--stages", default=None, help="Comma-separated stage names to run (default: all).")
     parser.add_argument("--languages", default=None, help="Comma-separated (default: the default router's).")
+    parser.add_argument("--seed-space-cache", action="store_true",
+                        help="Copy the cached vectors of the shipped choice (--out) into the space build's cache.")
     parser.add_argument("--render", action="store_true",
                         help="Only rewrite the README's and docs/generalisation.md's tables from --out (no computing).")
     args = parser.parse_args()
+    if args.seed_space_cache:
+        stored = json.loads(Path(args.out).read_text())
+        choice = Choice(**stored["results"]["shipped"]["chosen"])
+        print(f"{seed_space_cache(choice, cache_root() / 'loso')} vectors of {choice.label()} added to the space cache")
+        return
     if args.render:
         stored = json.loads(Path(args.out).read_text())
         summary = summarise(stored["results"], stored["summary"]["without_libreoffice"]["languages"])

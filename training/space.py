@@ -210,6 +210,18 @@ class VectorCache:
         self._vecs.append(np.asarray(vectors, dtype=np.float32)[[i for _, i in new]])
         self._dirty = True
 
+    def add_keyed(self, keys: Sequence[str], vectors: np.ndarray) -> int:
+        """Store vectors already keyed by :meth:`_key` (another cache's); returns how many were new."""
+        new = [(k, i) for i, k in enumerate(keys) if k not in self._rows]
+        if not new:
+            return 0
+        offset = sum(len(v) for v in self._vecs)
+        for j, (k, _) in enumerate(new):
+            self._rows[k] = offset + j
+        self._vecs.append(np.asarray(vectors, dtype=np.float32)[[i for _, i in new]])
+        self._dirty = True
+        return len(new)
+
     def save(self) -> None:
         """Write the cache file (when anything new was encoded)."""
         if self.path and self._dirty and self._vecs:
@@ -379,14 +391,15 @@ def fit_space_from_sources(
     with the code that scored the choice (:meth:`training.loso.Experiment.fit`), so what ships is
     what was measured. ``embed`` gives the served encoder's unit vectors (its layer and prefix)."""
     from training.held_out_sources import load_manifest
-    from training.loso import Data, Experiment
+    from training.loso import CAPS, Data, Experiment
 
     manifest = load_manifest(corpus)
     if not manifest:
         raise ValueError(f"protocol 'sources' needs the held-out sources in {corpus} (python -m training.held_out_sources)")
     sources = sorted(manifest["sources"])
     languages = sorted({m for g in groups.values() for m in g} | {settings.anchor})
-    data = Data.load(corpus, sources, languages, invert_sprachbunds(groups))
+    data = Data.load(corpus, sources, languages, invert_sprachbunds(groups), CAPS,
+                     {s: info.get("kind", "interface") for s, info in manifest["sources"].items()})
 
     class Served:
         def get(self, texts: Sequence[str], layer: int) -> np.ndarray:
