@@ -263,7 +263,7 @@ def test_index_folder_opens_with_plain_numpy_and_faiss(toy_router_dir, tmp_path)
     texts = [json.loads(line) for line in (folder / "texts.jsonl").read_text(encoding="utf-8").splitlines()]
     index = faiss.read_index(str(folder / "ann.faiss"))
     assert index.nprobe == meta["ann"]["nprobe"] and vectors.shape == (300, meta["dim"]) and len(texts) == 300
-    scores, ids = index.search(vectors[:5], 1)
+    scores, _ = index.search(vectors[:5], 1)
     assert np.allclose(scores[:, 0], 1.0, atol=1e-4)  # each vector finds itself (or an identical one)
     mask = os.umask(0)
     os.umask(mask)
