@@ -512,6 +512,37 @@ class SprachbundRouter:
             return tensor if convert_to_tensor or isinstance(sentences, str) else list(tensor)
         return vecs
 
+    def apply_space(self, vectors: Any, langs: str | Sequence[str | None] | None, encoder: str | None = None) -> np.ndarray:
+        """The router's served vectors from an encoder's own vectors.
+
+        For users of the encoder repositories with plain sentence-transformers: the router's
+        vector space (each row's language mean removed, the language subspace projected out, its
+        map applied) on top of ``SentenceTransformer(encoder_repo).encode(texts)``::
+
+            vecs = router.apply_space(SentenceTransformer("org/router-base").encode(texts), langs)
+
+        gives what ``router.encode(texts, lang=langs)`` gives for texts routed to that encoder.
+
+        Args:
+            vectors: ``[n, dim]`` vectors of ``encoder`` (arrays or tensors; normalised or not).
+            langs: one language for all rows or one per row; None (or a None row): the fallback path.
+            encoder: the router encoder that made them (default: the shared encoder).
+
+        Raises:
+            UnknownLanguageError: a language outside every sprachbund.
+        """
+        name = encoder or self.config.shared_encoder
+        if name not in self.config.encoders:
+            raise KeyError(f"no encoder {name!r}; this router has {sorted(self.config.encoders)}")
+        vecs = np.atleast_2d(_as_numpy(vectors)).astype(np.float32)
+        rows = validate_langs(langs, len(vecs))
+        for lang in set(rows) - {None}:
+            self.config.sprachbund_of(lang)  # type: ignore[arg-type]  # raises UnknownLanguageError
+        space = self.spaces.get(name)
+        if space is None:
+            return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return space.serve(vecs, rows, [lang is None for lang in rows])
+
     def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> Any:
         """Vectors of queries (sentence-transformers 5+; the router's own prefix is used for both sides)."""
         return self.encode(sentences, **kwargs)

@@ -123,7 +123,8 @@ def write_st_modules(dst: Path, pooling: PoolingConfig, spec: EncoderSpec, confi
         "pooling_mode_lasttoken": False, "include_prompt": True,
     })
     (dst / "2_Normalize").mkdir(exist_ok=True)
-    prompts = {"query": spec.text_prefix} if spec.text_prefix else {}
+    # both sides get the router's prefix: encode_query and encode_document give the router's vectors
+    prompts = {"query": spec.text_prefix, "document": spec.text_prefix} if spec.text_prefix else {}
     _write_json(dst / "config_sentence_transformers.json", {
         "prompts": prompts, "default_prompt_name": "query" if prompts else None, "similarity_fn_name": "cosine",
         "model_type": "SentenceTransformer",

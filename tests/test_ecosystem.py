@@ -270,3 +270,33 @@ def test_index_folder_opens_with_plain_numpy_and_faiss(toy_router_dir, tmp_path)
     assert (folder.stat().st_mode & 0o777) == (0o777 & ~mask)
     res = _cli("retrieve", "-q", corpus, "--index", folder, "--model", toy_router_dir, "--nprobe", "2")
     assert res.exit_code == 0, res.output
+
+
+def test_sentence_transformers_users_get_the_served_vectors_from_a_hub_layout(tmp_path, monkeypatch):
+    """The card's two-line recipe: SentenceTransformer(encoder repo) + router.apply_space gives
+    router.encode's vectors (cosine >= 0.9999) for every language and for the fallback path."""
+    from sentence_transformers import SentenceTransformer
+
+    from exporters.hub import plan_export, seed_cache, write_folders
+    from sprachbund_router import SprachbundRouter
+    from tests.toy import write_toy_space_router
+
+    src = write_toy_space_router(tmp_path / "src")
+    plan = plan_export(src, "org", "toy", dry_run=True)
+    write_folders(plan, tmp_path / "dry")
+    seed_cache(tmp_path / "dry", tmp_path / "hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    router = SprachbundRouter.from_pretrained("org/toy", cache_dir=tmp_path / "hub")
+    shared = router.config.shared_encoder
+    from huggingface_hub import snapshot_download
+
+    st = SentenceTransformer(snapshot_download(plan.encoder_repos[shared], cache_dir=tmp_path / "hub", local_files_only=True),
+                             device="cpu")
+    texts = ["Die Katze schläft auf dem Sofa.", "Кошка спит на диване.", "The cat sleeps on the sofa.", "猫在沙发上睡觉。"]
+    for lang in router.config.languages:
+        want = router.encode_routes(texts, [router.route(texts, lang=lang)[0].__class__(lang, router.config.sprachbund_of(lang),
+                                                                                          shared, 1.0)] * len(texts))
+        got = router.apply_space(st.encode(texts), lang)
+        assert np.min((got * want).sum(1)) >= 0.9999, lang
+    fallback = router.encode_routes(texts, [router.route(texts)[0].__class__(None, None, shared, 0.0, True, "test")] * len(texts))
+    assert np.min((router.apply_space(st.encode(texts), None) * fallback).sum(1)) >= 0.9999
