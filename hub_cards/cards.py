@@ -62,6 +62,41 @@ def _onnx_section(onnx_info: Mapping[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+def _space_recipe(router_repo_id: str) -> str:
+    """The two lines that turn this encoder's sentence-transformers vectors into the router's."""
+    return f"""
+The router's own vectors (its vector space on top; `langs`: each text's language, None for unknown):
+
+```python
+from sprachbund_router import SprachbundRouter
+router = SprachbundRouter.from_pretrained("{router_repo_id}")
+served = router.apply_space(model.encode(texts), langs)   # = router.encode(texts, lang=langs)
+```
+"""
+
+
+def _onnx_snippet(repo_id: str, prefix: str, max_len: int, pad_id: int) -> str:
+    """The onnxruntime-only snippet (shown only when the repository has ONNX files)."""
+    return f"""With onnxruntime only (pooling is inside the graph; not the token-level graph sentence-transformers' ONNX backend
+expects, so use the snippets above with sentence-transformers):
+
+```python
+import numpy as np
+import onnxruntime as ort
+from huggingface_hub import hf_hub_download
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file(hf_hub_download("{repo_id}", "tokenizer.json"))
+tok.enable_truncation(max_length={max_len}); tok.enable_padding(pad_id={pad_id}, pad_token=tok.id_to_token({pad_id}))
+enc = tok.encode_batch([{prefix!r} + "Die Katze schläft."])
+# onnxruntime's SkipLayerNorm and BiasGelu fusions are slower than the plain ops on x86 CPUs: leave them off
+sess = ort.InferenceSession(hf_hub_download("{repo_id}", "onnx/{ONNX_FILES['onnx']}"), disabled_optimizers={list(SLOW_CPU_FUSIONS)!r})
+feeds = {{"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+         "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}}
+vector = sess.run(None, feeds)[0]  # [batch, dim], L2-normalised; "onnx/{ONNX_FILES['onnx-int8']}" is the int8 variant
+```
+"""
+
+
 def encoder_card(
     repo_id: str,
     encoder_name: str,
@@ -93,8 +128,10 @@ def encoder_card(
     else:
         how = f"`{base}` without further training (the shared and fallback encoder of the router)."
         if encoder_name in config.spaces:
-            how += (" The router serves its vectors through a per-language centring and per-sprachbund maps "
-                    "(the router repository's `spaces/`); used alone, as below, it gives the plain base vectors.")
+            how += (" The router serves its vectors through its vector space (each language's mean removed, "
+                    "the language subspace projected out, maps where chosen: the router repository's `spaces/`); "
+                    "used alone it gives the plain base vectors, and `router.apply_space` turns them into the "
+                    "router's (below).")
     pooling = config.pooling
     prefix = config.encoders[encoder_name].text_prefix
     max_len = config.encoders[encoder_name].max_length
@@ -132,7 +169,7 @@ from sentence_transformers import SentenceTransformer
 model = SentenceTransformer("{repo_id}")
 vectors = model.encode(["Die Katze schläft.", "Кошка спит."])
 ```
-
+{_space_recipe(router_repo_id) if encoder_name in config.spaces else ""}
 Alone, with transformers ({pooling_words} of the last hidden state):
 
 ```python
@@ -146,24 +183,7 @@ mask = batch["attention_mask"].unsqueeze(-1)
 {torch_pool}
 ```
 
-With onnxruntime only (pooling is inside the graph; not the token-level graph sentence-transformers' ONNX backend
-expects, so use the snippets above with sentence-transformers):
-
-```python
-import numpy as np
-import onnxruntime as ort
-from huggingface_hub import hf_hub_download
-from tokenizers import Tokenizer
-tok = Tokenizer.from_file(hf_hub_download("{repo_id}", "tokenizer.json"))
-tok.enable_truncation(max_length={max_len}); tok.enable_padding(pad_id={pad_id}, pad_token=tok.id_to_token({pad_id}))
-enc = tok.encode_batch([{prefix!r} + "Die Katze schläft."])
-# onnxruntime's SkipLayerNorm and BiasGelu fusions are slower than the plain ops on x86 CPUs: leave them off
-sess = ort.InferenceSession(hf_hub_download("{repo_id}", "onnx/{ONNX_FILES['onnx']}"), disabled_optimizers={list(SLOW_CPU_FUSIONS)!r})
-feeds = {{"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-         "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}}
-vector = sess.run(None, feeds)[0]  # [batch, dim], L2-normalised; "onnx/{ONNX_FILES['onnx-int8']}" is the int8 variant
-```
-
+{_onnx_snippet(repo_id, prefix, max_len, pad_id) if onnx_info else ""}
 ## ONNX
 
 {_onnx_section(onnx_info)}

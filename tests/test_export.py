@@ -208,3 +208,23 @@ def test_pre_rename_onnx_files_still_load_and_are_published_under_the_new_name(e
     folders = write_folders(plan_export(d, "someorg", "old", dry_run=True), tmp_path / "dry")
     onnx = folders["someorg/old-west"] / "onnx"
     assert (onnx / "model_pooled.onnx").is_file() and not (onnx / "model.onnx").exists()
+
+
+def test_encoder_card_shows_the_onnx_snippet_only_with_onnx_files_and_the_space_recipe(toy_router_dir):
+    from hub_cards.cards import encoder_card
+    from sprachbund_router.config import RouterConfig
+    from tests.toy import write_toy_space_router
+
+    cfg = RouterConfig.load(toy_router_dir)
+    card = str(encoder_card("org/toy-west", "west", cfg, "org/toy", languages=["de"]))
+    assert "onnxruntime only" not in card and "No ONNX export yet" in card
+    info = {"fp32": {"parity_min_cosine": 1.0, "parity_texts": 8}, "layer_resolved": 2, "mode": "mean", "int8": {}}
+    with_onnx = str(encoder_card("org/toy-west", "west", cfg, "org/toy", languages=["de"], onnx_info=info))
+    assert "onnxruntime only" in with_onnx
+    import tempfile
+    from pathlib import Path
+
+    space_cfg = RouterConfig.load(write_toy_space_router(Path(tempfile.mkdtemp())))
+    shared = space_cfg.shared_encoder
+    assert "router.apply_space(model.encode(texts), langs)" in str(
+        encoder_card("org/toy-shared", shared, space_cfg, "org/toy", languages=["de"]))
