@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,train,eval,export,index]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,train,eval,export,index,distributed]"
 # Debian package lists are needed to fetch the Firefox language packs (root machines only).
 if [ "$(id -u)" = 0 ] && [ -z "$(apt-cache search --names-only '^firefox-esr-l10n-de$' 2>/dev/null)" ]; then
   apt-get update -qq

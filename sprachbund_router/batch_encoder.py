@@ -8,12 +8,16 @@ that one encoder, along its own route (its language's centring and map), as
 :meth:`SprachbundRouter.build_index` does for a corpus spanning sprachbunds.
 
     import ray
+    from ray.data import ActorPoolStrategy
     from sprachbund_router.batch_encoder import BatchEncoder
 
     ds = ray.data.read_text("s3://bucket/corpus/")                  # one text per line, column "text"
     ds = ds.map_batches(BatchEncoder, fn_constructor_kwargs={"model": "org/router", "encoder": "base"},
-                        batch_size=1024, concurrency=8)
+                        batch_size=256, compute=ActorPoolStrategy(min_size=1, max_size=4), num_cpus=1)
     ds.write_parquet("s3://bucket/vectors/")
+
+(each actor reserves ``num_cpus`` for its life: keep ``max_size * num_cpus`` below the CPUs Ray
+has, so read and write tasks still run; see docs/usage.md).
 """
 
 from __future__ import annotations

@@ -300,3 +300,41 @@ def test_sentence_transformers_users_get_the_served_vectors_from_a_hub_layout(tm
         assert np.min((got * want).sum(1)) >= 0.9999, lang
     fallback = router.encode_routes(texts, [router.route(texts)[0].__class__(None, None, shared, 0.0, True, "test")] * len(texts))
     assert np.min((router.apply_space(st.encode(texts), None) * fallback).sum(1)) >= 0.9999
+
+
+def test_the_ray_example_runs_as_written(toy_router_dir, tmp_path):
+    """docs/usage.md's Ray Data block, with local paths, on ray.init(num_cpus=2): no row lost, the
+    vectors equal the router's (every text in the shared encoder's space, as encoder="base" asks)."""
+    ray = pytest.importorskip("ray")
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- ray-example -->\n```python\n(.*?)```\n<!-- /ray-example -->", doc, re.S).group(1)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    texts = [f"Die Katze Nummer {i} schläft." if i % 2 else f"The dog number {i} runs." for i in range(600)]
+    (corpus / "part.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    from sprachbund_router import SprachbundRouter
+
+    router = SprachbundRouter.from_pretrained(toy_router_dir)
+    shared = router.config.shared_encoder
+    script = block.replace('MODEL, CORPUS, OUT = "org/router", "corpus/", "vectors/"',
+                           f"MODEL, CORPUS, OUT = {str(toy_router_dir)!r}, {str(corpus)!r}, {str(tmp_path / 'vectors')!r}")
+    script = script.replace('"encoder": "base"', f'"encoder": {shared!r}')
+    assert script != block
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "vectors").to_pandas()
+    assert len(table) == len(texts) and sorted(table["text"]) == sorted(texts)
+    got = np.stack(table["embedding"].to_numpy()).astype(np.float32)
+    routes = router.route(list(table["text"]))
+    from dataclasses import replace
+
+    want = router.encode_routes(list(table["text"]), [replace(r, encoder=shared) for r in routes])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    del ray
