@@ -88,12 +88,19 @@ class LayerVectors:
         tag = hashlib.sha1(prefix.encode()).hexdigest()[:6]
         self.path = directory / f"layers-{finger}-{tag}.npz" if directory else None
         self.rows: dict[str, int] = {}
+        self._row_of: dict[str, int] = {}  # text -> row, so repeated lookups skip hashing
         self._parts: list[np.ndarray] = [np.zeros((0, len(LAYERS), encoder.dim), np.float16)]
         self._dirty = False
         if self.path and self.path.is_file():
             data = np.load(self.path, allow_pickle=False)
             self.rows = {k: i for i, k in enumerate(data["keys"].tolist())}
             self._parts = [data["vectors"]]
+
+    def _row(self, text: str) -> int:
+        row = self._row_of.get(text)
+        if row is None:
+            row = self._row_of[text] = self.rows[self.key(text)]
+        return row
 
     @property
     def table(self) -> np.ndarray:
@@ -143,10 +150,10 @@ class LayerVectors:
 
     def get(self, texts: Sequence[str], layer: int) -> np.ndarray:
         """Unit float32 vectors ``[n, dim]`` of ``texts`` at ``layer`` (texts not cached are encoded now)."""
-        if any(self.key(t) not in self.rows for t in texts):
+        if any(t not in self._row_of and self.key(t) not in self.rows for t in texts):
             self.ensure(texts, save=False)
         li = LAYERS.index(layer)
-        idx = [self.rows[self.key(t)] for t in texts]
+        idx = [self._row(t) for t in texts]
         v = self.table[idx, li].astype(np.float32) if idx else np.zeros((0, self.table.shape[2]), np.float32)
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
@@ -331,6 +338,7 @@ class Experiment:
         self.vectors = vectors
         self._train_vecs: dict[tuple[int, str], dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]] = {}
         self._dev_cache: dict[tuple[Choice, str, str], dict[str, float]] = {}
+        self._means: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
         sizes = {}
         for g in data.sprachbund_of.values():
             sizes[g] = sizes.get(g, 0) + 1
@@ -347,9 +355,13 @@ class Experiment:
                 for s, splits in self.data.rows.items() for lang, pairs in splits["train"].items()}
         return self._train_vecs[key]
 
-    def fit(self, choice: Choice, sources: Sequence[str]) -> Fitted:
-        """Means, subspace and maps from the train halves of ``sources``."""
-        vec = self.vectors[choice.prefix]
+    def own_means(self, layer: int, prefix: str, mean_texts: int, sources: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each language's own mean over the train halves of ``sources`` (memoised: candidates that
+        differ only in their subspace, maps or scoring share it)."""
+        key = (layer, prefix, mean_texts, tuple(sorted(sources)))
+        if key in self._means:
+            return dict(self._means[key])
+        vec = self.vectors[prefix]
         per_lang: dict[str, list[list[str]]] = {}
         english: list[list[str]] = []
         for s in sources:  # only the texts a mean takes are looked up (a build encodes no more)
@@ -358,11 +370,17 @@ class Experiment:
                 english.append([e for _, e in pairs])
         means: dict[str, np.ndarray] = {}
         for lang, parts in sorted(per_lang.items()):
-            texts = _interleave(parts, choice.mean_texts)
+            texts = _interleave(parts, mean_texts)
             if len(texts) >= MIN_MEAN_TEXTS:
-                means[lang] = vec.get(texts, choice.layer).mean(0)
+                means[lang] = vec.get(texts, layer).mean(0)
         if english:
-            means["en"] = vec.get(_interleave(english, choice.mean_texts * 4), choice.layer).mean(0)
+            means["en"] = vec.get(_interleave(english, mean_texts * 4), layer).mean(0)
+        self._means[key] = means
+        return dict(means)
+
+    def fit(self, choice: Choice, sources: Sequence[str]) -> Fitted:
+        """Means, subspace and maps from the train halves of ``sources``."""
+        means = self.own_means(choice.layer, choice.prefix, choice.mean_texts, sources)
         own = set(means)
         groups: dict[str, list[np.ndarray]] = {}
         for lang, m in means.items():
@@ -493,6 +511,7 @@ def choose(exp: Experiment, held_out: str | None, start: Choice, stages: Sequenc
             score = float(np.mean([macro(exp.dev_scores(cand, s)) for s in dev_sources]))
             table.append((score, cand))
         best_score, best = max(table, key=lambda t: t[0])
+        logger.info("held out %s, stage %s: %s (dev %.2f)", held_out, name, best.label(), 100 * best_score)
         trail.append({"stage": name, "chosen": best.label(), "dev": round(100 * best_score, 2),
                       "candidates": {c.label(): round(100 * s, 2) for s, c in table}})
         current = best
