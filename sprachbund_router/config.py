@@ -35,7 +35,7 @@ PoolingMode = Literal["mean", "cls"]
 #: Every top-level key of ``router_config.json`` this release reads or writes.
 TOP_LEVEL_KEYS = frozenset({"format_version", "sprachbunds", "encoders", "sprachbund_encoders", "shared_encoder",
                             "fallback_encoder", "pooling", "language_id", "pivots", "heads", "spaces",
-                            "sprachbund_parts", "provenance"})
+                            "sprachbund_parts", "provenance", "retrieval_scoring"})
 
 
 @dataclass
@@ -179,6 +179,9 @@ class RouterConfig:
         spaces: encoder name -> :class:`~sprachbund_router.space.SpaceSpec`: language centring and
             per-sprachbund maps applied to that encoder's vectors (encoders not listed serve
             their pooled vectors as they are).
+        retrieval_scoring: how :meth:`~sprachbund_router.router.SprachbundRouter.retrieve` ranks by
+            default: ``"cosine"`` or ``"margin"`` (ratio margin; chosen out of source for the
+            default router).
         provenance: how the router was built (base model, data, measured figures).
     """
 
@@ -192,10 +195,13 @@ class RouterConfig:
     pivots: dict[str, str] = field(default_factory=dict)
     heads: dict[str, dict[str, str]] = field(default_factory=dict)
     spaces: dict[str, SpaceSpec] = field(default_factory=dict)
+    retrieval_scoring: str = "cosine"
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        if self.retrieval_scoring not in ("cosine", "margin"):
+            raise ValueError(f"retrieval_scoring must be 'cosine' or 'margin', got {self.retrieval_scoring!r}")
         for name, spec in self.encoders.items():
             if spec.path is not None:
                 relative_path(spec.path, f"encoders.{name}.path")
@@ -279,6 +285,7 @@ class RouterConfig:
             "pivots": self.pivots,
             "heads": self.heads,
             "spaces": {k: asdict(v) for k, v in self.spaces.items()},
+            "retrieval_scoring": self.retrieval_scoring,
             "sprachbund_parts": self.sprachbund_parts(),
             "provenance": self.provenance,
         }
@@ -320,6 +327,7 @@ class RouterConfig:
             pivots=dict(expect_str_map(data.get("pivots", {}), "pivots")),
             heads={k: dict(expect_str_map(v, f"heads.{k}")) for k, v in heads.items()},
             spaces={k: dataclass_from_dict(SpaceSpec, v, f"spaces.{k}") for k, v in spaces.items()},
+            retrieval_scoring=expect(data.get("retrieval_scoring", "cosine"), str, "retrieval_scoring", "'cosine' or 'margin'"),
             provenance=dict(expect(data.get("provenance", {}), dict, "provenance", "an object")),
         )
 

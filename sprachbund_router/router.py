@@ -753,7 +753,7 @@ class SprachbundRouter:
         corpus_lang: str | Sequence[str | None] | None = None,
         batch_size: int = 32,
         progress: bool = False,
-        scoring: str = "cosine",
+        scoring: str | None = None,
     ) -> list[RetrievalResult]:
         """Rank corpus texts for each query by cosine similarity (or ratio margin).
 
@@ -763,12 +763,13 @@ class SprachbundRouter:
         against it: :meth:`check_index`). A :class:`PreparedCorpus` (:meth:`prepare_corpus`)
         keeps the corpus vectors between calls.
 
-        ``scoring="margin"`` ranks by ratio margin (Artetxe & Schwenk 2019; :func:`~sprachbund_router.index.top_k_margin`)
-        instead of cosine: for mining aligned translations, where every query's translation is
-        in the corpus. The neighbourhoods are taken among the corpus and among the queries of
-        the same call, so it needs a batch of queries, not one.
+        ``scoring`` (default: the router's ``retrieval_scoring``): ``"margin"`` ranks by ratio
+        margin (Artetxe & Schwenk 2019; :func:`~sprachbund_router.index.top_k_margin`) instead of
+        cosine, which discounts corpus texts that are near everything. The neighbourhoods are
+        taken among the corpus and among the queries of the same call (with one query the
+        ranking is the cosine one).
         """
-        check_scoring(scoring)
+        scoring = check_scoring(scoring or self.config.retrieval_scoring)
         q_items = validate_texts(queries, name="queries")
         q_routes = self._route(q_items, validate_langs(query_lang, len(q_items)))
         if isinstance(corpus, (VectorIndex, DiskIndex)):

@@ -109,8 +109,10 @@ def test_default_router_is_sprachbund_specialised_and_says_how(default_router):
     assert set(parts) == set(cfg.sprachbunds)
     for group, p in parts.items():
         assert p["encoder"] == "base" and p["space"][0] == "centring", group
-        assert p["space"][1:] == ([f"map:{space.sprachbund_maps[group]}"] if space.sprachbund_maps.get(group) else [])
-    assert space.provenance["dev"]  # the dev-split choices that picked the maps
+        assert p["space"] == space.parts(group)
+    # every setting was chosen by leave one source out, and the router says so
+    assert space.provenance["protocol"] == "sources" and len(space.provenance["sources"]) >= 9
+    assert space.provenance["loso"]["interface_sources"] >= 6
     assert (default_router.directory / space.path).is_file()
 
 

@@ -769,7 +769,16 @@ def main() -> None:
     encoder = SentenceEncoder.from_pretrained(base_model_dir(), PoolingConfig(-1, "mean"), EncoderSpec(path="base", max_length=256))
     vectors = {p: LayerVectors(encoder, p, cache_root() / "loso") for p in PREFIXES}
     vectors[""].ensure(data.texts())
-    vectors["query: "].ensure(data.texts(("dev", "test")))  # its training texts are encoded when a candidate needs them
+    # with the other prefix: dev and test, and the training texts the first stage's means take (in one
+    # pass, not language by language); further training texts are encoded if a chosen candidate needs them
+    start = Choice()
+    mean_texts = []
+    for lang in languages:
+        parts = [[x for x, _ in data.rows[s]["train"].get(lang, [])] for s in data.sources]
+        mean_texts += _interleave([p for p in parts if p], start.mean_texts)
+    mean_texts += _interleave([[e for _, e in p] for s in data.sources for p in data.rows[s]["train"].values()],
+                              start.mean_texts * 4)
+    vectors["query: "].ensure([*data.texts(("dev", "test")), *mean_texts])
     stages = [st for st in STAGES if not args.stages or st[0] in args.stages.split(",")]
     exp = Experiment(data, vectors)
     try:

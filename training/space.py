@@ -384,6 +384,27 @@ class FittedSpace:
         return {"sprachbund_maps": dict(self.sprachbund_maps), "language_maps": dict(self.language_maps), "subspace_rows": rows}
 
 
+#: The protocol's results (in a source checkout).
+LOSO_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "loso.json"
+
+
+def loso_summary(path: Path = LOSO_RESULTS) -> dict[str, Any]:
+    """What the router config records of the leave-one-source-out protocol: the sources, the
+    choice, and the out-of-source means against the plain model (empty when not run)."""
+    import json
+
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text())
+    s = stored.get("summary", {})
+    return {"results": "benchmarks/results/loso.json", "chosen": stored.get("results", {}).get("shipped", {}).get("chosen"),
+            "interface_sources": s.get("interface_sources"), "prose_sources": s.get("prose_sources"),
+            "interface_top1": {k: round(v, 2) for k, v in s.get("interface", {}).items()
+                               if k in ("card", "best_plain_by_dev", "best_plain_hindsight", "router")},
+            "prose_top1": {k: round(v, 2) for k, v in s.get("prose", {}).items() if k in ("card", "router")},
+            "protocol": "each source's test half scored with settings chosen on the other sources' dev halves"}
+
+
 def fit_space_from_sources(
     embed: Callable[[list[str]], np.ndarray], corpus: Path, groups: Mapping[str, Sequence[str]], settings: SpaceSettings,
 ) -> FittedSpace:
@@ -422,7 +443,7 @@ def fit_space_from_sources(
                 maps[g], chosen[g] = fitted.group_maps[g], g
         for lang, w in fitted.language_maps.items():
             maps[f"lang.{lang}"], language_maps[lang] = w, f"lang.{lang}"
-    report = {"settings": settings.__dict__.copy(), "protocol": "sources", "sources": sources,
+    report = {"settings": settings.__dict__.copy(), "protocol": "sources", "sources": sources, "loso": loso_summary(),
               "train_rows": {s: sum(len(p) for p in data.rows[s]["train"].values()) for s in sources},
               "languages_without_own_mean": sorted(set(languages) - fitted.own)}
     return FittedSpace({k: v.astype(np.float32) for k, v in means.items()}, maps, chosen, report, fitted.subspace, language_maps)
@@ -655,6 +676,8 @@ def ship_space(router_dir: Path, shipped_name: str = "default-space") -> Path:
 
         report_file = cache_root() / "build" / cfg.provenance["build"] / "space_report.json"
     report = json.loads(report_file.read_text()) if report_file.is_file() else dict(spec.provenance)
+    if report.get("protocol") == "sources":
+        report["loso"] = loso_summary()  # the figures as measured, whatever the build saw
     from sprachbund_router.paths import data_dir
 
     settings = SpaceSettings(**report["settings"])

@@ -47,9 +47,10 @@ LangOpt = Annotated[
     str | None, typer.Option("--lang", help="Language of every input text (ISO code); skips language identification.")
 ]
 ScoringOpt = Annotated[
-    Scoring,
-    typer.Option("--scoring", help="cosine, or margin: ratio margin (Artetxe & Schwenk 2019) for mining aligned "
-                 "translations; its query-side neighbours are the queries of the same 512-line chunk."),
+    Scoring | None,
+    typer.Option("--scoring", help="cosine, or margin: ratio margin (Artetxe & Schwenk 2019), which discounts texts "
+                 "near everything; its query-side neighbours are the queries of the same 512-line chunk. Default: the "
+                 "router's retrieval_scoring."),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details (INFO level).")]
 InputArg = Annotated[Path, typer.Argument(help="Text file, one text per line ('-' for stdin).")]

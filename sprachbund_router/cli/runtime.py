@@ -35,7 +35,6 @@ from sprachbund_router.cli.options import (
     ModelOpt,
     OutputFormat,
     RevisionOpt,
-    Scoring,
     ScoringOpt,
     VerboseOpt,
     fail,
@@ -179,7 +178,7 @@ def retrieve(
         bool, typer.Option("--aligned", help="Line i of the corpus translates line i of the queries: also report top-1 accuracy.")
     ] = False,
     batch_size: BatchOpt = 32,
-    scoring: ScoringOpt = Scoring.cosine,
+    scoring: ScoringOpt = None,
     nprobe: Annotated[int | None, typer.Option("--nprobe", min=1, help="FAISS lists searched per query (an --index "
                                                "built with FAISS; default: the one stored with it).")] = None,
     verbose: VerboseOpt = False,
@@ -220,7 +219,8 @@ def retrieve(
     def work(first: int, lines: list[str]) -> list[dict[str, Any]]:
         nonlocal correct, total
         rows = []
-        for i, res in enumerate(router.retrieve(lines, prepared, top_k=top_k, batch_size=batch_size, scoring=scoring.value)):
+        for i, res in enumerate(router.retrieve(lines, prepared, top_k=top_k, batch_size=batch_size,
+                                                 scoring=scoring.value if scoring else None)):
             line = first + i
             correct += res.indices[0] == line - 1
             total += 1
