@@ -35,7 +35,10 @@ def test_default_router_is_real_and_documented(default_router: SprachbundRouter)
     assert prov["base_model"] == "intfloat/multilingual-e5-small" and prov["continued_pretraining"] is False
     sel = prov["layer_selection"]
     assert sel["best"]["layer"] == cfg.pooling.layer % 13
-    assert sel["best"]["top1"] == max(row["top1"] for row in sel["table"])
+    # the layer and prefix are fixed by the config as leave one source out chose them
+    loso = cfg.spaces["base"].provenance["loso"]
+    assert sel.get("fixed") and loso["chosen"]["layer"] == cfg.pooling.layer
+    assert loso["chosen"]["prefix"] == cfg.encoders["base"].text_prefix and loso["chosen"]["scoring"] == cfg.retrieval_scoring
     for group, pivot in cfg.pivots.items():
         assert pivot in cfg.sprachbunds[group]
     assert default_router.language_vectors is not None

@@ -680,7 +680,44 @@ def render_details(summary: Mapping[str, Any]) -> str:
         if key in i:
             lines.append(f"| {name} | {i[key]:.2f} | {lq.get(key, float('nan')):.2f} | {nl.get(key, float('nan')):.2f} | "
                          f"{p.get(key, float('nan')):.2f} |")
+    lines += ["", *findings(summary)]
     return "\n".join(lines)
+
+
+def findings(summary: Mapping[str, Any]) -> list[str]:
+    """What the variants say, in words (generated, so it cannot drift from the table)."""
+    i, lq = summary["interface"], summary["lowest_quarter"]
+    out = []
+
+    def diff(a: str, b: str, where: Mapping[str, float] = i) -> float:
+        return float(where.get(a, float("nan")) - where.get(b, float("nan")))
+
+    if "maps=sprachbund" in i and "maps=random" in i and "maps=all" in i:
+        sb_all, sb_rnd = diff("maps=sprachbund", "maps=all"), diff("maps=sprachbund", "maps=random")
+        def word(d: float) -> str:
+            return "beat" if d > 0.1 else "lose to" if d < -0.1 else "tie"
+
+        lq_all, lq_rnd = diff("maps=sprachbund", "maps=all", lq), diff("maps=sprachbund", "maps=random", lq)
+        out.append(f"- **Sprachbund maps against \"all\" and \"random\"** (same data, same fitting): {sb_all:+.2f} over one "
+                   f"map for all languages and {sb_rnd:+.2f} over random groups of the same sizes on interface text; on the "
+                   f"lowest-quarter languages {lq_all:+.2f} and {lq_rnd:+.2f}. Said plainly: sprachbund maps {word(sb_all)} "
+                   f"one map for all and {word(sb_rnd)} random groups (lowest quarter: {word(lq_all)} all, {word(lq_rnd)} "
+                   f"random); the gain comes from having maps ({diff('maps=sprachbund', 'maps=none'):+.2f} over none), not "
+                   f"from the sprachbund grouping.")
+    if "maps=language" in i:
+        out.append(f"- **Per-language maps** shrunk to their sprachbund's: {diff('maps=language', 'maps=sprachbund'):+.2f} "
+                   f"over sprachbund maps; shrunk to a random group's: {diff('maps=language-random', 'maps=language'):+.2f} "
+                   f"over shrinking to the sprachbund's.")
+    if "centring only" in i:
+        out.append(f"- **Centring** carries over to new programs: {diff('centring only', 'no space (chosen layer and prefix)'):+.2f} "
+                   f"over the same layer and prefix without a space; **subspace removal alone** "
+                   f"{diff('subspace removal only', 'no space (chosen layer and prefix)'):+.2f}.")
+    if "margin scoring" in i:
+        out.append(f"- **Ratio-margin scoring** {diff('margin scoring', 'cosine scoring'):+.2f} over cosine on interface text, "
+                   f"{diff('margin scoring', 'cosine scoring', summary['prose']):+.2f} on prose.")
+    out.append(f"- **The prefix and the layer**: the plain model without `query: ` beats it as its card runs it by "
+               f"{diff('best_plain_by_dev', 'card'):+.2f} on interface text; the base was weakened before, not the router.")
+    return out
 
 
 def replace_block(text: str, name: str, block: str) -> str:
