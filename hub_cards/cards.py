@@ -216,6 +216,16 @@ def build_results(report: Mapping[str, Any]) -> tuple[str, list[EvalResult]]:
     calibration, the task heads on their test split and, for adapter builds, the adapter systems."""
     out: list[str] = []
     results: list[EvalResult] = []
+    loso = report.get("space", {}).get("loso") or {}
+    if loso.get("interface_top1"):
+        i, p = loso["interface_top1"], loso.get("prose_top1", {})
+        out += ["### Vector space, chosen and scored by leave one source out (top-1 to English, %)", "",
+                f"Each of {loso.get('interface_sources')} interface and {loso.get('prose_sources')} prose sources scored with "
+                "settings chosen on the other sources (benchmarks/results/loso.json).", "",
+                "| vectors | interface (mean) | prose (mean) |", "|---|---|---|",
+                f"| plain model as its card says | {i.get('card')} | {p.get('card', '')} |",
+                f"| best plain configuration | {max(i.get('best_plain_by_dev', 0), i.get('best_plain_hindsight', 0))} | |",
+                f"| the router | {i.get('router')} | {p.get('router', '')} |", ""]
     space = report.get("space", {}).get("dev")
     if space:
         out += ["### Vector space, per sprachbund (dev split, top-1 both directions to English, %)", "",
