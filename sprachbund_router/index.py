@@ -37,6 +37,20 @@ def check_top_k(top_k: int, n: int, warn: bool = True) -> int:
     return min(top_k, n)
 
 
+def _merge_top_k(best_i: np.ndarray, best_s: np.ndarray, sims: np.ndarray, offset: int, k: int,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of the running (indices, scores) and a block of scores whose first column is
+    corpus row ``offset``; best first, ties by lower index."""
+    if k < sims.shape[1]:
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    else:
+        part = np.tile(np.arange(sims.shape[1]), (len(sims), 1))
+    best_i = np.concatenate([best_i, part + offset], axis=1)
+    best_s = np.concatenate([best_s, np.take_along_axis(sims, part, axis=1).astype(np.float32)], axis=1)
+    order = np.lexsort((best_i, -best_s), axis=1)[:, :k]
+    return np.take_along_axis(best_i, order, axis=1), np.take_along_axis(best_s, order, axis=1)
+
+
 def top_k_cosine(queries: np.ndarray, corpus: np.ndarray, top_k: int, chunk: int = 4096,
                  block: int = 131_072) -> tuple[np.ndarray, np.ndarray]:
     """Top-k corpus rows for each query row by dot product (vectors must be L2-normalised).
@@ -55,14 +69,7 @@ def top_k_cosine(queries: np.ndarray, corpus: np.ndarray, top_k: int, chunk: int
         best_s = np.empty((len(q), 0), dtype=np.float32)
         for cs in range(0, len(corpus), block):
             sims = q @ np.asarray(corpus[cs : cs + block]).T
-            if k < sims.shape[1]:
-                part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            else:
-                part = np.tile(np.arange(sims.shape[1]), (len(q), 1))
-            best_i = np.concatenate([best_i, part + cs], axis=1)
-            best_s = np.concatenate([best_s, np.take_along_axis(sims, part, axis=1).astype(np.float32)], axis=1)
-            order = np.lexsort((best_i, -best_s), axis=1)[:, :k]
-            best_i, best_s = np.take_along_axis(best_i, order, axis=1), np.take_along_axis(best_s, order, axis=1)
+            best_i, best_s = _merge_top_k(best_i, best_s, sims, cs, k)
         idx_out[qs : qs + len(q)], score_out[qs : qs + len(q)] = best_i, best_s
     return idx_out, score_out
 
@@ -122,11 +129,7 @@ def top_k_margin(queries: np.ndarray, corpus: np.ndarray, top_k: int, k: int = M
         for cs in range(0, len(corpus), block):
             sims = q @ np.asarray(corpus[cs : cs + block], dtype=np.float32).T
             sims = sims / np.maximum((q_nn[qs : qs + len(q), None] + c_nn[None, cs : cs + sims.shape[1]]) / 2, 1e-6)
-            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < sims.shape[1] else np.tile(np.arange(sims.shape[1]), (len(q), 1))
-            best_i = np.concatenate([best_i, part + cs], axis=1)
-            best_s = np.concatenate([best_s, np.take_along_axis(sims, part, axis=1).astype(np.float32)], axis=1)
-            order = np.lexsort((best_i, -best_s), axis=1)[:, :kk]
-            best_i, best_s = np.take_along_axis(best_i, order, axis=1), np.take_along_axis(best_s, order, axis=1)
+            best_i, best_s = _merge_top_k(best_i, best_s, sims, cs, kk)
         idx_out[qs : qs + len(q)], score_out[qs : qs + len(q)] = best_i, best_s
     return idx_out, score_out
 

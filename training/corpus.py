@@ -87,16 +87,21 @@ class CorpusSettings:
     format: int = 7
 
 
-def split_of(english: str, seed: int = 13) -> str:
-    """The split of a pair, from a hash of its normalised English text (dev, test or train)."""
-    norm = " ".join(english.casefold().split())
-    h = int(hashlib.sha1(f"{seed}:{norm}".encode()).hexdigest()[:8], 16) / 2**32
+def hashed_split(key: str, shares: Sequence[tuple[str, float]]) -> str:
+    """The split named by the hash of ``key``: the first of ``shares`` whose running total passes
+    it, else ``train``."""
+    h = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 2**32
     edge = 0.0
-    for name, share in SPLIT_SHARES:
+    for name, share in shares:
         edge += share
         if h < edge:
             return name
     return "train"
+
+
+def split_of(english: str, seed: int = 13) -> str:
+    """The split of a pair, from a hash of its normalised English text (dev, test or train)."""
+    return hashed_split(f"{seed}:{' '.join(english.casefold().split())}", SPLIT_SHARES)
 
 
 def _choose_locales(locales: list[str], preferred: dict[str, str] = PREFERRED_LOCALES) -> dict[str, str]:

@@ -34,7 +34,6 @@ writes ``<corpus>/sources/<source>/<lang>-en.tsv`` (``key, text, English, split`
 from __future__ import annotations
 
 import argparse
-import hashlib
 import html
 import json
 import logging
@@ -124,13 +123,9 @@ def source_kinds() -> dict[str, SourceKind]:
 def split_of_message(english: str) -> str:
     """``train``, ``dev`` or ``test`` from a hash of the normalised English (the same for every
     source and language)."""
-    h = int(hashlib.sha1(f"{SPLIT_SEED}:{normalise(english)}".encode()).hexdigest()[:8], 16) / 2**32
-    edge = 0.0
-    for name, share in SPLIT_SHARES:
-        edge += share
-        if h < edge:
-            return name
-    return "train"
+    from training.corpus import hashed_split
+
+    return hashed_split(f"{SPLIT_SEED}:{normalise(english)}", SPLIT_SHARES)
 
 
 def locale_code(locale: str) -> str | None:
