@@ -88,7 +88,7 @@ def encoder_benchmark(rounds: int, n: int = 1000, max_chars: int = 50) -> dict[s
     """Sentences/second of the default router's int8 encoder with every onnxruntime fusion and
     with ``SLOW_CPU_FUSIONS`` off, alternating in one process."""
     from benchmarks.router_overhead import sentences
-    from sprachbund_router.checkpoint import ONNX_DIR, ONNX_FILES
+    from sprachbund_router.backend import ONNX_DIR, ONNX_FILES
     from sprachbund_router.config import RouterConfig
     from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS, OnnxSentenceEncoder
     from sprachbund_router.paths import default_router_dir

@@ -13,7 +13,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from sprachbund_router.checkpoint import ONNX_FILES
+from sprachbund_router.backend import ONNX_FILES
 from sprachbund_router.config import RouterConfig
 from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS
 

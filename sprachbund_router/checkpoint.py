@@ -6,16 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sprachbund_router.backend import LEGACY_ONNX_FILES, ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
 from sprachbund_router.errors import CheckpointError
-
-ONNX_DIR = "onnx"
-#: The router's ONNX graphs return the pooled, normalised sentence vector; their names say so, so
-#: that sentence-transformers' ONNX backend (which looks for a token-level ``onnx/model.onnx``)
-#: never takes them for its own.
-ONNX_FILES = {"onnx": "model_pooled.onnx", "onnx-int8": "model_pooled_qint8.onnx"}
-#: Names of the same graphs in routers exported before the rename (still read, with a warning).
-LEGACY_ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_qint8.onnx"}
-ONNX_EXPORT_INFO = "export.json"
 
 
 def onnx_file(path: Path, backend: str, onnx_dir: str = ONNX_DIR) -> Path:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -25,6 +25,21 @@ logger = logging.getLogger(__name__)
 
 #: langid codes that differ from the codes the router uses.
 LANGID_ALIASES = {"no": "nb"}
+
+
+@runtime_checkable
+class Identifier(Protocol):
+    """What the router needs of a language identifier (langid, fastText, the router's n-gram model,
+    or a mixture of them: :func:`make_identifier`)."""
+
+    #: Name in the router config (``language_id.backend``).
+    name: str
+    #: The router languages it can name, in the columns' order of :meth:`distribution`.
+    languages: list[str]
+
+    def distribution(self, texts: Sequence[str]) -> np.ndarray:
+        """Posterior ``[len(texts), len(languages)]`` over :attr:`languages` (rows sum to 1)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -421,7 +436,7 @@ class MixtureIdentifier:
     dev split a mean was better calibrated than the product, which made both models' errors
     more confident."""
 
-    def __init__(self, parts: Sequence[Any], name: str) -> None:
+    def __init__(self, parts: Sequence[Identifier], name: str) -> None:
         self.parts = list(parts)
         self.name = name
         self.languages = sorted({lang for p in self.parts for lang in p.languages})
@@ -446,7 +461,7 @@ class MixtureIdentifier:
 PARTS = ("fasttext", "langid", "ngram")
 
 
-def make_identifier(backend: str, languages: Sequence[str], directory: str | Path | None = None) -> Any:
+def make_identifier(backend: str, languages: Sequence[str], directory: str | Path | None = None) -> Identifier:
     """Build the identifier named in the router config: ``langid``, ``fasttext``, ``ngram`` (the
     router's own, read from ``directory``) or a mean of several, ``+``-joined in alphabetical
     order (``fasttext+langid``, ``fasttext+langid+ngram``...).
@@ -456,7 +471,7 @@ def make_identifier(backend: str, languages: Sequence[str], directory: str | Pat
         CheckpointError: the backend's model file is missing (or ``ngram`` without a directory).
     """
     parts = check_backend(backend)
-    built = []
+    built: list[Identifier] = []
     for part in parts:
         if part == "langid":
             built.append(LangidIdentifier(languages))
@@ -478,12 +493,12 @@ def check_backend(backend: str) -> list[str]:
     return parts
 
 
-#: The backends calibration compares (``training/routing.py``); any valid combination loads.
-BACKENDS = ("langid", "fasttext", "ngram", "fasttext+langid", "langid+ngram", "fasttext+ngram", "fasttext+langid+ngram")
+#: The identifiers the calibration compares (``training/calibration.py``); any valid combination loads.
+COMPARED_IDENTIFIERS = ("langid", "fasttext", "ngram", "fasttext+langid", "langid+ngram", "fasttext+ngram", "fasttext+langid+ngram")
 
 
 def decide(
-    identifier: Any, texts: Sequence[str], sprachbund_of: dict[str, str], min_confidence: float, level: str = "sprachbund"
+    identifier: Identifier, texts: Sequence[str], sprachbund_of: dict[str, str], min_confidence: float, level: str = "sprachbund"
 ) -> list[RoutingDecision]:
     """Route each text to a sprachbund or to the fallback, never guessing silently.
 
@@ -548,7 +563,7 @@ class RoutingDecision:
 
 
 def decide_by_length(
-    identifiers: dict[str, Any], rules: dict[str, tuple[str, float]], default: tuple[str, float], texts: Sequence[str],
+    identifiers: dict[str, Identifier], rules: dict[str, tuple[str, float]], default: tuple[str, float], texts: Sequence[str],
     sprachbund_of: dict[str, str], level: str = "sprachbund",
 ) -> list[RoutingDecision]:
     """:func:`decide` with a backend and threshold per length bucket (``rules``: bucket ->

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sprachbund_router.backend import ONNX_DIR
 from sprachbund_router.batching import length_sorted_batches, n_batches, windows
-from sprachbund_router.checkpoint import ONNX_DIR, check_encoder_dir, read_onnx_export_info
+from sprachbund_router.checkpoint import check_encoder_dir, read_onnx_export_info
 from sprachbund_router.config import EncoderSpec, PoolingConfig
 from sprachbund_router.errors import CheckpointError
 

@@ -11,10 +11,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from sprachbund_router.backend import PROBE_MIN_COSINE, Encoder, check_backend
 from sprachbund_router.checkpoint import check_encoder_dir, check_encoder_settings
 from sprachbund_router.config import (
     LANGUAGE_VECTORS_NAME,
@@ -28,27 +29,15 @@ from sprachbund_router.hub import resolve
 from sprachbund_router.index import VectorIndex, check_scoring, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
 from sprachbund_router.language_id import LanguageGuess, decide_by_length, make_identifier
-from sprachbund_router.space import PROBE_MIN_COSINE, VectorSpace
+from sprachbund_router.space import VectorSpace
 from sprachbund_router.validation import confined, writable_inside
 
 logger = logging.getLogger(__name__)
 
-#: torch: transformers + PyTorch; onnx / onnx-int8: onnxruntime + tokenizers only (after `sbr export onnx`).
-BACKENDS = ("torch", "onnx", "onnx-int8")
 #: Share of a corpus that must fall in one sprachbund for that sprachbund's encoder to be used.
 CORPUS_MAJORITY = 0.9
 #: Text whose vector identifies an encoder's weights in an index file.
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Der Hund läuft. Собака бежит. 犬が走る。"
-
-
-class Encoder(Protocol):
-    """What the router needs of an encoder (torch ``SentenceEncoder`` or ``OnnxSentenceEncoder``)."""
-
-    dim: int
-
-    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, progress: bool = False) -> np.ndarray:
-        """Vectors of ``texts`` in input order."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -163,8 +152,7 @@ class SprachbundRouter:
         local_files_only: bool | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend {backend!r} is not available; choose one of {BACKENDS}")
+        check_backend(backend)
         self.config = config
         self.directory = Path(directory)
         self.device = device
@@ -210,8 +198,7 @@ class SprachbundRouter:
                 local encoder directory.
             HubAccessError: a repo id that is neither cached nor downloadable.
         """
-        if backend not in BACKENDS:
-            raise ValueError(f"backend {backend!r} is not available; choose one of {BACKENDS}")
+        check_backend(backend)
         directory = resolve(path_or_repo_id, revision=revision, local_files_only=local_files_only,
                             cache_dir=cache_dir, what="router")
         config = RouterConfig.load(directory)

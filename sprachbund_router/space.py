@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sprachbund_router.backend import PROBE_MIN_COSINE
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.tensors import load_tensors, save_tensors
 
@@ -46,8 +47,6 @@ MeanChoice = Literal["sprachbund", "global", "none"]
 MEAN_CHOICES = ("sprachbund", "global", "none")
 #: Rows whose language subspace is removed: none, all, or those without a mean of their own language.
 SUBSPACE_ROWS = ("none", "all", "without own mean")
-#: Cosine that an encoder's vector of each probe text must reach against the stored one.
-PROBE_MIN_COSINE = {"torch": 0.999, "onnx": 0.999, "onnx-int8": 0.95}
 
 
 @dataclass

@@ -630,7 +630,7 @@ def test_damaged_heads_identifier_and_onnx_files(tmp_path):
 
 
 def test_onnx_model_of_random_bytes_is_a_checkpoint_error(router_copy):
-    from sprachbund_router.checkpoint import ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
+    from sprachbund_router.backend import ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
 
     for name in ("west", "east", "shared"):
         onnx = router_copy / "encoders" / name / ONNX_DIR

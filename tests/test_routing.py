@@ -14,7 +14,7 @@ from sprachbund_router import SprachbundRouter
 from sprachbund_router.config import CONFIG_NAME
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.language_id import FastTextIdentifier, MixtureIdentifier, decide, make_identifier
-from training.routing import THRESHOLDS, choose_threshold
+from training.calibration import THRESHOLDS, choose_threshold
 
 WHERE = {"de": "west", "en": "west", "fr": "west", "ru": "east", "zh": "east"}
 
@@ -131,7 +131,7 @@ def test_must_link_clustering_keeps_confused_languages_together():
 
 
 def test_confusion_links_from_dev_confusions():
-    from training.routing import confusion_links
+    from training.calibration import confusion_links
 
     class Confuser:
         languages = ("bs", "hr", "de")
@@ -253,7 +253,7 @@ def test_ngram_codes_are_per_text_and_batch_independent():
 
 
 def test_left_in_english_finds_untranslated_strings_only():
-    from training.routing import left_in_english
+    from training.calibration import left_in_english
 
     vocab = frozenset("failed to initialize initialise the selected cipher suite bad information in cert".split())
     assert left_in_english("Failed to initialize the selected cipher suite.", "Failed to initialise the selected cipher suite.",
@@ -328,7 +328,7 @@ def test_mixture_rows_sum_to_one_when_a_part_lacks_languages():
 
 
 def test_wrong_routes_are_bounded_at_a_bootstrap_percentile_over_languages():
-    from training.routing import _wrong_percentile
+    from training.calibration import _wrong_percentile
 
     lang_of = np.repeat(np.arange(10), 20)  # 10 languages, 20 texts each; one language gets every wrong route
     wrong = np.zeros((200, 1), dtype=bool)
@@ -339,7 +339,7 @@ def test_wrong_routes_are_bounded_at_a_bootstrap_percentile_over_languages():
 
 
 def test_per_length_rule_prefers_the_simpler_backend_when_it_is_as_good():
-    from training.routing import per_length_rules
+    from training.calibration import per_length_rules
 
     def measured(right_mix, right_single):
         def row(right):

@@ -119,3 +119,35 @@ def test_the_build_reads_as_a_list_of_stages():
     build = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_router")
     called = [c.func.id for c in ast.walk(build) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)]
     assert [c for c in called if c.endswith("_stage")][:3] == ["pooling_stage", "language_vector_stage", "sprachbund_stage"]
+
+
+def test_backend_names_live_in_one_module():
+    """The encoder backends' names, ONNX file names and probe tolerances are written once, in the
+    leaf ``sprachbund_router.backend``; the CLI's choices are built from it."""
+    from sprachbund_router.backend import ENCODER_BACKENDS, ONNX_FILES, PROBE_MIN_COSINE, check_backend
+    from sprachbund_router.cli.options import Backend
+
+    assert [b.value for b in Backend] == list(ENCODER_BACKENDS)
+    assert set(ONNX_FILES) | {"torch"} == set(PROBE_MIN_COSINE) == set(ENCODER_BACKENDS)
+    root = PACKAGE.parent
+    for path in [*PACKAGE.rglob("*.py"), *(root / "exporters").rglob("*.py"), *(root / "hub_cards").rglob("*.py")]:
+        if path.name == "backend.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert '"model_pooled' not in text and '"onnx-int8": 0.' not in text, path
+    assert not runtime_import_graph()["sprachbund_router.backend"]  # a leaf
+    try:
+        check_backend("cuda")
+    except ValueError as err:
+        assert "torch" in str(err)
+    else:
+        raise AssertionError("an unknown backend was accepted")
+
+
+def test_identifiers_meet_the_identifier_protocol():
+    from sprachbund_router.language_id import Identifier, make_identifier
+
+    ident = make_identifier("langid", ["de", "fr", "en"])
+    assert isinstance(ident, Identifier)
+    probs = ident.distribution(["Die Katze schläft auf dem Sofa."])
+    assert probs.shape == (1, len(ident.languages)) and ident.languages[int(probs.argmax())] == "de"

@@ -177,7 +177,7 @@ def evaluate_classification(
 def langid_test_set(corpus_dir: Path, languages: Sequence[str], per_bucket: int = 100) -> list[tuple[str, str, str]]:
     """(language, bucket, text): Firefox test strings (untranslated ones left out) and the test
     half of the CLDR emoji names; the router's threshold is calibrated on the other halves."""
-    from training.routing import routing_set
+    from training.calibration import routing_set
 
     return routing_set(corpus_dir, languages, "test", per_bucket)
 
@@ -279,7 +279,7 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
     import time
 
     from sprachbund_router.errors import CheckpointError
-    from sprachbund_router.language_id import BACKENDS, decide, decide_by_length, make_identifier
+    from sprachbund_router.language_id import COMPARED_IDENTIFIERS, decide, decide_by_length, make_identifier
 
     # every router language, whether or not the served identifier can name it: its texts then
     # count as routed wrong or fallen back (other packages are also compared on their common subset)
@@ -306,7 +306,7 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         short_speed[name] = _short_text_speed(runners[name], short)
         preds[name] = [d.language for d in decisions]
         groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
-    for backend in BACKENDS:
+    for backend in COMPARED_IDENTIFIERS:
         if backend == lid.backend and not lid.by_length:
             threshold = lid.min_confidence
         else:
@@ -366,7 +366,7 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
         }
         if name in short_speed and not math.isnan(short_speed[name]):  # NaN: no 1-2-word texts to time
             result["identifiers"][name]["short_texts_per_second"] = round(short_speed[name])
-    from training.routing import ood_routing_set
+    from training.calibration import ood_routing_set
 
     ood = ood_routing_set(corpus_dir, langs, per_bucket)
     if ood:  # the router's rules on software they were not calibrated on (and the n-gram model never saw)

@@ -295,9 +295,9 @@ def decontaminate(split_rows: dict[str, dict[str, dict[str, list[tuple[str, str,
 
 def build_sources(corpus: Path, languages: Sequence[str], downloads: Path, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Fetch, clean, split and write every source; returns the manifest."""
+    from training.calibration import english_vocabulary, left_in_english
     from training.corpus import read_pair_rows, write_rows
     from training.libreoffice import build_help_set, ensure_pairs
-    from training.routing import english_vocabulary, left_in_english
 
     started = time.perf_counter()
     names = list(names) if names else sorted(source_kinds())

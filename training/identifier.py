@@ -6,7 +6,7 @@ stage trains a multinomial naive Bayes over character 1-4-grams (:func:`sprachbu
 language_id.ngram_codes`) on text of every router language that no dev, test or out-of-domain
 split holds:
 
-- the Firefox **train** split (strings left in English removed: :func:`training.routing.left_in_english`);
+- the Firefox **train** split (strings left in English removed: :func:`training.calibration.left_in_english`);
 - the language's monolingual UDHR text (split into sentences), which gives languages without
   Firefox strings a model and the others text outside the software domain;
 - for English, the English side of the train split.
@@ -43,7 +43,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?։।።。！？])\s+")
 def training_texts(corpus_dir: Path, languages: Sequence[str], max_interface: int = 1500, max_mono: int = 500
                    ) -> dict[str, list[str]]:
     """Per language: up to ``max_interface`` Firefox train strings and ``max_mono`` UDHR sentences."""
-    from training.routing import english_vocabulary, left_in_english
+    from training.calibration import english_vocabulary, left_in_english
 
     vocabulary = english_vocabulary(Path(corpus_dir))
     english: dict[str, None] = {}
@@ -130,7 +130,7 @@ def train_ngram(corpus_dir: Path, languages: Sequence[str], out_dir: Path, min_c
     meta = {"languages": langs, "orders": list(NGRAM_ORDERS), "alpha": alpha, "min_count": min_count,
             "format": "sprachbund-router n-gram identifier v1"}
     save_tensors(path, tensors, meta)
-    from training.routing import routing_set
+    from training.calibration import routing_set
 
     dev = [(lang, text) for lang, _, text in routing_set(corpus_dir, langs, "dev")]
     scaling = fit_scaling(NgramIdentifier(langs, out_dir), dev) if dev else {"temperature": 1.0, "length_power": 0.0}

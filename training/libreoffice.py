@@ -9,7 +9,7 @@ into an evaluation:
 - a pair is dropped when its normalised English (casefolded, punctuation and spaces collapsed)
   or its normalised translation equals one of a **dev, test or out-of-domain** text of the corpus
   (Firefox dev/test rows, VLC rows), so near-identical strings across programs stay out;
-- strings left in English (:func:`training.routing.left_in_english`) and duplicates (by
+- strings left in English (:func:`training.calibration.left_in_english`) and duplicates (by
   normalised English) are dropped;
 - everything is training data; counts per language (kept and dropped, by reason) are reported.
 
@@ -114,8 +114,8 @@ def filter_pairs(rows: Iterable[tuple[str, str, str]], checks: Sequence[tuple[st
 
 def build_pairs(corpus_dir: Path, catalogues: dict[str, list[Path]], out_dir: Path) -> dict[str, Any]:
     """Write the training pairs of each language from its catalogues; returns the counts."""
+    from training.calibration import english_vocabulary, left_in_english
     from training.corpus import write_rows
-    from training.routing import english_vocabulary, left_in_english
 
     held_english, held_own = held_out_texts(corpus_dir, sorted(catalogues))
     vocabulary = english_vocabulary(corpus_dir)
@@ -202,8 +202,8 @@ def measure_identifier(corpus_dir: Path, router_dir: Path, per_language: int = 3
 
     from sprachbund_router.config import RouterConfig
     from sprachbund_router.language_id import NgramIdentifier
+    from training.calibration import THRESHOLDS, WRONG_PERCENTILE, rates, routing_set
     from training.identifier import train_ngram, training_texts
-    from training.routing import THRESHOLDS, WRONG_PERCENTILE, rates, routing_set
 
     groups = RouterConfig.load(router_dir).sprachbunds
     where = invert_sprachbunds(groups)
@@ -281,8 +281,8 @@ def build_help_set(corpus_dir: Path, languages: Sequence[str], downloads: Path, 
     """
     import random
 
+    from training.calibration import english_vocabulary, left_in_english
     from training.corpus import read_ood_pairs, read_pair_rows, write_rows
-    from training.routing import english_vocabulary, left_in_english
 
     started = time.perf_counter()
     available = {n[len(HELP_PREFIX):]: n for n in list_debian(HELP_PREFIX)}

@@ -50,6 +50,7 @@ from sprachbund_router.st_layout import write_st_folder
 from sprachbund_router.validation import dataclass_from_dict
 from training.adapters import AdapterSettings
 from training.base_model import BASE_MODEL_ID, CONVERTER_VERSION, ensure_base_model
+from training.calibration import LINK_BACKEND, ROUTING_VERSION, calibrate, confusion_links, routing_set
 from training.corpus import (
     build_corpus,
     load_manifest,
@@ -62,7 +63,6 @@ from training.heads import HeadTrainingConfig
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
 from training.mlm import MLMConfig, continue_pretraining
-from training.routing import LINK_BACKEND, ROUTING_VERSION, calibrate, confusion_links, routing_set
 from training.space import SpaceSettings, build_space
 from training.sprachbunds import compute_language_vectors, random_groups
 from training.stages import find_sprachbunds, train_sprachbund_heads

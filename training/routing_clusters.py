@@ -1,7 +1,7 @@
 """Routing-aware sprachbunds (issue: routing you can trust, item 4), measured.
 
 The representation sprachbunds of a router are recomputed with must-link constraints: languages
-the identifier confuses on the dev split (:func:`training.routing.confusion_links`, e.g. bs/hr/sr,
+the identifier confuses on the dev split (:func:`training.calibration.confusion_links`, e.g. bs/hr/sr,
 az/tr, be/uk) must share a sprachbund. For each grouping this reports what the paper's analysis
 and routing see:
 
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from sprachbund_router.config import RouterConfig, invert_sprachbunds, load_language_vectors
-from sprachbund_router.language_id import BACKENDS, make_identifier
+from sprachbund_router.language_id import COMPARED_IDENTIFIERS, make_identifier
 from training.analysis import agreement, family_of, paper_group_of
-from training.routing import LINK_BACKEND, THRESHOLDS, choose_threshold, confusion_links, rates, routing_set
+from training.calibration import LINK_BACKEND, THRESHOLDS, choose_threshold, confusion_links, rates, routing_set
 from training.sprachbunds import cluster_languages, link_components
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def run(router_dir: Path, corpus: Path, link_rates: Sequence[float], per_bucket_
     dev_rows = routing_set(corpus, router_langs, "dev", per_bucket_dev)
     test_rows = routing_set(corpus, router_langs, "test", per_bucket_test)
     dev, test, served_links = {}, {}, {}
-    for backend in BACKENDS:
+    for backend in COMPARED_IDENTIFIERS:
         ident = make_identifier(backend, router_langs, router_dir)
         d, t = dev_rows, test_rows  # every backend on the same texts (a language it cannot name counts against it)
         logger.info("%s: %d dev and %d test texts", backend, len(d), len(t))

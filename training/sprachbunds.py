@@ -177,7 +177,7 @@ def cluster_languages(
 ) -> dict[str, list[str]]:
     """Representation sprachbunds: group name -> sorted languages.
 
-    ``must_link`` pairs (e.g. languages the identifier confuses, :func:`training.routing.confusion_links`)
+    ``must_link`` pairs (e.g. languages the identifier confuses, :func:`training.calibration.confusion_links`)
     end up in the same sprachbund (Ward linkage only).
     """
     if must_link:

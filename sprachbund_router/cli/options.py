@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from sprachbund_router.backend import ENCODER_BACKENDS
+
 
 class OutputFormat(str, Enum):
     """How results are printed (all three are written as they come)."""
@@ -25,12 +27,8 @@ class Scoring(str, Enum):
     margin = "margin"
 
 
-class Backend(str, Enum):
-    """Inference backend of the router's encoders."""
-
-    torch = "torch"
-    onnx = "onnx"
-    onnx_int8 = "onnx-int8"
+#: Inference backend of the router's encoders (the names of :data:`~sprachbund_router.backend.ENCODER_BACKENDS`).
+Backend = Enum("Backend", {b.replace("-", "_"): b for b in ENCODER_BACKENDS}, type=str)  # type: ignore[misc]
 
 
 ModelOpt = Annotated[

@@ -1,4 +1,4 @@
-"""Routing you can trust: choose the language identifier and the sprachbund threshold on a dev split.
+"""Routing calibration (not the runtime router): choose the language identifier and the sprachbund threshold on a dev split.
 
 For every identifier backend, the held-out Firefox **dev** split (never the test split that
 ``sbr eval langid`` reports on) is identified once; for each threshold on P(sprachbund) (the
@@ -9,7 +9,7 @@ is the lowest one that keeps wrong routes at most ``max_wrong_short`` on 1-2-wor
 strings right at its threshold (ties: the faster). Everything measured goes into the router
 config (``language_id.calibration``) and a curve (routed-right vs wrong share) is drawn.
 
-    python -m training.routing ROUTER_DIR [--write] [--plot docs/routing_threshold.png]
+    python -m training.calibration ROUTER_DIR [--write] [--plot docs/routing_threshold.png]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from sprachbund_router.config import LanguageIdConfig, RouterConfig, invert_sprachbunds
-from sprachbund_router.language_id import BACKENDS, BUCKETS, decide, has_letters, length_bucket, make_identifier
+from sprachbund_router.language_id import BUCKETS, COMPARED_IDENTIFIERS, decide, has_letters, length_bucket, make_identifier
 from training.corpus import read_emoji_topic, read_pairs, read_split_rows
 
 logger = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def choose_threshold(measured: dict[str, Any], max_wrong_short: float, max_wrong
 def calibrate(
     sprachbunds: dict[str, list[str]],
     corpus_dir: Path,
-    backends: Sequence[str] = BACKENDS,
+    backends: Sequence[str] = COMPARED_IDENTIFIERS,
     max_wrong_short: float = 3.0,
     max_wrong_sentence: float = 1.0,
     per_bucket: int = 150,
