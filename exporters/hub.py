@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sprachbund_router.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from sprachbund_router.checkpoint import LEGACY_ONNX_FILES, ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
+from sprachbund_router.backend import LEGACY_ONNX_FILES, ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.language_id import NGRAM_FILE
