@@ -26,7 +26,7 @@ def main() -> None:
     from sprachbund_router.config import RouterConfig
     from sprachbund_router.encoder import SentenceEncoder
     from sprachbund_router.paths import cache_root, data_dir, default_router_dir
-    from training.space import SpaceSettings, VectorCache, fit_space
+    from training.space import SpaceSettings, VectorCache, ensure_space_data, fit_space
     from training.space_report import FINE_SHRINK, held_out_sets, make_space, score_sets, served_by
     from training.sprachbunds import random_groups
 
@@ -38,6 +38,7 @@ def main() -> None:
     router_dir = default_router_dir()
     cfg = RouterConfig.load(router_dir)
     groups, corpus = cfg.sprachbunds, data_dir() / "corpus"
+    ensure_space_data(corpus, groups, SpaceSettings(maps="all", extra_pairs=["libreoffice"]))
     spec = cfg.encoders[cfg.shared_encoder]
     enc = SentenceEncoder.from_pretrained(router_dir / spec.path, cfg.pooling, spec)  # type: ignore[operator]
     cache = VectorCache(lambda t: enc.encode(t, batch_size=64), cache_root() / "vectors" / "base.npz")

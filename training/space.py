@@ -281,6 +281,28 @@ def ensure_extra_pairs(corpus: Path, sources: Sequence[str], languages: Sequence
         ensure_pairs(corpus, languages)
 
 
+def ensure_space_data(corpus: Path, groups: Mapping[str, Sequence[str]], settings: SpaceSettings) -> None:
+    """The data stage of a space fit: fetch and build what ``settings`` reads (the held-out sources,
+    or the extra pair sources), so that fitting itself never fetches a package."""
+    languages = sorted({m for g in groups.values() for m in g})
+    if settings.protocol == "sources":
+        from training.held_out_sources import ensure_sources
+
+        ensure_sources(corpus, languages)
+    elif settings.maps != "none":
+        ensure_extra_pairs(corpus, settings.extra_pairs, [lang for lang in languages if lang != settings.anchor])
+
+
+def _check_extra_pairs_built(corpus: Path, sources: Sequence[str]) -> None:
+    unknown = sorted(set(sources) - set(EXTRA_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown extra pair source(s) {unknown}; choose from {sorted(EXTRA_SOURCES)}")
+    for source in sources:
+        if not (corpus / "extra" / source / "counts.json").is_file():
+            raise ValueError(f"the extra pairs {source!r} are not built in {corpus}: run the data stage first "
+                             "(training.space.ensure_space_data)")
+
+
 def train_pairs(corpus: Path, lang: str, n: int, extra: Sequence[str] = (), n_extra: int = 0,
                 banned: set[str] | None = None, seed: int = 13) -> dict[str, list[tuple[str, str]]]:
     """(text, English) training rows per source: ``firefox`` (the corpus's training split, at
@@ -464,7 +486,7 @@ def fit_space(
     languages = sorted({m for g in groups.values() for m in g} | {settings.anchor})
     banned = held_out_texts(corpus, languages)
     if settings.maps != "none":
-        ensure_extra_pairs(corpus, settings.extra_pairs, [lang for lang in languages if lang != settings.anchor])
+        _check_extra_pairs_built(corpus, settings.extra_pairs)
     texts = {lang: mean_texts(corpus, lang, settings.mean_source, settings.mean_sentences, banned, settings.seed)
              for lang in tqdm(languages, desc="mean texts", unit="lang")}
     means = language_means(embed, texts, groups, settings.min_mean_sentences) if settings.centring else {}
@@ -631,10 +653,7 @@ def build_space(
         return SpaceSpec(**spec_args, **_shipped_fields(meta), provenance=_provenance(report)), report
     if shipped.is_file():
         logger.info("vector space: the shipped %s was fitted on other inputs; fitting here (a few minutes)", shipped.name)
-    if settings.protocol == "sources":  # the data stage of a refit: fetched only when the shipped space does not fit
-        from training.held_out_sources import ensure_sources
-
-        ensure_sources(corpus, sorted({m for g in groups.values() for m in g}))
+    ensure_space_data(corpus, groups, settings)  # the data stage of a refit: only when the shipped space does not fit
     cache = VectorCache(lambda texts: encoder.encode(texts, batch_size=64), cache_root() / "vectors" / "base.npz")
     try:
         fitted = (fit_space_from_sources if settings.protocol == "sources" else fit_space)(cache, corpus, groups, settings)

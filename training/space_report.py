@@ -36,7 +36,7 @@ from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from sprachbund_router.space import SpaceSpec, VectorSpace
 from training.corpus import read_bitext, read_ood_pairs, read_pairs
 from training.evaluation import TABLE3_PAIRS
-from training.space import SpaceSettings, VectorCache, fit_space, top1_both, unit
+from training.space import SpaceSettings, VectorCache, ensure_space_data, fit_space, top1_both, unit
 from training.sprachbunds import random_groups
 
 logger = logging.getLogger(__name__)
@@ -142,6 +142,8 @@ def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path 
     enc = encoder
     cache = VectorCache(lambda texts: enc.encode(texts, batch_size=batch_size),
                         cache_file if cache_file is not None else cache_root() / "vectors" / "base.npz")
+    if extra:  # the data stage: fitting itself fetches nothing
+        ensure_space_data(corpus, groups, SpaceSettings(maps="all", extra_pairs=list(extra)))
     sets = held_out_sets(corpus, cfg.languages, groups, n)
     logger.info("encoding held-out sets: %s", {k: len(v) for k, v in sets.items()})
     for items in sets.values():
