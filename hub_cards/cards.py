@@ -210,6 +210,30 @@ def _pct(fraction: float) -> str:
     return f"{100 * fraction:.1f}"
 
 
+#: The held-out sources of the leave-one-source-out protocol, as a model-index dataset.
+SOURCES_DATASET = {"dataset_type": "sprachbund-router-held-out-sources",
+                   "dataset_name": "Held-out sources, test halves"}
+
+
+def loso_results(loso: Mapping[str, Any]) -> list[EvalResult]:
+    """model-index entries of the leave-one-source-out protocol: the router's mean top-1 over the
+    interface and the prose sources and on each source's test half, every setting chosen on the
+    other sources (the card's table beside them shows the plain model's figures)."""
+    task = {"task_type": "text-retrieval", "task_name": "Cross-lingual retrieval to English (leave one source out)",
+            "metric_type": "accuracy"}
+    out = []
+    for kind, key in (("interface", "interface_top1"), ("prose", "prose_top1")):
+        row = loso.get(key) or {}
+        if "router" in row:
+            out.append(EvalResult(**task, metric_name=f"mean top-1, {kind} sources", metric_value=row["router"],
+                                  **SOURCES_DATASET))
+    for source, row in (loso.get("per_source") or {}).items():
+        if "router" in row:
+            out.append(EvalResult(**task, metric_name=f"top-1, mean over {row.get('languages')} languages",
+                                  metric_value=row["router"], dataset_config=source, **SOURCES_DATASET))
+    return out
+
+
 def build_results(report: Mapping[str, Any]) -> tuple[str, list[EvalResult]]:
     """The card section (markdown) and model-index entries for what a build measured
     (``training_report.json``): the vector space per sprachbund on the dev split, the routing
@@ -226,6 +250,7 @@ def build_results(report: Mapping[str, Any]) -> tuple[str, list[EvalResult]]:
                 f"| plain model as its card says | {i.get('card')} | {p.get('card', '')} |",
                 f"| best plain configuration | {max(i.get('best_plain_by_dev', 0), i.get('best_plain_hindsight', 0))} | |",
                 f"| the router | {i.get('router')} | {p.get('router', '')} |", ""]
+        results += loso_results(loso)
     space = report.get("space", {}).get("dev")
     if space:
         out += ["### Vector space, per sprachbund (dev split, top-1 both directions to English, %)", "",

@@ -40,3 +40,79 @@ def test_the_readme_commands_are_the_ones_setup_and_ci_run():
     commands = re.findall(r"^\./setup\.sh && (.+)$", text, re.M)
     assert len(commands) == 2 and commands[1] == ".venv/bin/python -m pytest -q"
     assert ".venv/bin/python -m pytest -q" in (ROOT / ".ci" / "run").read_text()
+
+
+# ---------------------------------------------------------------------------- figures
+#: Figures that are settings, not measurements (each with where it comes from).
+NOT_MEASURED = {
+    "0.9999": "the sentence-transformers export's parity requirement (a threshold)",
+}
+#: Blocks whose figures are generated (and checked above), and dated records of past runs
+#: (``<!-- history -->``: what an earlier build measured, kept as a log, never updated).
+EXEMPT_BLOCKS = ("loso:headline", "loso:details", "ray-example", "history")
+
+
+def _measured_values() -> set[str]:
+    """Every number in the measured results (benchmarks/results, the shipped space's provenance),
+    as the docs may write it: rounded to 0-5 decimals, as a share or a percentage."""
+    values: set[str] = set()
+
+    def walk(o: object) -> None:
+        if isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+        elif isinstance(o, (int, float)) and not isinstance(o, bool):
+            for x in (o, 100 * o, o / 100):
+                values.update(f"{abs(round(x, d)):.{d}f}" for d in range(6))
+        elif isinstance(o, str):
+            values.update(m.lstrip("-") for m in re.findall(r"-?\d+\.\d+", o))
+
+    for path in [*(ROOT / "benchmarks" / "results").glob("*.json"), *(ROOT / "training" / "artifacts").glob("*.json")]:
+        walk(json.loads(path.read_text(encoding="utf-8")))
+    return values
+
+
+def _without_blocks(text: str) -> str:
+    for name in EXEMPT_BLOCKS:
+        text = re.sub(rf"<!-- {re.escape(name)} -->\n.*?<!-- /{re.escape(name)} -->", "", text, flags=re.S)
+    return text
+
+
+def untraced_figures(text: str, values: set[str]) -> list[str]:
+    """Decimal figures of ``text`` (outside exempt blocks) found in no measured result. A gain
+    written as ``a (+d)`` counts when ``a`` and ``a - d`` both are."""
+    text = _without_blocks(text)
+    missing = []
+    gains = set()
+    for m in re.finditer(r"(\d+\.\d+)\*{0,2} \(([+\-−])(\d+\.\d+)\)", text):
+        a, sign, d = float(m.group(1)), m.group(2), float(m.group(3))
+        base = a - d if sign == "+" else a + d
+        digits = len(m.group(3).split(".")[1])
+        if f"{round(base, digits):.{digits}f}" in values and m.group(1) in values:
+            gains.add(m.start(3))
+    for m in re.finditer(r"(?<![\w.])(\d+\.\d+)(?![\w.])", text):
+        n = m.group(1)
+        if m.start(1) in gains or n in values or n in NOT_MEASURED:
+            continue
+        missing.append(n)
+    return missing
+
+
+def test_untraced_figures_finder_on_a_toy():
+    values = {"89.64", "82.39", "0.51"}
+    text = "ok 89.64 (+7.25) and 0.51; stale 91.20 and 89.64 (+7.00)\n<!-- history -->\nold 12.34\n<!-- /history -->\n"
+    assert untraced_figures(text, values) == ["91.20", "7.00"]
+
+
+def test_every_figure_in_the_docs_comes_from_a_measured_result():
+    """No hand-copied number can go stale: every decimal figure in the README and docs is in
+    benchmarks/results/*.json or the shipped artifacts, or generated, or in a dated history block."""
+    values = _measured_values()
+    found = {}
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if missing := untraced_figures(doc.read_text(encoding="utf-8"), values):
+            found[doc.name] = missing
+    assert not found, found

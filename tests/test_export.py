@@ -145,6 +145,13 @@ def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
     assert f"| every | {100 * every['sb1']['mean']:.1f} |" in card
     assert "test accuracy, every setting, mean over sprachbunds" in card and "### Vector space" in card
     assert "leave one source out" in card.split("### Vector space")[1] and "| the router |" in card
+    # model-index: the router's out-of-source figures, read from the same report
+    loso = report["space"]["loso"]
+    assert "name: mean top-1, interface sources" in card
+    assert f"value: {loso['interface_top1']['router']}" in card
+    assert "sprachbund-router-held-out-sources" in card
+    for source in loso.get("per_source", {}):
+        assert f"config: {source}\n" in card, source
 
 
 def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir):

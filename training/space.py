@@ -424,6 +424,9 @@ def loso_summary(path: Path = LOSO_RESULTS) -> dict[str, Any]:
             "interface_top1": {k: round(v, 2) for k, v in s.get("interface", {}).items()
                                if k in ("card", "best_plain_by_dev", "best_plain_hindsight", "router")},
             "prose_top1": {k: round(v, 2) for k, v in s.get("prose", {}).items() if k in ("card", "router")},
+            "per_source": {src: {"kind": r.get("kind"), "languages": r.get("languages"),
+                                 **{k: round(r[k], 2) for k in ("card", "best_plain_by_dev", "router") if k in r}}
+                           for src, r in s.get("per_source", {}).items()},
             "protocol": "each source's test half scored with settings chosen on the other sources' dev halves"}
 
 
