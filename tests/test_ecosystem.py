@@ -339,3 +339,49 @@ def test_the_ray_example_runs_as_written(toy_router_dir, tmp_path):
     want = router.encode_routes(list(table["text"]), [replace(r, encoder=shared) for r in routes])
     np.testing.assert_allclose(got, want, atol=1e-5)
     del ray
+
+
+@pytest.mark.slow
+def test_sbert_net_examples_run_with_the_router_in_place_of_the_model(default_router):
+    """The sentence-transformers documentation's examples, as written there, with the router as
+    ``model``: semantic search (with ``torch.topk``), paraphrase mining, hard-negative mining and
+    embedding quantisation. They run unchanged and find the translations of the bundled example."""
+    from sentence_transformers import util
+    from sentence_transformers.util import quantize_embeddings
+
+    model = default_router
+    queries, corpus = QUERIES[:60], CORPUS[:60]
+    # --- semantic search (sbert.net: Semantic Search, "Manual Implementation" and util.semantic_search)
+    corpus_embeddings = model.encode_document(corpus, convert_to_tensor=True)
+    query_embeddings = model.encode_query(queries, convert_to_tensor=True)
+    right = 0
+    for i in range(len(queries)):
+        similarity_scores = model.similarity(query_embeddings[i], corpus_embeddings)[0]
+        scores, indices = torch.topk(similarity_scores, k=5)
+        assert bool(scores[0] >= scores[-1])
+        right += int(indices[0]) == i
+    hits = util.semantic_search(query_embeddings, corpus_embeddings, top_k=5)
+    assert [h[0]["corpus_id"] for h in hits] == [int(torch.argmax(model.similarity(q, corpus_embeddings))) for q in query_embeddings]
+    assert right / len(queries) >= 0.9
+    # --- paraphrase mining: the best-scoring pairs of the mixed list are translation pairs
+    sentences = queries[:20] + corpus[:20]
+    pairs = util.paraphrase_mining(model, sentences, show_progress_bar=False)
+    top = [(min(i, j), max(i, j)) for _, i, j in pairs[:20]]
+    assert sum(j == i + 20 for i, j in top) >= 15, top
+    # --- hard negatives for training pairs (util.mine_hard_negatives, as in the training examples)
+    from datasets import Dataset
+
+    pairs_ds = Dataset.from_dict({"anchor": queries[:30], "positive": corpus[:30]})
+    mined = util.mine_hard_negatives(pairs_ds, model, num_negatives=2, batch_size=16, verbose=False)
+    assert set(mined.column_names) == {"anchor", "positive", "negative"} and len(mined) >= 30
+    assert all(row["negative"] != row["positive"] and row["negative"] in corpus[:30] for row in mined)
+    # --- quantisation (sbert.net: Embedding Quantization): int8 with calibration, and binary
+    embeddings = model.encode(corpus)
+    calibration = model.encode(CORPUS[60:])
+    int8 = quantize_embeddings(embeddings, precision="int8", calibration_embeddings=calibration)
+    q8 = quantize_embeddings(model.encode(queries), precision="int8", calibration_embeddings=calibration)
+    assert int8.dtype == np.int8 and int8.shape == embeddings.shape
+    int8_top1 = float(np.mean((q8.astype(np.int32) @ int8.astype(np.int32).T).argmax(1) == np.arange(len(queries))))
+    assert int8_top1 >= 0.85
+    binary = quantize_embeddings(embeddings, precision="ubinary")
+    assert binary.dtype == np.uint8 and binary.shape == (len(corpus), embeddings.shape[1] // 8)
