@@ -29,6 +29,7 @@ from sprachbund_router import SprachbundRouter  # noqa: E402
 from sprachbund_router.config import CONFIG_NAME, RouterConfig  # noqa: E402
 from sprachbund_router.errors import CheckpointError  # noqa: E402
 
+
 def fuzz(max_examples: int) -> settings:
     """Derandomised (CI sees the same examples every run), no example database, no deadline."""
     return settings(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck),
