@@ -650,3 +650,110 @@ def test_text_mixing_scripts_falls_back_with_the_reason(toy_router):
 
     for fine in ("Firefox не отвечает", "猫がソファで寝ている", "한국어 漢字 텍스트", "Открыть в Firefox"):
         assert mixed_scripts(fine) is None, fine
+
+
+# ---------------------------------------------------------------- one hostile folder, every reader and writer (issue 24)
+class _OpenWatch:
+    """Paths opened by Python code (``sys.addaudithook``'s ``open`` events) while active."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.active = False
+        import sys
+
+        sys.addaudithook(self._hook)  # audit hooks cannot be removed: the hook records only while active
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if self.active and event == "open" and isinstance(args[0], (str, bytes, Path)):
+            self.paths.append(str(args[0]))
+
+
+_WATCH = _OpenWatch()
+
+
+def _atime_shows_reads(folder: Path) -> bool:
+    """Whether this filesystem updates access times on reads (relatime does when atime < mtime)."""
+    probe = folder / "atime-probe"
+    probe.write_text("x")
+    st = probe.stat()
+    import os
+
+    os.utime(probe, ns=(st.st_mtime_ns - 10**12, st.st_mtime_ns))
+    probe.read_text()
+    return probe.stat().st_atime_ns > st.st_mtime_ns - 10**12
+
+
+def test_a_hostile_folder_reaches_nothing_outside(toy_router_dir, tmp_path):
+    """Decoy files outside a router folder that links and points at them from inside; loading,
+    ``save_pretrained``, ``export onnx``, ``export hub`` and ``index build`` each refuse or stay
+    inside, and afterwards no decoy was opened by Python code (audit hook), read by any code
+    (access times, where the filesystem keeps them) or changed, and nothing new appeared there."""
+    import os
+
+    from exporters.hub import ExportError, plan_export, write_folders
+    from exporters.onnx import export_router
+
+    outside = tmp_path / "outside"
+    shutil.copytree(toy_router_dir / "encoders" / "west", outside / "west")  # a valid encoder: following it would work
+    (outside / "secret.txt").write_text("do not publish")
+    (outside / "victim.json").write_text('{"keep": "me"}')
+    (outside / "heads").mkdir()
+    (outside / "empty").mkdir()  # an index target linked here would be empty: only the link check can refuse it
+    for f in (toy_router_dir / "heads").rglob("*.safetensors"):
+        shutil.copyfile(f, outside / "heads" / f.name)
+    atimes = _atime_shows_reads(tmp_path)
+    for p in outside.rglob("*"):  # atime before mtime: any read moves it (relatime)
+        st = p.stat()
+        os.utime(p, ns=(st.st_mtime_ns - 10**12, st.st_mtime_ns))
+    before = {p: (p.read_bytes() if p.is_file() else None, p.stat().st_atime_ns) for p in sorted(outside.rglob("*"))}
+
+    hostile = Path(shutil.copytree(toy_router_dir, tmp_path / "hostile"))
+    shutil.rmtree(hostile / "encoders" / "west")
+    (hostile / "encoders" / "west").symlink_to(outside / "west", target_is_directory=True)
+    (hostile / "analysis").symlink_to(outside, target_is_directory=True)
+    (hostile / "training_report.json").symlink_to(outside / "secret.txt")
+    paths_variant = Path(shutil.copytree(toy_router_dir, tmp_path / "escaping"))
+    _edit(paths_variant, lambda c: c["encoders"]["west"].__setitem__("path", "../outside/west"))
+    clean = SprachbundRouter.from_pretrained(toy_router_dir)
+    save_target = tmp_path / "save-target"
+    save_target.mkdir()
+    (save_target / CONFIG_NAME).symlink_to(outside / "victim.json")
+    index_out = tmp_path / "index-link"
+    index_out.symlink_to(outside / "empty", target_is_directory=True)
+    corpus_file = tmp_path / "corpus.txt"
+    corpus_file.write_text("Die Katze schläft.\nThe cat sleeps.\n")
+
+    outcomes = {}
+    _WATCH.paths.clear()
+    _WATCH.active = True
+    try:
+        for name, folder in (("load (links)", hostile), ("load (paths)", paths_variant)):
+            with pytest.raises(CheckpointError, match="encoders.west.path"):
+                SprachbundRouter.from_pretrained(folder).encode(["Die Katze"], lang="de")
+            outcomes[name] = "refused"
+        with pytest.raises(CheckpointError, match="not empty"):
+            clean.save_pretrained(save_target)
+        saved = clean.save_pretrained(save_target, overwrite=True)  # the link is replaced, never followed
+        outcomes["save_pretrained"] = "written inside" if not any(p.is_symlink() for p in saved.rglob("*")) else "LINK"
+        with pytest.raises(CheckpointError, match="encoders.west.path"):
+            export_router(hostile, ["Die Katze schläft."], [])
+        outcomes["export onnx"] = "refused"
+        with pytest.raises((ExportError, CheckpointError)):
+            write_folders(plan_export(hostile, "org", dry_run=True), tmp_path / "dry")
+        outcomes["export hub"] = "refused"
+        res = runner.invoke(app, ["index", "build", str(corpus_file), "-o", str(index_out), "--model", str(toy_router_dir),
+                                  "--ann", "exact"])
+        assert res.exit_code == 1 and "symbolic link" in _flat(res) and "Traceback" not in res.output, res.output
+        outcomes["index build"] = "refused"
+    finally:
+        _WATCH.active = False
+    assert outcomes["save_pretrained"] == "written inside"
+    root = str(outside.resolve())
+    opened = [p for p in _WATCH.paths if str(Path(p).resolve()).startswith(root)]
+    assert not opened, opened
+    after = {p: (p.read_bytes() if p.is_file() else None, p.stat().st_atime_ns) for p in sorted(outside.rglob("*"))}
+    assert [p for p in after if p not in before] == []  # nothing new written outside
+    for p, (content, atime) in before.items():
+        assert after[p][0] == content, f"{p} changed"
+        if atimes and content is not None:
+            assert after[p][1] == atime, f"{p} was read"
