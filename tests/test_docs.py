@@ -116,3 +116,11 @@ def test_every_figure_in_the_docs_comes_from_a_measured_result():
         if missing := untraced_figures(doc.read_text(encoding="utf-8"), values):
             found[doc.name] = missing
     assert not found, found
+
+
+def test_paths_shown_to_sentence_transformers_work_as_written():
+    """``SentenceTransformer("~/...")`` fails (sentence-transformers does not expand ``~``): the docs
+    show paths that work."""
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        assert not re.search(r"SentenceTransformer\(\s*[\"']~", text), doc.name
