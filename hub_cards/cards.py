@@ -53,7 +53,20 @@ def _onnx_section(onnx_info: Mapping[str, Any] | None) -> str:
              f"L2-normalised, inside the graph; parity with PyTorch: min cosine {fp32['parity_min_cosine']} on "
              f"{fp32['parity_texts']} real multilingual sentences."]
     int8, ev = onnx_info.get("int8", {}), onnx_info.get("retrieval_eval")
-    if "file" in int8:
+    check = onnx_info.get("int8_check")
+    if check:  # the router's served vectors, int8 against PyTorch, on every check set
+        last = (check.get("plans_tried") or [{}])[-1]
+        measured = (f"the router's served top-1 on the {check['split']} halves of {len(last.get('sources', {}))} check sets "
+                    f"({check['scoring']} scoring) loses {last.get('mean_drop')} points on average and "
+                    f"{last.get('max_drop')} at worst ({last.get('worst_source')}); the bound is {check['max_int8_drop']} "
+                    "on every set") if "max_drop" in last else last.get("error", "")
+        if "file" in int8:
+            kept = len(int8.get("fp32_nodes", []))
+            lines.append(f"- `onnx/{ONNX_FILES['onnx-int8']}` (dynamic int8, {int8.get('plan')}"
+                         f"{f'; {kept} nodes kept in fp32' if kept else ''}): {measured}.")
+        elif "refused" in int8:
+            lines.append(f"- int8 variant not published: {int8['refused']} ({measured}).")
+    elif "file" in int8:
         lines.append(f"- `onnx/{ONNX_FILES['onnx-int8']}` (dynamic int8 MatMul weights)"
                      + (f": top-1 retrieval {ev['onnx_int8']} vs {ev['torch_fp32']} (PyTorch), drop {ev['int8_drop_points']} "
                         f"points on {ev['pairs']} held-out pairs (bound {ev['max_int8_drop']})." if ev else "."))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from exporters.hub import ExportError, plan_export, seed_cache, write_folders
-from exporters.onnx import export_router
+from exporters.onnx import INT8_PLANS, export_router
 from sprachbund_router import CheckpointError, SprachbundRouter
 from tests.conftest import assert_hub_roundtrip
 
@@ -33,7 +33,9 @@ def test_onnx_export_parity_and_files(exported_toy):
     for info in infos.values():
         assert info["fp32"]["parity_min_cosine"] >= 0.999
         assert info["layer_resolved"] == 2 and info["mode"] == "mean"
-        assert "retrieval_eval" in info and "file" in info["int8"]
+        assert "file" in info["int8"] and info["int8"]["plan"] == INT8_PLANS[0][0]
+        check = info["int8_check"]
+        assert check["split"] == "dev" and check["plans_tried"][0]["sources"]["pairs"]["languages"] == 1
     for name in ("west", "east", "shared"):
         assert (d / "encoders" / name / "onnx" / "model_pooled.onnx").is_file()
         assert (d / "encoders" / name / "onnx" / "model_pooled_qint8.onnx").is_file()
@@ -87,6 +89,8 @@ def test_hub_dry_run_loads_offline_with_both_backends(exported_toy, tmp_path, mo
     card = (folders["someorg/toy-router-west"] / "README.md").read_text()
     assert card.startswith("---\n") and "base_model:" in card and "pipeline_tag: feature-extraction" in card
     assert "parity with PyTorch" in card and "de" in card
+    check = json.loads((d / "encoders" / "west" / "onnx" / "export.json").read_text())["int8_check"]["plans_tried"][-1]
+    assert f"loses {check['mean_drop']} points on average and {check['max_drop']} at worst" in card  # read from export.json
     # each of the card's snippets runs as written (repo files from the Hub cache) and gives the router's vector
     seed_cache(tmp_path / "out", tmp_path / "hub")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
@@ -125,13 +129,13 @@ def test_hub_export_refuses_bad_input(tmp_path, exported_toy, monkeypatch):
 
 def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
     """Embedded default: ONNX export, Hub dry-run, and the same top-1 on the bundled example."""
-    from sprachbund_router.cli.export import parity_and_eval_sets
+    from tests.conftest import EXAMPLES
 
     d = default_router.directory
     info_file = d / "encoders" / "base" / "onnx" / "export.json"
     if not (d / "encoders" / "base" / "onnx" / "model_pooled.onnx").is_file():  # missing, or exported under the old name
-        parity, pairs = parity_and_eval_sets(50)
-        export_router(d, parity, pairs)
+        parity = (EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines()
+        export_router(d, parity, list(zip(parity, (EXAMPLES / "corpus.txt").read_text(encoding="utf-8").splitlines())))
     info = json.loads(info_file.read_text())
     assert info["fp32"]["parity_min_cosine"] >= 0.999
     assert_hub_roundtrip(d, "sbr-test/default-router", tmp_path, monkeypatch)
@@ -160,6 +164,7 @@ def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir):
     export_router(d, TEXTS, PAIRS, max_int8_drop=-1000.0)  # every measured drop (>= -100 points) exceeds it
     info = json.loads((d / "encoders" / "west" / "onnx" / "export.json").read_text())
     assert "refused" in info["int8"] and not (d / "encoders" / "west" / "onnx" / "model_pooled_qint8.onnx").exists()
+    assert [t["plan"] for t in info["int8_check"]["plans_tried"]] == [name for name, _ in INT8_PLANS]  # every plan tried
     with pytest.raises(CheckpointError, match="refused at export"):
         SprachbundRouter.from_pretrained(d, backend="onnx-int8")
     assert SprachbundRouter.from_pretrained(d, backend="onnx").encode(TEXTS).shape == (len(TEXTS), 32)
@@ -236,3 +241,32 @@ def test_encoder_card_shows_the_onnx_snippet_only_with_onnx_files_and_the_space_
     shared = space_cfg.shared_encoder
     assert "router.apply_space(model.encode(texts), langs)" in str(
         encoder_card("org/toy-shared", shared, space_cfg, "org/toy", languages=["de"]))
+
+
+def test_int8_keeps_the_first_plan_within_the_bound(exported_toy, monkeypatch):
+    """Plans are tried in order: the first whose worst set drop is within the bound is kept, and
+    its int8 file has exactly that plan's nodes in fp32."""
+    import onnx
+
+    import training.source_eval as source_eval
+    from exporters.onnx import fp32_nodes, settle_int8
+
+    d, _ = exported_toy
+    drops = iter([0.9, 0.3, 0.0])
+    real = source_eval.compare
+
+    def fake_compare(reference, other):
+        out = real(reference, other)
+        return {**out, "max_drop": next(drops)}
+
+    monkeypatch.setattr(source_eval, "compare", fake_compare)
+    dirs = [d / "encoders" / name for name in ("west", "east", "shared")]
+    outcome = settle_int8(d, dirs, [("die katze", "the cat"), ("der hund", "the dog")], max_int8_drop=0.5)
+    assert [t["plan"] for t in outcome["plans_tried"]] == [INT8_PLANS[0][0], INT8_PLANS[1][0]]
+    for enc in dirs:
+        info = json.loads((enc / "onnx" / "export.json").read_text())
+        kept = fp32_nodes(enc / "onnx" / "model_pooled.onnx", INT8_PLANS[1][1])
+        assert info["int8"]["plan"] == INT8_PLANS[1][0] and info["int8"]["fp32_nodes"] == kept and kept
+        graph = onnx.load(str(enc / "onnx" / "model_pooled_qint8.onnx")).graph
+        float_matmuls = {n.name for n in graph.node if n.op_type == "MatMul"}
+        assert set(kept) <= float_matmuls  # kept as plain float MatMul, not MatMulInteger

@@ -188,11 +188,11 @@ def test_interrupted_mlm_resumes_from_checkpoint(tmp_path, toy_router_dir, monke
 def test_tiny_router_exports_and_loads_from_hub_layout(tiny_router, tmp_path, monkeypatch):
     """ONNX export and Hub dry run of a trained router: same top-1 on the bundled example, both backends."""
     from exporters.onnx import export_router
-    from sprachbund_router.cli.export import parity_and_eval_sets
-    from tests.conftest import assert_hub_roundtrip
+    from tests.conftest import EXAMPLES, assert_hub_roundtrip
 
     out, _ = tiny_router
-    parity, pairs = parity_and_eval_sets(10)
+    parity = (EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines()
+    pairs = list(zip(parity, (EXAMPLES / "corpus.txt").read_text(encoding="utf-8").splitlines()))[::2]
     infos = export_router(out, parity, pairs, max_int8_drop=100.0)
     assert set(infos) == {"sb1", "sb2", "base"}  # served encoders; baselines stay local
     assert all(i["fp32"]["parity_min_cosine"] >= 0.999 for i in infos.values())
