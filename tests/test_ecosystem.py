@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,6 +272,21 @@ def test_index_folder_opens_with_plain_numpy_and_faiss(toy_router_dir, tmp_path)
     assert (folder.stat().st_mode & 0o777) == (0o777 & ~mask)
     res = _cli("retrieve", "-q", corpus, "--index", folder, "--model", toy_router_dir, "--nprobe", "2")
     assert res.exit_code == 0, res.output
+    # docs/usage.md's block, run as written in the folder above the index
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- faiss-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    block = block.replace('"org/router", ["Die Katze schläft."]', f'{str(toy_router_dir)!r}, ["sentence number 7 about cats and dogs"]')
+    names: dict = {}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(block, "docs/usage.md", "exec"), names)
+    finally:
+        os.chdir(cwd)
+    assert len(names["texts"]) == 300 and names["ids"].shape == (1, 5)
+    np.testing.assert_allclose(names["query_vectors"][0], vectors[7], atol=1e-5)  # the index's own vector of that text
+    best = int(names["ids"][0, 0])  # text 7, or one the toy encoder maps onto the same vector
+    assert names["scores"][0, 0] > 0.9999 and float(vectors[best] @ vectors[7]) > 0.9999
 
 
 def test_sentence_transformers_users_get_the_served_vectors_from_a_hub_layout(tmp_path, monkeypatch):

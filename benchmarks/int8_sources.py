@@ -1,0 +1,84 @@
+"""The int8 ONNX router against PyTorch on every held-out source's **test** half.
+
+`sbr export onnx` chose the int8 variant on the sources' dev halves; this scores what it kept on
+the test halves, which no choice has seen: the router's served vectors (space and retrieval
+scoring included) with the ``onnx-int8`` backend and with PyTorch, top-1 to English among all
+of a source's English test messages, mean over languages, per source (the leave-one-source-out
+protocol's rows: ``training.loso.CAPS``). The issue's bound: at most 0.5 points lost on every
+source. Writes ``benchmarks/results/int8_sources.json`` and prints a table.
+
+    .venv/bin/python -m benchmarks.int8_sources [--rows 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: The most top-1 points the int8 router may lose on any source's test half.
+BOUND = 0.5
+
+
+def main() -> None:
+    from sprachbund_router import SprachbundRouter
+    from sprachbund_router.backend import ONNX_DIR, ONNX_EXPORT_INFO
+    from sprachbund_router.config import RouterConfig
+    from sprachbund_router.paths import data_dir, default_router_dir
+    from training.held_out_sources import MANIFEST
+    from training.loso import CAPS, Data
+    from training.source_eval import ServedVectors, compare, served_top1
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=CAPS["test"], help="Test rows per source and language.")
+    ap.add_argument("--router", type=Path, default=None, help="Router directory (default: the embedded default).")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    router_dir = args.router or default_router_dir()
+    cfg = RouterConfig.load(router_dir)
+    corpus = data_dir() / "corpus"
+    manifest = corpus / "sources" / MANIFEST
+    if not manifest.is_file():
+        raise SystemExit(f"no held-out sources in {corpus}: python -m training.held_out_sources")
+    sources = sorted(json.loads(manifest.read_text())["sources"])
+    data = Data.load(corpus, sources, cfg.languages, cfg.language_to_sprachbund, {"train": 0, "dev": 0, "test": args.rows})
+    started = time.perf_counter()
+    timings = {}
+    scores = {}
+    for backend in ("torch", "onnx-int8"):
+        t0 = time.perf_counter()
+        router = SprachbundRouter.from_pretrained(router_dir, backend=backend)
+        scores[backend] = served_top1(ServedVectors(router, data, "test"), cfg.retrieval_scoring)
+        timings[backend] = round(time.perf_counter() - t0, 1)
+        del router
+    result = compare(scores["torch"], scores["onnx-int8"])
+    export = {}
+    for name in {cfg.shared_encoder, *cfg.sprachbund_encoders.values()}:
+        spec = cfg.encoders[name]
+        info_file = router_dir / (spec.path or "") / ONNX_DIR / ONNX_EXPORT_INFO
+        if spec.path and info_file.is_file():
+            info = json.loads(info_file.read_text())
+            export[name] = {"int8": info.get("int8"), "exported": info.get("exported")}
+    kinds = data.kinds
+    rows = result["sources"]
+    print(f"| source | kind | languages | PyTorch | int8 | drop (bound {BOUND}) |")
+    print("|---|---|---|---|---|---|")
+    for source, r in rows.items():
+        print(f"| {source} | {kinds[source]} | {r['languages']} | {r['reference']} | {r['other']} | {r['drop']} |")
+    print(f"worst drop {result['max_drop']} ({result['worst_source']}), mean {result['mean_drop']}")
+    out = {"what": __doc__.split("\n\n")[0], "split": "test", "rows_per_language": args.rows,
+           "scoring": cfg.retrieval_scoring, "bound": BOUND, "within_bound": result["max_drop"] <= BOUND,
+           "kinds": kinds, **result, "export": export, "seconds": timings,
+           "total_seconds": round(time.perf_counter() - started, 1),
+           "machine": f"{platform.machine()} {platform.system()}, 2-core CPU (no GPU)",
+           "command": "python -m benchmarks.int8_sources"}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "int8_sources.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
