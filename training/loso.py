@@ -42,7 +42,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -457,18 +457,10 @@ class Experiment:
     # ---------------------------------------------------------------- scoring
     def score(self, choice: Choice, source: str, split: str, fitted: Fitted) -> dict[str, float]:
         """Language -> top-1 of its ``split`` rows of ``source`` among all of that split's English messages."""
-        per_lang = self.data.rows[source][split]
         vec = self.vectors[choice.prefix]
-        english = sorted({normalise(e): e for pairs in per_lang.values() for _, e in pairs}.items())
-        position = {k: i for i, (k, _) in enumerate(english)}
-        cand = self.serve(vec.get([e for _, e in english], choice.layer), "en", fitted, choice)
-        out = {}
-        for lang, pairs in per_lang.items():
-            q = self.serve(vec.get([x for x, _ in pairs], choice.layer), lang, fitted, choice)
-            best = top_k_margin(q, cand, 1)[0][:, 0] if choice.scoring == "margin" else top_k_cosine(q, cand, 1)[0][:, 0]
-            gold = np.array([position[normalise(e)] for _, e in pairs])
-            out[lang] = float((best == gold).mean())
-        return out
+        return top1_to_english(self.data.rows[source][split],
+                               lambda texts, lang: self.serve(vec.get(texts, choice.layer), lang, fitted, choice),
+                               choice.scoring)
 
     def dev_scores(self, choice: Choice, source: str) -> dict[str, float]:
         """Dev top-1 per language of ``source``, fitted on every other source's train half."""
@@ -477,6 +469,23 @@ class Experiment:
             others = [s for s in self.data.sources if s != source]
             self._dev_cache[key] = self.score(choice, source, "dev", self.fit(choice, others))
         return self._dev_cache[key]
+
+
+def top1_to_english(per_lang: Mapping[Any, Sequence[tuple[str, str]]], embed: Callable[[list[str], Any], np.ndarray],
+                    scoring: str) -> dict[Any, float]:
+    """Language -> top-1 of its (text, English) rows among all the English messages of ``per_lang``
+    (normalised, each once), ranked by ``scoring`` (``cosine`` / ``margin``); ``embed(texts, lang)``
+    gives unit vectors (English side: ``lang="en"``)."""
+    english = sorted({normalise(e): e for pairs in per_lang.values() for _, e in pairs}.items())
+    position = {k: i for i, (k, _) in enumerate(english)}
+    cand = embed([e for _, e in english], "en")
+    out = {}
+    for lang, pairs in per_lang.items():
+        q = embed([x for x, _ in pairs], lang)
+        best = (top_k_margin(q, cand, 1) if scoring == "margin" else top_k_cosine(q, cand, 1))[0][:, 0]
+        gold = np.array([position[normalise(e)] for _, e in pairs])
+        out[lang] = float((best == gold).mean())
+    return out
 
 
 def _interleave(parts: Sequence[Sequence[str]], n: int) -> list[str]:

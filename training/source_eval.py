@@ -17,9 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sprachbund_router.index import top_k_cosine, top_k_margin
-from training.libreoffice import normalise
-from training.loso import Data, macro
+from training.loso import Data, macro, top1_to_english
 
 logger = logging.getLogger(__name__)
 
@@ -54,20 +52,9 @@ def served_top1(served: ServedVectors, scoring: str) -> dict[str, dict[str, floa
     of that split (the protocol's candidates), ranked by ``scoring`` (``cosine`` / ``margin``)."""
     out: dict[str, dict[str, float]] = {}
     for source, per_split in served.data.rows.items():
-        per_lang = per_split[served.split]
-        if not per_lang:
-            continue
-        english = sorted({normalise(e): e for pairs in per_lang.values() for _, e in pairs}.items())
-        position = {k: i for i, (k, _) in enumerate(english)}
-        cand = served.get([e for _, e in english], "en")
-        out[source] = {}
-        for lang, pairs in per_lang.items():
-            q = served.get([x for x, _ in pairs], lang)
-            best = (top_k_margin(q, cand, 1) if scoring == "margin" else top_k_cosine(q, cand, 1))[0][:, 0]
-            gold = np.array([position[normalise(e)] for _, e in pairs])
-            out[source][lang] = float((best == gold).mean())
+        if per_split[served.split]:
+            out[source] = top1_to_english(per_split[served.split], lambda texts, lang: served.get(texts, lang), scoring)
     return out
-
 
 def compare(reference: Mapping[str, Mapping[str, float]], other: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
     """Per-source mean top-1 (%) of both and the drop ``reference - other`` in points, plus the worst."""
