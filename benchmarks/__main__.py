@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import describe
 from benchmarks.speed import MODES
 from sprachbund_router.index import VectorIndex
 from sprachbund_router.paths import default_router_dir
@@ -102,9 +102,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--n", type=int, default=1000)
     args = ap.parse_args()
-    import os
-
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    machine = describe()
     encs = [encode_benchmark(args.rounds, args.n, 120), encode_benchmark(args.rounds, args.n, 50)]
     ret = retrieval_benchmark()
     RESULTS.mkdir(exist_ok=True)

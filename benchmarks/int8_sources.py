@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ BOUND = 0.5
 
 
 def main() -> None:
+    from benchmarks.machine import describe
     from sprachbund_router import SprachbundRouter
     from sprachbund_router.backend import ONNX_DIR, ONNX_EXPORT_INFO
     from sprachbund_router.config import RouterConfig
@@ -74,7 +74,7 @@ def main() -> None:
            "scoring": cfg.retrieval_scoring, "bound": BOUND, "within_bound": result["max_drop"] <= BOUND,
            "kinds": kinds, **result, "export": export, "seconds": timings,
            "total_seconds": round(time.perf_counter() - started, 1),
-           "machine": f"{platform.machine()} {platform.system()}, 2-core CPU (no GPU)",
+           "machine": describe() + " (no GPU)",
            "command": "python -m benchmarks.int8_sources"}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "int8_sources.json").write_text(json.dumps(out, indent=1) + "\n")
