@@ -5,7 +5,9 @@ the test halves, which no choice has seen: the router's served vectors (space an
 scoring included) with the ``onnx-int8`` backend and with PyTorch, top-1 to English among all
 of a source's English test messages, mean over languages, per source (the leave-one-source-out
 protocol's rows: ``training.loso.CAPS``). The issue's bound: at most 0.5 points lost on every
-source. Writes ``benchmarks/results/int8_sources.json`` and prints a table.
+source. Each source's drop is paired (both backends on the same rows) and comes with its standard
+error and the rows int8 loses and gains (``training.source_eval.compare``). Writes
+``benchmarks/results/int8_sources.json`` and prints a table.
 
     .venv/bin/python -m benchmarks.int8_sources [--rows 60]
 """
@@ -31,7 +33,7 @@ def main() -> None:
     from sprachbund_router.paths import data_dir, default_router_dir
     from training.held_out_sources import MANIFEST
     from training.loso import CAPS, Data
-    from training.source_eval import ServedVectors, compare, served_top1
+    from training.source_eval import ServedVectors, compare, served_hits
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=CAPS["test"], help="Test rows per source and language.")
@@ -52,7 +54,7 @@ def main() -> None:
     for backend in ("torch", "onnx-int8"):
         t0 = time.perf_counter()
         router = SprachbundRouter.from_pretrained(router_dir, backend=backend)
-        scores[backend] = served_top1(ServedVectors(router, data, "test"), cfg.retrieval_scoring)
+        scores[backend] = served_hits(ServedVectors(router, data, "test"), cfg.retrieval_scoring)
         timings[backend] = round(time.perf_counter() - t0, 1)
         del router
     result = compare(scores["torch"], scores["onnx-int8"])
@@ -65,10 +67,11 @@ def main() -> None:
             export[name] = {"int8": info.get("int8"), "exported": info.get("exported")}
     kinds = data.kinds
     rows = result["sources"]
-    print(f"| source | kind | languages | PyTorch | int8 | drop (bound {BOUND}) |")
-    print("|---|---|---|---|---|---|")
+    print(f"| source | kind | languages | rows | PyTorch | int8 | drop (bound {BOUND}) | standard error | rows lost / gained |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for source, r in rows.items():
-        print(f"| {source} | {kinds[source]} | {r['languages']} | {r['reference']} | {r['other']} | {r['drop']} |")
+        print(f"| {source} | {kinds[source]} | {r['languages']} | {r['rows']} | {r['reference']} | {r['other']} | "
+              f"{r['drop']} | {r['drop_se']} | {r['lost']} / {r['gained']} |")
     print(f"worst drop {result['max_drop']} ({result['worst_source']}), mean {result['mean_drop']}")
     out = {"what": __doc__.split("\n\n")[0], "split": "test", "rows_per_language": args.rows,
            "scoring": cfg.retrieval_scoring, "bound": BOUND, "within_bound": result["max_drop"] <= BOUND,

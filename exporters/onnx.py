@@ -219,13 +219,13 @@ def settle_int8(router_dir: Path, encoder_dirs: Sequence[Path], check: Any, spli
     the router's served vectors (space and retrieval scoring included) against its PyTorch
     backend; refuse int8 when none does. Writes the outcome into each encoder's ``export.json``."""
     from sprachbund_router.router import SprachbundRouter
-    from training.source_eval import ServedVectors, compare, served_top1
+    from training.source_eval import ServedVectors, compare, served_hits
 
     if isinstance(check, (list, tuple)):
         check = check_sets_from_pairs(check)
     reference = SprachbundRouter.from_pretrained(router_dir)
     scoring = reference.config.retrieval_scoring
-    ref = served_top1(ServedVectors(reference, check, split), scoring)
+    ref = served_hits(ServedVectors(reference, check, split), scoring)
     del reference
     tried: list[dict[str, Any]] = []
     accepted: dict[str, Any] | None = None
@@ -239,7 +239,7 @@ def settle_int8(router_dir: Path, encoder_dirs: Sequence[Path], check: Any, spli
                 tmp.replace(d / ONNX_DIR / ONNX_FILES["onnx-int8"])
         try:
             router = SprachbundRouter.from_pretrained(router_dir, backend="onnx-int8")
-            got = served_top1(ServedVectors(router, check, split), scoring)
+            got = served_hits(ServedVectors(router, check, split), scoring)
         except CheckpointError as err:  # e.g. a LoRA sprachbund: the ONNX backends cannot run it
             tried.append({"plan": name, "error": str(err)})
             break

@@ -308,3 +308,22 @@ def test_the_space_a_build_ships_serves_what_the_protocol_scored(tmp_path):
         raw = fake.get(ts, 12)
         np.testing.assert_allclose(space.serve(raw, [lang] * len(ts)), exp.serve(raw, lang, reference, choice), atol=1e-5)
     assert set(spec.language_maps) == {"de", "fr", "ru"} and spec.subspace_rows == "all"
+
+
+def test_paired_comparison_of_two_backends_against_a_hand_computed_example():
+    """The int8 check's drop is paired on the same rows: per-language means, their average, and a
+    standard error from the per-row differences (hand-computed: d_de = [0, 1, -1, 1], d_fr = [0, 0])."""
+    from training.source_eval import compare
+
+    ref = {"s": {"de": np.array([1, 1, 0, 1], bool), "fr": np.array([1, 0], bool)},
+           "t": {"de": np.array([1, 1], bool)}}
+    got = {"s": {"de": np.array([1, 0, 1, 0], bool), "fr": np.array([1, 0], bool)},
+           "t": {"de": np.array([1, 1], bool)}}
+    out = compare(ref, got)
+    s = out["sources"]["s"]
+    assert (s["reference"], s["other"], s["drop"]) == (62.5, 50.0, 12.5)
+    # var(d_de) = 0.75 - 0.25**2 = 0.6875 over 4 rows; fr adds 0; 100 / 2 languages * sqrt(0.6875 / 4)
+    assert s["drop_se"] == pytest.approx(round(50 * np.sqrt(0.6875 / 4), 2))
+    assert (s["lost"], s["gained"], s["rows"], s["languages"]) == (2, 1, 6, 2)
+    assert out["sources"]["t"]["drop"] == 0.0 and out["sources"]["t"]["drop_se"] == 0.0
+    assert out["worst_source"] == "s" and out["max_drop"] == 12.5 and out["mean_drop"] == 6.25

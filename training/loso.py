@@ -471,11 +471,11 @@ class Experiment:
         return self._dev_cache[key]
 
 
-def top1_to_english(per_lang: Mapping[Any, Sequence[tuple[str, str]]], embed: Callable[[list[str], Any], np.ndarray],
-                    scoring: str) -> dict[Any, float]:
-    """Language -> top-1 of its (text, English) rows among all the English messages of ``per_lang``
-    (normalised, each once), ranked by ``scoring`` (``cosine`` / ``margin``); ``embed(texts, lang)``
-    gives unit vectors (English side: ``lang="en"``)."""
+def hits_to_english(per_lang: Mapping[Any, Sequence[tuple[str, str]]], embed: Callable[[list[str], Any], np.ndarray],
+                    scoring: str) -> dict[Any, np.ndarray]:
+    """Language -> one bool per (text, English) row of ``per_lang``: is its English message ranked
+    first among all the English messages of ``per_lang`` (normalised, each once), by ``scoring``
+    (``cosine`` / ``margin``)? ``embed(texts, lang)`` gives unit vectors (English side: ``lang="en"``)."""
     english = sorted({normalise(e): e for pairs in per_lang.values() for _, e in pairs}.items())
     position = {k: i for i, (k, _) in enumerate(english)}
     cand = embed([e for _, e in english], "en")
@@ -484,8 +484,14 @@ def top1_to_english(per_lang: Mapping[Any, Sequence[tuple[str, str]]], embed: Ca
         q = embed([x for x, _ in pairs], lang)
         best = (top_k_margin(q, cand, 1) if scoring == "margin" else top_k_cosine(q, cand, 1))[0][:, 0]
         gold = np.array([position[normalise(e)] for _, e in pairs])
-        out[lang] = float((best == gold).mean())
+        out[lang] = best == gold
     return out
+
+
+def top1_to_english(per_lang: Mapping[Any, Sequence[tuple[str, str]]], embed: Callable[[list[str], Any], np.ndarray],
+                    scoring: str) -> dict[Any, float]:
+    """Language -> top-1 of its (text, English) rows (:func:`hits_to_english`, averaged)."""
+    return {lang: float(h.mean()) for lang, h in hits_to_english(per_lang, embed, scoring).items()}
 
 
 def _interleave(parts: Sequence[Sequence[str]], n: int) -> list[str]:

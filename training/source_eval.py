@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from training.loso import Data, macro, top1_to_english
+from training.loso import Data, hits_to_english
 
 logger = logging.getLogger(__name__)
 
@@ -47,22 +47,38 @@ class ServedVectors:
         return np.stack([self.vectors[lang][t] for t in texts])
 
 
-def served_top1(served: ServedVectors, scoring: str) -> dict[str, dict[str, float]]:
-    """Source -> language -> top-1 of the split's rows among all of the source's English messages
-    of that split (the protocol's candidates), ranked by ``scoring`` (``cosine`` / ``margin``)."""
-    out: dict[str, dict[str, float]] = {}
+def served_hits(served: ServedVectors, scoring: str) -> dict[str, dict[str, np.ndarray]]:
+    """Source -> language -> one bool per row of the split: is its English message ranked first among
+    all of the source's English messages of that split (the protocol's candidates) by ``scoring``
+    (``cosine`` / ``margin``)?"""
+    out: dict[str, dict[str, np.ndarray]] = {}
     for source, per_split in served.data.rows.items():
         if per_split[served.split]:
-            out[source] = top1_to_english(per_split[served.split], lambda texts, lang: served.get(texts, lang), scoring)
+            out[source] = hits_to_english(per_split[served.split], lambda texts, lang: served.get(texts, lang), scoring)
     return out
 
-def compare(reference: Mapping[str, Mapping[str, float]], other: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
-    """Per-source mean top-1 (%) of both and the drop ``reference - other`` in points, plus the worst."""
+
+def compare(reference: Mapping[str, Mapping[str, np.ndarray]], other: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """Per source: mean top-1 (%) over languages of both, the drop ``reference - other`` in points, its
+    standard error, and the rows each gets right that the other misses; plus the worst source.
+
+    Both are scored on the same rows, so the drop is a paired difference: per language the mean of
+    d = hit_reference - hit_other over its n rows, averaged over the L languages, with standard
+    error 100 / L * sqrt(sum over languages of var(d) / n). Where only a few rows change sides, a
+    source's drop moves by several tenths of a point from the sample alone; the error says how much.
+    """
     rows = {}
     for source in reference:
-        a, b = 100 * macro(reference[source]), 100 * macro(other[source])
+        ref, got = reference[source], other[source]
+        langs = list(ref)
+        diffs = [ref[lang].astype(float) - got[lang].astype(float) for lang in langs]
+        a = 100 * float(np.mean([ref[lang].mean() for lang in langs]))
+        b = 100 * float(np.mean([got[lang].mean() for lang in langs]))
+        se = 100 / len(langs) * float(np.sqrt(sum(d.var() / len(d) for d in diffs)))
         rows[source] = {"reference": round(a, 2), "other": round(b, 2), "drop": round(a - b, 2),
-                        "languages": len(reference[source])}
+                        "drop_se": round(se, 2), "rows": int(sum(len(d) for d in diffs)),
+                        "lost": int(sum((d > 0).sum() for d in diffs)), "gained": int(sum((d < 0).sum() for d in diffs)),
+                        "languages": len(langs)}
     worst = max(rows, key=lambda s: rows[s]["drop"]) if rows else None
     return {"sources": rows, "worst_source": worst, "max_drop": rows[worst]["drop"] if worst else 0.0,
             "mean_drop": round(float(np.mean([r["drop"] for r in rows.values()])), 2) if rows else 0.0}
