@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import statistics
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from benchmarks.machine import describe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 logger = logging.getLogger("benchmarks.adapter_steps")
@@ -78,8 +79,8 @@ def main() -> None:
                       "ratio_to_all_layers": round(statistics.median(seconds[first]) / med, 2),
                       "steps_per_adapter_in_budget": int(sps * args.budget_minutes * 60 * 0.75 / 12),
                       "seconds": s}
-    result = {"task": "adapter distillation steps on CPU", "machine": f"{platform.machine()}, "
-              f"{__import__('os').cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
+    result = {"task": "adapter distillation steps on CPU",
+              "machine": f"{describe()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
               "command": f"python -m benchmarks.adapter_steps --steps {args.steps} --rounds {args.rounds} "
                          f"--batch-size {args.batch_size}",
               "sprachbund": args.sprachbund, "training_rows": len(texts), "batch_size": args.batch_size,

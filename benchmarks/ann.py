@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import describe
 from sprachbund_router.index import top_k_cosine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -160,7 +160,7 @@ def main() -> None:
         old_rows = json.loads(args.output.read_text()).get("rows", [])
         measured = {(r["n"], r["method"].split(" nlist")[0]) for r in rows}
         rows = [r for r in old_rows if (r["n"], r["method"].split(" nlist")[0]) not in measured] + rows
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    machine = describe()
     record = {"machine": machine, "dim": args.dim, "queries": args.queries, "faiss": faiss.__version__,
               "usearch": usearch.__version__, "command": "python -m benchmarks.ann", "rows": rows,
               "data": "synthetic: 2,000-cluster mixture of unit vectors; queries = corpus vectors + noise"}

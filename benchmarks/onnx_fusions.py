@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.machine import describe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MS = "com.microsoft"
@@ -136,7 +137,7 @@ def main() -> None:
     else:
         lines += ["", "(no int8 export of the default router: run `sbr export onnx` for the encoder comparison)"]
     RESULTS.mkdir(exist_ok=True)
-    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, onnxruntime {ort.__version__}"
+    machine = f"{describe()}, onnxruntime {ort.__version__}"
     (RESULTS / "onnx_fusions.json").write_text(json.dumps({"machine": machine, "rounds": args.rounds,
                                                            "kernels_us": kernels, "int8_encoder": enc}, indent=1) + "\n")
     print("\n".join(lines))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.machine import describe
 from sprachbund_router import SprachbundRouter
 from sprachbund_router.paths import data_dir
 from training.corpus import read_pairs
@@ -72,7 +73,7 @@ def main() -> None:
         "sentences_per_second": {k: len(texts) / v for k, v in med.items()},
         "overhead_percent": 100 * (med["router"] / med["direct"] - 1),
         "routing_seconds_1000": t_route * 1000 / len(texts),
-        "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform(),
+        "machine": {"cpu": describe(), "threads": torch.get_num_threads(), "platform": platform.platform(),
                     "torch": torch.__version__},
     }
     RESULTS.mkdir(exist_ok=True)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.machine import describe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 logger = logging.getLogger("benchmarks.shared_bottom")
@@ -76,7 +77,7 @@ def main() -> None:
     result = {
         "task": "encode held-out texts with the base and every adapter: separate passes vs shared lower layers",
         "command": f"python -m benchmarks.shared_bottom {args.adapters} --texts {args.texts} --rounds {args.rounds}",
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+        "machine": describe(),
         "texts": len(texts), "models": 1 + len(models), "layers": base.num_layers, "first_adapted_layer": starts,
         "batch_size": args.batch_size, "rounds": args.rounds,
         "seconds_median": {k: round(v, 2) for k, v in med.items()},

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.machine import describe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETS = ("test", "ood", "help", "cross", "table3")
@@ -54,8 +55,7 @@ def main() -> None:
             out[f"{size} {name}"] = {k: scores[k] for k in SETS}
         out[f"{size} random mean"] = {k: round(float(np.mean([out[f"{size} random{s}"][k] for s in (1, 2, 3)])), 2) for k in SETS}
     cache.save()
-    result = {"task": "extra LibreOffice pairs per language for the maps", "machine": f"{platform.machine()}, "
-              f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+    result = {"task": "extra LibreOffice pairs per language for the maps", "machine": describe(),
               "command": f"python -m benchmarks.space_extra_sizes --sizes {args.sizes} --n {args.n}",
               "metric": "top-1 (%), mean of both directions, as training.space_report", "variants": out}
     RESULTS.mkdir(exist_ok=True)

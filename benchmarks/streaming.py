@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import signal
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from benchmarks.machine import describe
 from benchmarks.router_overhead import sentences
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -107,7 +106,7 @@ def main() -> None:
         res["lines_per_s"] = round(res["rows_in_npy_after_stop"] / res["wall_s"], 1)
         rows["encode"] = res
     record = {
-        "lines": args.lines, "input_mib": round(size_mib, 1), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "lines": args.lines, "input_mib": round(size_mib, 1), "machine": describe(),
         "command": "python -m benchmarks.streaming " + " ".join(sys.argv[1:]), "results": rows,
         "target": "peak memory < 2 GB; first output within seconds",
     }
