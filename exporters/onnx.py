@@ -245,7 +245,9 @@ def settle_int8(router_dir: Path, encoder_dirs: Sequence[Path], check: Any, spli
             break
         result = compare(ref, got)
         tried.append({"plan": name, "fp32_nodes": max(len(v) for v in kept.values()), **result})
-        logger.info("int8 plan %r: worst drop %.2f points (%s)", name, result["max_drop"], result["worst_source"])
+        worst = result["sources"].get(result["worst_source"], {})
+        logger.info("int8 plan %r: worst drop %.2f points (%s, standard error %.2f), mean %.2f", name, result["max_drop"],
+                    result["worst_source"], worst.get("drop_se", float("nan")), result["mean_drop"])
         if result["max_drop"] <= max_int8_drop:
             accepted = tried[-1]
             break
