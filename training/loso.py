@@ -674,6 +674,15 @@ def render_headline(summary: Mapping[str, Any]) -> str:
               f"{summary['worst_interface_gain']['over card']:+.2f} / {summary['worst_interface_gain']['over best plain']:+.2f}); "
               f"{lq['router'] - lq['card']:+.2f} on the lowest-quarter languages; {p['router'] - p['card']:+.2f} on prose. "
               f"Shipped setting: {summary['shipped']}."]
+    groupings = ("maps=none", "maps=all", "maps=random", "maps=sprachbund", "maps=language", "maps=language-random")
+    if all(g in i for g in groupings[:4]):
+        lines += ["", "Sprachbund maps against one map for all languages and random groups of the sprachbunds' sizes "
+                  "(same data, same fitting, same folds; the router's other settings as chosen):", "",
+                  "| maps | interface | lowest quarter | without LibreOffice pairs | prose |", "|---|---|---|---|---|"]
+        for key in (g for g in groupings if g in i):
+            lines.append(f"| {SYSTEM_NAMES[key].removeprefix('router with maps: ')} | {i[key]:.2f} | "
+                         f"{lq.get(key, float('nan')):.2f} | {nl.get(key, float('nan')):.2f} | {p.get(key, float('nan')):.2f} |")
+        lines += ["", *findings(summary)[:1]]
     return "\n".join(lines)
 
 
