@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python -m benchmarks`` (about 5 minutes on 2 CPU cores).
+"""Run every benchmark: ``python -m benchmarks`` (5-10 minutes on 2 CPU cores, by CPU).
 
 * encode speed and peak memory on sentences of <= 120 and <= 50 characters: bare encoder vs
   router (torch), ONNX fp32 and int8 when the default router has been exported (`sbr export
