@@ -31,6 +31,6 @@ record = json.loads(path.read_text()) if path.is_file() else {"runs": []}
 record.setdefault("runs", []).append({"commit": commit, "date": time.strftime("%Y-%m-%d"), "machine": describe(),
                                       "setup_seconds": int(setup), "router_build_seconds": None if build == "null" else int(build),
                                       "first_command_seconds": int(first)})
-record["command"] = "bash benchmarks/setup_time.sh"
+record.setdefault("command", "bash benchmarks/setup_time.sh")
 path.write_text(json.dumps(record, indent=1) + "\n")
 PY
