@@ -17,26 +17,26 @@ from pathlib import Path
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512bw", "avx2")
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` of ``/proc/cpuinfo`` (Linux), else None."""
     info = Path("/proc/cpuinfo")
     if info.is_file():
         for line in info.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+            name, _, value = line.partition(":")
+            if name.strip().lower() == field:
+                return value.strip()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
+    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 def int8_flags() -> list[str]:
     """Which of :data:`INT8_FLAGS` the CPU reports (Linux only; empty elsewhere)."""
-    info = Path("/proc/cpuinfo")
-    if not info.is_file():
-        return []
-    for line in info.read_text(errors="replace").splitlines():
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            return [f for f in INT8_FLAGS if f in have]
-    return []
+    have = set((_cpuinfo("flags") or "").split())
+    return [f for f in INT8_FLAGS if f in have]
 
 
 def describe() -> str:

@@ -656,8 +656,7 @@ SYSTEM_NAMES = {
 
 def render_headline(summary: Mapping[str, Any]) -> str:
     """The README's table: the router against the plain model, out of source."""
-    i, p = summary["interface"], summary["prose"]
-    lq, nl = summary["lowest_quarter"], summary["without_libreoffice"]
+    i, p, lq = summary["interface"], summary["prose"], summary["lowest_quarter"]
     best = max(i["best_plain_by_dev"], i["best_plain_hindsight"])
     lines = [
         f"Top-1 (%) of foreign messages among all English messages of a source's test half, each source scored with "
@@ -667,8 +666,7 @@ def render_headline(summary: Mapping[str, Any]) -> str:
         "| vectors | interface (mean) | lowest-quarter languages | languages without LibreOffice pairs | prose (mean) |",
         "|---|---|---|---|---|",
     ]
-    for key in ("card", "best_plain_by_dev", "best_plain_hindsight", "router"):
-        lines.append(f"| {SYSTEM_NAMES[key]} | {i[key]:.2f} | {lq[key]:.2f} | {nl[key]:.2f} | {p[key]:.2f} |")
+    lines += [_variant_row(summary, key, SYSTEM_NAMES[key]) for key in ("card", "best_plain_by_dev", "best_plain_hindsight", "router")]
     lines += ["", f"Router gain: **{i['router'] - i['card']:+.2f}** over the card's configuration and "
               f"**{i['router'] - best:+.2f}** over the best plain one on interface text (worst source: "
               f"{summary['worst_interface_gain']['over card']:+.2f} / {summary['worst_interface_gain']['over best plain']:+.2f}); "
@@ -679,10 +677,8 @@ def render_headline(summary: Mapping[str, Any]) -> str:
         lines += ["", "Sprachbund maps against one map for all languages and random groups of the sprachbunds' sizes "
                   "(same data, same fitting, same folds; the router's other settings as chosen):", "",
                   "| maps | interface | lowest quarter | without LibreOffice pairs | prose |", "|---|---|---|---|---|"]
-        for key in (g for g in groupings if g in i):
-            lines.append(f"| {SYSTEM_NAMES[key].removeprefix('router with maps: ')} | {i[key]:.2f} | "
-                         f"{lq.get(key, float('nan')):.2f} | {nl.get(key, float('nan')):.2f} | {p.get(key, float('nan')):.2f} |")
-        lines += ["", *findings(summary)[:1]]
+        lines += [_variant_row(summary, key, SYSTEM_NAMES[key].removeprefix("router with maps: ")) for key in groupings if key in i]
+        lines += ["", *grouping_finding(summary)]
     return "\n".join(lines)
 
 
@@ -698,36 +694,48 @@ def render_details(summary: Mapping[str, Any]) -> str:
     lines += ["", "Variants of the router on the same folds (each changes one part of the chosen setting; same data, "
               "same fitting):", "",
               "| system | interface | lowest quarter | without LibreOffice | prose |", "|---|---|---|---|---|"]
-    i, p = summary["interface"], summary["prose"]
-    lq, nl = summary["lowest_quarter"], summary["without_libreoffice"]
-    for key, name in SYSTEM_NAMES.items():
-        if key in i:
-            lines.append(f"| {name} | {i[key]:.2f} | {lq.get(key, float('nan')):.2f} | {nl.get(key, float('nan')):.2f} | "
-                         f"{p.get(key, float('nan')):.2f} |")
+    lines += [_variant_row(summary, key, name) for key, name in SYSTEM_NAMES.items() if key in summary["interface"]]
     lines += ["", *findings(summary)]
     return "\n".join(lines)
 
 
+def _variant_row(summary: Mapping[str, Any], key: str, name: str) -> str:
+    """One variant's table row: interface, lowest quarter, without LibreOffice, prose."""
+    cells = [summary[part].get(key, float("nan")) for part in ("interface", "lowest_quarter", "without_libreoffice", "prose")]
+    return f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |"
+
+
+def _diff(where: Mapping[str, float], a: str, b: str) -> float:
+    return float(where.get(a, float("nan")) - where.get(b, float("nan")))
+
+
+def grouping_finding(summary: Mapping[str, Any]) -> list[str]:
+    """Sprachbund maps against one map for all and random groups, in words (empty without those variants)."""
+    i, lq = summary["interface"], summary["lowest_quarter"]
+    if not ("maps=sprachbund" in i and "maps=random" in i and "maps=all" in i):
+        return []
+
+    def word(d: float) -> str:
+        return "beat" if d > 0.1 else "lose to" if d < -0.1 else "tie"
+
+    sb_all, sb_rnd = _diff(i, "maps=sprachbund", "maps=all"), _diff(i, "maps=sprachbund", "maps=random")
+    lq_all, lq_rnd = _diff(lq, "maps=sprachbund", "maps=all"), _diff(lq, "maps=sprachbund", "maps=random")
+    return [f"- **Sprachbund maps against \"all\" and \"random\"** (same data, same fitting): {sb_all:+.2f} over one "
+            f"map for all languages and {sb_rnd:+.2f} over random groups of the same sizes on interface text; on the "
+            f"lowest-quarter languages {lq_all:+.2f} and {lq_rnd:+.2f}. Said plainly: sprachbund maps {word(sb_all)} "
+            f"one map for all and {word(sb_rnd)} random groups (lowest quarter: {word(lq_all)} all, {word(lq_rnd)} "
+            f"random); the gain comes from having maps ({_diff(i, 'maps=sprachbund', 'maps=none'):+.2f} over none), not "
+            f"from the sprachbund grouping."]
+
+
 def findings(summary: Mapping[str, Any]) -> list[str]:
     """What the variants say, in words (generated, so it cannot drift from the table)."""
-    i, lq = summary["interface"], summary["lowest_quarter"]
-    out = []
+    i = summary["interface"]
+    out = grouping_finding(summary)
 
     def diff(a: str, b: str, where: Mapping[str, float] = i) -> float:
-        return float(where.get(a, float("nan")) - where.get(b, float("nan")))
+        return _diff(where, a, b)
 
-    if "maps=sprachbund" in i and "maps=random" in i and "maps=all" in i:
-        sb_all, sb_rnd = diff("maps=sprachbund", "maps=all"), diff("maps=sprachbund", "maps=random")
-        def word(d: float) -> str:
-            return "beat" if d > 0.1 else "lose to" if d < -0.1 else "tie"
-
-        lq_all, lq_rnd = diff("maps=sprachbund", "maps=all", lq), diff("maps=sprachbund", "maps=random", lq)
-        out.append(f"- **Sprachbund maps against \"all\" and \"random\"** (same data, same fitting): {sb_all:+.2f} over one "
-                   f"map for all languages and {sb_rnd:+.2f} over random groups of the same sizes on interface text; on the "
-                   f"lowest-quarter languages {lq_all:+.2f} and {lq_rnd:+.2f}. Said plainly: sprachbund maps {word(sb_all)} "
-                   f"one map for all and {word(sb_rnd)} random groups (lowest quarter: {word(lq_all)} all, {word(lq_rnd)} "
-                   f"random); the gain comes from having maps ({diff('maps=sprachbund', 'maps=none'):+.2f} over none), not "
-                   f"from the sprachbund grouping.")
     if "maps=language" in i:
         out.append(f"- **Per-language maps** shrunk to their sprachbund's: {diff('maps=language', 'maps=sprachbund'):+.2f} "
                    f"over sprachbund maps; shrunk to a random group's: {diff('maps=language-random', 'maps=language'):+.2f} "

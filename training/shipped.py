@@ -28,7 +28,7 @@ import numpy as np
 
 from sprachbund_router.backend import PROBE_MIN_COSINE
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, load_language_vectors
-from training.space import PROBE_TEXTS, SHIPPED_DIR
+from training.space import PROBE_TEXTS, SHIPPED_DIR, unit
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +39,6 @@ LANGUAGE_VECTORS_ARTIFACT = "default-language-vectors"
 def _probe(encoder: Any, mode: str) -> np.ndarray:
     """The encoder's unnormalised last-layer vectors of the probe texts (as the stage pools)."""
     return next(iter(encoder.encode_layers(PROBE_TEXTS, [-1], normalize=False, mode=mode).values()))
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return (a * b).sum(axis=1)
 
 
 def shipped_language_vectors(key: str, encoder: Any, mode: str, work: Path,
@@ -62,7 +56,7 @@ def shipped_language_vectors(key: str, encoder: Any, mode: str, work: Path,
     stored = np.asarray(meta["probe"]["vectors"], dtype=np.float32)
     if meta["probe"].get("mode") != mode or meta["probe"].get("texts") != PROBE_TEXTS:
         return None
-    cos = _cosines(_probe(encoder, mode), stored)
+    cos = (unit(_probe(encoder, mode)) * unit(stored)).sum(axis=1)
     if cos.min() < PROBE_MIN_COSINE["torch"]:
         logger.info("language vectors: the shipped %s do not fit this encoder (probe cosine %.5f)", vectors_file.name, cos.min())
         return None
