@@ -23,6 +23,7 @@ import numpy as np
 
 from sprachbund_router.checkpoint import read_json_object
 from sprachbund_router.errors import CheckpointError, UnknownLanguageError
+from sprachbund_router.hub import check_repo_id, check_revision
 from sprachbund_router.space import SpaceSpec
 from sprachbund_router.tensors import load_tensors, save_tensors
 from sprachbund_router.validation import dataclass_from_dict, expect, expect_number, expect_str_map, relative_path
@@ -94,6 +95,12 @@ class EncoderSpec:
             raise ValueError(f"an encoder needs exactly one of path and repo_id, got {self.path!r} and {self.repo_id!r}")
         if not 2 <= self.max_length <= 1_000_000:
             raise ValueError(f"max_length must be between 2 and 1000000 tokens, got {self.max_length}")
+        try:  # before any Hub call: a revision or id that could name a path is refused here
+            check_revision(self.revision, "encoder")
+            if self.repo_id is not None:
+                check_repo_id(self.repo_id, "encoder")
+        except CheckpointError as err:
+            raise ValueError(str(err)) from None
 
 
 @dataclass

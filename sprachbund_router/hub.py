@@ -35,6 +35,44 @@ def looks_like_repo_id(name: str) -> bool:
     return bool(_REPO_ID.match(name)) and not name.startswith((".", "~")) and ".." not in name
 
 
+#: A revision: a 40-hex commit, a branch or tag name without path parts, or a pull-request ref.
+_REVISION = re.compile(r"^(?:[0-9a-f]{40}|[A-Za-z0-9][A-Za-z0-9._-]{0,99}|refs/pr/[0-9]{1,9})$")
+
+
+def check_revision(revision: str | None, what: str = "router") -> None:
+    """Refuse a revision that could name a path (``/abs/ref``, ``../x``) before any Hub call.
+
+    huggingface_hub resolves a branch name offline by reading ``refs/<revision>`` inside its
+    cache, so a revision with path parts would make it read (and then load) files outside.
+
+    Raises:
+        CheckpointError: not a commit, branch, tag or ``refs/pr/N``.
+    """
+    if revision is None:
+        return
+    if (not isinstance(revision, str) or not _REVISION.match(revision) or ".." in revision
+            or revision.endswith((".", ".lock"))):
+        raise CheckpointError(f"{what} revision {revision!r} is not a commit (40 hex digits), a branch or tag name "
+                              "without path parts, or refs/pr/N; refused")
+
+
+def check_repo_id(name: str, what: str = "router") -> None:
+    """Refuse a repository id that huggingface_hub would reject, as one line (no traceback).
+
+    Raises:
+        CheckpointError: the id is malformed (``org/na--me``, ``x.git``, over 96 characters...).
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not looks_like_repo_id(name):
+        raise CheckpointError(f"{what} repo_id {name!r} is not a Hub repository id (org/name); refused")
+    try:
+        validate_repo_id(name)
+    except HFValidationError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"{what} repo_id {name!r} is not a valid Hub repository id: {reason}") from None
+
+
 def resolve(
     path_or_repo_id: str | os.PathLike[str],
     *,
@@ -60,9 +98,9 @@ def resolve(
         HubAccessError: the repo is not cached and cannot be downloaded.
     """
     name = os.fspath(path_or_repo_id)
+    check_revision(revision, what)
     if hub_only:
-        if not looks_like_repo_id(name):
-            raise CheckpointError(f"{what} repo_id {name!r} is not a Hub repository id (org/name); refused")
+        check_repo_id(name, what)
         if revision is None:
             logger.warning("%s %s is not pinned to a revision: whatever the repo holds now is loaded", what, name)
         return _snapshot(name, revision, local_files_only, cache_dir, what)
@@ -73,6 +111,7 @@ def resolve(
         raise CheckpointError(f"{what} path {local} is a file, expected a directory")
     if not looks_like_repo_id(name):
         raise CheckpointError(f"{what} directory {local} does not exist")
+    check_repo_id(name, what)
     return _snapshot(name, revision, local_files_only, cache_dir, what)
 
 

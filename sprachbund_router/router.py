@@ -28,7 +28,7 @@ from sprachbund_router.heads import FALLBACK_HEAD, ClassificationHead
 from sprachbund_router.hub import resolve
 from sprachbund_router.index import VectorIndex, check_scoring, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
-from sprachbund_router.language_id import LanguageGuess, decide_by_length, make_identifier
+from sprachbund_router.language_id import NGRAM_FILE, LanguageGuess, decide_by_length, make_identifier
 from sprachbund_router.space import VectorSpace
 from sprachbund_router.validation import confined, writable_inside
 
@@ -342,23 +342,43 @@ class SprachbundRouter:
             CheckpointError: the target is a link, or not empty without ``overwrite``, or cannot
                 be written (the reason named, nothing changed).
         """
-        from sprachbund_router.staging import is_new_directory, replace_directory
+        from sprachbund_router.staging import WriterLock, is_new_directory, replace_directory
 
         directory = Path(directory)
         if directory.is_symlink():
             raise CheckpointError(f"{directory} is a symbolic link; save_pretrained never writes through a link")
-        if directory.exists() and directory.resolve() == self.directory.resolve():
+        own = self.directory.resolve()
+        target = directory.resolve() if directory.exists() else directory.absolute()
+        if target == own:
             raise CheckpointError(f"{directory} is this router's own folder; save it to a new one")
+        if target in own.parents:
+            raise CheckpointError(f"{directory} contains this router's own folder ({self.directory}); replacing it would "
+                                  "delete the router being saved; choose another folder")
         if directory.exists() and not is_new_directory(directory) and not overwrite:
             raise CheckpointError(f"{directory} exists and is not empty; pass overwrite=True to replace it whole")
         try:
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            staged = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-", dir=directory.parent))
+            lock = WriterLock(directory).acquire()  # one writer per target, as for indexes and exports
         except OSError as err:
             raise CheckpointError(f"cannot write {directory}: {err.strerror or err}") from None
         try:
-            for key, rel in self._local_relative_paths():
+            if directory.exists() and not is_new_directory(directory) and not overwrite:  # filled while we waited
+                raise CheckpointError(f"{directory} exists and is not empty; pass overwrite=True to replace it whole")
+            staged = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-", dir=directory.parent))
+        except OSError as err:
+            lock.release()
+            raise CheckpointError(f"cannot write {directory}: {err.strerror or err}") from None
+        except BaseException:
+            lock.release()
+            raise
+        try:
+            copied: list[tuple[str, ...]] = []
+            # folders first, so a path named twice (two keys, one folder) or inside a copied folder is copied once
+            for key, rel in sorted(self._local_relative_paths(), key=lambda kr: len(Path(kr[1]).parts)):
                 src, dst = self._local_path(rel, key), writable_inside(staged, rel, key)
+                parts = Path(os.path.normpath(rel)).parts
+                if any(parts[:len(c)] == c for c in copied):
+                    continue
+                copied.append(parts)
                 if src.is_dir():
                     shutil.copytree(src, dst, symlinks=False)
                 elif src.is_file():
@@ -372,6 +392,8 @@ class SprachbundRouter:
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
+        finally:
+            lock.release()
         return directory
 
     def _local_relative_paths(self) -> Iterable[tuple[str, str]]:
@@ -386,6 +408,8 @@ class SprachbundRouter:
         for name, space in self.config.spaces.items():
             yield f"spaces.{name}.path", space.path
         yield "analysis", "analysis"
+        if "ngram" in "+".join(self.config.language_id.backends).split("+"):  # the n-gram identifier's model lives in the router folder
+            yield "language_id", NGRAM_FILE
 
     # ------------------------------------------------------------------ routing
     @property

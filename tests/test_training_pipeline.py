@@ -251,6 +251,37 @@ def test_rebuilding_an_up_to_date_router_does_nothing(tiny_space_router, caplog)
     assert "up to date" in caplog.text
 
 
+def test_a_build_killed_in_the_head_stage_leaves_no_router_and_its_rerun_finishes(tiny_space_router, tmp_path, caplog):
+    """Issue 34: the build writes into a staging folder and moves it into place only when the
+    heads and the training report are written; a build killed (SIGKILL) inside the head stage
+    leaves no router under the output name, and a rerun takes over its lock and finishes."""
+    _, cfg = tiny_space_router
+    out = tmp_path / "router"
+    code = (
+        "import os, sys\n"
+        "from training import pipeline\n"
+        f"cfg = pipeline.load_build_config({str(TINY_SPACE)!r}); cfg.output_dir = {str(out)!r}\n"
+        "def killed(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), 9)\n"
+        "pipeline.train_sprachbund_heads = killed\n"
+        "pipeline.build_router(cfg)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (out / "router_config.json").exists()  # nothing claims to be a router
+    staging = tmp_path / ".router.building"
+    assert (staging / "router_config.json").is_file() and not (staging / "training_report.json").exists()
+    assert (tmp_path / ".router.lock").is_file()
+    rerun = dataclasses.replace(cfg, output_dir=str(out))
+    with caplog.at_level(logging.INFO):
+        assert build_router(rerun) == out
+    assert "no longer running" in caplog.text and "resuming the interrupted build" in caplog.text
+    config = json.loads((out / "router_config.json").read_text())
+    assert config["heads"] and (out / "training_report.json").is_file()
+    assert SprachbundRouter.from_pretrained(out).classify(["Pizza"], task="emoji-topic")[0].label
+    assert not staging.exists() and not (tmp_path / ".router.lock").exists()
+
+
 TINY_ADAPTERS = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny-adapters.toml"
 
 

@@ -47,6 +47,7 @@ from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.hub import resolve
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from sprachbund_router.st_layout import write_st_folder
+from sprachbund_router.staging import WriterLock, link_tree, replace_directory
 from sprachbund_router.validation import dataclass_from_dict
 from training.adapters import AdapterSettings
 from training.base_model import BASE_MODEL_ID, CONVERTER_VERSION, ensure_base_model
@@ -74,6 +75,8 @@ BASELINES = ("random", "all")
 SPRACHBUND_MODELS = ("mlm", "base", "adapters")
 #: Bump when the build itself changes, so routers built by an older pipeline are rebuilt.
 PIPELINE_VERSION = 9
+#: The build's last file: a router folder without it is incomplete.
+TRAINING_REPORT = "training_report.json"
 #: The preset of the embedded default router (``sbr setup``).
 DEFAULT_PRESET = Path(__file__).resolve().parent / "configs" / "default.toml"
 
@@ -282,6 +285,8 @@ class Build:
     key: str
     report: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    target: Path | None = None  # where the finished router is moved (``out`` is its staging folder)
+    lock: WriterLock | None = None
 
 
 @dataclass
@@ -308,23 +313,35 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
     build = start_build(config, corpus_dir)
     if build is None:
         return config.output_path
-    wanted = router_languages(build)
-    encoder = load_base_encoder(build)
-    layer, prefix = pooling_stage(build, encoder)
-    langs, vecs = language_vector_stage(build, encoder, wanted)
-    sb = sprachbund_stage(build, langs, vecs)
-    models = sprachbund_model_stage(build, sb.groups, langs, layer, prefix)
-    spaces, served = space_stage(build, encoder, models, sb.groups)
-    adapter_stage(build, served, models, spaces, sb.groups)
-    language_id = routing_stage(build, langs, sb.groups)
-    router_config = config_stage(build, sb, models, spaces, language_id, langs, vecs)
-    adapter_report_stage(build, models, served)
-    del encoder  # the router loads what it serves
-    return head_stage(build, router_config, sb, langs, vecs)
+    try:
+        wanted = router_languages(build)
+        encoder = load_base_encoder(build)
+        layer, prefix = pooling_stage(build, encoder)
+        langs, vecs = language_vector_stage(build, encoder, wanted)
+        sb = sprachbund_stage(build, langs, vecs)
+        models = sprachbund_model_stage(build, sb.groups, langs, layer, prefix)
+        spaces, served = space_stage(build, encoder, models, sb.groups)
+        adapter_stage(build, served, models, spaces, sb.groups)
+        language_id = routing_stage(build, langs, sb.groups)
+        router_config = config_stage(build, sb, models, spaces, language_id, langs, vecs)
+        adapter_report_stage(build, models, served)
+        del encoder  # the router loads what it serves
+        head_stage(build, router_config, sb, langs, vecs)
+        return finish_build(build)
+    finally:
+        if build.lock is not None:
+            build.lock.release()
 
 
 def start_build(config: BuildConfig, corpus_dir: Path | None = None) -> Build | None:
-    """The corpus stage and the build's key; None when the router is up to date."""
+    """The corpus stage and the build's key; None when the router is up to date.
+
+    The stages write into a staging folder beside the output (``.NAME.building``), which
+    :func:`finish_build` moves into place only once the heads and the training report are
+    written: an interrupted build never leaves a router that claims to be complete, and its
+    rerun resumes in the same folder (continued pre-training checkpoints included). One build
+    writes a given output at a time (a lock naming its process; a dead build's lock is taken over).
+    """
     out, work = config.output_path, config.work_path
     work.mkdir(parents=True, exist_ok=True)
     stages = StageCache(work, cache_root() / "build" if config.work_dir == "@cache" else None)
@@ -332,16 +349,71 @@ def start_build(config: BuildConfig, corpus_dir: Path | None = None) -> Build | 
     manifest = load_manifest(corpus)
     key = _stage_key(asdict(config), manifest.get("built"), manifest.get("settings"), PIPELINE_VERSION, CONVERTER_VERSION,
                      ROUTING_VERSION)
-    if (out / "router_config.json").is_file():
+    if _up_to_date(out, key):
+        return None
+    lock = WriterLock(out).acquire()
+    try:
+        if _up_to_date(out, key):  # another build finished it while we waited for the lock
+            lock.release()
+            return None
+        staging = _staging_folder(out, key)
+        (staging / "build_config.json").write_text(json.dumps(asdict(config), indent=1, default=_json_default) + "\n")
+    except BaseException:
+        lock.release()
+        raise
+    return Build(config, corpus, manifest, staging, work, stages, key, {"name": config.name}, target=out, lock=lock)
+
+
+def _staging_folder(out: Path, key: str) -> Path:
+    """The build's staging folder: kept from an interrupted build of the same key (it resumes
+    there), else new, holding hard links to the trained encoders of the router already in place
+    (continued pre-training skips the ones whose fingerprint matches; every writer replaces a
+    file rather than writing through a link, so the router in place is never changed)."""
+    staging = out.parent / f".{out.name}.building"
+    marker = staging / ".build_key"
+    if staging.is_dir() and (not marker.is_file() or marker.read_text() != key):
+        shutil.rmtree(staging)
+    if staging.is_dir():
+        logger.info("resuming the interrupted build in %s", staging)
+        return staging
+    staging.mkdir(parents=True)
+    for trained in sorted((out / "encoders").glob("*/training_metrics.json")) if (out / "encoders").is_dir() else []:
         try:
-            if RouterConfig.load(out).provenance.get("build_key") == key:
-                logger.info("router %s is up to date", out)
-                return None
-        except Exception:
-            logger.info("router %s is unreadable; rebuilding", out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "build_config.json").write_text(json.dumps(asdict(config), indent=1, default=_json_default) + "\n")
-    return Build(config, corpus, manifest, out, work, stages, key, {"name": config.name})
+            fingerprinted = "fingerprint" in json.loads(trained.read_text())
+        except (OSError, ValueError):
+            continue
+        if fingerprinted and not trained.parent.is_symlink():
+            link_tree(trained.parent, staging / "encoders" / trained.parent.name)
+    marker.write_text(key)
+    return staging
+
+
+def _up_to_date(out: Path, key: str) -> bool:
+    if not (out / "router_config.json").is_file():
+        return False
+    try:
+        if RouterConfig.load(out).provenance.get("build_key") == key and (out / TRAINING_REPORT).is_file():
+            logger.info("router %s is up to date", out)
+            return True
+    except Exception:
+        logger.info("router %s is unreadable; rebuilding", out)
+    return False
+
+
+def finish_build(build: Build) -> Path:
+    """Move the finished router from its staging folder into place (replacing an older one whole)."""
+    if build.target is None:
+        return build.out
+    (build.out / ".build_key").unlink(missing_ok=True)
+    work = build.work.absolute()
+    if work.is_relative_to(build.target.absolute()) and work.is_dir():  # the stage cache inside the output moves along
+        kept = build.out / work.relative_to(build.target.absolute())
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(kept, ignore_errors=True)
+        work.rename(kept)
+    replace_directory(build.out, build.target)
+    build.out = build.target
+    return build.target
 
 
 def router_languages(build: Build) -> list[str]:
@@ -588,8 +660,8 @@ def head_stage(build: Build, router_config: RouterConfig, sb: Any, langs: list[s
     build.report["seconds"] = round(time.time() - build.started, 1)
     router_config.provenance["build_seconds"] = build.report["seconds"]
     router_config.save(out)
-    (out / "training_report.json").write_text(json.dumps(build.report, indent=1, ensure_ascii=False, default=_json_default) + "\n")
-    logger.info("router written to %s in %.0fs: %d languages in %d sprachbunds", out, build.report["seconds"], len(langs),
+    (out / TRAINING_REPORT).write_text(json.dumps(build.report, indent=1, ensure_ascii=False, default=_json_default) + "\n")
+    logger.info("router written to %s in %.0fs: %d languages in %d sprachbunds", build.target or out, build.report["seconds"], len(langs),
                 len(sb.groups))
     return out
 
