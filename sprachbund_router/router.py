@@ -29,7 +29,7 @@ from sprachbund_router.hub import resolve
 from sprachbund_router.index import VectorIndex, check_scoring, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
 from sprachbund_router.language_id import NGRAM_FILE, LanguageGuess, decide_by_length, make_identifier
-from sprachbund_router.space import VectorSpace
+from sprachbund_router.space import VectorSpace, unit
 from sprachbund_router.validation import confined, writable_inside
 
 logger = logging.getLogger(__name__)
@@ -551,7 +551,7 @@ class SprachbundRouter:
             self.config.sprachbund_of(lang)  # type: ignore[arg-type]  # raises UnknownLanguageError
         space = self.spaces.get(name)
         if space is None:
-            return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            return unit(vecs)
         return space.serve(vecs, rows, [lang is None for lang in rows])
 
     def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> Any:
@@ -567,8 +567,8 @@ class SprachbundRouter:
         either input is one (as sentence-transformers returns), else a numpy array."""
         as_tensor = _is_tensor(a) or _is_tensor(b)
         x, y = np.atleast_2d(_as_numpy(a)), np.atleast_2d(_as_numpy(b))
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        x = unit(x)
+        y = unit(y)
         return _like_input(x @ y.T, as_tensor)
 
     def similarity_pairwise(self, a: Any, b: Any) -> Any:
@@ -577,8 +577,8 @@ class SprachbundRouter:
         x, y = np.atleast_2d(_as_numpy(a)), np.atleast_2d(_as_numpy(b))
         if x.shape != y.shape:
             raise ValueError(f"similarity_pairwise needs inputs of one shape, got {x.shape} and {y.shape}")
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        x = unit(x)
+        y = unit(y)
         return _like_input((x * y).sum(1), as_tensor)
 
     #: How vectors are compared (sentence-transformers' attribute).

@@ -43,6 +43,63 @@ from sprachbund_router.tensors import load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
 
+def unit(v: Any) -> Any:
+    """Rows scaled to unit length (a zero row stays zero): the one normalisation of served
+    vectors, for numpy arrays and torch tensors alike (so a training loss can run the same rule)."""
+    if isinstance(v, np.ndarray):
+        return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def centre(v: Any, means: Any) -> Any:
+    """Step 2: subtract each row's language mean (rows of ``means`` aligned with ``v``; zero rows: none)."""
+    return v - means
+
+
+def remove_subspace(v: Any, u: Any) -> Any:
+    """Step 3: project out the orthonormal directions ``u`` ``[dim, r]`` (LSAR)."""
+    return v - (v @ u) @ u.T
+
+
+def apply_map(v: Any, m: Any) -> Any:
+    """Step 4: a linear map ``[dim, dim]`` (row vectors multiplied on the right)."""
+    return v @ m
+
+
+#: The served vector, in order (:meth:`VectorSpace.serve` runs them; every caller goes through it).
+SERVE_STEPS = (("normalise", unit), ("centre", centre), ("remove subspace", remove_subspace), ("map", apply_map),
+               ("normalise", unit))
+
+
+@dataclass
+class ServePlan:
+    """Per row of a batch: the mean it subtracts (``means`` aligned with the rows, None: no row
+    has one), the rows whose language subspace is removed, and the rows of each map."""
+
+    means: np.ndarray | None
+    projected: list[int]
+    maps: dict[str, list[int]]
+
+
+def _array_like(v: Any) -> Any:
+    """A converter of numpy arrays to ``v``'s kind (torch tensors on its device and dtype)."""
+    if isinstance(v, np.ndarray):
+        return lambda a: a
+    import torch
+
+    return lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=v.device).to(v.dtype)
+
+
+def _set_rows(out: Any, rows: list[int], values: Any) -> Any:
+    """``out`` with ``rows`` replaced (in place for numpy; out of place for torch, so gradients flow)."""
+    if isinstance(out, np.ndarray):
+        out[rows] = values
+        return out
+    import torch
+
+    return out.index_put((torch.as_tensor(rows, device=out.device),), values)
+
+
 MeanChoice = Literal["sprachbund", "global", "none"]
 MEAN_CHOICES = ("sprachbund", "global", "none")
 #: Rows whose language subspace is removed: none, all, or those without a mean of their own language.
@@ -300,37 +357,49 @@ class VectorSpace:
 
     def _apply(
         self,
-        vectors: np.ndarray,
+        vectors: Any,
         languages: Sequence[str | None],
         sprachbunds: Sequence[str | None],
         fallback: Sequence[bool],
         normalize: bool = True,
-    ) -> np.ndarray:
-        """Centre and map each row by its own language and sprachbund (see :meth:`serve`)."""
+    ) -> Any:
+        """Run :data:`SERVE_STEPS` on each row by its own language and sprachbund (see :meth:`serve`).
+
+        ``vectors`` may be a numpy array or a torch tensor (then the result is a tensor and
+        gradients flow through it: a model can be trained through the space)."""
         if len(vectors) != len(languages):
             raise ValueError(f"{len(vectors)} vectors but {len(languages)} languages")
         if self.dim is not None and vectors.shape[1] != self.dim:
             raise CheckpointError(f"space {self.spec.path} has dimension {self.dim}, vectors have {vectors.shape[1]}")
-        out = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        out = out.astype(np.float32, copy=True)
-        by_map: dict[str | None, list[int]] = {}
-        projected = []
+        plan = self.plan(languages, sprachbunds, fallback)
+        as_input = _array_like(vectors)
+        out = unit(vectors if not isinstance(vectors, np.ndarray) else vectors.astype(np.float32, copy=False))
+        if plan.means is not None:
+            out = centre(out, as_input(plan.means))
+        if plan.projected:
+            out = _set_rows(out, plan.projected, remove_subspace(out[plan.projected], as_input(self.subspace)))
+        for name, rows in plan.maps.items():
+            out = _set_rows(out, rows, apply_map(out[rows], as_input(self.maps[name])))
+        return unit(out) if normalize else out
+
+    def plan(self, languages: Sequence[str | None], sprachbunds: Sequence[str | None], fallback: Sequence[bool]) -> ServePlan:
+        """What each row goes through: its mean, whether its subspace is removed, its map."""
+        rows_mean: list[np.ndarray] = []
+        any_mean = False
+        projected: list[int] = []
+        by_map: dict[str, list[int]] = {}
+        zero = np.zeros(self.dim or 0, np.float32)
         for i, (lang, group, fb) in enumerate(zip(languages, sprachbunds, fallback)):
             mean = self.mean_for(lang, fb)
-            if mean is not None:
-                out[i] -= mean
+            any_mean = any_mean or mean is not None
+            rows_mean.append(zero if mean is None else mean)
             if self.removes_subspace(lang, fb):
                 projected.append(i)
-            by_map.setdefault(self.map_for(lang, group, fb), []).append(i)
-        if projected:
-            u = self.subspace
-            out[projected] -= (out[projected] @ u) @ u.T  # type: ignore[operator]
-        for name, rows in by_map.items():
+            name = self.map_for(lang, group, fb)
             if name is not None:
-                out[rows] = out[rows] @ self.maps[name]
-        if normalize:
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+                by_map.setdefault(name, []).append(i)
+        means = np.stack(rows_mean).astype(np.float32) if any_mean and rows_mean else None
+        return ServePlan(means, projected, by_map)
 
     def pull_back(
         self,
@@ -360,14 +429,14 @@ class VectorSpace:
             raise ValueError(f"{n} targets but {len(languages)} languages")
         sprachbunds, fallback = self.routes_of(languages, fallback)
         t = np.asarray(targets, dtype=np.float64)
-        t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+        t = unit(t)
         out = np.empty_like(t)
         by_map: dict[str | None, list[int]] = {}
         for i, (lang, group, fb) in enumerate(zip(languages, sprachbunds, fallback)):
             by_map.setdefault(self.map_for(lang, group, fb), []).append(i)
         for name, rows in by_map.items():
             out[rows] = t[rows] if name is None else t[rows] @ np.linalg.pinv(self.maps[name].astype(np.float64))
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        out = unit(out)
         for i, (lang, fb) in enumerate(zip(languages, fallback)):
             mean = self.mean_for(lang, fb)
             if mean is None:
@@ -376,5 +445,5 @@ class VectorSpace:
             mw = float(m @ out[i])
             s = -mw + np.sqrt(max(mw * mw - float(m @ m) + 1.0, 0.0))
             out[i] = m + s * out[i]
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        out = unit(out)
         return out.astype(np.float32)

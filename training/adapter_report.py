@@ -30,8 +30,9 @@ import numpy as np
 
 from sprachbund_router.config import invert_sprachbunds
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+from sprachbund_router.space import unit
 from training.metrics import paired_bootstrap
-from training.space import VectorCache, unit
+from training.space import VectorCache
 from training.space_report import HeldOut, held_out_sets, score_sets, served_by
 
 logger = logging.getLogger(__name__)

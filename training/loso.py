@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from sprachbund_router.index import top_k_cosine, top_k_margin
+from sprachbund_router.space import SpaceSpec, VectorSpace, unit
 from training.held_out_sources import read_source, source_kinds
 from training.libreoffice import normalise
 
@@ -155,7 +156,7 @@ class LayerVectors:
         li = LAYERS.index(layer)
         idx = [self._row(t) for t in texts]
         v = self.table[idx, li].astype(np.float32) if idx else np.zeros((0, self.table.shape[2]), np.float32)
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return unit(v)
 
 
 # ------------------------------------------------------------------------------ data
@@ -300,14 +301,36 @@ class Fitted:
     group_maps: dict[str, np.ndarray] = field(default_factory=dict)
     language_maps: dict[str, np.ndarray] = field(default_factory=dict)
     all_map: np.ndarray | None = None
+    _spaces: dict[tuple[Any, ...], VectorSpace] = field(default_factory=dict, repr=False, compare=False)
 
-    @property
-    def projection(self) -> np.ndarray | None:
-        """``I - U Uᵀ`` of the subspace."""
-        if self.subspace is None:
-            return None
-        u = self.subspace
-        return (np.eye(u.shape[0], dtype=np.float32) - u @ u.T).astype(np.float32)
+    def space(self, choice: Choice, sprachbund_of: Mapping[str, str], maps: bool = True) -> VectorSpace:
+        """This fit as the runtime's :class:`~sprachbund_router.space.VectorSpace` (every map a
+        language map, named by its level), so the protocol serves vectors with the router's own
+        steps; ``maps=False``: centring and subspace removal only (the input of the map fit)."""
+        key = (choice.centring, choice.missing, choice.lsar_rank, choice.lsar_rows, maps)
+        if key in self._spaces:
+            return self._spaces[key]
+        means: dict[str, np.ndarray] = {}
+        if choice.centring:
+            means = {f"lang:{lang}": self.means[lang] for lang in sorted(self.own)}
+            means.update({f"sprachbund:{g}": m for g, m in self.group_means.items()})
+            means["global"] = self.means["*"]
+        named: dict[str, np.ndarray] = {}
+        language_maps: dict[str, str] = {}
+        for lang, w in (self.maps.items() if maps else ()):
+            if lang == "en":
+                continue
+            if w is self.all_map:
+                name = "all"
+            else:
+                name = next((f"group.{g}" for g, gw in self.group_maps.items() if gw is w), f"lang.{lang}")
+            named[name], language_maps[lang] = w, name
+        spec = SpaceSpec(path="protocol", centring=choice.centring, missing_mean=choice.missing,  # type: ignore[arg-type]
+                         fallback_mean="global", anchor="en", language_maps=language_maps,
+                         subspace_rows=choice.lsar_rows if choice.lsar_rank and self.subspace is not None else "none")
+        space = VectorSpace(spec, means, named, sprachbund_of, subspace=self.subspace if choice.lsar_rank else None)
+        self._spaces[key] = space
+        return space
 
 
 def procrustes(target: np.ndarray) -> np.ndarray:
@@ -404,14 +427,14 @@ class Experiment:
 
     def _fit_maps(self, choice: Choice, sources: Sequence[str], train: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
                   fitted: Fitted) -> None:
-        means, own, projection = fitted.means, fitted.own, fitted.projection
+        before_maps = fitted.space(choice, self.data.sprachbund_of, maps=False)
         cross: dict[str, np.ndarray] = {}
         rows: dict[str, int] = {}
         for (s, lang), (x, e) in train.items():
             if s not in sources or lang == "en":
                 continue
-            xc = self._prepare(x, lang, means, own, projection, choice)
-            ec = self._prepare(e, "en", means, own, projection, choice)
+            xc = before_maps.serve(x, [lang] * len(x), normalize=False)
+            ec = before_maps.serve(e, ["en"] * len(e), normalize=False)
             cross[lang] = cross.get(lang, 0) + xc.T @ ec
             rows[lang] = rows.get(lang, 0) + len(x)
         if not cross:
@@ -438,21 +461,10 @@ class Experiment:
                 fitted.language_maps[lang] = procrustes(cross[lang] + choice.shrink_language * rows[lang] * prior)
             fitted.maps[lang] = fitted.language_maps.get(lang, prior)
 
-    @staticmethod
-    def _prepare(v: np.ndarray, lang: str, means: Mapping[str, np.ndarray], own: set[str], projection: np.ndarray | None,
-                 choice: Choice) -> np.ndarray:
-        if choice.centring:
-            v = v - means.get(lang, means["*"])
-        if projection is not None and (choice.lsar_rows == "all" or lang not in own):
-            v = v @ projection
-        return v
-
-    def serve(self, v: np.ndarray, lang: str, fitted: Fitted, choice: Choice) -> np.ndarray:
-        """The candidate's vectors of unit vectors ``v`` of language ``lang``."""
-        out = self._prepare(v, lang, fitted.means, fitted.own, fitted.projection, choice)
-        if lang != "en" and lang in fitted.maps:
-            out = out @ fitted.maps[lang]
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    def serve(self, v: Any, lang: str, fitted: Fitted, choice: Choice) -> Any:
+        """The candidate's vectors of unit vectors ``v`` (numpy or torch) of language ``lang``: the
+        runtime's own steps (:meth:`Fitted.space`)."""
+        return fitted.space(choice, self.data.sprachbund_of).serve(v, [lang] * len(v))
 
     # ---------------------------------------------------------------- scoring
     def score(self, choice: Choice, source: str, split: str, fitted: Fitted) -> dict[str, float]:
@@ -786,7 +798,7 @@ def seed_space_cache(choice: Choice, directory: Path) -> int:
     li = LAYERS.index(choice.layer)
     keys = sorted(layers.rows, key=layers.rows.get)  # type: ignore[arg-type]
     table = layers.table[:, li].astype(np.float32)
-    table /= np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+    table = unit(table)
     added = cache.add_keyed(keys, table)
     if added:
         cache(["The cat sleeps on the sofa."])  # concatenates the parts before saving

@@ -28,7 +28,8 @@ import numpy as np
 
 from sprachbund_router.backend import PROBE_MIN_COSINE
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, load_language_vectors
-from training.space import PROBE_TEXTS, SHIPPED_DIR, unit
+from sprachbund_router.space import unit
+from training.space import PROBE_TEXTS, SHIPPED_DIR
 
 logger = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sprachbund_router.config import invert_sprachbunds
+from sprachbund_router.space import SpaceSpec, VectorSpace, unit
 from training.corpus import read_mono, read_ood_pairs, read_pair_rows, read_pairs, read_udhr_paragraphs
 
 logger = logging.getLogger(__name__)
@@ -233,11 +234,6 @@ class VectorCache:
             self._dirty = False
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length."""
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 # ------------------------------------------------------------------------------ data
 def held_out_texts(corpus: Path, languages: Sequence[str]) -> set[str]:
     """Every text (either side) of the dev and test splits and of the out-of-domain sets (VLC
@@ -375,12 +371,6 @@ def fit_map(x: np.ndarray, y: np.ndarray, kind: MapKind = "orthogonal", ridge: f
     return np.linalg.solve(x.T @ x + reg, target).astype(np.float32)
 
 
-def centre(vecs: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
-    """Unit vectors minus ``mean`` (unchanged when None)."""
-    v = unit(vecs)
-    return v - mean if mean is not None else v
-
-
 def top1_both(a: np.ndarray, b: np.ndarray) -> float:
     """Mean top-1 of a->b and b->a (rows aligned), on unit vectors."""
     a, b = unit(a), unit(b)
@@ -494,16 +484,13 @@ def fit_space(
              for lang in tqdm(languages, desc="mean texts", unit="lang")}
     means = language_means(embed, texts, groups, settings.min_mean_sentences) if settings.centring else {}
     where = invert_sprachbunds(groups)
+    # the map fit's input: the runtime's own steps up to the map (centring only: this route removes no subspace)
+    centring = VectorSpace(SpaceSpec(path="fit", centring=settings.centring and bool(means), missing_mean=settings.missing_mean,
+                                     fallback_mean="global" if "global" in means else "none", anchor=settings.anchor),
+                           means, {}, where)
 
-    def mean_of(lang: str) -> np.ndarray | None:
-        if not settings.centring:
-            return None
-        own = means.get(f"lang:{lang}")
-        if own is not None:
-            return own
-        if settings.missing_mean == "sprachbund":
-            return means.get(f"sprachbund:{where.get(lang)}", means.get("global"))
-        return means.get("global") if settings.missing_mean == "global" else None
+    def centred(vecs: np.ndarray, lang: str) -> np.ndarray:
+        return centring.serve(vecs, [lang] * len(vecs), normalize=False)
 
     report: dict[str, Any] = {"settings": settings.__dict__.copy(), "mean_texts": {k: len(v) for k, v in texts.items()},
                               "languages_without_own_mean": sorted(lang for lang in languages if f"lang:{lang}" not in means)}
@@ -525,7 +512,7 @@ def fit_space(
         if not rows:
             return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
         xx, en = embed([r[0] for r in rows]), embed([r[1] for r in rows])
-        return centre(xx, mean_of(lang)), centre(en, mean_of(settings.anchor))
+        return centred(xx, lang), centred(en, settings.anchor)
 
     mapped = [lang for lang in languages if lang != settings.anchor]
     train = {lang: pairs_of(lang, "train") for lang in tqdm(mapped, desc="map training pairs", unit="lang")}

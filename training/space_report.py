@@ -33,10 +33,10 @@ import numpy as np
 
 from sprachbund_router.config import invert_sprachbunds
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
-from sprachbund_router.space import SpaceSpec, VectorSpace
+from sprachbund_router.space import SpaceSpec, VectorSpace, unit
 from training.corpus import read_bitext, read_ood_pairs, read_pairs
 from training.evaluation import TABLE3_PAIRS
-from training.space import SpaceSettings, VectorCache, ensure_space_data, fit_space, top1_both, unit
+from training.space import SpaceSettings, VectorCache, ensure_space_data, fit_space, top1_both
 from training.sprachbunds import random_groups
 
 logger = logging.getLogger(__name__)

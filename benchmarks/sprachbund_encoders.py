@@ -1,0 +1,333 @@
+"""The paper's comparison on our data: a model per sprachbund against one model for all languages
+and against random groups of the same sizes, every model with the same budget.
+
+Fan et al. (section 4) continue each sprachbund model, each random-cluster model and the model
+for all languages for the same number of updates: an equal budget *per model*, so every text
+still passes through one model of the same size and inference costs the same. Here a "model" is
+the shared base with its top layers trained for its group of languages (:mod:`training.top_layers`:
+the lower layers' output is cached once); every model gets the same steps, batch, schedule and
+objective, and keeps its best checkpoint on the dev halves.
+
+Sources are split in two (:data:`JUDGE`, at least 5 interface and 1 prose): the **judge** sources
+are kept out of all training and choosing; only their test halves are read, to score. Everything
+else (the space the models are served through, their training pairs, early stopping, the
+objective) comes from the other sources: the space is the shipped setting (leave one source
+out's choice) refitted on the other sources' train halves alone, and the models train on the
+same train halves and stop on their dev halves.
+
+Every system is scored like the leave-one-source-out protocol: top-1 of each foreign test row
+among all of its source's English test messages (``training.loso.hits_to_english``), with the
+router's ratio-margin scoring for the served vectors and cosine for the plain model. English is
+the anchor of the one vector space and is served by the base in every system.
+
+    .venv/bin/python -m benchmarks.sprachbund_encoders [--steps 300] [--out benchmarks/results/sprachbund_encoders.json]
+
+Resumable: the lower layers' states, each trained model and each checkpoint are cached in
+``~/.cache/sprachbund-router/sprachbund_encoders``; a rerun continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+logger = logging.getLogger("benchmarks.sprachbund_encoders")
+
+#: Sources kept out of all training and choosing (5 interface, 1 prose): only their test halves are read.
+JUDGE = ("gimp", "evince", "pidgin", "gnumeric", "geany", "installation-guide")
+#: Random groupings of the sprachbunds' sizes (the paper's random baseline, two seeds).
+RANDOM_SEEDS = (0, 1)
+
+
+class BaseVectors:
+    """``LayerVectors``-like access to the base's last-layer vectors in a :class:`LowerStates` cache
+    (what ``training.loso.Experiment`` reads to fit a space)."""
+
+    def __init__(self, lower: Any) -> None:
+        self.lower = lower
+
+    def get(self, texts: Sequence[str], layer: int) -> np.ndarray:
+        return self.lower.base_vectors(list(texts))
+
+
+def groupings(sprachbund_of: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """System name -> language -> group: the sprachbunds, random groups of their sizes, one for all."""
+    from training.loso import random_partition
+
+    langs = sorted(lang for lang in sprachbund_of if lang != "en")
+    sizes: dict[str, int] = {}
+    for lang in langs:
+        sizes[sprachbund_of[lang]] = sizes.get(sprachbund_of[lang], 0) + 1
+    out = {"sprachbund": {lang: sprachbund_of[lang] for lang in langs}}
+    for seed in RANDOM_SEEDS:
+        part = random_partition(langs, sorted(sizes.values(), reverse=True), seed=seed)
+        out[f"random (seed {seed})"] = {lang: f"r{seed}-{g}" for lang, g in part.items()}
+    out["all"] = dict.fromkeys(langs, "all")
+    return out
+
+
+def summarise(hits: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], kinds: Mapping[str, str], card: str,
+              reference: str, no_libreoffice: Sequence[str]) -> dict[str, Any]:
+    """Per system: mean top-1 (%) over interface and prose judge sources, the lowest quarter of
+    languages (by the card's interface score) and the languages without LibreOffice pairs; each
+    system's paired difference to ``reference`` with its standard error."""
+    from training.source_eval import compare
+
+    interface = [s for s in kinds if kinds[s] == "interface"]
+    prose = [s for s in kinds if kinds[s] == "prose"]
+    by_lang: dict[str, list[float]] = {}
+    for s in interface:
+        for lang, h in hits[card][s].items():
+            by_lang.setdefault(lang, []).append(float(h.mean()))
+    ranked = sorted(by_lang, key=lambda lang: float(np.mean(by_lang[lang])))
+    lowest = sorted(ranked[: max(1, len(ranked) // 4)])
+    subsets = {"interface": (interface, None), "prose": (prose, None), "lowest quarter": (interface, set(lowest)),
+               "without LibreOffice pairs": (interface, set(no_libreoffice))}
+
+    def restrict(system: str, sources: Sequence[str], langs: set[str] | None) -> dict[str, dict[str, np.ndarray]]:
+        return {s: {lang: h for lang, h in hits[system][s].items() if langs is None or lang in langs} for s in sources}
+
+    out: dict[str, Any] = {"systems": {}, "lowest_quarter": lowest, "without_libreoffice": sorted(no_libreoffice),
+                           "reference": reference, "per_source": {}}
+    for system in hits:
+        row: dict[str, Any] = {}
+        for name, (sources, langs) in subsets.items():
+            mine = {s: v for s, v in restrict(system, sources, langs).items() if v}
+            if not mine:
+                continue
+            ref = {s: v for s, v in restrict(reference, sources, langs).items() if v}
+            cmp = compare(ref, mine)
+            diffs = [cmp["sources"][s] for s in mine]
+            row[name] = round(float(np.mean([d["other"] for d in diffs])), 2)
+            # the reference minus this system, over sources: a mean of independent paired differences
+            row[f"{name}: {reference} - this"] = round(float(np.mean([d["drop"] for d in diffs])), 2)
+            row[f"{name}: standard error"] = round(float(np.sqrt(sum(d["drop_se"] ** 2 for d in diffs))) / len(diffs), 2)
+        out["systems"][system] = row
+        out["per_source"][system] = {s: round(100 * float(np.mean([h.mean() for h in v.values()])), 2)
+                                     for s, v in hits[system].items()}
+    return out
+
+
+def render(result: Mapping[str, Any]) -> str:
+    """The comparison as a markdown table (the README's block is generated from it)."""
+    summary = result["summary"]
+    ref = summary["reference"]
+    cols = ("interface", "prose", "lowest quarter", "without LibreOffice pairs")
+    lines = [
+        f"Top-1 (%) on the test halves of sources kept out of all training and choosing ({', '.join(result['judge'])}); "
+        f"every specialised model: the base's top {result['settings']['top_layers']} layers trained for its group with "
+        f"the same budget ({result['settings']['steps']} steps of {result['settings']['batch_size']} pairs, "
+        f"{result['settings']['loss']} loss, best dev checkpoint); `python -m benchmarks.sprachbund_encoders`, "
+        f"{result['machine']}:",
+        "",
+        "| vectors | " + " | ".join(cols) + f" | {ref} minus this (interface, ± SE) |",
+        "|---|" + "---|" * (len(cols) + 1),
+    ]
+    for system, row in summary["systems"].items():
+        cells = [f"{row[c]:.2f}" if c in row else "–" for c in cols]
+        diff = "" if system == ref else f"{row['interface: ' + ref + ' - this']:+.2f} ± {row['interface: standard error']:.2f}"
+        lines.append(f"| {system} | " + " | ".join(cells) + f" | {diff} |")
+    lines += ["", result["finding"]]
+    return "\n".join(lines)
+
+
+def finding(summary: Mapping[str, Any]) -> str:
+    """The sprachbund / all / random finding in plain words (two standard errors decide)."""
+    rows = summary["systems"]
+    ref = summary["reference"]
+
+    def verdict(other: str, subset: str = "interface") -> str:
+        d, se = rows[other][f"{subset}: {ref} - this"], rows[other][f"{subset}: standard error"]
+        word = "beat" if d > 2 * se else "lose to" if d < -2 * se else "tie"
+        return f"{word} {other} ({d:+.2f} ± {se:.2f})"
+
+    others = [s for s in rows if s.startswith("random") or s in ("all", "the router's space")]
+    said = "; ".join(verdict(o) for o in others)
+    low = "; ".join(verdict(o, "lowest quarter") for o in others if o != "the router's space")
+    return (f"**Said plainly:** on interface text the sprachbund models {said}. On the lowest-quarter languages they "
+            f"{low}. Differences within two standard errors are ties.")
+
+
+def main() -> None:
+    from benchmarks.machine import describe
+    from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig
+    from sprachbund_router.encoder import SentenceEncoder
+    from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+    from sprachbund_router.space import unit
+    from training.base_model import base_model_dir, ensure_base_model
+    from training.held_out_sources import ensure_sources
+    from training.loso import CAPS, Choice, Data, Experiment, hits_to_english
+    from training.top_layers import LowerStates, TopLayerSettings, load_top_layers, train_top_layers
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=TopLayerSettings.steps)
+    ap.add_argument("--batch-size", type=int, default=TopLayerSettings.batch_size)
+    ap.add_argument("--lr", type=float, default=TopLayerSettings.lr)
+    ap.add_argument("--first-layer", type=int, default=TopLayerSettings.first_layer)
+    ap.add_argument("--loss", default=None, help="mse or contrastive (default: chosen on dev with the all-model)")
+    ap.add_argument("--eval-every", type=int, default=TopLayerSettings.eval_every)
+    ap.add_argument("--choice-steps", type=int, default=100, help="steps of each objective's all-model trial")
+    ap.add_argument("--only", default=None, help="comma-separated systems to train (default: all)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "sprachbund_encoders.json")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    work = cache_root() / "sprachbund_encoders"
+
+    corpus = data_dir() / "corpus"
+    cfg = RouterConfig.load(default_router_dir())
+    manifest = ensure_sources(corpus, cfg.languages)
+    sources = sorted(manifest["sources"])
+    judge = [s for s in JUDGE if s in sources]
+    training_sources = [s for s in sources if s not in judge]
+    sprachbund_of = cfg.language_to_sprachbund
+    full = Data.load(corpus, sources, cfg.languages, sprachbund_of, CAPS)
+    # judge sources: only their test halves are kept; the others: train and dev halves only
+    for s in judge:
+        full.rows[s]["train"], full.rows[s]["dev"] = {}, {}
+    for s in training_sources:
+        full.rows[s]["test"] = {}
+    train = Data({s: full.rows[s] for s in training_sources}, {s: full.kinds[s] for s in training_sources}, sprachbund_of)
+
+    ensure_base_model()
+    encoder = SentenceEncoder.from_pretrained(base_model_dir(), PoolingConfig(-1, "mean"), EncoderSpec(path="base", max_length=256))
+    lower = LowerStates(encoder, args.first_layer, 64, work)
+    lower.ensure(full.texts())
+    shipped = json.loads((RESULTS / "loso.json").read_text())["results"]["shipped"]["chosen"]
+    choice = Choice(**shipped)
+    if choice.layer != encoder.num_layers or choice.prefix:
+        raise SystemExit(f"the shipped setting pools layer {choice.layer} with prefix {choice.prefix!r}; "
+                         "this comparison trains the last layers of an unprefixed encoder")
+    exp = Experiment(train, {choice.prefix: BaseVectors(lower)})
+    fitted = exp.fit(choice, training_sources)  # the space, from the training sources' train halves alone
+    space_key = json.dumps([choice.label(), training_sources, judge, CAPS])
+
+    def serve(vectors: Any, langs: Sequence[str]) -> Any:
+        """The router's space on rows of mixed languages (numpy, or torch while training: the runtime's steps)."""
+        return fitted.space(choice, sprachbund_of).serve(vectors, list(langs))
+
+    teacher_texts = sorted({e for per in full.rows.values() for split in per.values() for pairs in split.values() for _, e in pairs})
+    teacher = dict(zip(teacher_texts, serve(lower.base_vectors(teacher_texts), ["en"] * len(teacher_texts))))
+
+    def served_base(texts: Sequence[str], lang: str) -> np.ndarray:
+        return np.stack([teacher[t] for t in texts]) if lang == "en" else serve(lower.base_vectors(texts), [lang] * len(texts))
+
+    def dev_score_for(languages: set[str]):
+        def score(model: Any) -> float:
+            vals = []
+            for s in training_sources:
+                if train.kinds[s] != "interface":
+                    continue
+                per = train.rows[s]["dev"]
+                mine = {lang for lang in per if lang in languages}
+                if not mine:
+                    continue
+                texts = sorted({x for lang in mine for x, _ in per[lang]})
+                vecs = dict(zip(texts, model.encode(lower, texts)))
+
+                def embed(ts: list[str], lang: str, mine: set[str] = mine, vecs: dict[str, np.ndarray] = vecs) -> np.ndarray:
+                    if lang == "en" or lang not in mine:
+                        return served_base(ts, lang)
+                    return serve(np.stack([vecs[t] for t in ts]), [lang] * len(ts))
+
+                hits = hits_to_english(per, embed, choice.scoring)
+                vals += [float(hits[lang].mean()) for lang in mine]
+            return float(np.mean(vals)) if vals else 0.0
+        return score
+
+    def pairs_of(languages: set[str]) -> list[tuple[str, str, str]]:
+        return sorted({(x, lang, e) for s in training_sources for lang, ps in train.rows[s]["train"].items()
+                       if lang in languages for x, e in ps})
+
+    base_settings = TopLayerSettings(first_layer=args.first_layer, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                     eval_every=args.eval_every)
+    langs_all = {lang for lang in cfg.languages if lang != "en"}
+    # the objective, chosen on dev: the all-model trained briefly with each
+    objective_trials = {}
+    if args.loss:
+        loss = args.loss
+    else:
+        for candidate in ("mse", "contrastive"):
+            trial = replace(base_settings, steps=args.choice_steps, loss=candidate, eval_every=args.choice_steps)
+            objective_trials[candidate] = train_top_layers(f"objective-{candidate}", encoder, lower, pairs_of(langs_all), teacher,
+                                                           serve, dev_score_for(langs_all), trial, work / "objective" / candidate,
+                                                           space_key)
+        loss = max(objective_trials, key=lambda c: objective_trials[c]["best_dev"])
+        logger.info("objective chosen on dev: %s (%s)", loss, {c: r["best_dev"] for c, r in objective_trials.items()})
+    settings = replace(base_settings, loss=loss)
+    systems = groupings(sprachbund_of)
+    only = set(args.only.split(",")) if args.only else None
+    records: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    for system, group_of in systems.items():
+        if only and system not in only:
+            continue
+        for group in sorted(set(group_of.values())):
+            if group in models:
+                continue
+            members = {lang for lang, g in group_of.items() if g == group}
+            pairs = pairs_of(members)
+            if not pairs:
+                logger.warning("group %s of %s has no training pairs: served by the base", group, system)
+                continue
+            run = f"{settings.loss}-{settings.steps}-{settings.batch_size}-{settings.lr:g}-L{settings.first_layer}"
+            out_dir = work / "models" / run / group
+            records[group] = train_top_layers(group, encoder, lower, pairs, teacher, serve, dev_score_for(members), settings,
+                                              out_dir, space_key)
+            models[group] = load_top_layers(encoder, out_dir)
+
+    # scoring on the judge sources' test halves
+    card = SentenceEncoder(encoder.model, encoder.tokenizer, PoolingConfig(-1, "mean"), text_prefix="query: ", max_length=256)
+    hits: dict[str, dict[str, dict[str, np.ndarray]]] = {"the plain model as its card says": {}, "plain (last layer, no prefix)": {},
+                                                         "the router's space": {}}
+    card_vecs: dict[str, np.ndarray] = {}
+    for s in judge:
+        per = full.rows[s]["test"]
+        texts = sorted({t for pairs in per.values() for x, e in pairs for t in (x, e)} - set(card_vecs))
+        card_vecs.update(zip(texts, card.encode(texts, batch_size=64)))
+        hits["the plain model as its card says"][s] = hits_to_english(per, lambda ts, lang: np.stack([card_vecs[t] for t in ts]), "cosine")
+        hits["plain (last layer, no prefix)"][s] = hits_to_english(per, lambda ts, lang: unit(lower.base_vectors(ts)), "cosine")
+        hits["the router's space"][s] = hits_to_english(per, served_base, choice.scoring)
+        for system, group_of in systems.items():
+            if only and system not in only:
+                continue
+
+            def embed(ts: list[str], lang: str, group_of: Mapping[str, str] = group_of) -> np.ndarray:
+                group = group_of.get(lang)
+                if lang == "en" or group not in models:
+                    return served_base(ts, lang)
+                return serve(models[group].encode(lower, ts), [lang] * len(ts))
+
+            hits.setdefault(system, {})[s] = hits_to_english(per, embed, choice.scoring)
+    no_lo = [lang for lang in cfg.languages if lang != "en" and not full.rows.get("libreoffice", {}).get("train", {}).get(lang)]
+    reference = "sprachbund" if "sprachbund" in hits else "the router's space"
+    summary = summarise(hits, {s: full.kinds[s] for s in judge}, "the plain model as its card says", reference, no_lo)
+    summary["finding"] = finding(summary)
+    result = {
+        "task": "a model per sprachbund against one for all languages and random groups, equal budget per model",
+        "command": "python -m benchmarks.sprachbund_encoders " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
+        "machine": describe(), "device": "cpu", "judge": judge, "training_sources": training_sources,
+        "space": {"setting": choice.label(), "fitted_on": "train halves of the training sources"},
+        "settings": {**asdict(settings), "top_layers": encoder.num_layers - settings.first_layer},
+        "objective_choice": {c: {k: r[k] for k in ("best_dev", "best_step", "curve", "seconds")} for c, r in objective_trials.items()},
+        "models": records, "groupings": systems, "summary": summary, "finding": summary["finding"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "protocol": __doc__,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()
