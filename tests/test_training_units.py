@@ -254,21 +254,80 @@ def test_shipped_language_vectors_are_taken_only_for_the_same_inputs_and_encoder
     assert langs == ["de", "fr", "ru"] and np.array_equal(got, vectors)
 
 
-def test_the_shipped_language_vectors_are_those_the_default_build_computes(tmp_path):
-    """The package's copy of the default preset's language vectors: its key is the one the default
-    build computes from the corpus on this machine, and its vectors are the built router's."""
+def test_the_shipped_language_vectors_are_those_the_default_build_computes(tmp_path, default_router):
+    """The package's copy of the default preset's language vectors: recomputed here for a few
+    languages from the corpus with the base encoder, as the stage computes them (the build itself
+    takes the shipped copy, so comparing with the build's file would compare the copy with itself)."""
     from sprachbund_router.config import load_language_vectors
-    from sprachbund_router.paths import cache_root
+    from sprachbund_router.paths import data_dir
+    from training.corpus import read_udhr_paragraphs
+    from training.pipeline import DEFAULT_PRESET, load_base_encoder_for, load_build_config
     from training.space import SHIPPED_DIR
+    from training.sprachbunds import compute_language_vectors
 
+    config = load_build_config(DEFAULT_PRESET)
     meta = json.loads((SHIPPED_DIR / "default-language-vectors.json").read_text())
-    stage = cache_root() / "build" / "default-router" / "language_vectors.json"
-    if not stage.is_file():
-        pytest.skip("no default build in this cache")
-    assert json.loads(stage.read_text())["key"] == meta["key"]
-    langs, built = load_language_vectors(stage.parent)
     shutil.copyfile(SHIPPED_DIR / "default-language-vectors.safetensors", tmp_path / "language_vectors.safetensors")
-    shipped_langs, shipped = load_language_vectors(tmp_path)
-    assert shipped_langs == langs == meta["languages"]
-    cos = (built * shipped).sum(1) / np.linalg.norm(built, axis=1) / np.linalg.norm(shipped, axis=1)
-    assert cos.min() > 0.9999
+    langs, shipped = load_language_vectors(tmp_path)
+    assert langs == meta["languages"]
+    some = ["de", "hi", "sw"]
+    texts = {lang: read_udhr_paragraphs(data_dir() / "corpus", lang) for lang in some}
+    lv = compute_language_vectors(load_base_encoder_for(config), texts, mode=config.vector_mode, layer=-1,
+                                  max_sentences=config.vector_max_sentences, min_sentences=config.min_sentences)
+    for lang, fresh in zip(lv.languages, lv.vectors):
+        row = shipped[langs.index(lang)]
+        assert float(row @ fresh / np.linalg.norm(row) / np.linalg.norm(fresh)) > 0.9999, lang
+
+
+def test_a_changed_shipped_artifact_is_refused_by_its_checksum(tmp_path, default_router, caplog):
+    """Issue 33: a negated map or two swapped rows in a shipped file are refused (sha256 recorded at
+    shipping), and so is a space that no longer serves its recorded reference vectors."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from sprachbund_router.paths import data_dir
+    from training.files import file_sha256
+    from training.pipeline import DEFAULT_PRESET, load_build_config
+    from training.shipped import shipped_language_vectors
+    from training.space import SHIPPED_DIR, SPACE_FILE, shipped_space, space_key
+
+    config = load_build_config(DEFAULT_PRESET)
+    cfg = default_router.config
+    encoder = default_router.encoder("base")
+    art = tmp_path / "artifacts"
+    shutil.copytree(SHIPPED_DIR, art)
+    key = space_key(config.space, cfg.sprachbunds, data_dir() / "corpus")
+    spec_args = {"path": SPACE_FILE, "centring": True, "missing_mean": config.space.missing_mean,
+                 "fallback_mean": config.space.fallback_mean, "anchor": config.space.anchor}
+    where = cfg.language_to_sprachbund
+    assert shipped_space(key, encoder, where, spec_args, art) is not None  # as shipped: taken
+    tensors = load_file(str(art / "default-space.safetensors"))
+    name = next(k for k in tensors if k.startswith("map."))
+    tensors[name] = -tensors[name]
+    with safe_open(str(art / "default-space.safetensors"), framework="numpy") as h:
+        metadata = h.metadata()
+    save_file(tensors, str(art / "default-space.safetensors"), metadata=metadata)  # same metadata, one map negated
+    with caplog.at_level("WARNING"):
+        assert shipped_space(key, encoder, where, spec_args, art) is None
+    assert "sha256" in caplog.text
+    # the checksum updated to the changed file: the recorded reference vectors still refuse it
+    meta = json.loads((art / "default-space.json").read_text())
+    meta["sha256"] = file_sha256(art / "default-space.safetensors")
+    (art / "default-space.json").write_text(json.dumps(meta))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert shipped_space(key, encoder, where, spec_args, art) is None
+    assert "reference texts" in caplog.text
+    # language vectors: two rows swapped
+    vec = load_file(str(art / "default-language-vectors.safetensors"))
+    name = next(iter(vec))
+    rows = vec[name].copy()
+    rows[[0, 1]] = rows[[1, 0]]
+    with safe_open(str(art / "default-language-vectors.safetensors"), framework="numpy") as h:
+        metadata = h.metadata()
+    save_file({**vec, name: rows}, str(art / "default-language-vectors.safetensors"), metadata=metadata)
+    lv_meta = json.loads((art / "default-language-vectors.json").read_text())
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert shipped_language_vectors(lv_meta["key"], encoder, config.vector_mode, tmp_path / "work", artifacts=art) is None
+    assert "sha256" in caplog.text

@@ -432,9 +432,14 @@ def router_languages(build: Build) -> list[str]:
 
 def load_base_encoder(build: Build) -> SentenceEncoder:
     """The base encoder, every layer, no prefix (stages choose and set theirs)."""
-    base = base_encoder_dir(build.config.base_model)
+    return load_base_encoder_for(build.config)
+
+
+def load_base_encoder_for(config: BuildConfig) -> SentenceEncoder:
+    """The base encoder a build config names (every layer, no prefix), converted if needed."""
+    base = base_encoder_dir(config.base_model)
     return SentenceEncoder.from_pretrained(
-        base, PoolingConfig(layer=-1, mode="mean"), EncoderSpec(path=str(base), max_length=build.config.max_length))
+        base, PoolingConfig(layer=-1, mode="mean"), EncoderSpec(path=str(base), max_length=config.max_length))
 
 
 def pooling_stage(build: Build, encoder: SentenceEncoder) -> tuple[int, str]:

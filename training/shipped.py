@@ -29,6 +29,7 @@ import numpy as np
 from sprachbund_router.backend import PROBE_MIN_COSINE
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, load_language_vectors
 from sprachbund_router.space import unit
+from training.files import file_sha256, matches_checksum
 from training.space import PROBE_TEXTS, SHIPPED_DIR
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ def shipped_language_vectors(key: str, encoder: Any, mode: str, work: Path,
     if meta.get("key") != key:
         logger.info("language vectors: the shipped %s were computed from other inputs", vectors_file.name)
         return None
+    if not matches_checksum(vectors_file, meta.get("sha256")):
+        logger.warning("language vectors: the shipped %s do not match the sha256 recorded in %s (changed after they were "
+                       "shipped); encoding them here", vectors_file.name, meta_file.name)
+        return None
     stored = np.asarray(meta["probe"]["vectors"], dtype=np.float32)
     if meta["probe"].get("mode") != mode or meta["probe"].get("texts") != PROBE_TEXTS:
         return None
@@ -78,7 +83,8 @@ def ship_language_vectors(work: Path, encoder: Any, mode: str, artifacts: Path =
     artifacts.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(work / LANGUAGE_VECTORS_NAME, artifacts / f"{name}.safetensors")
     report = {k: v for k, v in stage["value"].items() if k != "source"}
-    meta = {"key": stage["key"], "languages": languages, "report": report,
+    meta = {"key": stage["key"], "sha256": file_sha256(artifacts / f"{name}.safetensors"), "languages": languages,
+            "report": report,
             "probe": {"texts": PROBE_TEXTS, "mode": mode, "layer": -1,
                       "vectors": np.round(_probe(encoder, mode), 6).tolist()}}
     (artifacts / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -86,20 +92,15 @@ def ship_language_vectors(work: Path, encoder: Any, mode: str, artifacts: Path =
 
 
 def main() -> None:
-    from training.pipeline import DEFAULT_PRESET, base_encoder_dir, load_build_config
+    from training.pipeline import DEFAULT_PRESET, load_base_encoder_for, load_build_config
 
     ap = argparse.ArgumentParser(description="Ship a build's language vectors with the package (training/artifacts).")
     ap.add_argument("work", type=Path, help="the build's work directory (e.g. ~/.cache/sprachbund-router/build/default)")
     ap.add_argument("--config", type=Path, default=DEFAULT_PRESET, help="the build config it ran (default: the default preset)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from sprachbund_router.config import EncoderSpec, PoolingConfig
-    from sprachbund_router.encoder import SentenceEncoder
-
     config = load_build_config(args.config)
-    base = base_encoder_dir(config.base_model)
-    encoder = SentenceEncoder.from_pretrained(base, PoolingConfig(layer=-1, mode="mean"),
-                                              EncoderSpec(path=str(base), max_length=config.max_length))
+    encoder = load_base_encoder_for(config)
     logger.info("shipped %s", ship_language_vectors(args.work, encoder, config.vector_mode))
 
 

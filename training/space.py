@@ -615,34 +615,22 @@ def build_space(
     import json
     import shutil
 
-    from sprachbund_router.errors import CheckpointError
     from sprachbund_router.paths import cache_root
     from sprachbund_router.space import SpaceSpec, VectorSpace
 
     probe = encoder.encode(PROBE_TEXTS)
     key = space_key(settings, groups, corpus)
     shipped = SHIPPED_DIR / f"{shipped_name}.safetensors"
-    shipped_meta = SHIPPED_DIR / f"{shipped_name}.json"
     spec_args = {"path": SPACE_FILE, "centring": settings.centring, "missing_mean": settings.missing_mean,
                  "fallback_mean": settings.fallback_mean, "anchor": settings.anchor}
     where = invert_sprachbunds(groups)
-    usable = shipped.is_file() and shipped_meta.is_file() and json.loads(shipped_meta.read_text()).get("key") == key
-    if usable:
-        meta = json.loads(shipped_meta.read_text())
-        try:  # the same base encoder: its vectors of the probe texts match the stored ones
-            VectorSpace.load(SHIPPED_DIR, SpaceSpec(**spec_args | {"path": shipped.name}, **_shipped_fields(meta)),
-                             where).check_encoder(encoder, "torch", "base")
-        except CheckpointError as err:
-            logger.info("vector space: the shipped %s does not fit this encoder (%s)", shipped.name, err)
-            usable = False
-    if usable:
+    meta = shipped_space(key, encoder, where, spec_args, SHIPPED_DIR, shipped_name)
+    if meta is not None:
         (out / SPACE_FILE).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shipped, out / SPACE_FILE)
         logger.info("vector space: the shipped %s matches (key %s); no fitting needed", shipped.name, key)
         report = {**meta["report"], "source": f"shipped with the package ({shipped.name})", "key": key}
         return SpaceSpec(**spec_args, **_shipped_fields(meta), provenance=_provenance(report)), report
-    if shipped.is_file():
-        logger.info("vector space: the shipped %s was fitted on other inputs; fitting here (a few minutes)", shipped.name)
     ensure_space_data(corpus, groups, settings)  # the data stage of a refit: only when the shipped space does not fit
     cache = VectorCache(lambda texts: encoder.encode(texts, batch_size=64), cache_root() / "vectors" / "base.npz")
     try:
@@ -655,6 +643,52 @@ def build_space(
     spec.provenance = _provenance(report)
     (work / "space_report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     return spec, report
+
+
+def shipped_space(key: str, encoder: Any, where: Mapping[str, str], spec_args: Mapping[str, Any],
+                  artifacts: Path = SHIPPED_DIR, name: str = "default-space") -> dict[str, Any] | None:
+    """The shipped space's record when it may be taken, else None (the build fits its own).
+
+    Taken only when: it was fitted for ``key``; the file's sha256 is the recorded one (a changed
+    map or mean is refused); ``encoder`` reproduces the fitting encoder's probe vectors; and the
+    space serves the recorded reference vectors from this encoder's own (cosine >= the probe bound).
+    """
+    import json
+
+    from sprachbund_router.backend import PROBE_MIN_COSINE
+    from sprachbund_router.errors import CheckpointError
+    from sprachbund_router.space import SpaceSpec, VectorSpace
+    from training.files import matches_checksum
+
+    shipped, meta_file = artifacts / f"{name}.safetensors", artifacts / f"{name}.json"
+    if not (shipped.is_file() and meta_file.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        logger.warning("vector space: %s is unreadable (%s); fitting here", meta_file, err)
+        return None
+    if not isinstance(meta, dict) or meta.get("key") != key:
+        if shipped.is_file():
+            logger.info("vector space: the shipped %s was fitted on other inputs; fitting here (a few minutes)", shipped.name)
+        return None
+    if not matches_checksum(shipped, meta.get("sha256")):
+        logger.warning("vector space: the shipped %s does not match the sha256 recorded in %s (changed after it was "
+                       "shipped); fitting here", shipped.name, meta_file.name)
+        return None
+    try:  # the same base encoder: its vectors of the probe texts match the stored ones
+        space = VectorSpace.load(artifacts, SpaceSpec(**{**spec_args, "path": shipped.name}, **_shipped_fields(meta)), where)
+        space.check_encoder(encoder, "torch", "base")
+        ref = meta["reference"]
+        served = space.serve(encoder.encode(ref["texts"]), ref["languages"])
+        want = unit(np.asarray(ref["served_vectors"], dtype=np.float32))
+        cos = float((served * want).sum(1).min())
+        if not cos >= PROBE_MIN_COSINE["torch"]:
+            raise CheckpointError(f"it serves the reference texts at cosine {cos:.4f} to the recorded vectors")
+    except (CheckpointError, KeyError, TypeError, ValueError) as err:
+        logger.info("vector space: the shipped %s does not fit this encoder (%s)", shipped.name, err)
+        return None
+    return meta
 
 
 def _shipped_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -697,7 +731,10 @@ def ship_space(router_dir: Path, shipped_name: str = "default-space") -> Path:
     from sprachbund_router.router import SprachbundRouter
 
     served = SprachbundRouter.from_pretrained(router_dir).encode(PROBE_TEXTS, lang=PROBE_LANGUAGES)
-    meta = {"key": key, "sprachbund_maps": spec.sprachbund_maps, "language_maps": spec.language_maps,
+    from training.files import file_sha256
+
+    meta = {"key": key, "sha256": file_sha256(SHIPPED_DIR / f"{shipped_name}.safetensors"),
+            "sprachbund_maps": spec.sprachbund_maps, "language_maps": spec.language_maps,
             "subspace_rows": spec.subspace_rows, "report": report,
             "reference": {"texts": PROBE_TEXTS, "languages": PROBE_LANGUAGES,
                           "served_vectors": np.round(served, 6).tolist()}}
