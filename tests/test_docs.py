@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from training.loso import render_details, render_headline, summarise
+from benchmarks.loso import render_details, render_headline, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "loso.json"

@@ -11,6 +11,12 @@ import numpy as np
 from sprachbund_router.router import Route
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sprachbund_router"
+ROOT = PACKAGE.parent
+#: Every top-level package of the repository.
+PACKAGES = ("sprachbund_router", "training", "exporters", "hub_cards", "benchmarks")
+#: The CLI's commands that run a build, an evaluation or an export: the one seam through which the
+#: runtime package reaches ``training`` and ``exporters``, and only inside functions (lazily).
+CLI_SEAM = {"sprachbund_router.cli.train", "sprachbund_router.cli.evaluate", "sprachbund_router.cli.export"}
 
 
 def _module_name(path: Path) -> str:
@@ -23,11 +29,17 @@ def _module_name(path: Path) -> str:
 
 def runtime_import_graph() -> dict[str, set[str]]:
     """Module -> package modules it imports anywhere in its body (function-level imports included)."""
-    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return import_graph(("sprachbund_router",))
+
+
+def import_graph(packages: tuple[str, ...] = PACKAGES, top_level_only: bool = False) -> dict[str, set[str]]:
+    """Module -> repository modules it imports (anywhere in its body, or ``top_level_only``)."""
+    modules = {_module_name(p): p for pk in packages for p in (ROOT / pk).rglob("*.py")}
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in (tree.body if top_level_only else ast.walk(tree)):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -68,6 +80,22 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_cycle_finder_on_a_toy():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_repository_has_no_import_circle_and_data_flows_one_way():
+    """Issue 34: no circle anywhere; the runtime imports neither training nor exporters (the CLI's
+    commands reach them lazily, through one seam); training never imports benchmarks."""
+    graph = import_graph()
+    assert "training.loso" in graph and "benchmarks.loso" in graph
+    assert find_cycle(graph) is None, find_cycle(graph)
+    top = import_graph(top_level_only=True)
+    for module, deps in graph.items():
+        outside = {d for d in deps if d.split(".")[0] in ("training", "exporters", "benchmarks", "hub_cards")}
+        if module.startswith("sprachbund_router."):
+            assert not outside or module in CLI_SEAM, (module, outside)
+            assert not {d for d in top[module] if d.split(".")[0] != "sprachbund_router"}, module  # lazily only
+        if module.startswith("training"):
+            assert not {d for d in deps if d.startswith("benchmarks")}, module
 
 
 def test_runtime_imports_have_no_circle():

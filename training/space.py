@@ -396,28 +396,18 @@ class FittedSpace:
         return {"sprachbund_maps": dict(self.sprachbund_maps), "language_maps": dict(self.language_maps), "subspace_rows": rows}
 
 
-#: The protocol's results (in a source checkout).
-LOSO_RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "loso.json"
-
-
-def loso_summary(path: Path = LOSO_RESULTS) -> dict[str, Any]:
-    """What the router config records of the leave-one-source-out protocol: the sources, the
-    choice, and the out-of-source means against the plain model (empty when not run)."""
+def recorded_loso(artifacts: Path | None = None) -> dict[str, Any]:
+    """The leave-one-source-out figures recorded with the shipped space (package data; empty when
+    none): what a refit reports beside its own fit. The build never reads the checkout's benchmarks."""
     import json
 
-    if not path.is_file():
+    path = (artifacts or SHIPPED_DIR) / "default-space.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return {}
-    stored = json.loads(path.read_text())
-    s = stored.get("summary", {})
-    return {"results": "benchmarks/results/loso.json", "chosen": stored.get("results", {}).get("shipped", {}).get("chosen"),
-            "interface_sources": s.get("interface_sources"), "prose_sources": s.get("prose_sources"),
-            "interface_top1": {k: round(v, 2) for k, v in s.get("interface", {}).items()
-                               if k in ("card", "best_plain_by_dev", "best_plain_hindsight", "router")},
-            "prose_top1": {k: round(v, 2) for k, v in s.get("prose", {}).items() if k in ("card", "router")},
-            "per_source": {src: {"kind": r.get("kind"), "languages": r.get("languages"),
-                                 **{k: round(r[k], 2) for k in ("card", "best_plain_by_dev", "router") if k in r}}
-                           for src, r in s.get("per_source", {}).items()},
-            "protocol": "each source's test half scored with settings chosen on the other sources' dev halves"}
+    loso = meta.get("report", {}).get("loso", {}) if isinstance(meta, dict) else {}
+    return loso if isinstance(loso, dict) else {}
 
 
 def fit_space_from_sources(
@@ -458,7 +448,7 @@ def fit_space_from_sources(
                 maps[g], chosen[g] = fitted.group_maps[g], g
         for lang, w in fitted.language_maps.items():
             maps[f"lang.{lang}"], language_maps[lang] = w, f"lang.{lang}"
-    report = {"settings": settings.__dict__.copy(), "protocol": "sources", "sources": sources, "loso": loso_summary(),
+    report = {"settings": settings.__dict__.copy(), "protocol": "sources", "sources": sources, "loso": recorded_loso(),
               "train_rows": {s: sum(len(p) for p in data.rows[s]["train"].values()) for s in sources},
               "languages_without_own_mean": sorted(set(languages) - fitted.own)}
     return FittedSpace({k: v.astype(np.float32) for k, v in means.items()}, maps, chosen, report, fitted.subspace, language_maps)
@@ -575,7 +565,7 @@ def fit_space(
 
 
 # ------------------------------------------------------------------------------ the build stage
-#: Spaces shipped with the package (fitted by ``python -m training.space_report --ship``), so
+#: Spaces shipped with the package (``python -m benchmarks.ship_artifacts space DIR``), so
 #: that ``sbr setup`` needs no fitting when base, corpus, sprachbunds and settings match.
 SHIPPED_DIR = Path(__file__).resolve().parent / "artifacts"
 SPACE_FILE = "spaces/base.safetensors"
@@ -703,8 +693,9 @@ def _provenance(report: Mapping[str, Any]) -> dict[str, Any]:
                                    "loso") if k in report}
 
 
-def ship_space(router_dir: Path, shipped_name: str = "default-space") -> Path:
-    """Copy a built router's space (with its key and report) into the package's artifacts."""
+def ship_space(router_dir: Path, shipped_name: str = "default-space", loso: Mapping[str, Any] | None = None) -> Path:
+    """Copy a built router's space (with its key and report) into the package's artifacts;
+    ``loso``: the protocol's figures to record with it (``benchmarks.loso.loso_summary``)."""
     import json
     import shutil
 
@@ -719,8 +710,8 @@ def ship_space(router_dir: Path, shipped_name: str = "default-space") -> Path:
 
         report_file = cache_root() / "build" / cfg.provenance["build"] / "space_report.json"
     report = json.loads(report_file.read_text()) if report_file.is_file() else dict(spec.provenance)
-    if report.get("protocol") == "sources":
-        report["loso"] = loso_summary()  # the figures as measured, whatever the build saw
+    if report.get("protocol") == "sources" and loso is not None:
+        report["loso"] = dict(loso)  # the figures as measured, whatever the build saw
     from sprachbund_router.paths import data_dir
 
     settings = SpaceSettings(**report["settings"])

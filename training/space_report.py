@@ -1,6 +1,6 @@
 """Measure the vector space side by side: base / centred / +maps (sprachbund, all, random, per language).
 
-``python -m training.space_report [--router DIR] [--output benchmarks/results/space.json] [--ship]``
+``python -m training.space_report [--router DIR] [--output benchmarks/results/space.json]``
 
 Every variant is fitted on the training split (and chooses what it chooses on the dev split)
 with the same data, then scored on held-out data it never saw:
@@ -14,8 +14,9 @@ with the same data, then scored on held-out data it never saw:
 * **heads**: emoji-topic heads in the English, pivot and every-language settings.
 
 Vectors are the shared base encoder's, cached on disk, and every variant goes through the
-runtime's own :class:`~sprachbund_router.space.VectorSpace`. ``--ship`` copies the default
-router's fitted space into ``training/artifacts`` (package data used by ``sbr setup``).
+runtime's own :class:`~sprachbund_router.space.VectorSpace`. ``python -m
+benchmarks.ship_artifacts space DIR`` copies a router's fitted space into ``training/artifacts`` (package data used
+by ``sbr setup``).
 """
 
 from __future__ import annotations
@@ -339,15 +340,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="pairs per language / language pair (at most)")
     parser.add_argument("--extra", default="", help="extra training-pair sources for more map variants (libreoffice)")
     parser.add_argument("--max-extra", type=int, default=2000, help="extra pairs per language and source")
-    parser.add_argument("--ship", action="store_true", help="copy the router's fitted space into training/artifacts and stop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     router_dir = args.router or default_router_dir()
-    if args.ship:
-        from training.space import ship_space
-
-        logger.info("shipped %s", ship_space(router_dir))
-        return
     result = run(router_dir, args.output, heads=not args.no_heads, n=args.n,
                  extra=[e for e in args.extra.split(",") if e], max_extra=args.max_extra)
     logger.info("\n%s", markdown(result))

@@ -1,0 +1,44 @@
+"""Ship a build's artifacts with the package (``training/artifacts``), so ``sbr setup`` need not compute them.
+
+    python -m benchmarks.ship_artifacts language-vectors BUILD_WORK_DIR [--config PRESET]
+    python -m benchmarks.ship_artifacts space ROUTER_DIR [--loso benchmarks/results/loso.json]
+
+Each artifact is recorded with its stage key, the sha256 of its file and the probe vectors of the
+encoder that computed it; a build takes it only when all three match (``training.shipped``,
+``training.space.shipped_space``). A maintainer tool: it reads the checkout's results, which the
+build itself never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from benchmarks.loso import LOSO_RESULTS, loso_summary
+
+
+def main() -> None:
+    from training.pipeline import DEFAULT_PRESET, load_base_encoder_for, load_build_config
+    from training.shipped import ship_language_vectors
+    from training.space import ship_space
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    lv = sub.add_parser("language-vectors", help="the language-vector stage of a build")
+    lv.add_argument("work", type=Path, help="the build's work directory (e.g. ~/.cache/sprachbund-router/build/default)")
+    lv.add_argument("--config", type=Path, default=DEFAULT_PRESET, help="the build config it ran (default: the default preset)")
+    sp = sub.add_parser("space", help="a built router's fitted vector space")
+    sp.add_argument("router", type=Path)
+    sp.add_argument("--loso", type=Path, default=LOSO_RESULTS, help="the protocol's results recorded with it")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.what == "language-vectors":
+        config = load_build_config(args.config)
+        print(f"shipped {ship_language_vectors(args.work, load_base_encoder_for(config), config.vector_mode)}")
+    else:
+        print(f"shipped {ship_space(args.router, loso=loso_summary(args.loso))}")
+
+
+if __name__ == "__main__":
+    main()
