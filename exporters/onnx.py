@@ -144,11 +144,38 @@ def export_encoder(
     Raises:
         RuntimeError: fp32 parity below ``min_cosine``.
     """
+    require_export_extra()
     encoder = SentenceEncoder.from_pretrained(encoder_dir, pooling, spec)
     # everything is written and checked in a partial folder, moved to onnx/ only when complete
     partial = f"{ONNX_DIR}.partial"
     onnx_dir = encoder_dir / partial
     shutil.rmtree(onnx_dir, ignore_errors=True)
+    try:
+        return _export_into(encoder, encoder_dir, pooling, spec, parity_texts, min_cosine, partial)
+    except BaseException:
+        shutil.rmtree(onnx_dir, ignore_errors=True)  # a failed export leaves no partial folder
+        raise
+
+
+def require_export_extra() -> None:
+    """Refuse to start an export without the ``[export]`` extra (before any work, naming it).
+
+    Raises:
+        CheckpointError: onnx, onnxscript or onnxruntime's quantisation cannot be imported.
+    """
+    missing = []
+    for module in ("onnx", "onnxscript", "onnxruntime.quantization"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise CheckpointError(f"ONNX export needs {', '.join(missing)}: pip install 'sprachbund-router[export]'")
+
+
+def _export_into(encoder: SentenceEncoder, encoder_dir: Path, pooling: PoolingConfig, spec: EncoderSpec,
+                 parity_texts: Sequence[str], min_cosine: float, partial: str) -> dict[str, Any]:
+    onnx_dir = encoder_dir / partial
     fp32 = export_fp32(encoder, onnx_dir / ONNX_FILES["onnx"])
     fused = fuse_transformer_ops(fp32, encoder.model.config)
     info: dict[str, Any] = {
@@ -280,6 +307,7 @@ def export_router(
     kept for evaluation only with ``include_baselines``), then settle the int8 variant
     (:func:`settle_int8`) on ``check``: a ``training.loso.Data`` of held-out sets (their ``split``
     rows) or a sequence of (text, English) pairs (empty: int8 files are kept unchecked)."""
+    require_export_extra()
     config = RouterConfig.load(router_dir)
     served = {*config.sprachbund_encoders.values(), config.shared_encoder, config.fallback_encoder}
     done: dict[Path, dict[str, Any]] = {}

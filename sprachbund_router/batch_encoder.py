@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sprachbund_router.errors import InvalidInputError
 from sprachbund_router.inputs import validate_texts
 
 
@@ -54,7 +55,13 @@ class BatchEncoder:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """``batch[column]`` (texts) -> the same batch with ``batch[output]`` (float32 ``[n, dim]``)."""
-        texts = validate_texts(list(batch[self.column]), name=f"batch[{self.column!r}]")  # as encode does: no str(None)
+        if self.column not in batch:
+            raise InvalidInputError(f"the batch has no column {self.column!r} (columns: {sorted(map(str, batch))})")
+        column = batch[self.column]
+        if column is None or isinstance(column, (str, bytes, bytearray)):
+            raise InvalidInputError(f"batch[{self.column!r}] must be a column of texts (a list or array of str), "
+                                    f"got {type(column).__name__}")
+        texts = validate_texts(list(column), name=f"batch[{self.column!r}]")  # as encode does: no str(None)
         if self.encoder is None:
             vecs = self.router.encode(texts, lang=self.lang, batch_size=self.batch_size)
         else:

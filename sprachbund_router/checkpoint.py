@@ -62,16 +62,23 @@ def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_D
 _POSITION_OFFSET = {"xlm-roberta": 2, "roberta": 2, "camembert": 2, "xlm-roberta-xl": 2}
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"it holds {name}, which is not a JSON number (NaN and infinities are refused)")
+
+
 def read_json_object(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``.
 
     Raises:
-        CheckpointError: the file is not valid JSON or holds something other than an object.
+        CheckpointError: the file is not valid JSON (NaN and infinities included) or holds
+            something other than an object.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is corrupt (not valid JSON): {err}") from err
+    except ValueError as err:  # NaN / Infinity: not JSON, and no figure or setting of ours is one
+        raise CheckpointError(f"{path} is corrupt: {err}") from None
     except RecursionError:
         raise CheckpointError(f"{path} is corrupt: nested too deeply to be a configuration") from None
     if not isinstance(data, dict):

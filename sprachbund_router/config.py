@@ -237,6 +237,16 @@ class RouterConfig:
                     raise ValueError(f"encoder {name!r} is an adapter of {spec.adapter_base!r}, which is not defined in encoders")
                 if base.adapter_base is not None:
                     raise ValueError(f"encoder {name!r} is an adapter of {spec.adapter_base!r}, itself an adapter")
+        for task, per_group in self.heads.items():
+            unknown = set(per_group) - set(self.sprachbunds) - {"*"}
+            if unknown:
+                raise ValueError(f"heads.{task} names unknown sprachbund(s) {sorted(unknown)} (known: "
+                                 f"{sorted(self.sprachbunds)} and '*' for the fallback)")
+        for group, pivot in self.pivots.items():
+            if group not in self.sprachbunds:
+                raise ValueError(f"pivots names unknown sprachbund {group!r}")
+            if pivot not in self.sprachbunds[group]:
+                raise ValueError(f"pivots.{group} = {pivot!r} is not a language of sprachbund {group!r}")
         for name, space in self.spaces.items():
             if name not in self.encoders:
                 raise ValueError(f"spaces names encoder {name!r}, which is not defined in encoders")

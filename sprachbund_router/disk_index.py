@@ -18,6 +18,7 @@ recall against exact search is measured by ``python -m benchmarks.ann``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,6 +41,8 @@ DISK_INDEX_VERSION = 1
 META_FILE, VECTORS_FILE, TEXTS_FILE, ANN_FILE = "index.json", "vectors.npy", "texts.jsonl", "ann.faiss"
 #: Corpora at least this large get an approximate (FAISS IVF) index.
 ANN_MIN_SIZE = 200_000
+#: How an index searches: exactly, or with its FAISS IVF index.
+SEARCH_KINDS = ("exact", "faiss-ivf")
 
 
 def _sha256(path: Path) -> str:
@@ -73,11 +76,15 @@ class DiskIndexWriter:
             self._texts.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in texts)
 
     def abort(self) -> None:
-        """Remove the partial folder."""
-        self._vectors.close()
-        if self._texts is not None:
-            self._texts.close()
-        self._staged.abort()
+        """Remove the partial folder (also when closing its files fails, e.g. on a full disk)."""
+        try:
+            with contextlib.suppress(OSError):
+                self._vectors.close()
+            if self._texts is not None:
+                with contextlib.suppress(OSError):
+                    self._texts.close()
+        finally:
+            self._staged.abort()
 
     def finish(self, encoder: str, identity: dict[str, Any], ann: str = "auto", nlist: int | None = None) -> Path:
         """Write the ANN index (``ann``: ``auto``, ``faiss`` or ``exact``), the metadata, and move into place."""
@@ -168,6 +175,13 @@ class DiskIndex:
         if missing:
             raise CheckpointError(f"{meta_file} is damaged: it lacks {missing} (checksums and the encoder's identity "
                                   "are required); rebuild the index with `sbr index build`")
+        if not isinstance(meta["encoder"], str) or not isinstance(meta.get("identity") or {}, dict):
+            raise CheckpointError(f"{meta_file} is damaged: 'encoder' must be an encoder name and 'identity' an object; "
+                                  "rebuild the index")
+        if meta.get("search", "exact") not in SEARCH_KINDS:
+            raise CheckpointError(f"{meta_file} is damaged: search {meta.get('search')!r} is not one of {SEARCH_KINDS}")
+        if not all(isinstance(meta[k], int) and not isinstance(meta[k], bool) and meta[k] >= 0 for k in ("size", "dim")):
+            raise CheckpointError(f"{meta_file} is damaged: 'size' and 'dim' must be non-negative integers")
         sums = meta["sha256"]
         if not isinstance(sums, dict) or VECTORS_FILE not in sums:
             raise CheckpointError(f"{meta_file} is damaged: no checksum of {VECTORS_FILE}; rebuild the index")
@@ -191,8 +205,14 @@ class DiskIndex:
                                   f"({meta.get('size')}, {meta.get('dim')})")
         texts = None
         if TEXTS_FILE in sums:
-            with (directory / TEXTS_FILE).open(encoding="utf-8") as f:
-                texts = [json.loads(line) for line in f]
+            try:
+                with (directory / TEXTS_FILE).open(encoding="utf-8") as f:
+                    texts = [json.loads(line) for line in f]
+            except (UnicodeDecodeError, ValueError) as err:
+                raise CheckpointError(f"{directory / TEXTS_FILE} is corrupt (one JSON string per line expected): "
+                                      f"{str(err)[:200]}") from None
+            if not all(isinstance(t, str) for t in texts):
+                raise CheckpointError(f"{directory / TEXTS_FILE} is corrupt: every line must be a JSON string")
             if len(texts) != len(vectors):
                 raise CheckpointError(f"{directory / TEXTS_FILE} has {len(texts)} texts for {len(vectors)} vectors")
         ann = None

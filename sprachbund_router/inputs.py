@@ -9,7 +9,7 @@ its maximum number of tokens anyway).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sprachbund_router.errors import InvalidInputError
 
@@ -36,8 +36,11 @@ def validate_texts(texts: str | Iterable[str], *, name: str = "texts") -> list[s
         raise InvalidInputError(f"{name} is None; pass a string or a list of strings")
     if isinstance(texts, str):
         texts = [texts]
-    elif isinstance(texts, (bytes, bytearray)):
+    elif isinstance(texts, (bytes, bytearray, memoryview)):
         raise InvalidInputError(f"{name} is bytes; decode it to str first (e.g. .decode('utf-8'))")
+    elif isinstance(texts, Mapping):
+        raise InvalidInputError(f"{name} is a mapping ({type(texts).__name__}); pass its texts as a list "
+                                "(iterating a mapping would encode its keys)")
     try:
         items = list(texts)
     except TypeError as err:

@@ -109,6 +109,10 @@ class Classification:
     route: Route
 
 
+#: encode()'s precisions (sentence-transformers' quantize_embeddings beyond float32).
+PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+
+
 def _is_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
@@ -460,7 +464,7 @@ class SprachbundRouter:
     # ------------------------------------------------------------------ vectors
     def encode(
         self,
-        sentences: str | Sequence[str],
+        sentences: str | Sequence[str] | None = None,
         prompt_name: str | None = None,
         prompt: str | None = None,
         batch_size: int = 32,
@@ -471,47 +475,65 @@ class SprachbundRouter:
         convert_to_tensor: bool = False,
         device: str | None = None,
         normalize_embeddings: bool = True,
+        truncate_dim: int | None = None,
         *,
+        inputs: str | Sequence[str] | None = None,
         lang: str | Sequence[str | None] | None = None,
         normalize: bool | None = None,
         progress: bool | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Embed texts with their sprachbund encoders (sentence-transformers' signature).
+        """Embed texts with their sprachbund encoders (sentence-transformers' signature, 5 and 6).
 
         Sentence-transformers and mteb callers can pass their usual keywords. The router's own
         text prefix is always used, so ``prompt`` / ``prompt_name`` are refused rather than
         silently changing the vectors; other keywords (``task_metadata``...) are ignored.
 
         Args:
-            sentences: one text (a 1-d vector is returned) or a list of texts.
+            sentences: one text (a 1-d vector is returned) or a list of texts (sentence-transformers
+                6 calls it ``inputs``; either name works).
             batch_size: texts per forward pass.
             show_progress_bar: show a progress bar (alias ``progress``).
             output_value: only ``"sentence_embedding"``.
-            precision: only ``"float32"``.
+            precision: ``"float32"``, or ``"int8"`` / ``"uint8"`` / ``"binary"`` / ``"ubinary"``
+                (sentence-transformers' ``quantize_embeddings``, calibrated on these vectors).
             convert_to_numpy / convert_to_tensor: return a numpy array (default) or a torch tensor.
             device: torch device of a returned tensor.
             normalize_embeddings: L2-normalise the vectors (default True: the served vectors are
                 compared with cosine; alias ``normalize``).
+            truncate_dim: keep the first dimensions only (Matryoshka style; default the router's
+                ``truncate_dim`` attribute, None: all), renormalised when normalising.
             lang: skip identification: one code for all texts or one per text (None = identify).
 
         Returns:
             float32 array ``[n_texts, dim]`` in input order (``[dim]`` for a single string).
         """
+        if inputs is not None and sentences is not None:
+            raise ValueError("pass the texts once: as sentences (the first argument) or as inputs=, not both")
+        sentences = inputs if sentences is None else sentences
         if prompt is not None or prompt_name is not None:
             raise ValueError("the router prepends each encoder's configured text prefix itself; prompt and prompt_name "
                              "are not supported (they would move the vectors out of the router's space)")
         if output_value not in (None, "sentence_embedding"):
             raise ValueError(f"output_value {output_value!r} is not supported: the router returns sentence embeddings")
-        if precision != "float32":
-            raise ValueError(f"precision {precision!r} is not supported (float32 only)")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not supported (one of {PRECISIONS})")
+        truncate_dim = self.truncate_dim if truncate_dim is None else truncate_dim
+        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1):
+            raise ValueError(f"truncate_dim must be a positive number of dimensions, got {truncate_dim!r}")
         if kwargs:
             logger.debug("encode: ignoring keywords %s", sorted(kwargs))
         normalize = normalize_embeddings if normalize is None else normalize
         progress = bool(show_progress_bar if progress is None else progress)
-        items = validate_texts(sentences)
+        items = validate_texts(sentences)  # type: ignore[arg-type]
         routes = self._route(items, validate_langs(lang, len(items)))
         vecs = self._encode_routed(items, [r.encoder for r in routes], routes, batch_size, normalize, progress)
+        if truncate_dim is not None and truncate_dim < vecs.shape[1]:
+            vecs = unit(vecs[:, :truncate_dim]) if normalize else np.ascontiguousarray(vecs[:, :truncate_dim])
+        if precision != "float32":
+            from sentence_transformers.quantization import quantize_embeddings
+
+            vecs = quantize_embeddings(vecs, precision=precision)  # type: ignore[arg-type]
         if isinstance(sentences, str):
             vecs = vecs[0]
         if convert_to_tensor or not convert_to_numpy:
@@ -563,26 +585,22 @@ class SprachbundRouter:
         return self.encode(sentences, **kwargs)
 
     def similarity(self, a: Any, b: Any) -> Any:
-        """Cosine similarity matrix ``[len(a), len(b)]`` of two sets of vectors: a torch tensor when
-        either input is one (as sentence-transformers returns), else a numpy array."""
-        as_tensor = _is_tensor(a) or _is_tensor(b)
+        """Cosine similarity matrix ``[len(a), len(b)]`` of two sets of vectors, as a torch tensor
+        (what sentence-transformers returns, so ``torch.topk(model.similarity(q, c), k)`` works)."""
         x, y = np.atleast_2d(_as_numpy(a)), np.atleast_2d(_as_numpy(b))
-        x = unit(x)
-        y = unit(y)
-        return _like_input(x @ y.T, as_tensor)
+        return _like_input(unit(x) @ unit(y).T, True)
 
     def similarity_pairwise(self, a: Any, b: Any) -> Any:
-        """Cosine of row i of ``a`` with row i of ``b`` (sentence-transformers' method)."""
-        as_tensor = _is_tensor(a) or _is_tensor(b)
+        """Cosine of row i of ``a`` with row i of ``b`` (sentence-transformers' method), as a torch tensor."""
         x, y = np.atleast_2d(_as_numpy(a)), np.atleast_2d(_as_numpy(b))
         if x.shape != y.shape:
             raise ValueError(f"similarity_pairwise needs inputs of one shape, got {x.shape} and {y.shape}")
-        x = unit(x)
-        y = unit(y)
-        return _like_input((x * y).sum(1), as_tensor)
+        return _like_input((unit(x) * unit(y)).sum(1), True)
 
     #: How vectors are compared (sentence-transformers' attribute).
     similarity_fn_name = "cosine"
+    #: Dimensions encode() keeps by default (sentence-transformers' attribute; None: all).
+    truncate_dim: int | None = None
 
     def get_sentence_embedding_dimension(self) -> int:
         """Dimension of the served vectors (sentence-transformers' method)."""

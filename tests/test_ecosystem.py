@@ -25,13 +25,39 @@ def test_encode_takes_sentence_transformers_keywords(toy_router):
     assert isinstance(tensor, torch.Tensor) and tuple(tensor.shape) == plain.shape
     one = toy_router.encode("Die Katze sitzt")
     assert one.shape == (toy_router.get_sentence_embedding_dimension(),)
-    sim = toy_router.similarity(plain, plain)
-    assert sim.shape == (2, 2) and np.allclose(np.diag(sim), 1.0, atol=1e-5)
+    sim = toy_router.similarity(plain, plain)  # numpy in, a tensor out, as sentence-transformers does (issue 33)
+    assert isinstance(sim, torch.Tensor) and sim.shape == (2, 2) and np.allclose(np.diag(sim.numpy()), 1.0, atol=1e-5)
+    assert torch.topk(toy_router.similarity(plain[:1], plain), k=2).indices.tolist() == [[0, 1]]
+    assert isinstance(toy_router.similarity_pairwise(plain, plain), torch.Tensor)
     assert toy_router.similarity_fn_name == "cosine"
     with pytest.raises(ValueError, match="prompt"):
         toy_router.encode(texts, prompt_name="query")
     with pytest.raises(ValueError, match="precision"):
-        toy_router.encode(texts, precision="int8")
+        toy_router.encode(texts, precision="float16")
+
+
+def test_encode_takes_sentence_transformers_6_keywords(toy_router):
+    """inputs=, truncate_dim (sliced and renormalised, never ignored), device, precision (issue 33)."""
+    from sentence_transformers.quantization import quantize_embeddings
+
+    texts = ["Die Katze sitzt", "Кошка сидит", "The cat sits"]
+    full = toy_router.encode(texts)
+    np.testing.assert_array_equal(toy_router.encode(inputs=texts), full)
+    with pytest.raises(ValueError, match="once"):
+        toy_router.encode(texts, inputs=texts)
+    cut = toy_router.encode(texts, truncate_dim=8)
+    assert cut.shape == (3, 8)
+    np.testing.assert_allclose(cut, full[:, :8] / np.linalg.norm(full[:, :8], axis=1, keepdims=True), atol=1e-6)
+    toy_router.truncate_dim = 8  # sentence-transformers' attribute is the default
+    try:
+        assert toy_router.encode(texts).shape == (3, 8)
+    finally:
+        toy_router.truncate_dim = None
+    with pytest.raises(ValueError, match="truncate_dim"):
+        toy_router.encode(texts, truncate_dim=0)
+    assert toy_router.encode(texts, convert_to_tensor=True, device="cpu").device.type == "cpu"
+    for precision in ("int8", "ubinary"):
+        np.testing.assert_array_equal(toy_router.encode(texts, precision=precision), quantize_embeddings(full, precision=precision))
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ Unicode line separators (``\\x0c``, ``\\x1e``, ``\\x85``, U+2028...) stay inside
 from __future__ import annotations
 
 import json
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,8 +28,9 @@ CHUNK_LINES = 512
 
 
 def count_lines(path: Path) -> int | None:
-    """Number of lines of a file (None for standard input), for progress bars."""
-    if str(path) == "-":
+    """Number of lines of a file (None for standard input, a pipe or a FIFO: reading them to count
+    would consume them), for progress bars."""
+    if str(path) == "-" or not path.is_file():
         return None
     n, last = 0, b"\n"
     with path.open("rb") as handle:
@@ -44,8 +46,10 @@ def check_input(path: Path, what: str) -> None:
         return
     if path.is_dir():
         raise typer.BadParameter(f"{what} {path} is a directory, expected a text file (one text per line)")
-    if not path.is_file():
+    if not path.exists():
         raise typer.BadParameter(f"{what} file {path} does not exist")
+    if not (path.is_file() or stat.S_ISFIFO(path.stat().st_mode) or stat.S_ISCHR(path.stat().st_mode)):
+        raise typer.BadParameter(f"{what} {path} is not a file, a pipe or a FIFO")
 
 
 def iter_line_chunks(path: Path, what: str, chunk: int | None = None) -> Iterator[tuple[int, list[str]]]:
@@ -101,6 +105,9 @@ def check_output(path: Path, inputs: Sequence[Path] = ()) -> None:
     which opening the output would empty."""
     import os
 
+    if str(path) == "-":
+        raise typer.BadParameter("output '-' (standard output) is not supported here: the output is a file written in "
+                                 "place as rows arrive; give a file name")
     if path.is_dir():
         raise typer.BadParameter(f"output {path} is a directory; give a file name")
     if not path.parent.is_dir():

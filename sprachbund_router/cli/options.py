@@ -50,7 +50,7 @@ ScoringOpt = Annotated[
                  "near everything; its query-side neighbours are the queries of the same 512-line chunk. Default: the "
                  "router's retrieval_scoring."),
 ]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details (INFO level).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Log progress details (INFO level).")]
 InputArg = Annotated[Path, typer.Argument(help="Text file, one text per line ('-' for stdin).")]
 
 

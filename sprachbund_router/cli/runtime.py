@@ -6,9 +6,10 @@ register on live in :mod:`sprachbund_router.cli.apps`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,43 +55,72 @@ def _load(model: str | None, revision: str | None, backend: Backend):
 
 
 def _stream(input: Path, step: Callable[[int, list[str]], None], close: Callable[[], None],
-            interrupted: Callable[[], str]) -> None:
-    """Run ``step(first_line, lines)`` on each chunk of ``input`` with a progress bar; Ctrl-C
-    prints ``interrupted()`` and exits 130, package errors exit 1; ``close()`` runs in every case."""
+            interrupted: Callable[[], str], start: Callable[[], None] | None = None) -> None:
+    """Run ``start()``, then ``step(first_line, lines)`` on each chunk of ``input`` with a progress
+    bar; Ctrl-C prints ``interrupted()`` and exits 130, package errors exit 1, an output that cannot
+    be written (a full disk, ``> /dev/full``) exits 1 with one line; ``close()`` runs in every case."""
     from tqdm.auto import tqdm
 
+    with _output_errors():
+        try:
+            if start is not None:
+                start()
+            with tqdm(total=count_lines(input), unit="line", disable=None, file=sys.stderr) as bar:
+                for first, lines in iter_line_chunks(input, "input"):
+                    step(first, lines)
+                    bar.update(len(lines))
+        except KeyboardInterrupt:
+            typer.echo(interrupted(), err=True)
+            raise typer.Exit(code=130) from None
+        except SprachbundError as err:
+            raise fail(err) from err
+        finally:
+            close()
+
+
+@contextlib.contextmanager
+def _output_errors() -> Iterator[None]:
+    """Writing errors as Unix tools report them: a reader that went away (``| head``) ends quietly
+    with status 0; any other write error (``ENOSPC``, ``EROFS``...) is one line and status 1. Either
+    way standard output is pointed at /dev/null, so the interpreter's final flush cannot fail again."""
     try:
-        with tqdm(total=count_lines(input), unit="line", disable=None, file=sys.stderr) as bar:
-            for first, lines in iter_line_chunks(input, "input"):
-                step(first, lines)
-                bar.update(len(lines))
-    except KeyboardInterrupt:
-        typer.echo(interrupted(), err=True)
-        raise typer.Exit(code=130) from None
-    except SprachbundError as err:
-        raise fail(err) from err
-    except BrokenPipeError:  # the reader went away (`| head`): end quietly with status 0, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush has nowhere to fail
+        yield
+    except BrokenPipeError:
+        _silence_stdout()
         raise typer.Exit(code=0) from None
-    except OSError as err:  # a full disk, a folder made read-only meanwhile: one line, not a traceback
-        raise fail(f"cannot write the output: {err.strerror or err}") from err
-    finally:
-        close()
+    except OSError as err:
+        _silence_stdout()
+        raise fail(f"cannot write the output: {err.strerror or err}") from None
+
+
+def _silence_stdout() -> None:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout already closed
+        pass
 
 
 def _stream_rows(
     input: Path, fmt: OutputFormat, columns: list[str], work: Callable[[int, list[str]], list[dict[str, Any]]]
 ) -> None:
     """Run ``work(first_line, lines)`` on each chunk of ``input`` and write its rows at once."""
-    writer = RowWriter(fmt.value, columns)
+    writer: RowWriter | None = None
     done = 0
+
+    def start() -> None:
+        nonlocal writer
+        writer = RowWriter(fmt.value, columns)  # the header is written here, inside the error handling
 
     def step(first: int, lines: list[str]) -> None:
         nonlocal done
-        writer.write(work(first, lines))
+        writer.write(work(first, lines))  # type: ignore[union-attr]
         done += len(lines)
 
-    _stream(input, step, writer.close, lambda: f"interrupted: the results of the first {done} lines were written")
+    def close() -> None:
+        if writer is not None:
+            writer.close()
+
+    _stream(input, step, close, lambda: f"interrupted: the results of the first {done} lines were written", start)
 
 
 @app.command()
@@ -151,7 +181,8 @@ def retrieve(
     backend: BackendOpt = Backend.torch,
     fmt: FormatOpt = OutputFormat.tsv,
     aligned: Annotated[
-        bool, typer.Option("--aligned", help="Line i of the corpus translates line i of the queries: also report top-1 accuracy.")
+        bool, typer.Option("--aligned", metavar="",
+                           help="Line i of the corpus translates line i of the queries: also report top-1 accuracy.")
     ] = False,
     batch_size: BatchOpt = 32,
     scoring: ScoringOpt = None,
@@ -209,7 +240,8 @@ def retrieve(
     columns = ["query_line", "rank", "corpus_line", "score", "query_language", "encoder", "query", "match"]
     _stream_rows(queries, fmt, columns, work)
     if aligned:
-        typer.echo(f"# top-1 accuracy: {correct}/{total} = {correct / max(total, 1):.3f}", err=fmt != OutputFormat.tsv)
+        with _output_errors():
+            typer.echo(f"# top-1 accuracy: {correct}/{total} = {correct / max(total, 1):.3f}", err=fmt != OutputFormat.tsv)
 
 
 @app.command()
@@ -246,7 +278,7 @@ def index_build(
     backend: BackendOpt = Backend.torch,
     lang: LangOpt = None,
     ann: Annotated[str, typer.Option("--ann", help="auto (FAISS IVF from 200,000 texts), faiss or exact.")] = "auto",
-    texts: Annotated[bool, typer.Option("--texts/--no-texts", help="Store the corpus texts in the index.")] = True,
+    texts: Annotated[bool, typer.Option("--texts/--no-texts", metavar="", help="Store the corpus texts in the index.")] = True,
     batch_size: BatchOpt = 32,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -262,11 +294,18 @@ def index_build(
     check_input(corpus, "corpus")
     if ann not in ("auto", "faiss", "exact"):
         raise typer.BadParameter(f"--ann must be auto, faiss or exact, got {ann!r}")
+    if str(output) == "-":
+        raise typer.BadParameter("an index is a directory: give its path, not '-'")
     if not is_new_directory(output):
         raise typer.BadParameter(f"{output} exists and is not empty")
+    if ann == "faiss":  # before any encoding: a missing extra is named at once
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            raise typer.BadParameter("--ann faiss needs FAISS: pip install 'sprachbund-router[index]' (faiss-cpu)") from None
     router = _load(model, revision, backend)
     try:
-        with tqdm(total=count_lines(corpus), unit="line", disable=None, file=sys.stderr) as bar:
+        with _output_errors(), tqdm(total=count_lines(corpus), unit="line", disable=None, file=sys.stderr) as bar:
             out = build_disk_index(router, lambda: (lines for _, lines in iter_line_chunks(corpus, "corpus")), output,
                                    lang=lang, batch_size=batch_size, ann=ann, keep_texts=texts, on_chunk=bar.update)
     except KeyboardInterrupt:

@@ -1,0 +1,171 @@
+"""What users tripped on (issue 33, items 6-9, 11, 14, 16): damaged configs and indexes, inputs
+that are not texts, outputs that cannot be written, missing extras, CLI details. Each case ends
+in one line naming the problem, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sprachbund_router import SprachbundRouter
+from sprachbund_router.batch_encoder import BatchEncoder
+from sprachbund_router.config import RouterConfig
+from sprachbund_router.errors import CheckpointError, InvalidInputError
+
+LINES = ["Die Katze schläft auf dem Sofa.", "Кошка спит на диване.", "The cat sleeps on the sofa."]
+
+
+def _sbr(*args: str, stdout=subprocess.PIPE, stdin=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sprachbund_router", *args], stdout=stdout, stderr=subprocess.PIPE,
+                          stdin=stdin, text=True, timeout=300)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-2000:]
+    for w in words:
+        assert w in proc.stderr, (w, proc.stderr[-2000:])
+
+
+# ------------------------------------------------------------------------------ item 9: inputs
+def test_inputs_that_are_not_texts_are_named(toy_router):
+    enc = BatchEncoder(str(toy_router.directory))
+    with pytest.raises(InvalidInputError, match="column of texts"):
+        enc({"text": None})
+    with pytest.raises(InvalidInputError, match="column of texts.*bytes"):
+        enc({"text": b"Die Katze"})
+    with pytest.raises(InvalidInputError, match=r"\[0\] is bytes"):
+        enc({"text": [b"Die Katze"]})
+    with pytest.raises(InvalidInputError, match="no column 'text'"):
+        enc({"sentence": ["Die Katze"]})
+    with pytest.raises(InvalidInputError, match="mapping"):
+        toy_router.encode({"a": 1})
+    assert enc({"text": np.array(LINES)})["embedding"].shape[0] == 3
+
+
+# ------------------------------------------------------------------------------ items 8, 11: damaged files
+def _copy(src: Path, tmp: Path) -> Path:
+    dst = tmp / "router"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_config(router: Path, change) -> None:
+    cfg = json.loads((router / "router_config.json").read_text())
+    change(cfg)
+    (router / "router_config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda c: c["language_id"].setdefault("calibration", {}).update(x=float("nan")), "NaN"),
+    (lambda c: c["provenance"].update(score=float("inf")), "Infinity"),
+    (lambda c: c["heads"].update({"emoji": {"sb9": "heads/x"}}), "unknown sprachbund"),
+    (lambda c: c.update(pivots={next(iter(c["sprachbunds"])): "xx"}), "pivots"),
+])
+def test_a_damaged_config_is_refused_by_name(toy_router_dir, tmp_path, change, words):
+    router = _copy(toy_router_dir, tmp_path)
+    _edit_config(router, change)
+    with pytest.raises(CheckpointError, match=words):
+        RouterConfig.load(router)
+
+
+def _index(router_dir: Path, tmp: Path) -> Path:
+    from sprachbund_router.indexing import build_disk_index
+
+    router = SprachbundRouter.from_pretrained(router_dir)
+    return build_disk_index(router, lambda: iter([LINES]), tmp / "idx", ann="exact")
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m.update(identity="x"), "identity"),
+    (lambda m: m.update(encoder=["base"]), "encoder"),
+    (lambda m: m.update(search="hnsw"), "hnsw"),
+    (lambda m: m.update(size=float("nan")), "NaN"),
+])
+def test_a_damaged_index_json_with_consistent_checksums_is_one_error(toy_router_dir, tmp_path, change, words):
+    from sprachbund_router.disk_index import DiskIndex
+
+    idx = _index(toy_router_dir, tmp_path)
+    meta = json.loads((idx / "index.json").read_text())
+    change(meta)
+    (idx / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=words):
+        DiskIndex.load(idx)
+
+
+@pytest.mark.parametrize("content", [b"not json\n", b"\xff\xfe\n"])
+def test_index_texts_that_are_not_json_strings_are_one_error(toy_router_dir, tmp_path, content):
+    import hashlib
+
+    from sprachbund_router.disk_index import DiskIndex
+
+    idx = _index(toy_router_dir, tmp_path)
+    (idx / "texts.jsonl").write_bytes(content * 3)
+    meta = json.loads((idx / "index.json").read_text())
+    meta["sha256"]["texts.jsonl"] = hashlib.sha256(content * 3).hexdigest()  # consistent checksums
+    (idx / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="texts.jsonl is corrupt"):
+        DiskIndex.load(idx)
+
+
+# ------------------------------------------------------------------------------ items 7, 16: the CLI's outputs
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_output_device_is_one_line(toy_router_dir, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    with open("/dev/full", "w") as full:
+        _one_line_error(_sbr("identify", str(src), "-m", str(toy_router_dir), stdout=full), "cannot write the output")
+        # the JSON list's "[" is written first: inside the error handling too
+        _one_line_error(_sbr("identify", str(src), "-m", str(toy_router_dir), "--format", "json", stdout=full),
+                        "cannot write the output")
+    _one_line_error(_sbr("encode", str(src), "-m", str(toy_router_dir), "-o", "/dev/full"), "cannot write the output")
+
+
+def test_output_dash_is_refused_and_fifo_input_is_read(toy_router_dir, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    proc = _sbr("encode", str(src), "-m", str(toy_router_dir), "-o", "-")
+    assert proc.returncode == 2 and "'-'" in proc.stderr and not (Path.cwd() / "-").exists()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat {src} > {fifo}"])
+    proc = _sbr("identify", str(fifo), "-m", str(toy_router_dir))
+    writer.wait(30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stdout.strip().splitlines()) == 1 + len(LINES)  # the header and one row per line
+
+
+def test_python_dash_m_runs_the_cli_and_flags_show_no_bool_metavar():
+    proc = _sbr("encode", "--help")
+    assert proc.returncode == 0 and "--output" in proc.stdout
+    verbose = next(line for line in proc.stdout.splitlines() if "--verbose" in line)
+    assert "<bool>" not in verbose
+
+
+def test_index_build_refuses_missing_faiss_before_encoding(toy_router_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sprachbund_router.cli import app
+
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss raises ImportError
+    res = CliRunner().invoke(app, ["index", "build", str(src), "-m", str(toy_router_dir), "-o", str(tmp_path / "i"),
+                                   "--ann", "faiss"])
+    assert res.exit_code == 2 and "sprachbund-router[index]" in res.output
+    assert not (tmp_path / "i").exists() and not list(tmp_path.glob(".i.*"))
+
+
+def test_onnx_export_refuses_a_missing_extra_before_any_work(monkeypatch):
+    from exporters.onnx import require_export_extra
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(CheckpointError, match=r"sprachbund-router\[export\]"):
+        require_export_extra()
