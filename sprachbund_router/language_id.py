@@ -98,20 +98,40 @@ def _script(ch: str) -> str:
     return _SCRIPT_GROUPS.get(first, first)
 
 
-def mixed_scripts(text: str) -> str | None:
-    """Why ``text`` cannot be given one language by its letters: no script holds more than half
-    of them (``"Hello Привет 你好 مرحبا"``); None otherwise (one script, or a clear majority such
-    as a brand name inside a translated message)."""
+def _script_counts(text: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for ch in text:
         if ch.isalpha():
             s = _script(ch)
             counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def mixed_scripts(text: str) -> str | None:
+    """Why ``text`` cannot be given one language by its letters: no script holds more than half
+    of them (``"Hello Привет 你好 مرحبا"``); None otherwise (one script, or a clear majority such
+    as a brand name inside a translated message)."""
+    counts = _script_counts(text)
     total = sum(counts.values())
     if total < MIXED_SCRIPT_MIN_LETTERS or len(counts) < 2 or max(counts.values()) * 2 > total:
         return None
     shares = ", ".join(f"{s.title()} {100 * n // total}%" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     return f"mixed scripts, none holding most of the letters ({shares})"
+
+
+def majority_script_text(text: str) -> str:
+    """``text`` with the letters of scripts other than the one holding most of its letters removed
+    (``"Please open the menu. Спасибо!"`` -> ``"Please open the menu. !"``): a short run of another
+    script (a quoted word, a name, a greeting) must not decide the language of a text written in
+    one script. Texts with few letters, one script, or no majority are returned as they are."""
+    counts = _script_counts(text)
+    total = sum(counts.values())
+    if total < MIXED_SCRIPT_MIN_LETTERS or len(counts) < 2:
+        return text
+    major, n = max(counts.items(), key=lambda kv: kv[1])
+    if n * 2 <= total:
+        return text
+    return "".join(ch for ch in text if not ch.isalpha() or _script(ch) == major)
 
 
 @lru_cache(maxsize=1)
@@ -509,16 +529,15 @@ def decide(
     """
     out: list[RoutingDecision | None] = [None] * len(texts)
     scored = []
-    mixed: dict[int, str] = {}
     for i, t in enumerate(texts):
-        if has_letters(t):
-            scored.append(i)
-            if (why := mixed_scripts(t)) is not None:
-                mixed[i] = why
-        else:
+        if not has_letters(t):
             out[i] = RoutingDecision(None, None, 0.0, "no letters to identify a language from")
+        elif (why := mixed_scripts(t)) is not None:  # no language to report: a wrong route is worse than a fallback
+            out[i] = RoutingDecision(None, None, 0.0, why)
+        else:
+            scored.append(i)
     if scored:  # vectorised over the batch: one distribution, one mass product, argmaxes per row
-        probs = identifier.distribution([texts[i] for i in scored])
+        probs = identifier.distribution([majority_script_text(texts[i]) for i in scored])
         langs = list(identifier.languages)
         groups = sorted({sprachbund_of[lang] for lang in langs})
         group_of_lang = np.array([groups.index(sprachbund_of[lang]) for lang in langs])
@@ -539,8 +558,6 @@ def decide(
             lang, group, c = langs[best[row]], groups[chosen[row]], float(conf[row])
             reason = None if c >= min_confidence else (
                 f"{what} uncertain: {lang if level == 'language' else group} {c:.2f} < {min_confidence:.2f}")
-            if i in mixed:  # the identifier's confidence means little here: a wrong route is worse than a fallback
-                reason = mixed[i]
             out[i] = RoutingDecision(lang, group, c, reason)
     return [d for d in out if d is not None]
 

@@ -169,3 +169,12 @@ def test_onnx_export_refuses_a_missing_extra_before_any_work(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(CheckpointError, match=r"sprachbund-router\[export\]"):
         require_export_extra()
+
+
+# ------------------------------------------------------------------------------ item 10: mixed scripts
+def test_a_short_run_of_another_script_does_not_decide_the_language(default_router):
+    routes = default_router.route(["Please open the menu. Спасибо!", "Привет Hello world this is English mostly",
+                                   "Сохранить файл в формате PDF", "Hello Привет 你好 مرحبا"])
+    assert [(r.language, r.fallback) for r in routes[:3]] == [("en", False), ("en", False), ("ru", False)]
+    mixed = routes[3]  # no script holds most letters: a fallback that names no language
+    assert mixed.fallback and mixed.language is None and mixed.confidence == 0.0 and "mixed scripts" in mixed.reason
