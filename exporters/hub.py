@@ -10,24 +10,26 @@ dry-run folders out as huggingface_hub's cache, so they load by repo id with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sprachbund_router.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from sprachbund_router.backend import LEGACY_ONNX_FILES, ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
+from sprachbund_router.checkpoint import read_json_object
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, EncoderSpec, RouterConfig
 from sprachbund_router.errors import CheckpointError
 from sprachbund_router.language_id import NGRAM_FILE
 from sprachbund_router.onnx_encoder import pad_token_id
 from sprachbund_router.st_layout import write_st_adapter_folder, write_st_folder
-from sprachbund_router.staging import StagedDirectory
+from sprachbund_router.staging import StagedDirectory, link_or_copy, link_tree
 from sprachbund_router.validation import confined, writable_inside
-from training.files import link_or_copy, link_tree
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +114,42 @@ def plan_export(router_dir: str | Path, org: str, name: str | None = None, *, dr
     return plan
 
 
+#: Files of a router folder that only feed its cards: each may be missing, none may be damaged.
+OPTIONAL_RESULTS = ("eval/retrieval.json", "analysis/analysis.json", "training_report.json", f"{ONNX_DIR}/{ONNX_EXPORT_INFO}",
+                    "training_metrics.json")
+
+
+def _optional_json(folder: Path, rel: str) -> dict[str, Any] | None:
+    """The JSON object in ``folder / rel`` (read inside ``folder``), None when the file is missing.
+
+    Raises:
+        ExportError: the file is not UTF-8, not JSON (NaN included) or not an object: named, with
+            what to do (the export writes nothing).
+    """
+    if not (folder / rel).is_file():
+        return None
+    try:
+        return read_json_object(confined(folder, rel, rel))
+    except CheckpointError as err:
+        raise ExportError(f"{err}; this file only feeds the model cards: fix it or remove it") from None
+
+
+@contextlib.contextmanager
+def _card_errors(what: str) -> Iterator[None]:
+    """A one-line error when an optional results file has an unexpected layout while writing a card."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        if isinstance(err, ExportError):
+            raise
+        raise ExportError(f"cannot write the card of {what}: a results file has an unexpected layout ({type(err).__name__}: "
+                          f"{str(err)[:200]}); fix or remove the damaged one of {', '.join(OPTIONAL_RESULTS)}") from None
+
+
 def _pair_results(router_dir: Path, languages: list[str]) -> list[dict[str, Any]]:
-    path = router_dir / "eval" / "retrieval.json"
-    if not path.is_file():
+    res = _optional_json(router_dir, "eval/retrieval.json")
+    if res is None:
         return []
-    res = json.loads(path.read_text())
     out = []
     for row in res["pairs"]:
         a, b = row["pair"].split("-")
@@ -154,9 +187,11 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
             base_dir = out_dir / base_repo.split("/")[1]
             info = write_st_adapter_folder(src, folder, base_dir, base_repo, cfg.pooling, cfg.encoders[names[0]])
             langs = sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]})
-            metrics = json.loads((src / "training_metrics.json").read_text()) if (src / "training_metrics.json").is_file() else {}
-            adapter_card(repo, names[0], cfg, plan.router_repo, base_repo, languages=langs, training_metrics=metrics,
-                         adapter_info=info).save(folder / "README.md")
+            metrics = _optional_json(src, "training_metrics.json") or {}
+            with _card_errors(repo):
+                card = adapter_card(repo, names[0], cfg, plan.router_repo, base_repo, languages=langs, training_metrics=metrics,
+                                    adapter_info=info)
+            card.save(folder / "README.md")
             folders[repo] = folder
             continue
         # sentence-transformers layout, truncated to the router's layer: SentenceTransformer(folder) = the router's encoder
@@ -171,14 +206,15 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
                 old, new = folder / ONNX_DIR / legacy, folder / ONNX_DIR / ONNX_FILES[backend]
                 if old.is_file() and not new.exists():
                     old.rename(new)
-            onnx_info = json.loads((src / ONNX_DIR / ONNX_EXPORT_INFO).read_text())
+            onnx_info = _optional_json(src, f"{ONNX_DIR}/{ONNX_EXPORT_INFO}")
         langs = sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]})
         if not langs:  # shared/fallback encoder: every language
             langs = cfg.languages
-        metrics = json.loads((src / "training_metrics.json").read_text()) if (src / "training_metrics.json").is_file() else None
-        card = encoder_card(repo, names[0], cfg, plan.router_repo, languages=langs, onnx_info=onnx_info,
-                            training_metrics=metrics, pair_results=_pair_results(plan.router_dir, langs),
-                            pad_id=pad_token_id(src), kept_layers=st_info["layers"])
+        metrics = _optional_json(src, "training_metrics.json")
+        with _card_errors(repo):
+            card = encoder_card(repo, names[0], cfg, plan.router_repo, languages=langs, onnx_info=onnx_info,
+                                training_metrics=metrics, pair_results=_pair_results(plan.router_dir, langs),
+                                pad_id=pad_token_id(src), kept_layers=st_info["layers"])
         card.save(folder / "README.md")
         folders[repo] = folder
 
@@ -216,17 +252,15 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
     analysis = None
     if (plan.router_dir / "analysis").is_dir():
         link_tree(confined(plan.router_dir, "analysis", "analysis"), folder / "analysis")
-        if (plan.router_dir / "analysis" / "analysis.json").is_file():
-            analysis = json.loads(confined(plan.router_dir, "analysis/analysis.json", "analysis").read_text())
-    retrieval = None
-    if (plan.router_dir / "eval" / "retrieval.json").is_file():
-        retrieval = json.loads(confined(plan.router_dir, "eval/retrieval.json", "eval").read_text())
-    build_report = None
-    if (plan.router_dir / "training_report.json").is_file():
+        analysis = _optional_json(plan.router_dir, "analysis/analysis.json")
+    retrieval = _optional_json(plan.router_dir, "eval/retrieval.json")
+    build_report = _optional_json(plan.router_dir, "training_report.json")
+    if build_report is not None:
         report_file = confined(plan.router_dir, "training_report.json", "training_report.json")
         shutil.copyfile(report_file, folder / "training_report.json")  # a copy, never a link to the source
-        build_report = json.loads(report_file.read_text())
-    router_card(plan.router_repo, cfg, plan.encoder_repos, analysis, retrieval, build_report).save(folder / "README.md")
+    with _card_errors(plan.router_repo):
+        card = router_card(plan.router_repo, cfg, plan.encoder_repos, analysis, retrieval, build_report)
+    card.save(folder / "README.md")
     folders[plan.router_repo] = folder
     (out_dir / REPOS_FILE).write_text(json.dumps({r: str(p.relative_to(out_dir)) for r, p in folders.items()}, indent=1) + "\n")
     return folders

@@ -178,3 +178,24 @@ def test_a_short_run_of_another_script_does_not_decide_the_language(default_rout
     assert [(r.language, r.fallback) for r in routes[:3]] == [("en", False), ("en", False), ("ru", False)]
     mixed = routes[3]  # no script holds most letters: a fallback that names no language
     assert mixed.fallback and mixed.language is None and mixed.confidence == 0.0 and "mixed scripts" in mixed.reason
+
+
+# ------------------------------------------------------------------------------ item 6: optional files of a Hub export
+@pytest.mark.parametrize("rel, content, words", [
+    ("eval/retrieval.json", b"not json", "eval/retrieval.json is corrupt"),
+    ("eval/retrieval.json", b'{"no_pairs": []}', "unexpected layout"),
+    ("analysis/analysis.json", b"\x00garbage", "analysis.json is corrupt"),
+    ("training_report.json", b"\xff\xfe not utf-8", "training_report.json is corrupt"),
+    ("training_report.json", b"[1, 2]", "expected a JSON object"),
+    ("encoders/west/onnx/export.json", b"{garbage", "export.json is corrupt"),
+])
+def test_a_damaged_optional_file_stops_a_hub_dry_run_with_one_line(toy_router_dir, tmp_path, rel, content, words):
+    from exporters.hub import ExportError, plan_export, write_folders
+
+    router = _copy(toy_router_dir, tmp_path)
+    (router / rel).parent.mkdir(parents=True, exist_ok=True)
+    (router / rel).write_bytes(content)
+    with pytest.raises(ExportError, match=words) as err:
+        write_folders(plan_export(router, "org", "router", dry_run=True), tmp_path / "dry")
+    assert "\n" not in str(err.value) and ("fix" in str(err.value))
+    assert not (tmp_path / "dry").exists() or not any((tmp_path / "dry").iterdir())
