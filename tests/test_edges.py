@@ -199,3 +199,36 @@ def test_a_damaged_optional_file_stops_a_hub_dry_run_with_one_line(toy_router_di
         write_folders(plan_export(router, "org", "router", dry_run=True), tmp_path / "dry")
     assert "\n" not in str(err.value) and ("fix" in str(err.value))
     assert not (tmp_path / "dry").exists() or not any((tmp_path / "dry").iterdir())
+
+
+# ------------------------------------------------------------------------------ item 13: FAISS and margin scoring
+def test_margin_scoring_on_a_faiss_index_ranks_faiss_candidates_like_the_exact_margin(tmp_path):
+    """Margin on an index with FAISS takes its candidates from FAISS (nprobe matters) and agrees with
+    the exact margin where FAISS finds the neighbours; the nprobe floor covers every list of a small index."""
+    pytest.importorskip("faiss")
+    from sprachbund_router.disk_index import NPROBE_FLOOR, DiskIndex, DiskIndexWriter
+    from sprachbund_router.index import top_k_margin
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 32))
+    corpus = centres[rng.integers(0, 40, size=4000)] + 0.3 * rng.normal(size=(4000, 32))
+    corpus = (corpus / np.linalg.norm(corpus, axis=1, keepdims=True)).astype(np.float32)
+    queries = corpus[:200] + 0.05 * rng.normal(size=(200, 32)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    writer = DiskIndexWriter(tmp_path / "idx")
+    writer.append(corpus, [f"t{i}" for i in range(len(corpus))])
+    writer.finish("base", {}, ann="faiss", nlist=16)
+    index = DiskIndex.load(tmp_path / "idx")
+    assert index.ann.nprobe == min(16, NPROBE_FLOOR)
+    exact_i, exact_s = top_k_margin(queries, corpus, 5)
+    ann_i, ann_s = index.search(queries, 5, scoring="margin")
+    assert (ann_i[:, 0] == exact_i[:, 0]).mean() >= 0.95
+    agree = ann_i[:, 0] == exact_i[:, 0]
+    np.testing.assert_allclose(ann_s[agree, 0], exact_s[agree, 0], rtol=0.05)
+    index.ann.nprobe = 16  # every list: the shortlists are exact, so is the ranking's top
+    full_i, _ = index.search(queries, 5, scoring="margin")
+    assert (full_i[:, 0] == exact_i[:, 0]).mean() >= 0.99
+    small = DiskIndexWriter(tmp_path / "small")
+    small.append(corpus[:400], [f"t{i}" for i in range(400)])
+    small.finish("base", {}, ann="faiss", nlist=7)
+    assert DiskIndex.load(tmp_path / "small").ann.nprobe == 7  # 1 of 7 lists recalled 0.69 at 5
