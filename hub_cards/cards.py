@@ -75,15 +75,19 @@ def _onnx_section(onnx_info: Mapping[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def _space_recipe(router_repo_id: str) -> str:
-    """The two lines that turn this encoder's sentence-transformers vectors into the router's."""
+def _space_recipe(router_repo_id: str, repo_id: str) -> str:
+    """The lines that turn this encoder's sentence-transformers vectors into the router's (runnable as written)."""
     return f"""
-The router's own vectors (its vector space on top; `langs`: each text's language, None for unknown):
+The router's own vectors (its vector space on top of this encoder's; each text routed as the router routes it,
+texts it cannot identify on the fallback path):
 
 ```python
+from sentence_transformers import SentenceTransformer
 from sprachbund_router import SprachbundRouter
+model = SentenceTransformer("{repo_id}")
 router = SprachbundRouter.from_pretrained("{router_repo_id}")
-served = router.apply_space(model.encode(texts), langs)   # = router.encode(texts, lang=langs)
+texts = ["Die Katze schläft auf dem Sofa.", "Кошка спит на диване."]
+served = router.apply_space(model.encode(texts), routes=router.route(texts))   # = router.encode(texts)
 ```
 """
 
@@ -182,7 +186,7 @@ from sentence_transformers import SentenceTransformer
 model = SentenceTransformer("{repo_id}")
 vectors = model.encode(["Die Katze schläft.", "Кошка спит."])
 ```
-{_space_recipe(router_repo_id) if encoder_name in config.spaces else ""}
+{_space_recipe(router_repo_id, repo_id) if encoder_name in config.spaces else ""}
 Alone, with transformers ({pooling_words} of the last hidden state):
 
 ```python

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,23 @@ class Classification:
     route: Route
 
 
+def _check_encoder_paths(paths: Mapping[str, str | os.PathLike[str]] | None, config: RouterConfig) -> dict[str, Path]:
+    """``encoder_paths`` checked: every key a repo id the config names, every value a folder."""
+    if not paths:
+        return {}
+    if not isinstance(paths, Mapping):
+        raise CheckpointError(f"encoder_paths must map Hub repo ids to folders, got {type(paths).__name__}")
+    named = {spec.repo_id for spec in config.encoders.values() if spec.repo_id}
+    out = {}
+    for repo, folder in paths.items():
+        if repo not in named:
+            raise CheckpointError(f"encoder_paths names {repo!r}, which no encoder of this router uses (it uses {sorted(named)})")
+        if not Path(folder).is_dir():
+            raise CheckpointError(f"encoder_paths[{repo!r}] = {os.fspath(folder)!r} is not a folder")
+        out[repo] = Path(folder)
+    return out
+
+
 #: encode()'s precisions (sentence-transformers' quantize_embeddings beyond float32).
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 
@@ -155,6 +172,7 @@ class SprachbundRouter:
         backend: str = "torch",
         local_files_only: bool | None = None,
         cache_dir: str | Path | None = None,
+        encoder_paths: Mapping[str, str | os.PathLike[str]] | None = None,
     ) -> None:
         check_backend(backend)
         self.config = config
@@ -163,6 +181,7 @@ class SprachbundRouter:
         self.backend = backend
         self._local_files_only = local_files_only  # for encoders that live in Hub repos
         self._cache_dir = cache_dir
+        self._encoder_paths = _check_encoder_paths(encoder_paths, config)
         self._encoders: dict[str, Encoder] = {}
         self._heads: dict[tuple[str, str], ClassificationHead] = {}
         self._checked: set[str] = set()  # encoder names whose space was checked against the loaded weights
@@ -185,6 +204,7 @@ class SprachbundRouter:
         local_files_only: bool | None = None,
         cache_dir: str | Path | None = None,
         device: str | None = None,
+        encoder_paths: Mapping[str, str | os.PathLike[str]] | None = None,
     ) -> SprachbundRouter:
         """Load a router directory or Hub repository.
 
@@ -196,6 +216,10 @@ class SprachbundRouter:
             local_files_only: use only the local Hub cache (default: ``HF_HUB_OFFLINE``).
             cache_dir: huggingface_hub cache directory.
             device: torch device for the encoders.
+            encoder_paths: Hub repo id -> local folder, for encoders the config names by repo id
+                (e.g. a ``sbr export hub --dry-run`` folder tried offline:
+                ``encoder_paths={"org/router-base": "dry/router-base"}``). Only what the caller
+                names is read; a router never looks outside its own folder by itself.
 
         Raises:
             CheckpointError: missing or corrupt ``router_config.json``, language vectors or
@@ -207,7 +231,7 @@ class SprachbundRouter:
                             cache_dir=cache_dir, what="router")
         config = RouterConfig.load(directory)
         router = cls(config, directory, device=device, backend=backend, local_files_only=local_files_only,
-                     cache_dir=cache_dir)
+                     cache_dir=cache_dir, encoder_paths=encoder_paths)
         router.source = os.fspath(path_or_repo_id)  # what the caller named: a folder or a Hub repo id
         for name, spec in config.encoders.items():
             if spec.path is None:
@@ -298,6 +322,10 @@ class SprachbundRouter:
                 return enc
         if spec.path is not None:
             path = self._local_path(spec.path, f"encoders.{name}.path")
+        elif spec.repo_id in self._encoder_paths:  # a folder the caller named for this repo id
+            path = self._encoder_paths[spec.repo_id]  # type: ignore[index]
+            if spec.adapter_base is None:
+                check_encoder_dir(path, self.backend)
         else:
             path = resolve(spec.repo_id, revision=spec.revision, local_files_only=self._local_files_only,  # type: ignore[arg-type]
                            cache_dir=self._cache_dir, what="encoder", hub_only=True)
@@ -545,36 +573,50 @@ class SprachbundRouter:
             return tensor if convert_to_tensor or isinstance(sentences, str) else list(tensor)
         return vecs
 
-    def apply_space(self, vectors: Any, langs: str | Sequence[str | None] | None, encoder: str | None = None) -> np.ndarray:
+    def apply_space(self, vectors: Any, langs: str | Sequence[str | None] | None = None, encoder: str | None = None,
+                    *, routes: Sequence[Route] | None = None) -> np.ndarray:
         """The router's served vectors from an encoder's own vectors.
 
         For users of the encoder repositories with plain sentence-transformers: the router's
         vector space (each row's language mean removed, the language subspace projected out, its
         map applied) on top of ``SentenceTransformer(encoder_repo).encode(texts)``::
 
-            vecs = router.apply_space(SentenceTransformer("org/router-base").encode(texts), langs)
+            vecs = router.apply_space(SentenceTransformer("org/router-base").encode(texts), routes=router.route(texts))
 
-        gives what ``router.encode(texts, lang=langs)`` gives for texts routed to that encoder.
+        gives what ``router.encode(texts)`` gives for texts routed to that encoder (fallback texts
+        included: their route says so, and they take the fallback path).
 
         Args:
             vectors: ``[n, dim]`` vectors of ``encoder`` (arrays or tensors; normalised or not).
             langs: one language for all rows or one per row; None (or a None row): the fallback path.
             encoder: the router encoder that made them (default: the shared encoder).
+            routes: instead of ``langs``, each row's :class:`Route` (``router.route(texts)``):
+                its language, and the fallback path where the route fell back.
 
         Raises:
             UnknownLanguageError: a language outside every sprachbund.
+            ValueError: both ``langs`` and ``routes``, or a number of routes other than of rows.
         """
         name = encoder or self.config.shared_encoder
         if name not in self.config.encoders:
             raise KeyError(f"no encoder {name!r}; this router has {sorted(self.config.encoders)}")
         vecs = np.atleast_2d(_as_numpy(vectors)).astype(np.float32)
-        rows = validate_langs(langs, len(vecs))
+        if routes is not None:
+            if langs is not None:
+                raise ValueError("give langs or routes, not both")
+            if len(routes) != len(vecs):
+                raise ValueError(f"{len(routes)} routes for {len(vecs)} vectors")
+            rows: list[str | None] = [r.language for r in routes]
+            fallback = [r.fallback or r.language is None for r in routes]
+        else:
+            rows = validate_langs(langs, len(vecs))
+            fallback = [lang is None for lang in rows]
         for lang in set(rows) - {None}:
             self.config.sprachbund_of(lang)  # type: ignore[arg-type]  # raises UnknownLanguageError
         space = self.spaces.get(name)
         if space is None:
             return unit(vecs)
-        return space.serve(vecs, rows, [lang is None for lang in rows])
+        return space.serve(vecs, rows, fallback)
 
     def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> Any:
         """Vectors of queries (sentence-transformers 5+; the router's own prefix is used for both sides)."""

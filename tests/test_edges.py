@@ -232,3 +232,49 @@ def test_margin_scoring_on_a_faiss_index_ranks_faiss_candidates_like_the_exact_m
     small.append(corpus[:400], [f"t{i}" for i in range(400)])
     small.finish("base", {}, ann="faiss", nlist=7)
     assert DiskIndex.load(tmp_path / "small").ann.nprobe == 7  # 1 of 7 lists recalled 0.69 at 5
+
+
+# ------------------------------------------------------------------------------ item 15: a dry run, used on its own
+def test_a_hub_dry_run_is_usable_offline_and_its_card_snippet_runs_as_written(tmp_path):
+    from exporters.hub import REPOS_FILE, plan_export, seed_cache, write_folders
+    from tests.toy import write_toy_space_router
+
+    toy_router_dir = write_toy_space_router(tmp_path / "src")
+    dry = tmp_path / "dry"
+    write_folders(plan_export(toy_router_dir, "org", "router", dry_run=True), dry)
+    repos = json.loads((dry / REPOS_FILE).read_text())
+    want = SprachbundRouter.from_pretrained(toy_router_dir).encode(LINES)
+    # the router folder alone names its encoders by repo id: the caller maps them to the dry-run folders
+    with pytest.raises(CheckpointError, match="no encoder of this router"):
+        SprachbundRouter.from_pretrained(dry / repos["org/router"], encoder_paths={"org/other": dry})
+    local = {repo: dry / rel for repo, rel in repos.items() if repo != "org/router"}
+    got = SprachbundRouter.from_pretrained(dry / repos["org/router"], encoder_paths=local, local_files_only=True).encode(LINES)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # the encoder card's apply_space block, as written, offline from the dry run laid out as the Hub cache
+    seed_cache(dry, tmp_path / "hub")
+    shared = next(repo for repo in repos if repo != "org/router" and "apply_space" in (dry / repos[repo] / "README.md").read_text())
+    card = (dry / repos[shared] / "README.md").read_text()
+    head, tail = card.split("served = router.apply_space", 1)
+    block = head.rsplit("```python\n", 1)[1] + "served = router.apply_space" + tail.split("```", 1)[0]
+    script = block + "\nimport json, sys\njson.dump(router.encode(texts).tolist(), sys.stdout)\n" \
+        "print(); json.dump(served.tolist(), sys.stdout)\n"
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    encoded, served = (np.array(json.loads(line)) for line in proc.stdout.strip().splitlines()[-2:])
+    np.testing.assert_allclose(served, encoded, atol=1e-5)
+
+
+def test_apply_space_with_routes_gives_fallback_texts_the_fallback_path(tmp_path):
+    from tests.toy import write_toy_space_router
+
+    toy_router = SprachbundRouter.from_pretrained(write_toy_space_router(tmp_path / "src"))
+    texts = ["Die Katze schläft auf dem Sofa.", "12345 !!!"]  # the second has no letters: it falls back
+    routes = toy_router.route(texts)
+    assert routes[1].fallback
+    raw = toy_router.encoder(toy_router.config.shared_encoder).encode(texts)
+    got = toy_router.apply_space(raw, routes=routes)
+    space = toy_router.spaces[toy_router.config.shared_encoder]
+    np.testing.assert_allclose(got, space.serve(raw, [r.language for r in routes], [False, True]), atol=1e-6)
+    with pytest.raises(ValueError, match="not both"):
+        toy_router.apply_space(raw, "de", routes=routes)
