@@ -23,8 +23,8 @@ from sprachbund_router.config import (
     load_language_vectors,
 )
 from sprachbund_router.disk_index import DiskIndex
-from sprachbund_router.errors import CheckpointError, MissingHeadError
-from sprachbund_router.heads import FALLBACK_HEAD, ClassificationHead
+from sprachbund_router.errors import CheckpointError, InvalidInputError, MissingHeadError
+from sprachbund_router.heads import FALLBACK_HEAD, ClassificationHead, HeadConfig
 from sprachbund_router.hub import resolve
 from sprachbund_router.index import VectorIndex, check_scoring, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
@@ -184,6 +184,7 @@ class SprachbundRouter:
         self._encoder_paths = _check_encoder_paths(encoder_paths, config)
         self._encoders: dict[str, Encoder] = {}
         self._heads: dict[tuple[str, str], ClassificationHead] = {}
+        self._fitted_heads: dict[str, ClassificationHead] = {}  # relative folder -> a head fit_head made, not saved yet
         self._checked: set[str] = set()  # encoder names whose space was checked against the loaded weights
         self._lock = threading.RLock()  # lazy loading happens once whatever the number of threads
         self._identities: dict[str, dict] = {}
@@ -406,8 +407,12 @@ class SprachbundRouter:
             copied: list[tuple[str, ...]] = []
             # folders first, so a path named twice (two keys, one folder) or inside a copied folder is copied once
             for key, rel in sorted(self._local_relative_paths(), key=lambda kr: len(Path(kr[1]).parts)):
-                src, dst = self._local_path(rel, key), writable_inside(staged, rel, key)
+                dst = writable_inside(staged, rel, key)
+                src = dst if rel in self._fitted_heads else self._local_path(rel, key)
                 parts = Path(os.path.normpath(rel)).parts
+                if rel in self._fitted_heads:  # a head fit_head trained: written, not copied
+                    self._fitted_heads[rel].save(dst)
+                    continue
                 if any(parts[:len(c)] == c for c in copied):
                     continue
                 copied.append(parts)
@@ -890,9 +895,83 @@ class SprachbundRouter:
         key = (task, sprachbund)
         with self._lock:
             if key not in self._heads:
-                path = self._local_path(per_group[sprachbund], f"heads.{task}.{sprachbund}")
-                self._heads[key] = ClassificationHead.load(path)
+                rel = per_group[sprachbund]
+                if rel in self._fitted_heads:  # trained by fit_head in this session
+                    self._heads[key] = self._fitted_heads[rel]
+                else:
+                    self._heads[key] = ClassificationHead.load(self._local_path(rel, f"heads.{task}.{sprachbund}"))
             return self._heads[key]
+
+    def fit_head(
+        self,
+        task: str,
+        texts: Sequence[str],
+        labels: Sequence[Any],
+        languages: str | Sequence[str | None] | None = None,
+        setting: str = "english",
+        per: str = "sprachbund",
+        batch_size: int = 32,
+    ) -> dict[str, dict[str, Any]]:
+        """Train heads for ``task`` on the user's labelled texts (see :mod:`sprachbund_router.head_fitting`).
+
+        The heads see the vectors the router serves (every sprachbund in one space), so heads
+        trained on English text classify every language (``setting="english"``, the paper's
+        zero-shot setting); ``"pivot"`` and ``"every"`` train each sprachbund's head on its pivot
+        language or on all its languages. Regularisation is chosen by cross-validation. The heads
+        serve :meth:`classify` at once and are written by :meth:`save_pretrained`.
+
+        Args:
+            task: the task's name (a folder name: letters, digits, ``._:-``); an existing task of
+                that name is replaced.
+            texts / labels: the labelled texts (labels: strings or integers, at least two classes).
+            languages: one language for all texts or one per text (None: identified).
+            setting: ``"english"``, ``"pivot"`` or ``"every"``.
+            per: ``"sprachbund"`` (a head per sprachbund plus the fallback head) or ``"all"``.
+
+        Returns:
+            head key (sprachbund or ``"*"``) -> its training record (C, cross-validated log loss,
+            rows, class counts).
+
+        Raises:
+            InvalidInputError: bad texts or labels (one class, None, NaN, another count), a
+                setting without data (no English text for ``"english"``), or a label set that
+                differs between the sprachbunds' heads.
+        """
+        from sprachbund_router.head_fitting import check_labels, check_task, fit_logistic, training_rows
+
+        check_task(task)
+        items = validate_texts(texts)
+        names = check_labels(labels, len(items))
+        routes = self._route(items, validate_langs(languages, len(items)))
+        langs = [r.language for r in routes]
+        rows_of = training_rows(setting, per, langs, [r.sprachbund for r in routes], list(self.config.sprachbunds),
+                                dict(self.config.pivots))
+        label_set = sorted(set(names))
+        for key, rows in rows_of.items():
+            missing = sorted(set(label_set) - {names[i] for i in rows})
+            if missing and key != FALLBACK_HEAD:
+                raise InvalidInputError(f"the {setting!r} training texts of sprachbund {key!r} lack label(s) {missing}: every "
+                                        "head must know every label (add texts of those labels, or use per='all')")
+        vecs = self._encode_routed(items, [r.encoder for r in routes], routes, batch_size, True)
+        heads: dict[str, str] = {}
+        report: dict[str, dict[str, Any]] = {}
+        fitted: dict[tuple[int, ...], Any] = {}
+        for key, rows in rows_of.items():
+            train_langs = sorted({lang for lang in (langs[i] for i in rows) if lang})
+            config = HeadConfig(task=task, labels=label_set, setting=setting, train_languages=train_langs)
+            if tuple(rows) not in fitted:  # the same rows (per="all", or the English setting) train one head
+                fitted[tuple(rows)] = fit_logistic(vecs[rows], [names[i] for i in rows], label_set, config)
+            head = fitted[tuple(rows)].head
+            rel = f"heads/{task.replace(':', '-')}/{'fallback' if key == FALLBACK_HEAD else key}"
+            heads[key] = rel
+            self._fitted_heads[rel] = head
+            report[key] = {**head.config.metrics, "languages": train_langs}
+        with self._lock:
+            self.config.heads[task] = heads
+            for key in [k for k in self._heads if k[0] == task]:
+                del self._heads[key]
+        logger.info("task %s: %d head(s) trained (%s setting, per %s)", task, len(heads), setting, per)
+        return report
 
     def classify(
         self,

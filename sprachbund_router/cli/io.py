@@ -99,6 +99,31 @@ def read_all_lines(path: Path, what: str) -> list[str]:
     return [line for _, lines in iter_line_chunks(path, what, chunk=1 << 16) for line in lines]
 
 
+def read_labelled(path: Path, what: str = "data") -> tuple[list[str], list[str], list[str | None] | None]:
+    """``text<TAB>label[<TAB>lang]`` lines: the texts, their labels, and their languages (None when
+    no line names one; lines may leave the language empty to have it identified).
+
+    Raises:
+        typer.BadParameter: a line without a tab, with more than three columns, or with an empty
+            text or label (naming the line).
+    """
+    texts: list[str] = []
+    labels: list[str] = []
+    langs: list[str | None] = []
+    for first, lines in iter_line_chunks(path, what, chunk=1 << 16):
+        for i, line in enumerate(lines):
+            cols = line.split("\t")
+            where = f"line {first + i} of {what} file {path}"
+            if not 2 <= len(cols) <= 3:
+                raise typer.BadParameter(f"{where} has {len(cols)} column(s); expected text<TAB>label[<TAB>lang]")
+            if not cols[0].strip() or not cols[1].strip():
+                raise typer.BadParameter(f"{where} has an empty {'text' if not cols[0].strip() else 'label'}")
+            texts.append(cols[0])
+            labels.append(cols[1].strip())
+            langs.append(cols[2].strip() or None if len(cols) == 3 else None)
+    return texts, labels, (langs if any(lang is not None for lang in langs) else None)
+
+
 def check_output(path: Path, inputs: Sequence[Path] = ()) -> None:
     """Refuse an output path that cannot be written, before any work starts: a directory, a
     missing folder, a read-only folder, or the same file as an input (a name or a hard link),

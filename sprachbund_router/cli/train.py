@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from sprachbund_router.cli.apps import app, train_app
-from sprachbund_router.cli.options import VerboseOpt, fail, setup_logging
+from sprachbund_router.cli.options import ModelOpt, RevisionOpt, VerboseOpt, fail, setup_logging
 
 
 def _log(verbose: bool) -> None:
@@ -87,3 +87,39 @@ def build(
             f"{g} {v.get('chosen')}" for g, v in report["space"].get("dev", {}).items()))
     for task, per_group in report["heads"].items():
         typer.echo(f"  head {task}: " + ", ".join(f"{g} {v.get('mean')}" for g, v in per_group.items()))
+
+
+@train_app.command("head")
+def head(
+    task: Annotated[str, typer.Option("--task", "-t", help="Name of the task (letters, digits, '._:-').")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled texts: text<TAB>label[<TAB>lang] per line.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Router folder to write: the router with the new heads.")],
+    model: ModelOpt = None,
+    revision: RevisionOpt = None,
+    setting: Annotated[str, typer.Option(help="english (train on the English texts: zero-shot for the rest), pivot, "
+                                         "or every (each sprachbund's head on all its languages).")] = "english",
+    per: Annotated[str, typer.Option(help="sprachbund (a head per sprachbund and a fallback head) or all.")] = "sprachbund",
+    overwrite: Annotated[bool, typer.Option(metavar="", help="Replace OUTPUT whole if it exists.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train a classifier on your own labels (logistic regression on the router's vectors,
+    regularisation by cross-validation) and write the router with it; `sbr classify -m OUTPUT
+    --task TASK` then classifies every language."""
+    setup_logging(verbose)
+    from sprachbund_router.cli.io import read_labelled
+    from sprachbund_router.errors import SprachbundError
+    from sprachbund_router.router import SprachbundRouter
+
+    texts, labels, langs = read_labelled(data)
+    try:
+        router = SprachbundRouter.default() if model is None else SprachbundRouter.from_pretrained(model, revision=revision)
+        report = router.fit_head(task, texts, labels, languages=langs, setting=setting, per=per)
+        out = router.save_pretrained(output, overwrite=overwrite)
+    except SprachbundError as err:
+        raise fail(err) from err
+    for key, r in report.items():
+        loss = "no cross-validation (a class has one text)" if r["cv_log_loss"] is None else \
+            f"cross-validated log loss {r['cv_log_loss']} over {r['cv_folds']} folds"
+        typer.echo(f"head {task}/{key}: {r['train_rows']} texts ({', '.join(r['languages']) or '?'}), C={r['c']:g}, {loss}",
+                   err=True)
+    typer.echo(f"router with task {task!r} written to {out}", err=True)
