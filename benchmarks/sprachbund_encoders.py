@@ -140,6 +140,17 @@ def render(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCK = "sprachbund-encoders"
+
+
+def render_readme(result: Mapping[str, Any], readme: Path = README) -> None:
+    """Write :func:`render`'s table into the README's ``<!-- sprachbund-encoders -->`` block."""
+    from benchmarks.loso import replace_block
+
+    readme.write_text(replace_block(readme.read_text(encoding="utf-8"), BLOCK, render(result)), encoding="utf-8")
+
+
 def finding(summary: Mapping[str, Any]) -> str:
     """The sprachbund / all / random finding in plain words (two standard errors decide)."""
     rows = summary["systems"]
@@ -157,16 +168,8 @@ def finding(summary: Mapping[str, Any]) -> str:
             f"{low}. Differences within two standard errors are ties.")
 
 
-def main() -> None:
-    from benchmarks.machine import describe
-    from sprachbund_router.config import EncoderSpec, PoolingConfig, RouterConfig
-    from sprachbund_router.encoder import SentenceEncoder
-    from sprachbund_router.paths import cache_root, data_dir, default_router_dir
-    from sprachbund_router.space import unit
-    from training.base_model import base_model_dir, ensure_base_model
-    from training.held_out_sources import ensure_sources
-    from training.loso import CAPS, Choice, Data, Experiment, hits_to_english
-    from training.top_layers import LowerStates, TopLayerSettings, load_top_layers, train_top_layers
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from training.top_layers import TopLayerSettings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=TopLayerSettings.steps)
@@ -178,155 +181,207 @@ def main() -> None:
     ap.add_argument("--choice-steps", type=int, default=100, help="steps of each objective's all-model trial")
     ap.add_argument("--only", default=None, help="comma-separated systems to train (default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS / "sprachbund_encoders.json")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    started = time.perf_counter()
-    work = cache_root() / "sprachbund_encoders"
+    ap.add_argument("--render", action="store_true", help="only rewrite the README's block from --out (no computing)")
+    return ap.parse_args(argv)
 
-    corpus = data_dir() / "corpus"
-    cfg = RouterConfig.load(default_router_dir())
-    manifest = ensure_sources(corpus, cfg.languages)
-    sources = sorted(manifest["sources"])
-    judge = [s for s in JUDGE if s in sources]
-    training_sources = [s for s in sources if s not in judge]
-    sprachbund_of = cfg.language_to_sprachbund
-    full = Data.load(corpus, sources, cfg.languages, sprachbund_of, CAPS)
-    # judge sources: only their test halves are kept; the others: train and dev halves only
-    for s in judge:
-        full.rows[s]["train"], full.rows[s]["dev"] = {}, {}
-    for s in training_sources:
-        full.rows[s]["test"] = {}
-    train = Data({s: full.rows[s] for s in training_sources}, {s: full.kinds[s] for s in training_sources}, sprachbund_of)
 
-    ensure_base_model()
-    encoder = SentenceEncoder.from_pretrained(base_model_dir(), PoolingConfig(-1, "mean"), EncoderSpec(path="base", max_length=256))
-    lower = LowerStates(encoder, args.first_layer, 64, work)
-    lower.ensure(full.texts())
-    shipped = json.loads((RESULTS / "loso.json").read_text())["results"]["shipped"]["chosen"]
-    choice = Choice(**shipped)
-    if choice.layer != encoder.num_layers or choice.prefix:
-        raise SystemExit(f"the shipped setting pools layer {choice.layer} with prefix {choice.prefix!r}; "
-                         "this comparison trains the last layers of an unprefixed encoder")
-    exp = Experiment(train, {choice.prefix: BaseVectors(lower)})
-    fitted = exp.fit(choice, training_sources)  # the space, from the training sources' train halves alone
-    space_key = json.dumps([choice.label(), training_sources, judge, CAPS])
+class Comparison:
+    """The protocol's steps in order: data, lower layers and space, objective, models, scores."""
 
-    def serve(vectors: Any, langs: Sequence[str]) -> Any:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from sprachbund_router.config import RouterConfig
+        from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+        from training.held_out_sources import ensure_sources
+        from training.loso import CAPS, Data
+
+        self.args, self.work = args, cache_root() / "sprachbund_encoders"
+        corpus = data_dir() / "corpus"
+        self.cfg = RouterConfig.load(default_router_dir())
+        sources = sorted(ensure_sources(corpus, self.cfg.languages)["sources"])
+        self.judge = [s for s in JUDGE if s in sources]
+        self.training_sources = [s for s in sources if s not in self.judge]
+        self.sprachbund_of = self.cfg.language_to_sprachbund
+        self.full = Data.load(corpus, sources, self.cfg.languages, self.sprachbund_of, CAPS)
+        for s in self.judge:  # judge sources: only their test halves are kept; the others: train and dev halves only
+            self.full.rows[s]["train"], self.full.rows[s]["dev"] = {}, {}
+        for s in self.training_sources:
+            self.full.rows[s]["test"] = {}
+        self.train = Data({s: self.full.rows[s] for s in self.training_sources},
+                          {s: self.full.kinds[s] for s in self.training_sources}, self.sprachbund_of)
+        self.only = set(args.only.split(",")) if args.only else None
+        self.systems = {k: v for k, v in groupings(self.sprachbund_of).items() if not self.only or k in self.only}
+
+    def prepare(self) -> None:
+        """The base's lower layers of every text (cached), and the space fitted on the training sources alone."""
+        from sprachbund_router.config import EncoderSpec, PoolingConfig
+        from sprachbund_router.encoder import SentenceEncoder
+        from training.base_model import base_model_dir, ensure_base_model
+        from training.loso import CAPS, Choice, Experiment
+        from training.top_layers import LowerStates
+
+        ensure_base_model()
+        self.encoder = SentenceEncoder.from_pretrained(base_model_dir(), PoolingConfig(-1, "mean"),
+                                                       EncoderSpec(path="base", max_length=256))
+        self.lower = LowerStates(self.encoder, self.args.first_layer, 64, self.work)
+        self.lower.ensure(self.full.texts())
+        self.choice = Choice(**json.loads((RESULTS / "loso.json").read_text())["results"]["shipped"]["chosen"])
+        if self.choice.layer != self.encoder.num_layers or self.choice.prefix:
+            raise SystemExit(f"the shipped setting pools layer {self.choice.layer} with prefix {self.choice.prefix!r}; "
+                             "this comparison trains the last layers of an unprefixed encoder")
+        exp = Experiment(self.train, {self.choice.prefix: BaseVectors(self.lower)})
+        self.fitted = exp.fit(self.choice, self.training_sources)  # the space, from the training sources' train halves alone
+        self.space_key = json.dumps([self.choice.label(), self.training_sources, self.judge, CAPS])
+        english = sorted({e for per in self.full.rows.values() for split in per.values() for pairs in split.values()
+                          for _, e in pairs})
+        self.teacher = dict(zip(english, self.serve(self.lower.base_vectors(english), ["en"] * len(english))))
+
+    def serve(self, vectors: Any, langs: Sequence[str]) -> Any:
         """The router's space on rows of mixed languages (numpy, or torch while training: the runtime's steps)."""
-        return fitted.space(choice, sprachbund_of).serve(vectors, list(langs))
+        return self.fitted.space(self.choice, self.sprachbund_of).serve(vectors, list(langs))
 
-    teacher_texts = sorted({e for per in full.rows.values() for split in per.values() for pairs in split.values() for _, e in pairs})
-    teacher = dict(zip(teacher_texts, serve(lower.base_vectors(teacher_texts), ["en"] * len(teacher_texts))))
+    def served_base(self, texts: Sequence[str], lang: str) -> np.ndarray:
+        """What the router's space serves (English: the teacher vectors)."""
+        if lang == "en":
+            return np.stack([self.teacher[t] for t in texts])
+        return self.serve(self.lower.base_vectors(texts), [lang] * len(texts))
 
-    def served_base(texts: Sequence[str], lang: str) -> np.ndarray:
-        return np.stack([teacher[t] for t in texts]) if lang == "en" else serve(lower.base_vectors(texts), [lang] * len(texts))
+    def dev_score_for(self, languages: set[str]) -> Any:
+        """A model's mean dev top-1 over ``languages`` on the training interface sources' dev halves."""
+        from training.loso import hits_to_english
 
-    def dev_score_for(languages: set[str]):
         def score(model: Any) -> float:
             vals = []
-            for s in training_sources:
-                if train.kinds[s] != "interface":
-                    continue
-                per = train.rows[s]["dev"]
+            for s in self.training_sources:
+                per = self.train.rows[s]["dev"]
                 mine = {lang for lang in per if lang in languages}
-                if not mine:
+                if self.train.kinds[s] != "interface" or not mine:
                     continue
                 texts = sorted({x for lang in mine for x, _ in per[lang]})
-                vecs = dict(zip(texts, model.encode(lower, texts)))
+                vecs = dict(zip(texts, model.encode(self.lower, texts)))
 
                 def embed(ts: list[str], lang: str, mine: set[str] = mine, vecs: dict[str, np.ndarray] = vecs) -> np.ndarray:
                     if lang == "en" or lang not in mine:
-                        return served_base(ts, lang)
-                    return serve(np.stack([vecs[t] for t in ts]), [lang] * len(ts))
+                        return self.served_base(ts, lang)
+                    return self.serve(np.stack([vecs[t] for t in ts]), [lang] * len(ts))
 
-                hits = hits_to_english(per, embed, choice.scoring)
+                hits = hits_to_english(per, embed, self.choice.scoring)
                 vals += [float(hits[lang].mean()) for lang in mine]
             return float(np.mean(vals)) if vals else 0.0
         return score
 
-    def pairs_of(languages: set[str]) -> list[tuple[str, str, str]]:
-        return sorted({(x, lang, e) for s in training_sources for lang, ps in train.rows[s]["train"].items()
+    def pairs_of(self, languages: set[str]) -> list[tuple[str, str, str]]:
+        """(text, language, English) training rows of ``languages`` from the training sources' train halves."""
+        return sorted({(x, lang, e) for s in self.training_sources for lang, ps in self.train.rows[s]["train"].items()
                        if lang in languages for x, e in ps})
 
-    base_settings = TopLayerSettings(first_layer=args.first_layer, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                     eval_every=args.eval_every)
-    langs_all = {lang for lang in cfg.languages if lang != "en"}
-    # the objective, chosen on dev: the all-model trained briefly with each
-    objective_trials = {}
-    if args.loss:
-        loss = args.loss
-    else:
+    def choose_objective(self) -> Any:
+        """The settings every model gets; the loss chosen on dev with the all-model unless given."""
+        from training.top_layers import TopLayerSettings, train_top_layers
+
+        a = self.args
+        base = TopLayerSettings(first_layer=a.first_layer, steps=a.steps, batch_size=a.batch_size, lr=a.lr, eval_every=a.eval_every)
+        self.objective_trials: dict[str, Any] = {}
+        if a.loss:
+            return replace(base, loss=a.loss)
+        langs_all = {lang for lang in self.cfg.languages if lang != "en"}
         for candidate in ("mse", "contrastive"):
-            trial = replace(base_settings, steps=args.choice_steps, loss=candidate, eval_every=args.choice_steps)
-            objective_trials[candidate] = train_top_layers(f"objective-{candidate}", encoder, lower, pairs_of(langs_all), teacher,
-                                                           serve, dev_score_for(langs_all), trial, work / "objective" / candidate,
-                                                           space_key)
-        loss = max(objective_trials, key=lambda c: objective_trials[c]["best_dev"])
-        logger.info("objective chosen on dev: %s (%s)", loss, {c: r["best_dev"] for c, r in objective_trials.items()})
-    settings = replace(base_settings, loss=loss)
-    systems = groupings(sprachbund_of)
-    only = set(args.only.split(",")) if args.only else None
-    records: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    for system, group_of in systems.items():
-        if only and system not in only:
-            continue
-        for group in sorted(set(group_of.values())):
-            if group in models:
-                continue
-            members = {lang for lang, g in group_of.items() if g == group}
-            pairs = pairs_of(members)
-            if not pairs:
-                logger.warning("group %s of %s has no training pairs: served by the base", group, system)
-                continue
-            run = f"{settings.loss}-{settings.steps}-{settings.batch_size}-{settings.lr:g}-L{settings.first_layer}"
-            out_dir = work / "models" / run / group
-            records[group] = train_top_layers(group, encoder, lower, pairs, teacher, serve, dev_score_for(members), settings,
-                                              out_dir, space_key)
-            models[group] = load_top_layers(encoder, out_dir)
+            trial = replace(base, steps=a.choice_steps, loss=candidate, eval_every=a.choice_steps)
+            self.objective_trials[candidate] = train_top_layers(
+                f"objective-{candidate}", self.encoder, self.lower, self.pairs_of(langs_all), self.teacher, self.serve,
+                self.dev_score_for(langs_all), trial, self.work / "objective" / candidate, self.space_key)
+        loss = max(self.objective_trials, key=lambda c: self.objective_trials[c]["best_dev"])
+        logger.info("objective chosen on dev: %s (%s)", loss, {c: r["best_dev"] for c, r in self.objective_trials.items()})
+        return replace(base, loss=loss)
 
-    # scoring on the judge sources' test halves
-    card = SentenceEncoder(encoder.model, encoder.tokenizer, PoolingConfig(-1, "mean"), text_prefix="query: ", max_length=256)
-    hits: dict[str, dict[str, dict[str, np.ndarray]]] = {"the plain model as its card says": {}, "plain (last layer, no prefix)": {},
-                                                         "the router's space": {}}
-    card_vecs: dict[str, np.ndarray] = {}
-    for s in judge:
-        per = full.rows[s]["test"]
-        texts = sorted({t for pairs in per.values() for x, e in pairs for t in (x, e)} - set(card_vecs))
-        card_vecs.update(zip(texts, card.encode(texts, batch_size=64)))
-        hits["the plain model as its card says"][s] = hits_to_english(per, lambda ts, lang: np.stack([card_vecs[t] for t in ts]), "cosine")
-        hits["plain (last layer, no prefix)"][s] = hits_to_english(per, lambda ts, lang: unit(lower.base_vectors(ts)), "cosine")
-        hits["the router's space"][s] = hits_to_english(per, served_base, choice.scoring)
-        for system, group_of in systems.items():
-            if only and system not in only:
-                continue
+    def train_models(self, settings: Any) -> None:
+        """One model per group of every compared grouping, each with ``settings`` (resumed when cached)."""
+        from training.top_layers import load_top_layers, train_top_layers
 
-            def embed(ts: list[str], lang: str, group_of: Mapping[str, str] = group_of) -> np.ndarray:
-                group = group_of.get(lang)
-                if lang == "en" or group not in models:
-                    return served_base(ts, lang)
-                return serve(models[group].encode(lower, ts), [lang] * len(ts))
+        self.settings, self.records, self.models = settings, {}, {}
+        run = f"{settings.loss}-{settings.steps}-{settings.batch_size}-{settings.lr:g}-L{settings.first_layer}"
+        for system, group_of in self.systems.items():
+            for group in sorted(set(group_of.values()) - set(self.models)):
+                members = {lang for lang, g in group_of.items() if g == group}
+                pairs = self.pairs_of(members)
+                if not pairs:
+                    logger.warning("group %s of %s has no training pairs: served by the base", group, system)
+                    continue
+                out_dir = self.work / "models" / run / group
+                self.records[group] = train_top_layers(group, self.encoder, self.lower, pairs, self.teacher, self.serve,
+                                                       self.dev_score_for(members), settings, out_dir, self.space_key)
+                self.models[group] = load_top_layers(self.encoder, out_dir)
 
-            hits.setdefault(system, {})[s] = hits_to_english(per, embed, choice.scoring)
-    no_lo = [lang for lang in cfg.languages if lang != "en" and not full.rows.get("libreoffice", {}).get("train", {}).get(lang)]
-    reference = "sprachbund" if "sprachbund" in hits else "the router's space"
-    summary = summarise(hits, {s: full.kinds[s] for s in judge}, "the plain model as its card says", reference, no_lo)
-    summary["finding"] = finding(summary)
-    result = {
-        "task": "a model per sprachbund against one for all languages and random groups, equal budget per model",
-        "command": "python -m benchmarks.sprachbund_encoders " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"),
-        "machine": describe(), "device": "cpu", "judge": judge, "training_sources": training_sources,
-        "space": {"setting": choice.label(), "fitted_on": "train halves of the training sources"},
-        "settings": {**asdict(settings), "top_layers": encoder.num_layers - settings.first_layer},
-        "objective_choice": {c: {k: r[k] for k in ("best_dev", "best_step", "curve", "seconds")} for c, r in objective_trials.items()},
-        "models": records, "groupings": systems, "summary": summary, "finding": summary["finding"],
-        "seconds": round(time.perf_counter() - started, 1),
-        "protocol": __doc__,
-    }
+    def score(self) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+        """Per system, judge source and language: the hits of the test rows (the protocol's ranking)."""
+        from sprachbund_router.config import PoolingConfig
+        from sprachbund_router.encoder import SentenceEncoder
+        from sprachbund_router.space import unit
+        from training.loso import hits_to_english
+
+        enc = self.encoder
+        card = SentenceEncoder(enc.model, enc.tokenizer, PoolingConfig(-1, "mean"), text_prefix="query: ", max_length=256)
+        hits: dict[str, dict[str, dict[str, np.ndarray]]] = {
+            "the plain model as its card says": {}, "plain (last layer, no prefix)": {}, "the router's space": {}}
+        card_vecs: dict[str, np.ndarray] = {}
+        for s in self.judge:
+            per = self.full.rows[s]["test"]
+            texts = sorted({t for pairs in per.values() for x, e in pairs for t in (x, e)} - set(card_vecs))
+            card_vecs.update(zip(texts, card.encode(texts, batch_size=64)))
+            hits["the plain model as its card says"][s] = hits_to_english(
+                per, lambda ts, lang: np.stack([card_vecs[t] for t in ts]), "cosine")
+            hits["plain (last layer, no prefix)"][s] = hits_to_english(per, lambda ts, lang: unit(self.lower.base_vectors(ts)),
+                                                                       "cosine")
+            hits["the router's space"][s] = hits_to_english(per, self.served_base, self.choice.scoring)
+            for system, group_of in self.systems.items():
+
+                def embed(ts: list[str], lang: str, group_of: Mapping[str, str] = group_of) -> np.ndarray:
+                    group = group_of.get(lang)
+                    if lang == "en" or group not in self.models:
+                        return self.served_base(ts, lang)
+                    return self.serve(self.models[group].encode(self.lower, ts), [lang] * len(ts))
+
+                hits.setdefault(system, {})[s] = hits_to_english(per, embed, self.choice.scoring)
+        return hits
+
+    def result(self, hits: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+        """The JSON record: settings, cost per model, scores and the finding."""
+        from benchmarks.machine import describe
+
+        cfg, full = self.cfg, self.full
+        no_lo = [lang for lang in cfg.languages if lang != "en" and not full.rows.get("libreoffice", {}).get("train", {}).get(lang)]
+        reference = "sprachbund" if "sprachbund" in hits else "the router's space"
+        summary = summarise(hits, {s: full.kinds[s] for s in self.judge}, "the plain model as its card says", reference, no_lo)
+        summary["finding"] = finding(summary)
+        args = {k: v for k, v in vars(self.args).items() if v not in (None, False) and k not in ("out", "render")}
+        return {
+            "task": "a model per sprachbund against one for all languages and random groups, equal budget per model",
+            "command": "python -m benchmarks.sprachbund_encoders " + " ".join(f"--{k.replace('_', '-')} {v!s}" for k, v in args.items()),
+            "machine": describe(), "device": "cpu", "judge": self.judge, "training_sources": self.training_sources,
+            "space": {"setting": self.choice.label(), "fitted_on": "train halves of the training sources"},
+            "settings": {**asdict(self.settings), "top_layers": self.encoder.num_layers - self.settings.first_layer},
+            "objective_choice": {c: {k: r[k] for k in ("best_dev", "best_step", "curve", "seconds")}
+                                 for c, r in self.objective_trials.items()},
+            "models": self.records, "groupings": self.systems, "summary": summary, "finding": summary["finding"],
+            "seconds": round(seconds, 1), "protocol": __doc__,
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.render:
+        render_readme(json.loads(args.out.read_text()))
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    comparison = Comparison(args)
+    comparison.prepare()
+    comparison.train_models(comparison.choose_objective())
+    result = comparison.result(comparison.score(), time.perf_counter() - started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(render(result))
+    if args.out.resolve() == (RESULTS / "sprachbund_encoders.json").resolve():
+        render_readme(result)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,39 @@ def _check_encoder_paths(paths: Mapping[str, str | os.PathLike[str]] | None, con
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 
 
+def _one_of(sentences: Any, inputs: Any) -> Any:
+    """The texts, passed as ``sentences`` (sentence-transformers 5) or ``inputs`` (6), not both."""
+    if inputs is not None and sentences is not None:
+        raise ValueError("pass the texts once: as sentences (the first argument) or as inputs=, not both")
+    return inputs if sentences is None else sentences
+
+
+def _check_encode_options(prompt: str | None, prompt_name: str | None, output_value: str | None, precision: str,
+                          truncate_dim: int | None) -> int | None:
+    """Refuse what encode() cannot honour (never ignore it); returns ``truncate_dim``."""
+    if prompt is not None or prompt_name is not None:
+        raise ValueError("the router prepends each encoder's configured text prefix itself; prompt and prompt_name "
+                         "are not supported (they would move the vectors out of the router's space)")
+    if output_value not in (None, "sentence_embedding"):
+        raise ValueError(f"output_value {output_value!r} is not supported: the router returns sentence embeddings")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not supported (one of {PRECISIONS})")
+    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1):
+        raise ValueError(f"truncate_dim must be a positive number of dimensions, got {truncate_dim!r}")
+    return truncate_dim
+
+
+def _truncate_and_quantize(vecs: np.ndarray, truncate_dim: int | None, normalize: bool, precision: str) -> np.ndarray:
+    """The first ``truncate_dim`` dimensions (renormalised when normalising), then ``precision``."""
+    if truncate_dim is not None and truncate_dim < vecs.shape[1]:
+        vecs = unit(vecs[:, :truncate_dim]) if normalize else np.ascontiguousarray(vecs[:, :truncate_dim])
+    if precision != "float32":
+        from sentence_transformers.quantization import quantize_embeddings
+
+        vecs = quantize_embeddings(vecs, precision=precision)  # type: ignore[arg-type]
+    return vecs
+
+
 def _is_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
@@ -541,19 +574,9 @@ class SprachbundRouter:
         Returns:
             float32 array ``[n_texts, dim]`` in input order (``[dim]`` for a single string).
         """
-        if inputs is not None and sentences is not None:
-            raise ValueError("pass the texts once: as sentences (the first argument) or as inputs=, not both")
-        sentences = inputs if sentences is None else sentences
-        if prompt is not None or prompt_name is not None:
-            raise ValueError("the router prepends each encoder's configured text prefix itself; prompt and prompt_name "
-                             "are not supported (they would move the vectors out of the router's space)")
-        if output_value not in (None, "sentence_embedding"):
-            raise ValueError(f"output_value {output_value!r} is not supported: the router returns sentence embeddings")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r} is not supported (one of {PRECISIONS})")
-        truncate_dim = self.truncate_dim if truncate_dim is None else truncate_dim
-        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1):
-            raise ValueError(f"truncate_dim must be a positive number of dimensions, got {truncate_dim!r}")
+        sentences = _one_of(sentences, inputs)
+        truncate_dim = _check_encode_options(prompt, prompt_name, output_value, precision,
+                                             self.truncate_dim if truncate_dim is None else truncate_dim)
         if kwargs:
             logger.debug("encode: ignoring keywords %s", sorted(kwargs))
         normalize = normalize_embeddings if normalize is None else normalize
@@ -561,12 +584,7 @@ class SprachbundRouter:
         items = validate_texts(sentences)  # type: ignore[arg-type]
         routes = self._route(items, validate_langs(lang, len(items)))
         vecs = self._encode_routed(items, [r.encoder for r in routes], routes, batch_size, normalize, progress)
-        if truncate_dim is not None and truncate_dim < vecs.shape[1]:
-            vecs = unit(vecs[:, :truncate_dim]) if normalize else np.ascontiguousarray(vecs[:, :truncate_dim])
-        if precision != "float32":
-            from sentence_transformers.quantization import quantize_embeddings
-
-            vecs = quantize_embeddings(vecs, precision=precision)  # type: ignore[arg-type]
+        vecs = _truncate_and_quantize(vecs, truncate_dim, normalize, precision)
         if isinstance(sentences, str):
             vecs = vecs[0]
         if convert_to_tensor or not convert_to_numpy:

@@ -123,3 +123,33 @@ def test_top_layers_on_cached_lower_states_equal_the_base_and_train_and_resume(t
     calls = len(scores)
     assert train_top_layers("g", enc, lower, pairs, teacher, serve, dev, settings, tmp_path / "g") == record
     assert len(scores) == calls  # a finished model is reused, not retrained
+
+
+def test_the_comparison_summary_reports_means_paired_differences_and_a_plain_finding():
+    from benchmarks.sprachbund_encoders import finding, groupings, render, summarise
+
+    rng = np.random.default_rng(0)
+    kinds = {"a": "interface", "b": "interface", "p": "prose"}
+    langs = ["de", "ru", "hi", "sw"]
+    base = {s: {lang: rng.random(60) < 0.6 for lang in langs} for s in kinds}
+    better = {s: {lang: base[s][lang] | (rng.random(60) < 0.3) for lang in langs} for s in kinds}
+    hits = {"the plain model as its card says": base, "sprachbund": better, "all": base, "random (seed 0)": base,
+            "the router's space": base}
+    summary = summarise(hits, kinds, "the plain model as its card says", "sprachbund", ["sw"])
+    rows = summary["systems"]
+    assert rows["all"]["interface"] == pytest.approx(100 * np.mean([base[s][lang].mean() for s in "ab" for lang in langs]), abs=0.01)
+    gain = rows["all"]["interface: sprachbund - this"]
+    assert gain == pytest.approx(rows["sprachbund"]["interface"] - rows["all"]["interface"], abs=0.02) and gain > 0
+    assert rows["all"]["interface: standard error"] > 0 and rows["sprachbund"]["interface: sprachbund - this"] == 0
+    assert summary["without_libreoffice"] == ["sw"] and len(summary["lowest_quarter"]) == 1
+    said = finding(summary)
+    assert "beat all" in said and "beat random (seed 0)" in said
+    table = render({"summary": {**summary, "finding": said}, "judge": list(kinds), "machine": "test",
+                    "settings": {"top_layers": 4, "steps": 10, "batch_size": 8, "loss": "contrastive"}, "finding": said})
+    assert table.count("\n|") >= 6 and "sprachbund minus this" in table
+    groups = groupings({"en": "g0", "de": "g1", "nl": "g1", "ru": "g2"})
+    sizes = sorted(len([lang for lang, g in groups["sprachbund"].items() if g == x]) for x in set(groups["sprachbund"].values()))
+    for seed in ("random (seed 0)", "random (seed 1)"):
+        part = groups[seed]
+        assert sorted(len([lang for lang, g in part.items() if g == x]) for x in set(part.values())) == sizes
+    assert set(groups["all"].values()) == {"all"} and "en" not in groups["all"]

@@ -251,73 +251,107 @@ def train_top_layers(
         if record.get("fingerprint") == fingerprint and (out_dir / "top_layers.safetensors").is_file():
             logger.info("%s is already trained (best step %s)", name, record["best_step"])
             return record
-    torch.manual_seed(settings.seed)
-    model = TopLayers(encoder, settings.first_layer)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    warm = max(1, int(settings.warmup_ratio * settings.steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warm, max(0.0, (settings.steps - s) / max(1, settings.steps - warm))))
-    curve: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, np.ndarray]] | None = None
-    step, seconds = 0, 0.0
-    ckpt = out_dir / "checkpoint.safetensors"
-    if ckpt.is_file():
-        state, meta = load_tensors(ckpt)
-        if meta.get("fingerprint") == fingerprint:
-            model.load({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
-            optimizer.load_state_dict(torch.load(out_dir / "optimizer.pt", weights_only=True))
-            step, curve, seconds = int(meta["step"]), list(meta["curve"]), float(meta["seconds"])
-            best_state = {k[len("best."):]: v for k, v in state.items() if k.startswith("best.")}
-            best = (float(meta["best_score"]), int(meta["best_step"]), best_state)
-            for _ in range(step):
-                scheduler.step()
-            logger.info("%s: resuming at step %d", name, step)
-    rng = random.Random(f"{settings.seed}-{name}-{step}")
-    if best is None:
-        score = dev_score(model)
-        curve.append({"step": 0, "dev": round(100 * score, 2)})
-        best = (score, 0, model.state())
-        logger.info("%s: step 0, dev %.2f", name, 100 * score)
-    model.train()
-    started = time.perf_counter() - seconds
-    while step < settings.steps:
+    run = _Run(name, encoder, settings, out_dir, fingerprint)
+    run.resume()
+    rng = random.Random(f"{settings.seed}-{name}-{run.step}")
+    if run.best is None:
+        run.evaluate(dev_score, None)
+    run.model.train()
+    started = time.perf_counter() - run.seconds
+    while run.step < settings.steps:
         batch = [pairs[rng.randrange(len(pairs))] for _ in range(settings.batch_size)]
         states, mask = lower.batch([x for x, _, _ in batch])
-        served = serve(model(states, mask), [lang for _, lang, _ in batch])
-        loss = _loss(served, [e for _, _, e in batch], teacher, settings)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        if step % settings.eval_every == 0 or step == settings.steps:
-            score = dev_score(model)
-            curve.append({"step": step, "dev": round(100 * score, 2), "loss": round(float(loss.detach()), 4)})
-            if score > best[0]:
-                best = (score, step, model.state())
-            elapsed = time.perf_counter() - started
-            logger.info("%s: step %d, loss %.4f, dev %.2f (best %.2f at %d), %.2f steps/s", name, step, float(loss.detach()),
-                        100 * score, 100 * best[0], best[1], step / elapsed)
-            meta = {"fingerprint": fingerprint, "step": step, "curve": curve, "seconds": elapsed,
-                    "best_score": best[0], "best_step": best[1]}
-            torch.save(optimizer.state_dict(), out_dir / "optimizer.tmp.pt")
-            save_tensors(out_dir / "checkpoint.tmp.safetensors", {**{f"model.{k}": v for k, v in model.state().items()},
-                                                                  **{f"best.{k}": v for k, v in best[2].items()}}, meta)
-            (out_dir / "optimizer.tmp.pt").replace(out_dir / "optimizer.pt")  # both replaced whole, the checkpoint last
-            (out_dir / "checkpoint.tmp.safetensors").replace(ckpt)
-    elapsed = time.perf_counter() - started
-    save_tensors(out_dir / "top_layers.safetensors", best[2], {"first_layer": settings.first_layer, "name": name})
-    record = {"name": name, "fingerprint": fingerprint, "settings": asdict(settings), "pairs": len(pairs),
-              "languages": sorted({lang for _, lang, _ in pairs}), "curve": curve, "best_step": best[1],
-              "best_dev": round(100 * best[0], 2), "seconds": round(elapsed, 1),
-              "steps_per_second": round(settings.steps / elapsed, 3) if elapsed and settings.steps else None,
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-              "device": "cpu", "torch_threads": torch.get_num_threads()}
+        loss = _loss(serve(run.model(states, mask), [lang for _, lang, _ in batch]), [e for _, _, e in batch], teacher, settings)
+        run.update(loss)
+        if run.step % settings.eval_every == 0 or run.step == settings.steps:
+            run.seconds = time.perf_counter() - started
+            run.evaluate(dev_score, float(loss.detach()))
+            run.checkpoint()
+    run.seconds = time.perf_counter() - started
+    record = run.finish(pairs)
     record_path.write_text(json.dumps(record, indent=1) + "\n")
-    ckpt.unlink(missing_ok=True)
-    (out_dir / "optimizer.pt").unlink(missing_ok=True)
     return record
+
+
+class _Run:
+    """One model's training state: its layers, optimiser and schedule, the dev curve and the best
+    checkpoint, saved at every evaluation and resumed from there."""
+
+    def __init__(self, name: str, encoder: SentenceEncoder, settings: TopLayerSettings, out_dir: Path, fingerprint: str) -> None:
+        torch.manual_seed(settings.seed)
+        self.name, self.settings, self.out_dir, self.fingerprint = name, settings, out_dir, fingerprint
+        self.model = TopLayers(encoder, settings.first_layer)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        warm = max(1, int(settings.warmup_ratio * settings.steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (settings.steps - s) / max(1, settings.steps - warm))))
+        self.curve: list[dict[str, float]] = []
+        self.best: tuple[float, int, dict[str, np.ndarray]] | None = None
+        self.step, self.seconds = 0, 0.0
+        self.ckpt = out_dir / "checkpoint.safetensors"
+
+    def resume(self) -> None:
+        """Continue from the last checkpoint of the same run (fingerprint), if any."""
+        if not self.ckpt.is_file():
+            return
+        state, meta = load_tensors(self.ckpt)
+        if meta.get("fingerprint") != self.fingerprint:
+            return
+        self.model.load({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        self.optimizer.load_state_dict(torch.load(self.out_dir / "optimizer.pt", weights_only=True))
+        self.step, self.curve, self.seconds = int(meta["step"]), list(meta["curve"]), float(meta["seconds"])
+        self.best = (float(meta["best_score"]), int(meta["best_step"]),
+                     {k[len("best."):]: v for k, v in state.items() if k.startswith("best.")})
+        for _ in range(self.step):
+            self.scheduler.step()
+        logger.info("%s: resuming at step %d", self.name, self.step)
+
+    def update(self, loss: torch.Tensor) -> None:
+        """One optimiser step (gradients clipped at norm 1)."""
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+
+    def evaluate(self, dev_score: Callable[[TopLayers], float], loss: float | None) -> None:
+        """Score on dev, extend the curve, keep the best state (step 0 included)."""
+        score = dev_score(self.model)
+        point: dict[str, float] = {"step": self.step, "dev": round(100 * score, 2)}
+        if loss is not None:
+            point["loss"] = round(loss, 4)
+        self.curve.append(point)
+        if self.best is None or score > self.best[0]:
+            self.best = (score, self.step, self.model.state())
+        rate = f", {self.step / self.seconds:.2f} steps/s" if self.seconds else ""
+        logger.info("%s: step %d%s, dev %.2f (best %.2f at %d)%s", self.name, self.step,
+                    f", loss {loss:.4f}" if loss is not None else "", 100 * score, 100 * self.best[0], self.best[1], rate)
+
+    def checkpoint(self) -> None:
+        """Save the model, the best state and the optimiser (each replaced whole, the checkpoint last)."""
+        assert self.best is not None
+        meta = {"fingerprint": self.fingerprint, "step": self.step, "curve": self.curve, "seconds": self.seconds,
+                "best_score": self.best[0], "best_step": self.best[1]}
+        torch.save(self.optimizer.state_dict(), self.out_dir / "optimizer.tmp.pt")
+        save_tensors(self.out_dir / "checkpoint.tmp.safetensors", {**{f"model.{k}": v for k, v in self.model.state().items()},
+                                                                   **{f"best.{k}": v for k, v in self.best[2].items()}}, meta)
+        (self.out_dir / "optimizer.tmp.pt").replace(self.out_dir / "optimizer.pt")
+        (self.out_dir / "checkpoint.tmp.safetensors").replace(self.ckpt)
+
+    def finish(self, pairs: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+        """Write the best layers, drop the checkpoint, and return the record (cost included)."""
+        assert self.best is not None
+        s = self.settings
+        save_tensors(self.out_dir / "top_layers.safetensors", self.best[2], {"first_layer": s.first_layer, "name": self.name})
+        self.ckpt.unlink(missing_ok=True)
+        (self.out_dir / "optimizer.pt").unlink(missing_ok=True)
+        return {"name": self.name, "fingerprint": self.fingerprint, "settings": asdict(s), "pairs": len(pairs),
+                "languages": sorted({lang for _, lang, _ in pairs}), "curve": self.curve, "best_step": self.best[1],
+                "best_dev": round(100 * self.best[0], 2), "seconds": round(self.seconds, 1),
+                "steps_per_second": round(s.steps / self.seconds, 3) if self.seconds and s.steps else None,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "device": "cpu", "torch_threads": torch.get_num_threads()}
 
 
 def load_top_layers(encoder: SentenceEncoder, out_dir: Path) -> TopLayers:
