@@ -190,6 +190,7 @@ class RouterConfig:
             default: ``"cosine"`` or ``"margin"`` (ratio margin; chosen out of source for the
             default router).
         provenance: how the router was built (base model, data, measured figures).
+        format_version: the file format this release reads and writes.
     """
 
     sprachbunds: dict[str, list[str]]

@@ -40,6 +40,7 @@ class MLMConfig:
         grad_accum: micro-batches per update.
         seq_len: maximum tokens per sequence.
         lr: peak learning rate (paper: 3e-5, Adam, linear warm-up).
+        weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up updates.
         head_warmup_steps: first updates that train only the MLM head.
         alpha: temperature of language sampling.

@@ -105,6 +105,8 @@ class BuildConfig:
         pooling_layer: ``hidden_states`` index for sentence vectors; None = measure on the
             dev split of ``selection_languages``.
         text_prefix: prefix for every input (None = measure "" and "query: ").
+        selection_languages: languages whose dev pairs choose the pooling layer and prefix when
+            they are not fixed.
         selection_min_pairs: a selection language needs this many dev pairs.
         max_length: encoder truncation length.
         sprachbund_models: ``"mlm"`` (continued masked-LM pre-training per sprachbund, the

@@ -78,6 +78,13 @@ class SpaceSettings:
         max_extra_pairs: rows per language and extra source (a fixed-seed sample).
         anchor: the language whose space every map lands in.
         seed: sampling seed.
+        protocol: ``"corpus"`` (fitted on the corpus's splits, choices on its dev split) or
+            ``"sources"`` (fitted by leave one source out's own code on the held-out sources'
+            train halves: the default router).
+        subspace_rank / subspace_rows: directions of the language means projected out (0: none)
+            and on which rows (``"all"``, ``"without own mean"``).
+        shrink_group / shrink_language: prior weights of a sprachbund map towards the all map and
+            of a language map towards its sprachbund's (``protocol = "sources"``).
     """
 
     centring: bool = True
