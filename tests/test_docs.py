@@ -135,3 +135,14 @@ def test_the_config_references_are_generated_and_document_every_key():
         assert page == render(which), f"docs/reference/{name} is stale: run python -m benchmarks.reference_docs"
         rows = [line for line in page.splitlines() if line.startswith("| `")]
         assert len(rows) >= 20 and not [r for r in rows if r.endswith("|  |")], name
+
+
+def test_the_sprachbund_encoder_table_is_generated_from_its_results():
+    """The README's sprachbund / all / random block is benchmarks.sprachbund_encoders.render of its JSON."""
+    from benchmarks.sprachbund_encoders import BLOCK, render
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "sprachbund_encoders.json").read_text())
+    assert _block((ROOT / "README.md").read_text(encoding="utf-8"), BLOCK) == render(result)
+    rows = result["summary"]["systems"]
+    assert {"sprachbund", "all", "the router's space", "the plain model as its card says"} <= set(rows)
+    assert any(name.startswith("random") for name in rows)
