@@ -128,8 +128,9 @@ def _optional_json(folder: Path, rel: str) -> dict[str, Any] | None:
     """
     if not (folder / rel).is_file():
         return None
+    path = confined(folder, rel, rel)  # a link out of the folder is refused as loading refuses it
     try:
-        return read_json_object(confined(folder, rel, rel))
+        return read_json_object(path)
     except CheckpointError as err:
         raise ExportError(f"{err}; this file only feeds the model cards: fix it or remove it") from None
 

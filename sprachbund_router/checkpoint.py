@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,21 @@ def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_D
 _POSITION_OFFSET = {"xlm-roberta": 2, "roberta": 2, "camembert": 2, "xlm-roberta-xl": 2}
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"it holds {name}, which is not a JSON number (NaN and infinities are refused)")
+def _non_finite(value: Any, key: str = "") -> tuple[str, float] | None:
+    """The dotted key and value of the first NaN or infinity in a parsed JSON value, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key or "the value", value
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for k, v in items:
+        sub = f"{key}{k}" if str(k).startswith("[") else (f"{key}.{k}" if key else str(k))
+        if (found := _non_finite(v, sub)) is not None:
+            return found
+    return None
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
@@ -74,15 +88,20 @@ def read_json_object(path: Path) -> dict[str, Any]:
             something other than an object.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is corrupt (not valid JSON): {err}") from err
-    except ValueError as err:  # NaN / Infinity: not JSON, and no figure or setting of ours is one
-        raise CheckpointError(f"{path} is corrupt: {err}") from None
     except RecursionError:
         raise CheckpointError(f"{path} is corrupt: nested too deeply to be a configuration") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is corrupt: expected a JSON object")
+    try:
+        bad = _non_finite(data)
+    except RecursionError:
+        raise CheckpointError(f"{path} is corrupt: nested too deeply to be a configuration") from None
+    if bad is not None:  # NaN / Infinity: not JSON, and no figure or setting of ours is one
+        raise CheckpointError(f"{path} is corrupt: {bad[0]} must be a finite number, got {bad[1]} "
+                              "(NaN and infinities are refused)")
     return data
 
 

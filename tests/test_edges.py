@@ -64,8 +64,8 @@ def _edit_config(router: Path, change) -> None:
 
 
 @pytest.mark.parametrize("change, words", [
-    (lambda c: c["language_id"].setdefault("calibration", {}).update(x=float("nan")), "NaN"),
-    (lambda c: c["provenance"].update(score=float("inf")), "Infinity"),
+    (lambda c: c["language_id"].setdefault("calibration", {}).update(x=float("nan")), r"language_id\.calibration\.x .*nan"),
+    (lambda c: c["provenance"].update(score=float("inf")), r"provenance\.score .*inf"),
     (lambda c: c["heads"].update({"emoji": {"sb9": "heads/x"}}), "unknown sprachbund"),
     (lambda c: c.update(pivots={next(iter(c["sprachbunds"])): "xx"}), "pivots"),
 ])
@@ -87,7 +87,7 @@ def _index(router_dir: Path, tmp: Path) -> Path:
     (lambda m: m.update(identity="x"), "identity"),
     (lambda m: m.update(encoder=["base"]), "encoder"),
     (lambda m: m.update(search="hnsw"), "hnsw"),
-    (lambda m: m.update(size=float("nan")), "NaN"),
+    (lambda m: m.update(size=float("nan")), "size must be a finite number"),
 ])
 def test_a_damaged_index_json_with_consistent_checksums_is_one_error(toy_router_dir, tmp_path, change, words):
     from sprachbund_router.disk_index import DiskIndex
