@@ -239,7 +239,7 @@ def test_encoder_card_shows_the_onnx_snippet_only_with_onnx_files_and_the_space_
 
     space_cfg = RouterConfig.load(write_toy_space_router(Path(tempfile.mkdtemp())))
     shared = space_cfg.shared_encoder
-    assert "router.apply_space(model.encode(texts), langs)" in str(
+    assert "router.apply_space(model.encode(texts), routes=router.route(texts))" in str(
         encoder_card("org/toy-shared", shared, space_cfg, "org/toy", languages=["de"]))
 
 
