@@ -38,7 +38,9 @@ def fuzz(max_examples: int) -> settings:
 json_leaf = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
-    st.sampled_from(["../../etc/passwd", "/etc/passwd", "", "sb1", "en", "torch", "mean", "nan", "\x00"]),
+    st.sampled_from(["../../etc/passwd", "/etc/passwd", "", "sb1", "en", "torch", "mean", "nan", "\x00",
+                     # issue 33: revisions and repo ids that could name paths or that huggingface_hub rejects
+                     "/abs/ref", "refs/heads/../../x", "org/na--me", "org/x.git", "o/" + "x" * 100, "hnsw"]),
 )
 json_value = st.recursive(json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                             st.dictionaries(st.text(max_size=8), inner, max_size=4)),

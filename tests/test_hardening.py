@@ -696,6 +696,7 @@ def test_a_hostile_folder_reaches_nothing_outside(toy_router_dir, tmp_path):
     shutil.copytree(toy_router_dir / "encoders" / "west", outside / "west")  # a valid encoder: following it would work
     (outside / "secret.txt").write_text("do not publish")
     (outside / "victim.json").write_text('{"keep": "me"}')
+    (outside / "ref").write_text(str(outside / "west"))  # issue 33: a revision naming a file that names a decoy
     (outside / "heads").mkdir()
     (outside / "empty").mkdir()  # an index target linked here would be empty: only the link check can refuse it
     for f in (toy_router_dir / "heads").rglob("*.safetensors"):
@@ -713,6 +714,9 @@ def test_a_hostile_folder_reaches_nothing_outside(toy_router_dir, tmp_path):
     (hostile / "training_report.json").symlink_to(outside / "secret.txt")
     paths_variant = Path(shutil.copytree(toy_router_dir, tmp_path / "escaping"))
     _edit(paths_variant, lambda c: c["encoders"]["west"].__setitem__("path", "../outside/west"))
+    revision_variant = Path(shutil.copytree(toy_router_dir, tmp_path / "revision"))
+    _edit(revision_variant, lambda c: c["encoders"].__setitem__(
+        "west", {"path": None, "repo_id": "evil/enc", "revision": str(outside / "ref")}))
     clean = SprachbundRouter.from_pretrained(toy_router_dir)
     save_target = tmp_path / "save-target"
     save_target.mkdir()
@@ -730,6 +734,9 @@ def test_a_hostile_folder_reaches_nothing_outside(toy_router_dir, tmp_path):
             with pytest.raises(CheckpointError, match="encoders.west.path"):
                 SprachbundRouter.from_pretrained(folder).encode(["Die Katze"], lang="de")
             outcomes[name] = "refused"
+        with pytest.raises(CheckpointError, match="revision"):
+            SprachbundRouter.from_pretrained(revision_variant, cache_dir=tmp_path / "hub").encode(["Die Katze"], lang="de")
+        outcomes["load (revision)"] = "refused"
         with pytest.raises(CheckpointError, match="not empty"):
             clean.save_pretrained(save_target)
         saved = clean.save_pretrained(save_target, overwrite=True)  # the link is replaced, never followed
