@@ -195,3 +195,66 @@ def test_any_unicode_input_is_served_or_refused_by_index(toy_router_dir: Path):
 
     check()
     assert outcomes["served"] > 20 and outcomes["refused"] > 5, outcomes
+
+
+def test_damaged_index_metadata_opens_or_says_what_is_wrong(toy_router_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Issue 33 item 8: an index.json damaged with its checksums kept consistent opens (and searches)
+    or is refused with a CheckpointError; never another exception."""
+    from sprachbund_router.disk_index import DiskIndex
+    from sprachbund_router.indexing import build_disk_index
+
+    root = tmp_path_factory.mktemp("fuzz-index")
+    router = SprachbundRouter.from_pretrained(toy_router_dir)
+    idx = build_disk_index(router, lambda: iter([["Die Katze schläft.", "The cat sleeps.", "Кошка спит."]]), root / "idx",
+                           ann="exact")
+    base = json.loads((idx / "index.json").read_text())
+    query = router.encode(["Die Katze"], lang="de")
+    outcomes = {"opened": 0, "refused": 0}
+
+    @fuzz(120)
+    @given(damaged_configs(base))
+    def check(data: dict) -> None:
+        (idx / "index.json").write_text(_dump(data))
+        try:
+            index = DiskIndex.load(idx)
+            ids, scores = index.search(query, 1)
+        except CheckpointError as err:
+            assert str(err).strip()
+            outcomes["refused"] += 1
+            return
+        outcomes["opened"] += 1
+        assert ids.shape == (1, 1) and np.isfinite(scores).all()
+
+    check()
+    assert outcomes["refused"] > 20 and outcomes["opened"] > 0, outcomes
+
+
+def test_damaged_optional_results_stop_a_hub_dry_run_with_one_line(toy_router_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Issue 33 item 6: any JSON value as eval/retrieval.json, analysis/analysis.json or
+    training_report.json: the dry run writes its folders or raises ExportError / CheckpointError
+    with a one-line message; never another exception."""
+    from exporters.hub import ExportError, plan_export, write_folders
+
+    root = tmp_path_factory.mktemp("fuzz-hub")
+    router = root / "router"
+    shutil.copytree(toy_router_dir, router)
+    outcomes = {"written": 0, "refused": 0}
+    runs = iter(range(10**6))
+
+    @fuzz(40)
+    @given(st.sampled_from(["eval/retrieval.json", "analysis/analysis.json", "training_report.json"]), json_value)
+    def check(rel: str, value: Any) -> None:
+        for name in ("eval/retrieval.json", "analysis/analysis.json", "training_report.json"):
+            (router / name).unlink(missing_ok=True)
+        (router / rel).parent.mkdir(parents=True, exist_ok=True)
+        (router / rel).write_text(_dump({"v": value})[5:-1] if not isinstance(value, dict) else _dump(value))
+        try:
+            write_folders(plan_export(router, "org", "router", dry_run=True), root / f"dry{next(runs)}")
+        except (ExportError, CheckpointError) as err:
+            assert str(err).strip() and "\n" not in str(err)
+            outcomes["refused"] += 1
+            return
+        outcomes["written"] += 1
+
+    check()
+    assert outcomes["refused"] > 5, outcomes
