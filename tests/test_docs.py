@@ -25,7 +25,7 @@ def test_generated_tables_match_their_json():
 
 def test_readme_is_a_front_door_and_its_links_exist():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert len(text.splitlines()) <= 250
+    assert len(text.splitlines()) <= 200  # issue 34: a front door, not a manual
     links = re.findall(r"\]\(([^)#]+\.md)\)", text)
     assert {"docs/generalisation.md", "docs/training.md", "docs/layout.md"} <= set(links)
     for link in links:
