@@ -49,6 +49,10 @@ class SentenceEncoder:
         self.max_length = max_length
         self.layer = resolve_layer(pooling.layer, self.num_layers)
 
+    def with_prefix(self, prefix: str) -> SentenceEncoder:
+        """The same model and tokenizer with another text prefix (nothing is copied or changed)."""
+        return SentenceEncoder(self.model, self.tokenizer, self.pooling, text_prefix=prefix, max_length=self.max_length)
+
     @property
     def num_layers(self) -> int:
         """Number of transformer layers."""

@@ -29,7 +29,7 @@ def select_layer(
     """Score layers x prefixes on aligned pairs; returns ``{"best": {...}, "table": [...]}``.
 
     Args:
-        encoder: the encoder to measure (its own prefix is restored afterwards).
+        encoder: the encoder to measure (left as it is: each prefix runs on a sibling, :meth:`with_prefix`).
         pairs: language -> (text, English) pairs (dev split).
         layers: ``hidden_states`` indices to try (default: all).
         prefixes: text prefixes to try (e.g. ``("", "query: ")`` for e5).
@@ -37,25 +37,21 @@ def select_layer(
     if not pairs:
         raise ValueError("layer selection needs aligned pairs for at least one language")
     layers = list(layers) if layers is not None else list(range(encoder.num_layers + 1))
-    own_prefix = encoder.text_prefix
     table = []
-    try:
-        for prefix in prefixes:
-            encoder.text_prefix = prefix
-            per_layer: dict[int, list[float]] = {layer: [] for layer in layers}
-            per_lang: dict[int, dict[str, float]] = {layer: {} for layer in layers}
-            for lang, lp in pairs.items():
-                xx = encoder.encode_layers([p[0] for p in lp], layers, batch_size)
-                en = encoder.encode_layers([p[1] for p in lp], layers, batch_size)
-                for layer in layers:
-                    acc = bidirectional_accuracy(xx[layer], en[layer])["mean"]
-                    per_layer[layer].append(acc)
-                    per_lang[layer][lang] = round(acc, 4)
+    for prefix in prefixes:
+        prefixed = encoder.with_prefix(prefix)
+        per_layer: dict[int, list[float]] = {layer: [] for layer in layers}
+        per_lang: dict[int, dict[str, float]] = {layer: {} for layer in layers}
+        for lang, lp in pairs.items():
+            xx = prefixed.encode_layers([p[0] for p in lp], layers, batch_size)
+            en = prefixed.encode_layers([p[1] for p in lp], layers, batch_size)
             for layer in layers:
-                table.append({"layer": layer, "prefix": prefix, "top1": round(float(np.mean(per_layer[layer])), 4),
-                              "per_language": per_lang[layer]})
-    finally:
-        encoder.text_prefix = own_prefix
+                acc = bidirectional_accuracy(xx[layer], en[layer])["mean"]
+                per_layer[layer].append(acc)
+                per_lang[layer][lang] = round(acc, 4)
+        for layer in layers:
+            table.append({"layer": layer, "prefix": prefix, "top1": round(float(np.mean(per_layer[layer])), 4),
+                          "per_language": per_lang[layer]})
     best = max(table, key=lambda r: (r["top1"], r["layer"]))
     logger.info("best layer %d prefix %r: top-1 %.3f", best["layer"], best["prefix"], best["top1"])
     return {

@@ -80,12 +80,7 @@ class LayerVectors:
 
     def __init__(self, encoder: Any, prefix: str, directory: Path | None) -> None:
         self.encoder, self.prefix = encoder, prefix
-        old = encoder.text_prefix
-        encoder.text_prefix = ""
-        try:
-            probe = encoder.encode_layers(["The cat sleeps on the sofa. Die Katze schläft."], LAYERS)
-        finally:
-            encoder.text_prefix = old
+        probe = encoder.with_prefix("").encode_layers(["The cat sleeps on the sofa. Die Katze schläft."], LAYERS)
         finger = hashlib.sha256(np.round(np.stack([probe[la] for la in LAYERS]), 4).tobytes()).hexdigest()[:12]
         tag = hashlib.sha1(prefix.encode()).hexdigest()[:6]
         self.path = directory / f"layers-{finger}-{tag}.npz" if directory else None
@@ -121,18 +116,14 @@ class LayerVectors:
         if not todo:
             return
         started = time.perf_counter()
-        old = self.encoder.text_prefix
-        self.encoder.text_prefix = self.prefix
+        prefixed = self.encoder.with_prefix(self.prefix)
         chunks = []
-        try:
-            for start in range(0, len(todo), 4096):
-                part = todo[start:start + 4096]
-                out = self.encoder.encode_layers(part, LAYERS, batch_size, progress=False)
-                chunks.append(np.stack([out[la] for la in LAYERS], axis=1).astype(np.float16))
-                logger.info("prefix %r: %d / %d texts (%.0f texts/s)", self.prefix, start + len(part), len(todo),
-                            (start + len(part)) / (time.perf_counter() - started))
-        finally:
-            self.encoder.text_prefix = old
+        for start in range(0, len(todo), 4096):
+            part = todo[start:start + 4096]
+            out = prefixed.encode_layers(part, LAYERS, batch_size, progress=False)
+            chunks.append(np.stack([out[la] for la in LAYERS], axis=1).astype(np.float16))
+            logger.info("prefix %r: %d / %d texts (%.0f texts/s)", self.prefix, start + len(part), len(todo),
+                        (start + len(part)) / (time.perf_counter() - started))
         base = len(self.rows)
         self.rows.update({self.key(t): base + i for i, t in enumerate(todo)})
         self._parts.extend(chunks)
