@@ -39,6 +39,21 @@ TOP_LEVEL_KEYS = frozenset({"format_version", "sprachbunds", "encoders", "sprach
                             "sprachbund_parts", "provenance", "retrieval_scoring"})
 
 
+def resolve_layer(layer: int, num_hidden_layers: int) -> int:
+    """Turn a possibly negative ``hidden_states`` index into a non-negative one.
+
+    Raises:
+        ValueError: the index is outside ``[-(n+1), n]`` for an ``n``-layer encoder.
+    """
+    n_states = num_hidden_layers + 1
+    if not -n_states <= layer < n_states:
+        raise ValueError(
+            f"pooling layer {layer} is out of range for an encoder with {num_hidden_layers} layers "
+            f"(hidden_states has {n_states} entries: 0 = embeddings ... {num_hidden_layers} = last)"
+        )
+    return layer % n_states
+
+
 @dataclass
 class PoolingConfig:
     """How a sentence vector is read off an encoder.

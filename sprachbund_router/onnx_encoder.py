@@ -17,7 +17,7 @@ import numpy as np
 from sprachbund_router.backend import ONNX_DIR
 from sprachbund_router.batching import length_sorted_batches, n_batches, windows
 from sprachbund_router.checkpoint import check_encoder_dir, read_onnx_export_info
-from sprachbund_router.config import EncoderSpec, PoolingConfig
+from sprachbund_router.config import EncoderSpec, PoolingConfig, resolve_layer
 from sprachbund_router.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,11 @@ class OnnxSentenceEncoder:
 
         graph = check_encoder_dir(path, variant, onnx_dir)
         info = read_onnx_export_info(path, onnx_dir)
-        if info["mode"] != pooling.mode or info["layer_resolved"] != _resolved(pooling.layer, info["num_layers"]):
+        try:
+            wanted = resolve_layer(pooling.layer, info["num_layers"])
+        except ValueError as err:
+            raise CheckpointError(f"{path / onnx_dir}: {err}") from None
+        if info["mode"] != pooling.mode or info["layer_resolved"] != wanted:
             raise CheckpointError(
                 f"{path / onnx_dir} was exported for hidden_states[{info['layer_resolved']}] ({info['mode']}) but the "
                 f"router pools hidden_states[{pooling.layer}] ({pooling.mode}); export again"
@@ -103,10 +107,6 @@ class OnnxSentenceEncoder:
         if n_cut:
             logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
         return out
-
-
-def _resolved(layer: int, num_layers: int) -> int:
-    return layer % (num_layers + 1)
 
 
 def pad_token_id(path: Path) -> int:

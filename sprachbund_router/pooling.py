@@ -13,22 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
-from sprachbund_router.config import PoolingMode
+from sprachbund_router.config import PoolingMode, resolve_layer
 
-
-def resolve_layer(layer: int, num_hidden_layers: int) -> int:
-    """Turn a possibly negative ``hidden_states`` index into a non-negative one.
-
-    Raises:
-        ValueError: the index is outside ``[-(n+1), n]`` for an ``n``-layer encoder.
-    """
-    n_states = num_hidden_layers + 1
-    if not -n_states <= layer < n_states:
-        raise ValueError(
-            f"pooling layer {layer} is out of range for an encoder with {num_hidden_layers} layers "
-            f"(hidden_states has {n_states} entries: 0 = embeddings ... {num_hidden_layers} = last)"
-        )
-    return layer % n_states
+__all__ = ["layer_of", "pool", "pool_layers", "resolve_layer"]
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:
