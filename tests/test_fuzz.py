@@ -258,3 +258,42 @@ def test_damaged_optional_results_stop_a_hub_dry_run_with_one_line(toy_router_di
 
     check()
     assert outcomes["refused"] > 5, outcomes
+
+
+def test_changed_shipped_artifacts_are_never_taken(default_router, tmp_path_factory: pytest.TempPathFactory):
+    """Issue 33 item 4: any byte of a shipped artifact changed (or the file cut) and the build refuses
+    it (it computes its own), while the unchanged copy is taken."""
+    from sprachbund_router.paths import data_dir
+    from training.pipeline import DEFAULT_PRESET, load_build_config
+    from training.shipped import shipped_language_vectors
+    from training.space import SHIPPED_DIR, SPACE_FILE, shipped_space, space_key
+
+    config = load_build_config(DEFAULT_PRESET)
+    cfg = default_router.config
+    encoder = default_router.encoder("base")
+    art = tmp_path_factory.mktemp("fuzz-artifacts") / "artifacts"
+    shutil.copytree(SHIPPED_DIR, art)
+    key = space_key(config.space, cfg.sprachbunds, data_dir() / "corpus")
+    spec_args = {"path": SPACE_FILE, "centring": True, "missing_mean": config.space.missing_mean,
+                 "fallback_mean": config.space.fallback_mean, "anchor": config.space.anchor}
+    lv_key = json.loads((art / "default-language-vectors.json").read_text())["key"]
+    work = tmp_path_factory.mktemp("fuzz-work")
+    assert shipped_space(key, encoder, cfg.language_to_sprachbund, spec_args, art) is not None
+    originals = {name: (art / name).read_bytes() for name in ("default-space.safetensors", "default-language-vectors.safetensors")}
+
+    @fuzz(30)
+    @given(st.sampled_from(sorted(originals)), st.floats(0, 1, exclude_max=True), st.integers(1, 255), st.booleans())
+    def check(name: str, where: float, flip: int, cut: bool) -> None:
+        data = bytearray(originals[name])
+        i = int(where * len(data))
+        changed = bytes(data[:i]) if cut else bytes(data[:i]) + bytes([data[i] ^ flip]) + bytes(data[i + 1:])
+        (art / name).write_bytes(changed)
+        try:
+            if name == "default-space.safetensors":
+                assert shipped_space(key, encoder, cfg.language_to_sprachbund, spec_args, art) is None
+            else:
+                assert shipped_language_vectors(lv_key, encoder, config.vector_mode, work, artifacts=art) is None
+        finally:
+            (art / name).write_bytes(originals[name])
+
+    check()
