@@ -666,8 +666,7 @@ def shipped_space(key: str, encoder: Any, where: Mapping[str, str], spec_args: M
         logger.warning("vector space: %s is unreadable (%s); fitting here", meta_file, err)
         return None
     if not isinstance(meta, dict) or meta.get("key") != key:
-        if shipped.is_file():
-            logger.info("vector space: the shipped %s was fitted on other inputs; fitting here (a few minutes)", shipped.name)
+        logger.info("vector space: the shipped %s was fitted on other inputs; fitting here (a few minutes)", shipped.name)
         return None
     if not matches_checksum(shipped, meta.get("sha256")):
         logger.warning("vector space: the shipped %s does not match the sha256 recorded in %s (changed after it was "
