@@ -128,6 +128,29 @@ def test_a_full_output_device_is_one_line(toy_router_dir, tmp_path):
     _one_line_error(_sbr("encode", str(src), "-m", str(toy_router_dir), "-o", "/dev/full"), "cannot write the output")
 
 
+@pytest.mark.parametrize("where, code", [("sprachbund_router.staging.WriterLock.acquire", "EROFS"),
+                                         ("sprachbund_router.disk_index.NpyWriter.append", "ENOSPC")])
+def test_index_build_into_a_read_only_or_full_target_is_one_line(toy_router_dir, tmp_path, monkeypatch, where, code):
+    import errno
+
+    from typer.testing import CliRunner
+
+    from sprachbund_router.cli import app
+
+    def refuse(*args, **kwargs):  # what the kernel says for a read-only mount or a full disk
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(where, refuse)
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(LINES) + "\n")
+    res = CliRunner().invoke(app, ["index", "build", str(src), "-m", str(toy_router_dir), "-o", str(tmp_path / "idx"),
+                                   "--ann", "exact"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert "cannot write the output" in res.output and os.strerror(getattr(errno, code)) in res.output
+    assert "Traceback" not in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]  # no index, no partial folder, no lock
+
+
 def test_output_dash_is_refused_and_fifo_input_is_read(toy_router_dir, tmp_path):
     src = tmp_path / "in.txt"
     src.write_text("\n".join(LINES) + "\n")
@@ -147,6 +170,18 @@ def test_python_dash_m_runs_the_cli_and_flags_show_no_bool_metavar():
     assert proc.returncode == 0 and "--output" in proc.stdout
     verbose = next(line for line in proc.stdout.splitlines() if "--verbose" in line)
     assert "<bool>" not in verbose
+    from typer.testing import CliRunner
+
+    from sprachbund_router.cli import app
+
+    commands = [[], ["train"], ["eval"], ["export"], ["index"], ["encode"], ["identify"], ["retrieve"],
+                ["classify"], ["setup"], ["train", "build"], ["train", "head"], ["train", "corpus"],
+                ["eval", "retrieval"], ["eval", "classify"], ["eval", "langid"], ["export", "onnx"],
+                ["export", "hub"], ["index", "build"]]
+    for command in commands:  # typer's own --help flag included
+        res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "160"})
+        assert res.exit_code == 0 and "Show this message" in res.output, command
+        assert "<bool>" not in res.output, command
 
 
 def test_index_build_refuses_missing_faiss_before_encoding(toy_router_dir, tmp_path, monkeypatch):

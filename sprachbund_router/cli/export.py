@@ -80,7 +80,7 @@ def hub(
     org: Annotated[str, typer.Option("--org", help="Hub user or organisation that will own the repos.")] = ...,  # type: ignore[assignment]
     name: Annotated[str | None, typer.Option("--name", help="Router repo name (default: the directory name).")] = None,
     dry_run: Annotated[Path | None, typer.Option("--dry-run", help="Write the repo folders here instead of uploading.")] = None,
-    private: Annotated[bool, typer.Option(metavar="", help="Create private repos.")] = False,
+    private: Annotated[bool, typer.Option(help="Create private repos.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Build one repo per encoder plus the router repo (cards included); upload, or --dry-run to a folder."""

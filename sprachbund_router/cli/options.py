@@ -51,7 +51,7 @@ ScoringOpt = Annotated[
                  "router's retrieval_scoring. Scores are on the router's scale: cosines of translation pairs "
                  "sit near 0.7, not the plain e5's 0.9 (docs/usage.md); margins above 1 mean closer than usual."),
 ]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Log progress details (INFO level).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details (INFO level).")]
 InputArg = Annotated[Path, typer.Argument(help="Text file, one text per line ('-' for stdin).")]
 
 

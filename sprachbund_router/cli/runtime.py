@@ -181,7 +181,7 @@ def retrieve(
     backend: BackendOpt = Backend.torch,
     fmt: FormatOpt = OutputFormat.tsv,
     aligned: Annotated[
-        bool, typer.Option("--aligned", metavar="",
+        bool, typer.Option("--aligned",
                            help="Line i of the corpus translates line i of the queries: also report top-1 accuracy.")
     ] = False,
     batch_size: BatchOpt = 32,
@@ -278,7 +278,7 @@ def index_build(
     backend: BackendOpt = Backend.torch,
     lang: LangOpt = None,
     ann: Annotated[str, typer.Option("--ann", help="auto (FAISS IVF from 200,000 texts), faiss or exact.")] = "auto",
-    texts: Annotated[bool, typer.Option("--texts/--no-texts", metavar="", help="Store the corpus texts in the index.")] = True,
+    texts: Annotated[bool, typer.Option("--texts/--no-texts", help="Store the corpus texts in the index.")] = True,
     batch_size: BatchOpt = 32,
     verbose: VerboseOpt = False,
 ) -> None:

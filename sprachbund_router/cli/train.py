@@ -99,7 +99,7 @@ def head(
     setting: Annotated[str, typer.Option(help="english (train on the English texts: zero-shot for the rest), pivot, "
                                          "or every (each sprachbund's head on all its languages).")] = "english",
     per: Annotated[str, typer.Option(help="sprachbund (a head per sprachbund and a fallback head) or all.")] = "sprachbund",
-    overwrite: Annotated[bool, typer.Option(metavar="", help="Replace OUTPUT whole if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT whole if it exists.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Train a classifier on your own labels (logistic regression on the router's vectors,
