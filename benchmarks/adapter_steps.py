@@ -47,7 +47,7 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
     router_dir = default_router_dir()
-    router = SprachbundRouter.from_pretrained(router_dir)
+    router = SprachbundRouter.from_pretrained(router_dir, backend="torch")
     cfg = router.config
     spec = cfg.encoders[cfg.shared_encoder]
     n_layers = router.encoder(cfg.shared_encoder).num_layers

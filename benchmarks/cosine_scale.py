@@ -38,7 +38,7 @@ def main() -> None:
 
     queries = (EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines()
     corpus = (EXAMPLES / "corpus.txt").read_text(encoding="utf-8").splitlines()
-    router = SprachbundRouter.default()
+    router = SprachbundRouter.default(backend="torch")
     base = router.encoder(router.config.shared_encoder)
     card = SentenceEncoder(base.model, base.tokenizer, PoolingConfig(-1, "mean"), text_prefix="query: ", max_length=256)
     result = {

@@ -11,32 +11,10 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 
-#: CPU flags that decide how fast int8 matrix products run.
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512bw", "avx2")
+from sprachbund_router.cpu import INT8_FLAGS, cpu_model, int8_flags
 
-
-def _cpuinfo(field: str) -> str | None:
-    """The first ``field`` of ``/proc/cpuinfo`` (Linux), else None."""
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text(errors="replace").splitlines():
-            name, _, value = line.partition(":")
-            if name.strip().lower() == field:
-                return value.strip()
-    return None
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
-    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
-
-
-def int8_flags() -> list[str]:
-    """Which of :data:`INT8_FLAGS` the CPU reports (Linux only; empty elsewhere)."""
-    have = set((_cpuinfo("flags") or "").split())
-    return [f for f in INT8_FLAGS if f in have]
+__all__ = ["INT8_FLAGS", "cpu_model", "describe", "int8_flags"]
 
 
 def describe() -> str:

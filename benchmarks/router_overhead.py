@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
 
-    router = SprachbundRouter.default()
+    router = SprachbundRouter.default(backend="torch")
     texts = sentences(args.n)
     routes = router.route(texts)
     names = {r.encoder for r in routes}

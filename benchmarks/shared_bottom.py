@@ -44,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    router = SprachbundRouter.from_pretrained(default_router_dir())
+    router = SprachbundRouter.from_pretrained(default_router_dir(), backend="torch")
     cfg = router.config
     base = router.encoder(cfg.shared_encoder)
     assert isinstance(base, SentenceEncoder)

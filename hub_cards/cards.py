@@ -13,7 +13,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from sprachbund_router.backend import ONNX_FILES
+from sprachbund_router.backend import ONNX_FILES, ONNX_TOKEN_EMBEDDINGS
 from sprachbund_router.config import RouterConfig
 from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS
 
@@ -95,19 +95,24 @@ served = router.apply_space(model.encode(texts), routes=router.route(texts))   #
 def _onnx_snippet(repo_id: str, prefix: str, max_len: int, pad_id: int) -> str:
     """The onnxruntime-only snippet (shown only when the repository has ONNX files)."""
     return f"""With onnxruntime only (pooling is inside the graph; not the token-level graph sentence-transformers' ONNX backend
-expects, so use the snippets above with sentence-transformers):
+expects, so use the snippets above with sentence-transformers). The graph takes token embeddings: the
+table is a float16 safetensors file beside it, gathered per batch (memory-mapped, only the rows in use are read):
 
 ```python
 import numpy as np
 import onnxruntime as ort
 from huggingface_hub import hf_hub_download
+from safetensors import safe_open
 from tokenizers import Tokenizer
 tok = Tokenizer.from_file(hf_hub_download("{repo_id}", "tokenizer.json"))
 tok.enable_truncation(max_length={max_len}); tok.enable_padding(pad_id={pad_id}, pad_token=tok.id_to_token({pad_id}))
 enc = tok.encode_batch([{prefix!r} + "Die Katze schläft."])
+with safe_open(hf_hub_download("{repo_id}", "onnx/{ONNX_TOKEN_EMBEDDINGS}"), framework="numpy") as f:
+    table = f.get_tensor("weight")  # [vocabulary, hidden] float16
 # onnxruntime's SkipLayerNorm and BiasGelu fusions are slower than the plain ops on x86 CPUs: leave them off
 sess = ort.InferenceSession(hf_hub_download("{repo_id}", "onnx/{ONNX_FILES['onnx']}"), disabled_optimizers={list(SLOW_CPU_FUSIONS)!r})
-feeds = {{"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+ids = np.array([e.ids for e in enc], dtype=np.int64)
+feeds = {{"inputs_embeds": table[ids].astype(np.float32),
          "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}}
 vector = sess.run(None, feeds)[0]  # [batch, dim], L2-normalised; "onnx/{ONNX_FILES['onnx-int8']}" is the int8 variant
 ```

@@ -40,11 +40,11 @@ class BatchEncoder:
         lang: language of every text (None: identify).
         column / output: input and output column names.
         batch_size: texts per forward pass.
-        backend: ``torch``, ``onnx`` or ``onnx-int8``.
+        backend: ``auto`` (default), ``torch``, ``onnx`` or ``onnx-int8``.
     """
 
     def __init__(self, model: str | None = None, encoder: str | None = None, lang: str | None = None,
-                 column: str = "text", output: str = "embedding", batch_size: int = 32, backend: str = "torch") -> None:
+                 column: str = "text", output: str = "embedding", batch_size: int = 32, backend: str = "auto") -> None:
         from sprachbund_router.router import SprachbundRouter
 
         self.router = SprachbundRouter.default(backend=backend) if model is None else SprachbundRouter.from_pretrained(

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sprachbund_router.backend import LEGACY_ONNX_FILES, ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES
+from sprachbund_router.backend import LEGACY_ONNX_FILES, ONNX_DIR, ONNX_EXPORT_INFO, ONNX_FILES, ONNX_TOKEN_EMBEDDINGS
 from sprachbund_router.errors import CheckpointError
 
 
@@ -156,3 +156,28 @@ def read_onnx_export_info(path: Path, onnx_dir: str = ONNX_DIR) -> dict:
     if missing:
         raise CheckpointError(f"{info} is corrupt: it lacks {missing}; export again (`sbr export onnx ROUTER_DIR`)")
     return data
+
+
+#: fp32 parity (ONNX against PyTorch, cosine) an export must have recorded for ``auto`` to serve it.
+AUTO_MIN_PARITY = 0.9995
+
+
+def onnx_unready(path: Path, backend: str) -> str | None:
+    """Why encoder directory ``path`` cannot serve ``backend`` (``onnx`` or ``onnx-int8``) under
+    ``auto``, or None when it can: the files must be there and ``onnx/export.json`` must record
+    fp32 parity of at least :data:`AUTO_MIN_PARITY` (and for int8 a plan that passed its check)."""
+    try:
+        check_encoder_dir(path, backend)
+        info = read_onnx_export_info(path)
+    except CheckpointError as err:
+        return str(err)
+    parity = info.get("fp32", {}).get("parity_min_cosine") if isinstance(info.get("fp32"), dict) else None
+    if not isinstance(parity, (int, float)) or parity < AUTO_MIN_PARITY:
+        return f"{path / ONNX_DIR / ONNX_EXPORT_INFO} records no fp32 parity of at least {AUTO_MIN_PARITY} (got {parity})"
+    if info.get("inputs") == "inputs_embeds" and not (path / ONNX_DIR / ONNX_TOKEN_EMBEDDINGS).is_file():
+        return f"{path / ONNX_DIR / ONNX_TOKEN_EMBEDDINGS} is missing"
+    if backend == "onnx-int8":
+        int8 = info.get("int8") if isinstance(info.get("int8"), dict) else {}
+        if "plan" not in int8 or int8.get("unchecked") or int8.get("unverified") or "refused" in int8:
+            return f"the int8 graph of {path} was {'refused' if 'refused' in int8 else 'not verified'} at export"
+    return None

@@ -101,8 +101,10 @@ class SentenceEncoder:
                 + (f"; {info['error_msgs'][:2]}" if info.get("error_msgs") else "")
                 + "; refusing to run with randomly initialised weights"
             )
-        for name, tensor in model.state_dict().items():  # a cheap pass: NaN or inf weights make every vector NaN
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        for name, tensor in model.state_dict().items():  # NaN or inf weights make vectors NaN
+            # any NaN or inf makes the sum non-finite, so a finite sum clears the tensor at the cost of
+            # one read; only a non-finite sum (or a finite tensor whose sum overflows) needs the exact check
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):
                 raise CheckpointError(f"encoder weights in {path} are damaged: tensor {name!r} holds non-finite values (NaN or inf)")
         if device:
             model = model.to(device)

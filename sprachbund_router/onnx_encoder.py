@@ -1,8 +1,11 @@
 """The ONNX backend: onnxruntime plus the ``tokenizers`` library, no torch needed.
 
-The exported graph takes ``input_ids`` and ``attention_mask`` and returns the pooled,
-L2-normalised sentence vector of the layer fixed at export (see ``exporters/onnx.py``), so
-the runtime only tokenises, pads and runs the graph.
+The exported graph takes ``inputs_embeds`` and ``attention_mask`` and returns the pooled,
+L2-normalised sentence vector of the layer fixed at export (see ``exporters/onnx.py``). The
+token-embedding table (80% of a multilingual encoder's weights: 250k rows) is not in the graph:
+it is a float16 safetensors file, memory-mapped, and each batch gathers its rows, so only the
+rows of tokens in use become resident. The runtime tokenises, gathers, pads and runs the graph.
+Graphs exported before that change (taking ``input_ids``) are still run as they are.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sprachbund_router.backend import ONNX_DIR
+from sprachbund_router.backend import ONNX_DIR, ONNX_TOKEN_EMBEDDINGS
 from sprachbund_router.batching import length_sorted_batches, n_batches, windows
 from sprachbund_router.checkpoint import check_encoder_dir, read_onnx_export_info
 from sprachbund_router.config import EncoderSpec, PoolingConfig, resolve_layer
 from sprachbund_router.errors import CheckpointError
+from sprachbund_router.tensors import map_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +84,31 @@ class OnnxSentenceEncoder:
             raise CheckpointError(f"{graph} is not a loadable ONNX model ({type(err).__name__}): {str(err)[:300]}; "
                                   "export again (`sbr export onnx ROUTER_DIR`)") from err
         self.variant = variant
+        self.graph = graph
+        self.table: np.ndarray | None = None  # graphs taking input_ids hold their own table
+        if "inputs_embeds" in {i.name for i in self.session.get_inputs()}:
+            self.table_file = path / onnx_dir / ONNX_TOKEN_EMBEDDINGS
+            self.table = map_tensor(self.table_file, "weight")
+            if self.table.ndim != 2 or self.table.shape[1] != self._width():
+                raise CheckpointError(f"{self.table_file} holds a table of shape {self.table.shape}; the graph "
+                                      f"{graph.name} takes rows of {self._width()}")
         logger.info("loaded ONNX encoder %s (%s)", path, variant)
+
+    def _width(self) -> int | None:
+        shape = next(i.shape for i in self.session.get_inputs() if i.name == "inputs_embeds")
+        return shape[-1] if isinstance(shape[-1], int) else None
+
+    def _inputs(self, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        if self.table is None:
+            return {"input_ids": ids, "attention_mask": mask}
+        if int(ids.max()) >= len(self.table):
+            raise CheckpointError(f"the tokenizer gave token id {int(ids.max())} but {self.table_file} has "
+                                  f"{len(self.table)} rows: tokenizer and export do not match")
+        embeds = self.table[ids].astype(np.float32)  # reads only the rows of this batch
+        if not np.isfinite(embeds).all():
+            raise CheckpointError(f"{self.table_file} is damaged: rows of tokens "
+                                  f"{sorted(set(ids[~np.isfinite(embeds).all(-1)].tolist()))[:5]} hold NaN or inf")
+        return {"inputs_embeds": embeds, "attention_mask": mask}
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, progress: bool = False) -> np.ndarray:
         """Encode ``texts`` into float32 ``[n, dim]`` in input order (vectors come normalised from the graph)."""
@@ -102,8 +130,10 @@ class OnnxSentenceEncoder:
                         n = len(encs[i].ids)
                         ids[row, :n] = encs[i].ids
                         mask[row, :n] = 1
-                    out[[start + i for i in idx]] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+                    out[[start + i for i in idx]] = self.session.run(None, self._inputs(ids, mask))[0]
                     bar.update()
+        if not np.isfinite(out).all():  # finiteness is checked on what is served, not on every load
+            raise CheckpointError(f"{self.graph} gave NaN or inf vectors: its weights are damaged; export again")
         if n_cut:
             logger.warning("%d text(s) longer than %d tokens were truncated", n_cut, self.max_length)
         return out

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from sprachbund_router.backend import PROBE_MIN_COSINE, Encoder, check_backend
-from sprachbund_router.checkpoint import check_encoder_dir, check_encoder_settings
+from sprachbund_router.backend import AUTO, PROBE_MIN_COSINE, Encoder, check_backend
+from sprachbund_router.checkpoint import check_encoder_dir, check_encoder_settings, onnx_unready
 from sprachbund_router.config import (
     LANGUAGE_VECTORS_NAME,
     RouterConfig,
@@ -193,7 +193,9 @@ class SprachbundRouter:
         config: the router configuration.
         directory: the router directory relative paths in ``config`` refer to.
         device: torch device for the encoders (default: CPU).
-        backend: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``.
+        backend: ``"auto"`` (default: the fastest backend this folder and machine can serve,
+            see :data:`~sprachbund_router.backend.CONCRETE_BACKENDS`), ``"torch"``, ``"onnx"`` or
+            ``"onnx-int8"``. :attr:`backend` holds the one in use.
         local_files_only / cache_dir: how encoders stored in Hub repos are resolved.
     """
 
@@ -202,7 +204,7 @@ class SprachbundRouter:
         config: RouterConfig,
         directory: str | Path,
         device: str | None = None,
-        backend: str = "torch",
+        backend: str = AUTO,
         local_files_only: bool | None = None,
         cache_dir: str | Path | None = None,
         encoder_paths: Mapping[str, str | os.PathLike[str]] | None = None,
@@ -211,10 +213,10 @@ class SprachbundRouter:
         self.config = config
         self.directory = Path(directory)
         self.device = device
-        self.backend = backend
         self._local_files_only = local_files_only  # for encoders that live in Hub repos
         self._cache_dir = cache_dir
         self._encoder_paths = _check_encoder_paths(encoder_paths, config)
+        self.backend = self._auto_backend() if backend == AUTO else backend
         self._encoders: dict[str, Encoder] = {}
         self._heads: dict[tuple[str, str], ClassificationHead] = {}
         self._fitted_heads: dict[str, ClassificationHead] = {}  # relative folder -> a head fit_head made, not saved yet
@@ -233,7 +235,7 @@ class SprachbundRouter:
         cls,
         path_or_repo_id: str | os.PathLike[str],
         revision: str | None = None,
-        backend: str = "torch",
+        backend: str = AUTO,
         *,
         local_files_only: bool | None = None,
         cache_dir: str | Path | None = None,
@@ -245,8 +247,10 @@ class SprachbundRouter:
         Args:
             path_or_repo_id: a local router directory or a Hub repo id (``org/name``).
             revision: Hub revision (branch, tag or commit).
-            backend: ``"torch"``, or ``"onnx"`` / ``"onnx-int8"`` (onnxruntime and the tokenizer
-                only; needs the ONNX files written by ``sbr export onnx``).
+            backend: ``"auto"`` (ONNX where ``sbr export onnx`` wrote graphs that passed their
+                checks and onnxruntime is installed, int8 only on CPUs with fast int8 kernels;
+                else torch), ``"torch"``, or ``"onnx"`` / ``"onnx-int8"`` (onnxruntime and the
+                tokenizer only; needs the ONNX files written by ``sbr export onnx``).
             local_files_only: use only the local Hub cache (default: ``HF_HUB_OFFLINE``).
             cache_dir: huggingface_hub cache directory.
             device: torch device for the encoders.
@@ -273,7 +277,7 @@ class SprachbundRouter:
             try:
                 path = router._local_path(spec.path, f"encoders.{name}.path")
                 if spec.adapter_base is None:
-                    check_encoder_dir(path, backend)
+                    check_encoder_dir(path, router.backend)
                     check_encoder_settings(path, spec, config.pooling, name)
                 elif not path.is_dir():
                     raise CheckpointError(f"adapter directory {spec.path!r} does not exist")
@@ -282,7 +286,7 @@ class SprachbundRouter:
         return router
 
     @classmethod
-    def default(cls, device: str | None = None, backend: str = "torch") -> SprachbundRouter:
+    def default(cls, device: str | None = None, backend: str = AUTO) -> SprachbundRouter:
         """Load the embedded default router built by ``sbr setup``.
 
         Raises:
@@ -323,6 +327,32 @@ class SprachbundRouter:
         if missing:
             raise CheckpointError(f"{path} lacks vectors of router language(s) {missing}")
         return languages, vectors
+
+    def _auto_backend(self) -> str:
+        """What ``auto`` becomes here: onnx-int8 / onnx when every served encoder is a local folder
+        whose graphs passed their checks at export (int8 only on a CPU with fast int8 kernels), else torch."""
+        from importlib.util import find_spec
+
+        from sprachbund_router.cpu import fast_int8
+
+        served = sorted({*self.config.sprachbund_encoders.values(), self.config.shared_encoder, self.config.fallback_encoder})
+        specs = {name: self.config.encoders[name] for name in served}
+        why = None
+        if self.device not in (None, "cpu"):
+            why = f"device {self.device!r}"
+        elif any(spec.path is None or spec.adapter_base is not None for spec in specs.values()):
+            why = "an encoder is a Hub repo id or a LoRA adapter"
+        elif find_spec("onnxruntime") is None or find_spec("tokenizers") is None:
+            why = "onnxruntime is not installed"
+        else:
+            paths = [self._local_path(spec.path, f"encoders.{name}.path") for name, spec in specs.items()]  # type: ignore[arg-type]
+            why = next((r for p in paths if (r := onnx_unready(p, "onnx")) is not None), None)
+        if why is not None:
+            logger.info("backend auto: torch (%s)", why)
+            return "torch"
+        int8 = fast_int8() and all(onnx_unready(p, "onnx-int8") is None for p in paths)
+        logger.info("backend auto: %s", "onnx-int8 (the CPU has fast int8 kernels)" if int8 else "onnx")
+        return "onnx-int8" if int8 else "onnx"
 
     def encoder(self, name: str) -> Encoder:
         """The encoder called ``name`` in the config, loaded on first use.

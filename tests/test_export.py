@@ -44,7 +44,7 @@ def test_onnx_export_parity_and_files(exported_toy):
 
 def test_onnx_backend_matches_torch(exported_toy):
     d, _ = exported_toy
-    torch_router = SprachbundRouter.from_pretrained(d)
+    torch_router = SprachbundRouter.from_pretrained(d, backend="torch")
     onnx_router = SprachbundRouter.from_pretrained(d, backend="onnx")
     a, b = torch_router.encode(TEXTS), onnx_router.encode(TEXTS)
     assert a.shape == b.shape and (a * b).sum(axis=1).min() > 0.999
@@ -62,14 +62,45 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("blocked: " + name)
 sys.meta_path.insert(0, Block())
 from sprachbund_router import SprachbundRouter
-r = SprachbundRouter.from_pretrained({str(d)!r}, backend="onnx")
+r = SprachbundRouter.from_pretrained({str(d)!r})  # auto: the exported graphs passed, so no torch
+assert r.backend in ("onnx", "onnx-int8"), r.backend
 res = r.retrieve(["Die Katze sitzt"], ["the cat sits on the mat", "the dog runs"])
+routes = r.route(["Die Katze sitzt", "Привет"])
+preds = r.classify(["Die Katze sitzt"], task=sorted(r.config.heads)[0]) if r.config.heads else []
 assert "torch" not in sys.modules and "transformers" not in sys.modules
-print("ok", res[0].encoder, r.encode(["der hund"]).shape)
+print("ok", res[0].encoder, r.encode(["der hund"]).shape, len(routes), len(preds))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("ok ") and "(1, 32)" in out.stdout
+
+
+def test_auto_backend_serves_checked_graphs_only(exported_toy, toy_router_dir, tmp_path, monkeypatch):
+    from sprachbund_router import cpu
+
+    d, _ = exported_toy
+    assert SprachbundRouter.from_pretrained(toy_router_dir).backend == "torch"  # no graphs
+    monkeypatch.setattr(cpu, "fast_int8", lambda: False)
+    assert SprachbundRouter.from_pretrained(d).backend == "onnx"
+    monkeypatch.setattr(cpu, "fast_int8", lambda: True)
+    assert SprachbundRouter.from_pretrained(d).backend == "onnx-int8"  # the toy's int8 passed (bound 100)
+    assert SprachbundRouter.from_pretrained(d, device="cuda:0").backend == "torch"
+    assert SprachbundRouter.from_pretrained(d, backend="torch").backend == "torch"
+    copy = tmp_path / "r"
+    shutil.copytree(d, copy)
+    info_file = copy / "encoders" / "east" / "onnx" / "export.json"
+    info = json.loads(info_file.read_text())
+    info["int8"] = {"refused": "lost 2 points"}
+    info_file.write_text(json.dumps(info))
+    assert SprachbundRouter.from_pretrained(copy).backend == "onnx"  # one encoder's int8 failed: fp32 for all
+    info["fp32"]["parity_min_cosine"] = 0.99
+    info_file.write_text(json.dumps(info))
+    assert SprachbundRouter.from_pretrained(copy).backend == "torch"  # parity below the bound
+    info["fp32"]["parity_min_cosine"] = 1.0
+    info_file.write_text(json.dumps(info))
+    assert SprachbundRouter.from_pretrained(copy).backend == "onnx"
+    (copy / "encoders" / "west" / "onnx" / "token_embeddings.safetensors").unlink()
+    assert SprachbundRouter.from_pretrained(copy).backend == "torch"  # a graph without its table
 
 
 def test_onnx_backend_without_export_fails_clearly(toy_router_dir):
@@ -172,7 +203,7 @@ def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir):
 
 def test_onnx_session_leaves_slow_fusions_off(exported_toy, tmp_path):
     """The export does not bake SkipLayerNormalization/BiasGelu in, and onnxruntime honours the
-    names in SLOW_CPU_FUSIONS (with them on, the same graph gets SkipLayerNormalization)."""
+    names in SLOW_CPU_FUSIONS (with them on, the same graph gets one of them)."""
     import onnx
     import onnxruntime as ort
 
@@ -188,7 +219,7 @@ def test_onnx_session_leaves_slow_fusions_off(exported_toy, tmp_path):
         ort.InferenceSession(str(d / "encoders" / "west" / "onnx" / "model_pooled.onnx"), opts,
                              providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
         ops[label] = {n.op_type for n in onnx.load(str(tmp_path / f"{label}.onnx")).graph.node}
-    assert "SkipLayerNormalization" in ops["on"]
+    assert {"SkipLayerNormalization", "BiasGelu"} & ops["on"]
     assert not {"SkipLayerNormalization", "BiasGelu"} & ops["off"]
 
 
@@ -270,3 +301,52 @@ def test_int8_keeps_the_first_plan_within_the_bound(exported_toy, monkeypatch):
         graph = onnx.load(str(enc / "onnx" / "model_pooled_qint8.onnx")).graph
         float_matmuls = {n.name for n in graph.node if n.op_type == "MatMul"}
         assert set(kept) <= float_matmuls  # kept as plain float MatMul, not MatMulInteger
+
+
+def _result(*sets):
+    rows = {f"s{i}": {"drop": drop, "drop_se": se} for i, (drop, se) in enumerate(sets)}
+    return {"sources": rows, "max_drop": max(r["drop"] for r in rows.values())}
+
+
+def test_a_check_too_small_to_resolve_the_bound_never_loosens_a_plan():
+    from exporters.onnx import _verdict
+
+    assert _verdict(_result((0.4, 0.1), (0.2, 0.2)), 0.5, recorded=False) == (True, True)
+    assert _verdict(_result((0.6, 0.1)), 0.5, recorded=True) == (False, True)  # resolved: the bound decides
+    assert _verdict(_result((-0.8, 0.8)), 0.5, recorded=False) == (False, False)  # 120 sentences: verifies nothing
+    assert _verdict(_result((0.9, 0.8)), 0.5, recorded=True) == (True, False)  # no significant loss: the record stands
+    assert _verdict(_result((2.4, 0.8)), 0.5, recorded=True) == (False, False)  # a significant loss refuses it
+
+
+def test_recorded_plan_is_where_settling_starts(exported_toy, tmp_path, monkeypatch):
+    import training.source_eval as source_eval
+    from exporters.onnx import recorded_int8_plan, settle_int8
+    from sprachbund_router.checkpoint import onnx_unready
+
+    d = tmp_path / "r"
+    shutil.copytree(exported_toy[0], d)
+    dirs = [d / "encoders" / name for name in ("west", "east", "shared")]
+    real = source_eval.compare
+
+    def unresolved(reference, other):  # every set: a drop of 0.8 with a standard error of 0.8
+        out = real(reference, other)
+        return {**out, "sources": {s: {**r, "drop": 0.8, "drop_se": 0.8} for s, r in out["sources"].items()},
+                "max_drop": 0.8}
+
+    monkeypatch.setattr(source_eval, "compare", unresolved)
+    pairs = [("die katze", "the cat"), ("der hund", "the dog")]
+    outcome = settle_int8(d, dirs, pairs, max_int8_drop=0.5, recorded_plan=INT8_PLANS[2][0])
+    assert [t["plan"] for t in outcome["plans_tried"]] == [INT8_PLANS[2][0]]  # nothing looser is tried
+    info = json.loads((dirs[0] / "onnx" / "export.json").read_text())
+    assert info["int8"]["plan"] == INT8_PLANS[2][0] and "cannot resolve" in info["int8"]["check"]
+    assert onnx_unready(dirs[0], "onnx-int8") is None  # a recorded plan the check could not fault is served
+    settle_int8(d, dirs, pairs, max_int8_drop=0.5)  # no record: the small check verifies nothing
+    info = json.loads((dirs[0] / "onnx" / "export.json").read_text())
+    assert "unverified" in info["int8"] and "not verified" in onnx_unready(dirs[0], "onnx-int8")
+    assert SprachbundRouter.from_pretrained(d, backend="onnx-int8").backend == "onnx-int8"  # asked for: served
+    assert recorded_int8_plan(d) is None
+    (d / "build_config.json").write_text(json.dumps({"int8_plan": INT8_PLANS[1][0]}))
+    assert recorded_int8_plan(d) == INT8_PLANS[1][0]
+    (d / "build_config.json").write_text(json.dumps({"int8_plan": "everything in int4"}))
+    with pytest.raises(CheckpointError, match="int8_plan"):
+        recorded_int8_plan(d)

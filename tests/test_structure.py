@@ -152,11 +152,11 @@ def test_the_build_reads_as_a_list_of_stages():
 def test_backend_names_live_in_one_module():
     """The encoder backends' names, ONNX file names and probe tolerances are written once, in the
     leaf ``sprachbund_router.backend``; the CLI's choices are built from it."""
-    from sprachbund_router.backend import ENCODER_BACKENDS, ONNX_FILES, PROBE_MIN_COSINE, check_backend
+    from sprachbund_router.backend import AUTO, CONCRETE_BACKENDS, ENCODER_BACKENDS, ONNX_FILES, PROBE_MIN_COSINE, check_backend
     from sprachbund_router.cli.options import Backend
 
     assert [b.value for b in Backend] == list(ENCODER_BACKENDS)
-    assert set(ONNX_FILES) | {"torch"} == set(PROBE_MIN_COSINE) == set(ENCODER_BACKENDS)
+    assert set(ONNX_FILES) | {"torch"} == set(PROBE_MIN_COSINE) == set(CONCRETE_BACKENDS) == set(ENCODER_BACKENDS) - {AUTO}
     root = PACKAGE.parent
     for path in [*PACKAGE.rglob("*.py"), *(root / "exporters").rglob("*.py"), *(root / "hub_cards").rglob("*.py")]:
         if path.name == "backend.py":

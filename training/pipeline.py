@@ -33,6 +33,7 @@ from typing import Any
 
 import tomllib
 
+from sprachbund_router.backend import INT8_PLANS
 from sprachbund_router.config import (
     LANGUAGE_VECTORS_NAME,
     EncoderSpec,
@@ -117,6 +118,12 @@ class BuildConfig:
         baselines: what the sprachbund models are measured against, trained with the same
             budget: ``random`` (random groups, same sizes) and ``all`` (every language).
         retrieval_scoring: the router's default ranking (``"cosine"`` or ``"margin"``).
+        onnx_export: export the served encoders to ONNX as the last stage (needs the ``[export]``
+            extra; without it the build logs that ``auto`` will serve torch), so that ``auto``
+            serves the router without torch.
+        int8_plan: the int8 plan (``sprachbund_router.backend.INT8_PLANS``) chosen for this
+            router on the held-out sources' dev halves; ``sbr export onnx`` starts from it and
+            never loosens it (None: try every plan on whatever check set there is).
         mlm / heads / space / adapters: stage settings (no ``[space]`` table: no vector space).
     """
 
@@ -143,6 +150,8 @@ class BuildConfig:
     mlm_max_sentences: int | None = None
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     retrieval_scoring: str = "cosine"
+    onnx_export: bool = False
+    int8_plan: str | None = None
     mlm: MLMConfig = field(default_factory=MLMConfig)
     heads: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
     space: SpaceSettings | None = None
@@ -169,6 +178,8 @@ class BuildConfig:
         if self.space is not None and self.sprachbund_models == "mlm":
             raise ValueError("a [space] is fitted on the shared base encoder, so it needs sprachbund_models = 'base' "
                              "or 'adapters' (a space per MLM-trained encoder is not supported yet)")
+        if self.int8_plan is not None and self.int8_plan not in [name for name, _ in INT8_PLANS]:
+            raise ValueError(f"int8_plan must be one of {[name for name, _ in INT8_PLANS]}, got {self.int8_plan!r}")
         if self.sprachbund_models == "adapters" and self.space is None:
             raise ValueError("sprachbund_models = 'adapters' distils each adapter into the router's vector space: "
                              "the config needs a [space] table")
@@ -310,7 +321,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
 
     A router already built from the same config, corpus and pipeline version is left as it is.
     Stages: corpus -> pooling layer and prefix -> language vectors -> sprachbunds -> sprachbund
-    models -> vector space -> adapters -> routing -> config -> adapter report -> heads.
+    models -> vector space -> adapters -> routing -> config -> adapter report -> heads -> ONNX.
     """
     build = start_build(config, corpus_dir)
     if build is None:
@@ -329,6 +340,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         adapter_report_stage(build, models, served)
         del encoder  # the router loads what it serves
         head_stage(build, router_config, sb, langs, vecs)
+        onnx_stage(build)
         return finish_build(build)
     finally:
         if build.lock is not None:
@@ -659,7 +671,7 @@ def head_stage(build: Build, router_config: RouterConfig, sb: Any, langs: list[s
     from sprachbund_router.router import SprachbundRouter
 
     out = build.out
-    router = SprachbundRouter.from_pretrained(out)
+    router = SprachbundRouter.from_pretrained(out, backend="torch")  # heads fit on the reference backend
     heads = train_sprachbund_heads(build.corpus, sb, langs, vecs, build.config.centre, router, out / "heads", build.config.heads)
     build.report["heads"] = {task: {g: ClassificationHead.load(out / p).config.metrics for g, p in per_group.items()}
                              for task, per_group in heads.items()}
@@ -671,6 +683,31 @@ def head_stage(build: Build, router_config: RouterConfig, sb: Any, langs: list[s
     logger.info("router written to %s in %.0fs: %d languages in %d sprachbunds", build.target or out, build.report["seconds"], len(langs),
                 len(sb.groups))
     return out
+
+
+def onnx_stage(build: Build) -> None:
+    """Export the served encoders to ONNX (``onnx_export``), in the staging folder: fp32 checked
+    for parity, int8 settled from the recorded ``int8_plan`` on the held-out sources' dev halves
+    when they are built, else on the bundled example (which cannot loosen the recorded plan)."""
+    if not build.config.onnx_export:
+        return
+    from sprachbund_router.errors import CheckpointError
+
+    try:
+        from exporters.onnx import default_check_sets, export_router, require_export_extra
+
+        require_export_extra()
+    except (ImportError, CheckpointError) as err:
+        logger.warning("no ONNX export (%s): backend auto will serve this router with torch", err)
+        return
+    started = time.time()
+    parity, check, what = default_check_sets(build.out)
+    logger.info("ONNX export; int8 checked on %s", what)
+    infos = export_router(build.out, parity, check, recorded_plan=build.config.int8_plan)
+    build.report["onnx"] = {"seconds": round(time.time() - started, 1), "int8_check_on": what,
+                            **{name: {"fp32_parity": info["fp32"]["parity_min_cosine"], "int8": info["int8"]}
+                               for name, info in infos.items()}}
+    (build.out / TRAINING_REPORT).write_text(json.dumps(build.report, indent=1, ensure_ascii=False, default=_json_default) + "\n")
 
 
 def _texts_key(texts: Any) -> str:

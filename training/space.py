@@ -727,7 +727,7 @@ def ship_space(router_dir: Path, shipped_name: str = "default-space", loso: Mapp
     shutil.copyfile(router_dir / spec.path, SHIPPED_DIR / f"{shipped_name}.safetensors")
     from sprachbund_router.router import SprachbundRouter
 
-    served = SprachbundRouter.from_pretrained(router_dir).encode(PROBE_TEXTS, lang=PROBE_LANGUAGES)
+    served = SprachbundRouter.from_pretrained(router_dir, backend="torch").encode(PROBE_TEXTS, lang=PROBE_LANGUAGES)
     from training.files import file_sha256
 
     meta = {"key": key, "sha256": file_sha256(SHIPPED_DIR / f"{shipped_name}.safetensors"),

@@ -14,17 +14,13 @@ __all__ = ["app", "main"]
 def main() -> None:
     """Entry point of the ``sbr`` console script (and of ``python -m sprachbund_router.cli``).
 
-    Transformers' weight-loading progress bars are silenced (sbr shows its own); a closed pipe
-    (``sbr identify F | head``) ends a streaming command quietly with status 0.
+    Transformers' weight-loading progress bars are silenced (sbr shows its own) through the
+    environment, which transformers reads when a backend first imports it: the ONNX path never
+    imports it at all. A closed pipe (``sbr identify F | head``) ends a streaming command quietly
+    with status 0.
     """
     import os
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
     app()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -20,57 +20,40 @@ def _router_dir(path: Path | None) -> Path:
     return path or default_router_dir()
 
 
-def parity_and_check_sets(router_dir: Path, rows_per_language: int = 30) -> tuple[list[str], Any, str]:
-    """Parity texts (the bundled example: 120 real sentences, 12 languages) and the int8 check
-    sets: the held-out sources' dev halves (at most ``rows_per_language`` rows per source and
-    language) when they are built, else the bundled example's pairs; and a description."""
-    import json as _json
-
-    from sprachbund_router.config import RouterConfig
-    from sprachbund_router.paths import data_dir
-    from training.held_out_sources import MANIFEST
-    from training.loso import Data
-
-    examples = Path(__file__).resolve().parents[1] / "examples"
-    parity = (examples / "queries.txt").read_text(encoding="utf-8").splitlines()
-    corpus = data_dir() / "corpus"
-    manifest = corpus / "sources" / MANIFEST
-    if manifest.is_file():
-        cfg = RouterConfig.load(router_dir)
-        sources = sorted(_json.loads(manifest.read_text())["sources"])
-        check = Data.load(corpus, sources, cfg.languages, cfg.language_to_sprachbund,
-                          {"train": 0, "dev": rows_per_language, "test": 0})
-        return parity, check, f"the dev halves of {len(sources)} held-out sources"
-    english = (examples / "corpus.txt").read_text(encoding="utf-8").splitlines()
-    return parity, list(zip(parity, english)), "the bundled example (no held-out sources built)"
-
-
 @export_app.command("onnx")
 def onnx(
     router_dir: RouterDirArg = None,
     max_int8_drop: Annotated[float, typer.Option(help="Refuse an int8 variant losing more top-1 points than this on any check set.")] = 0.5,
-    min_cosine: Annotated[float, typer.Option(help="Minimum ONNX-vs-PyTorch cosine for fp32.")] = 0.999,
+    min_cosine: Annotated[float, typer.Option(help="Minimum ONNX-vs-PyTorch cosine for fp32.")] = 0.9995,
     rows_per_language: Annotated[int, typer.Option(min=1, help="Dev rows per held-out source and language for the int8 check.")] = 30,
+    int8_plan: Annotated[str | None, typer.Option(
+        help="int8 plan to start from (never loosened): every MatMul..., feed-forward output projections in fp32, "
+             "feed-forward layers in fp32. Default: the plan the router's build_config.json records.")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Export every encoder of a router to onnx/model_pooled.onnx (fp32) and onnx/model_pooled_qint8.onnx
     (int8), the int8 variant checked on the router's served vectors (held-out sources' dev halves)."""
     setup_logging(verbose)
-    from exporters.onnx import export_router
+    from exporters.onnx import default_check_sets, export_router, plan_names
     from sprachbund_router.errors import SprachbundError
+
+    if int8_plan is not None and int8_plan not in plan_names():
+        raise typer.BadParameter(f"--int8-plan must be one of {plan_names()}, got {int8_plan!r}")
 
     rdir = _router_dir(router_dir)
     try:
-        parity, check, what = parity_and_check_sets(rdir, rows_per_language)
+        parity, check, what = default_check_sets(rdir, rows_per_language)
         typer.echo(f"int8 check on {what}", err=True)
-        infos = export_router(rdir, parity, check, min_cosine=min_cosine, max_int8_drop=max_int8_drop)
+        infos = export_router(rdir, parity, check, min_cosine=min_cosine, max_int8_drop=max_int8_drop,
+                              recorded_plan=int8_plan)
     except (SprachbundError, RuntimeError) as err:
         raise fail(err) from err
     for name, info in infos.items():
         int8, ev = info["int8"], info.get("int8_check", {})
         last = (ev.get("plans_tried") or [{}])[-1]
-        typer.echo(f"{name}: fp32 parity min cos {info['fp32']['parity_min_cosine']:.5f}; "
-                   f"int8 {'refused: ' + int8['refused'] if 'refused' in int8 else 'ok (' + int8.get('plan', '') + ')'}; "
+        state = (f"refused: {int8['refused']}" if "refused" in int8 else f"unverified: {int8['unverified']}"
+                 if "unverified" in int8 else f"ok ({int8.get('plan', '')}{'; ' + int8['check'] if 'check' in int8 else ''})")
+        typer.echo(f"{name}: fp32 parity min cos {info['fp32']['parity_min_cosine']:.5f}; int8 {state}; "
                    f"worst drop {last.get('max_drop')} points ({last.get('worst_source')}), mean {last.get('mean_drop')}")
 
 

@@ -40,6 +40,9 @@ def setup(verbose: VerboseOpt = False) -> None:
                f"retrieval scoring: {cfg.retrieval_scoring}")
     for name, langs in cfg.sprachbunds.items():
         typer.echo(f"{name} (pivot {cfg.pivots.get(name)}): {' '.join(langs)}")
+    from sprachbund_router.router import SprachbundRouter
+
+    typer.echo(f"backend auto serves it with: {SprachbundRouter.from_pretrained(out).backend}")
 
 
 @train_app.command("corpus")
