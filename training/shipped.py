@@ -28,7 +28,7 @@ import numpy as np
 from sprachbund_router.backend import PROBE_MIN_COSINE
 from sprachbund_router.config import LANGUAGE_VECTORS_NAME, load_language_vectors
 from sprachbund_router.space import unit
-from training.files import file_sha256, matches_checksum
+from training.files import file_sha256, shipped_record
 from training.space import PROBE_TEXTS, SHIPPED_DIR
 
 logger = logging.getLogger(__name__)
@@ -47,17 +47,10 @@ def shipped_language_vectors(key: str, encoder: Any, mode: str, work: Path,
     """Copy the shipped language vectors into ``work`` and return their stage report when they were
     computed for ``key`` by an encoder whose probe vectors ``encoder`` reproduces (cosine >=
     ``PROBE_MIN_COSINE["torch"]`` on every probe text); else None (the stage computes them)."""
-    meta_file, vectors_file = artifacts / f"{name}.json", artifacts / f"{name}.safetensors"
-    if not (meta_file.is_file() and vectors_file.is_file()):
+    meta = shipped_record(artifacts, name, key, "language vectors")
+    if meta is None:
         return None
-    meta = json.loads(meta_file.read_text())
-    if meta.get("key") != key:
-        logger.info("language vectors: the shipped %s were computed from other inputs", vectors_file.name)
-        return None
-    if not matches_checksum(vectors_file, meta.get("sha256")):
-        logger.warning("language vectors: the shipped %s do not match the sha256 recorded in %s (changed after they were "
-                       "shipped); encoding them here", vectors_file.name, meta_file.name)
-        return None
+    vectors_file = artifacts / f"{name}.safetensors"
     stored = np.asarray(meta["probe"]["vectors"], dtype=np.float32)
     if meta["probe"].get("mode") != mode or meta["probe"].get("texts") != PROBE_TEXTS:
         return None

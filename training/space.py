@@ -650,28 +650,15 @@ def shipped_space(key: str, encoder: Any, where: Mapping[str, str], spec_args: M
     map or mean is refused); ``encoder`` reproduces the fitting encoder's probe vectors; and the
     space serves the recorded reference vectors from this encoder's own (cosine >= the probe bound).
     """
-    import json
-
     from sprachbund_router.backend import PROBE_MIN_COSINE
     from sprachbund_router.errors import CheckpointError
     from sprachbund_router.space import SpaceSpec, VectorSpace
-    from training.files import matches_checksum
+    from training.files import shipped_record
 
-    shipped, meta_file = artifacts / f"{name}.safetensors", artifacts / f"{name}.json"
-    if not (shipped.is_file() and meta_file.is_file()):
+    meta = shipped_record(artifacts, name, key, "vector space")
+    if meta is None:
         return None
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        logger.warning("vector space: %s is unreadable (%s); fitting here", meta_file, err)
-        return None
-    if not isinstance(meta, dict) or meta.get("key") != key:
-        logger.info("vector space: the shipped %s was fitted on other inputs; fitting here (a few minutes)", shipped.name)
-        return None
-    if not matches_checksum(shipped, meta.get("sha256")):
-        logger.warning("vector space: the shipped %s does not match the sha256 recorded in %s (changed after it was "
-                       "shipped); fitting here", shipped.name, meta_file.name)
-        return None
+    shipped = artifacts / f"{name}.safetensors"
     try:  # the same base encoder: its vectors of the probe texts match the stored ones
         space = VectorSpace.load(artifacts, SpaceSpec(**{**spec_args, "path": shipped.name}, **_shipped_fields(meta)), where)
         space.check_encoder(encoder, "torch", "base")
