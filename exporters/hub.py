@@ -176,53 +176,71 @@ def write_folders(plan: HubPlan, out_dir: str | Path, revisions: dict[str, str] 
 
 
 def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | None) -> dict[str, Path]:
-    from hub_cards.cards import adapter_card, encoder_card, router_card
-
     folders: dict[str, Path] = {}
-    cfg = plan.config
     for repo, src in plan.encoder_dirs.items():
-        folder = out_dir / repo.split("/")[1]
         names = [e for e, r in plan.encoder_repos.items() if r == repo]
-        if repo in plan.adapter_bases:  # a LoRA adapter: a small repo on top of its base's repo
-            base_repo = plan.adapter_bases[repo]
-            base_dir = out_dir / base_repo.split("/")[1]
-            info = write_st_adapter_folder(src, folder, base_dir, base_repo, cfg.pooling, cfg.encoders[names[0]])
-            langs = sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]})
-            metrics = _optional_json(src, "training_metrics.json") or {}
-            with _card_errors(repo):
-                card = adapter_card(repo, names[0], cfg, plan.router_repo, base_repo, languages=langs, training_metrics=metrics,
-                                    adapter_info=info)
-            card.save(folder / "README.md")
-            folders[repo] = folder
-            continue
-        # sentence-transformers layout, truncated to the router's layer: SentenceTransformer(folder) = the router's encoder
-        st_info = write_st_folder(src, folder, cfg.pooling, cfg.encoders[names[0]])
-        for fname in ENCODER_FILES:
-            if (src / fname).is_file() and not (folder / fname).exists():
-                link_or_copy(src / fname, folder / fname)
-        onnx_info = None
-        if (src / ONNX_DIR / ONNX_EXPORT_INFO).is_file():
-            link_tree(src / ONNX_DIR, folder / ONNX_DIR)
-            for backend, legacy in LEGACY_ONNX_FILES.items():  # never publish a pooled graph as `onnx/model.onnx`
-                old, new = folder / ONNX_DIR / legacy, folder / ONNX_DIR / ONNX_FILES[backend]
-                if old.is_file() and not new.exists():
-                    old.rename(new)
-            onnx_info = _optional_json(src, f"{ONNX_DIR}/{ONNX_EXPORT_INFO}")
-        langs = sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]})
-        if not langs:  # shared/fallback encoder: every language
-            langs = cfg.languages
-        metrics = _optional_json(src, "training_metrics.json")
-        with _card_errors(repo):
-            card = encoder_card(repo, names[0], cfg, plan.router_repo, languages=langs, onnx_info=onnx_info,
-                                training_metrics=metrics, pair_results=_pair_results(plan.router_dir, langs),
-                                pad_id=pad_token_id(src), kept_layers=st_info["layers"])
-        card.save(folder / "README.md")
-        folders[repo] = folder
+        write = _adapter_folder if repo in plan.adapter_bases else _encoder_folder
+        folders[repo] = write(plan, repo, src, names, out_dir)
+    folders[plan.router_repo] = _router_folder(plan, out_dir, revisions or {})
+    (out_dir / REPOS_FILE).write_text(json.dumps({r: str(p.relative_to(out_dir)) for r, p in folders.items()}, indent=1) + "\n")
+    return folders
 
-    # the router repo: config pointing at the encoder repos, vectors, heads, analysis
-    folder = out_dir / plan.router_repo.split("/")[1]
+
+def _languages(plan: HubPlan, names: list[str]) -> list[str]:
+    """The languages of the sprachbunds served by encoders ``names`` (all, for the shared/fallback encoder)."""
+    cfg = plan.config
+    return sorted({lang for g, e in cfg.sprachbund_encoders.items() if e in names for lang in cfg.sprachbunds[g]}) or cfg.languages
+
+
+def _adapter_folder(plan: HubPlan, repo: str, src: Path, names: list[str], out_dir: Path) -> Path:
+    """A LoRA adapter: a small repo on top of its base's repo."""
+    from hub_cards.cards import adapter_card
+
+    cfg, folder = plan.config, out_dir / repo.split("/")[1]
+    base_repo = plan.adapter_bases[repo]
+    info = write_st_adapter_folder(src, folder, out_dir / base_repo.split("/")[1], base_repo, cfg.pooling, cfg.encoders[names[0]])
+    metrics = _optional_json(src, "training_metrics.json") or {}
+    with _card_errors(repo):
+        card = adapter_card(repo, names[0], cfg, plan.router_repo, base_repo, languages=_languages(plan, names),
+                            training_metrics=metrics, adapter_info=info)
+    card.save(folder / "README.md")
+    return folder
+
+
+def _encoder_folder(plan: HubPlan, repo: str, src: Path, names: list[str], out_dir: Path) -> Path:
+    """An encoder in sentence-transformers' layout, truncated to the router's layer (so that
+    ``SentenceTransformer(folder)`` is the router's encoder), with its ONNX files and card."""
+    from hub_cards.cards import encoder_card
+
+    cfg, folder = plan.config, out_dir / repo.split("/")[1]
+    st_info = write_st_folder(src, folder, cfg.pooling, cfg.encoders[names[0]])
+    for fname in ENCODER_FILES:
+        if (src / fname).is_file() and not (folder / fname).exists():
+            link_or_copy(src / fname, folder / fname)
+    onnx_info = None
+    if (src / ONNX_DIR / ONNX_EXPORT_INFO).is_file():
+        link_tree(src / ONNX_DIR, folder / ONNX_DIR)
+        for backend, legacy in LEGACY_ONNX_FILES.items():  # never publish a pooled graph as `onnx/model.onnx`
+            old, new = folder / ONNX_DIR / legacy, folder / ONNX_DIR / ONNX_FILES[backend]
+            if old.is_file() and not new.exists():
+                old.rename(new)
+        onnx_info = _optional_json(src, f"{ONNX_DIR}/{ONNX_EXPORT_INFO}")
+    langs = _languages(plan, names)
+    with _card_errors(repo):
+        card = encoder_card(repo, names[0], cfg, plan.router_repo, languages=langs, onnx_info=onnx_info,
+                            training_metrics=_optional_json(src, "training_metrics.json"),
+                            pair_results=_pair_results(plan.router_dir, langs), pad_id=pad_token_id(src),
+                            kept_layers=st_info["layers"])
+    card.save(folder / "README.md")
+    return folder
+
+
+def _router_folder(plan: HubPlan, out_dir: Path, revisions: dict[str, str]) -> Path:
+    """The router repo: the config pointing at the encoder repos, vectors, spaces, heads, analysis, card."""
+    from hub_cards.cards import router_card
+
+    cfg, folder = plan.config, out_dir / plan.router_repo.split("/")[1]
     data = cfg.to_dict()
-    revisions = revisions or {}
     for enc, repo in plan.encoder_repos.items():
         spec = EncoderSpec(**data["encoders"][enc])
         spec.path, spec.repo_id, spec.revision = None, repo, revisions.get(repo)
@@ -232,24 +250,7 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
     data["spaces"] = {k: v for k, v in data.get("spaces", {}).items() if k in served}
     folder.mkdir(parents=True, exist_ok=True)
     RouterConfig.from_dict(data).save(folder)
-    if (plan.router_dir / LANGUAGE_VECTORS_NAME).is_file():
-        link_or_copy(confined(plan.router_dir, LANGUAGE_VECTORS_NAME, LANGUAGE_VECTORS_NAME), folder / LANGUAGE_VECTORS_NAME)
-    if "ngram" in "+".join(cfg.language_id.backends).split("+"):  # the router's own language identifier
-        dst = writable_inside(folder, NGRAM_FILE, "language_id")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(confined(plan.router_dir, NGRAM_FILE, "language_id"), dst)
-    copied: set[str] = set()
-    for enc, space in data["spaces"].items():  # the vector spaces live in the router repo, beside the config
-        if space["path"] in copied:  # residual adapters are served through their base's own space file
-            continue
-        copied.add(space["path"])
-        key = f"spaces.{enc}.path"
-        dst = writable_inside(folder, space["path"], key)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(confined(plan.router_dir, space["path"], key), dst)
-    heads = {rel: f"heads.{task}.{g}" for task, per_group in cfg.heads.items() for g, rel in per_group.items()}
-    for rel, key in sorted(heads.items()):
-        link_tree(confined(plan.router_dir, rel, key), writable_inside(folder, rel, key))
+    _copy_router_files(plan, folder, data["spaces"])
     analysis = None
     if (plan.router_dir / "analysis").is_dir():
         link_tree(confined(plan.router_dir, "analysis", "analysis"), folder / "analysis")
@@ -262,9 +263,30 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
     with _card_errors(plan.router_repo):
         card = router_card(plan.router_repo, cfg, plan.encoder_repos, analysis, retrieval, build_report)
     card.save(folder / "README.md")
-    folders[plan.router_repo] = folder
-    (out_dir / REPOS_FILE).write_text(json.dumps({r: str(p.relative_to(out_dir)) for r, p in folders.items()}, indent=1) + "\n")
-    return folders
+    return folder
+
+
+def _copy_router_files(plan: HubPlan, folder: Path, spaces: dict[str, Any]) -> None:
+    """Language vectors, the n-gram identifier, the spaces and the heads, each read with containment."""
+    cfg = plan.config
+    if (plan.router_dir / LANGUAGE_VECTORS_NAME).is_file():
+        link_or_copy(confined(plan.router_dir, LANGUAGE_VECTORS_NAME, LANGUAGE_VECTORS_NAME), folder / LANGUAGE_VECTORS_NAME)
+    if "ngram" in "+".join(cfg.language_id.backends).split("+"):  # the router's own language identifier
+        dst = writable_inside(folder, NGRAM_FILE, "language_id")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(confined(plan.router_dir, NGRAM_FILE, "language_id"), dst)
+    copied: set[str] = set()
+    for enc, space in spaces.items():  # the vector spaces live in the router repo, beside the config
+        if space["path"] in copied:  # residual adapters are served through their base's own space file
+            continue
+        copied.add(space["path"])
+        key = f"spaces.{enc}.path"
+        dst = writable_inside(folder, space["path"], key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(confined(plan.router_dir, space["path"], key), dst)
+    heads = {rel: f"heads.{task}.{g}" for task, per_group in cfg.heads.items() for g, rel in per_group.items()}
+    for rel, key in sorted(heads.items()):
+        link_tree(confined(plan.router_dir, rel, key), writable_inside(folder, rel, key))
 
 
 def upload(plan: HubPlan, work_dir: str | Path, private: bool = False, token: str | None = None) -> dict[str, str]:

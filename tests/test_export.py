@@ -189,10 +189,20 @@ def test_default_router_export_roundtrip(default_router, tmp_path, monkeypatch):
         assert f"config: {source}\n" in card, source
 
 
-def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir):
+def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir, monkeypatch):
+    import training.source_eval as source_eval
+
     d = tmp_path / "r"
     shutil.copytree(toy_router_dir, d)
-    export_router(d, TEXTS, PAIRS, max_int8_drop=-1000.0)  # every measured drop (>= -100 points) exceeds it
+    real = source_eval.compare
+
+    def losing(reference, other):  # every plan loses 5 points, resolved (standard error 0)
+        out = real(reference, other)
+        return {**out, "sources": {s: {**r, "drop": 5.0, "drop_se": 0.0} for s, r in out["sources"].items()},
+                "max_drop": 5.0}
+
+    monkeypatch.setattr(source_eval, "compare", losing)
+    export_router(d, TEXTS, PAIRS, max_int8_drop=0.5)
     info = json.loads((d / "encoders" / "west" / "onnx" / "export.json").read_text())
     assert "refused" in info["int8"] and not (d / "encoders" / "west" / "onnx" / "model_pooled_qint8.onnx").exists()
     assert [t["plan"] for t in info["int8_check"]["plans_tried"]] == [name for name, _ in INT8_PLANS]  # every plan tried
