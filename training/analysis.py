@@ -214,7 +214,6 @@ def write_report(
     uriel: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``analysis.json``, ``language_map.png`` and ``dendrogram.png``."""
-    from training.languages import language_name
 
     out_dir.mkdir(parents=True, exist_ok=True)
     families = {lang: family_of(lang) for lang in languages}
@@ -245,9 +244,19 @@ def write_report(
         plot_map(languages, vectors, out_dir / "language_map.png", centre)
     plot_dendrogram(languages, vectors, out_dir / "dendrogram.png", linkage, centre, k=len(groups))
     (out_dir / "analysis.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    lines = _report_lines(result, languages, groups, pivots, families, k_table, title)
+    (out_dir / "report.md").write_text("\n".join(lines))
+    return result
 
-    lines = [f"# {title}", "", f"{len(languages)} languages, K={len(groups)}, {linkage} linkage on "
-             f"{'centred ' if centre else ''}unit-normalised language vectors (cosine geometry).", "",
+
+def _report_lines(result: Mapping[str, Any], languages: Sequence[str], groups: Mapping[str, Sequence[str]],
+                  pivots: Mapping[str, str], families: Mapping[str, str | None], k_table: Sequence[Mapping[str, Any]],
+                  title: str) -> list[str]:
+    """``report.md`` of :func:`write_report`: the groups, their agreement with references, K, Table 9."""
+    from training.languages import language_name
+
+    lines = [f"# {title}", "", f"{len(languages)} languages, K={len(groups)}, {result['linkage']} linkage on "
+             f"{'centred ' if result['centred'] else ''}unit-normalised language vectors (cosine geometry).", "",
              "| sprachbund | pivot | n | languages | families (paper Table 7) |", "|---|---|---|---|---|"]
     for g, members in groups.items():
         fam = Counter(families[m] or "unlisted" for m in members).most_common(4)
@@ -262,7 +271,7 @@ def write_report(
         f"| paper's sprachbunds (Table 1, XLM-R) | {pa['n_languages']} | {pa['purity']} | {pa['ari']} | "
         f"{result['paper_table1_random_ari']} |",
     ]
-    if uriel_fam:
+    if "uriel_agreement" in result:
         ua = result["uriel_agreement"]
         lines.append(f"| URIEL family (lang2vec; Indo-European by branch) | {ua['n_languages']} | {ua['purity']} | "
                      f"{ua['ari']} | {result['uriel_random_ari']} |")
@@ -280,5 +289,4 @@ def write_report(
         lines += ["", f"Correlation with the paper's Table 9 over the language pairs: Pearson {t9['pearson']}, "
                       f"Spearman {t9['spearman']}."]
     lines += ["", "![language map](language_map.png)", "", "![dendrogram](dendrogram.png)", ""]
-    (out_dir / "report.md").write_text("\n".join(lines))
-    return result
+    return lines
