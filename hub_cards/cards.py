@@ -143,6 +143,42 @@ def encoder_card(
               "multilingual", "safetensors", *(["onnx"] if onnx_info else [])],
         eval_results=_retrieval_results(onnx_info, pair_results) or None,
     )
+    how = _training_summary(config, encoder_name, base, training_metrics)
+    prefix = config.encoders[encoder_name].text_prefix
+    max_len = config.encoders[encoder_name].max_length
+    body = f"""# {repo_id}
+
+Encoder of the sprachbund router [`{router_repo_id}`](https://huggingface.co/{router_repo_id})
+(sprachbund{'s' if len(groups) != 1 else ''} {', '.join(groups) or 'none: shared/fallback encoder'}).
+
+{how}
+
+{_usage(config, encoder_name, repo_id, router_repo_id, kept_layers)}
+{_onnx_snippet(repo_id, prefix, max_len, pad_id) if onnx_info else ""}
+## ONNX
+
+{_onnx_section(onnx_info)}
+
+## How the sprachbund was found
+
+Language vectors: {config.provenance.get('language_vectors', {}).get('pooling', 'cls')} pooling of `{base}` over
+{config.provenance.get('language_vectors', {}).get('source', 'monolingual text')}; agglomerative clustering (cosine
+geometry) into K = {len(config.sprachbunds)} groups, as in Fan et al., *Discovering Representation Sprachbund For
+Multilingual Pre-Training*. Languages of this encoder: {', '.join(sorted(languages))}.
+
+## Limits
+
+- Trained and evaluated on interface strings and the UDHR: short, formal text; other domains are not measured.
+- Language identification (in the router) is weak on 1-2 word texts; such texts fall back to the shared encoder.
+- Scores compare with published Tatoeba tables only loosely: the test data are Firefox strings, not Tatoeba.
+- The int8 ONNX file quantises activations per batch (dynamic quantisation), so a text's int8 vector depends
+  slightly on the texts batched with it; the measured drop uses the runtime's token-length batching.
+"""
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)
+
+
+def _training_summary(config: RouterConfig, encoder_name: str, base: str, training_metrics: Mapping[str, Any] | None) -> str:
+    """How the encoder was made (continued pre-training, or the base served through the space)."""
     if training_metrics:
         how = (f"Continued masked-LM pre-training of `{base}` on the text of its sprachbund "
                f"({', '.join(training_metrics.get('languages', []))}) for {training_metrics['config']['steps']} updates; "
@@ -154,6 +190,11 @@ def encoder_card(
                     "the language subspace projected out, maps where chosen: the router repository's `spaces/`); "
                     "used alone it gives the plain base vectors, and `router.apply_space` turns them into the "
                     "router's (below).")
+    return how
+
+
+def _usage(config: RouterConfig, encoder_name: str, repo_id: str, router_repo_id: str, kept_layers: int | None) -> str:
+    """The card's usage section: with the router, sentence-transformers, the space recipe and transformers."""
     pooling = config.pooling
     prefix = config.encoders[encoder_name].text_prefix
     max_len = config.encoders[encoder_name].max_length
@@ -161,14 +202,7 @@ def encoder_card(
     pooling_words = "masked mean pooling" if pooling.mode == "mean" else "first-token ([CLS]) pooling"
     torch_pool = ("vector = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)"
                   if pooling.mode == "mean" else "vector = torch.nn.functional.normalize(hidden[:, 0], dim=-1)")
-    body = f"""# {repo_id}
-
-Encoder of the sprachbund router [`{router_repo_id}`](https://huggingface.co/{router_repo_id})
-(sprachbund{'s' if len(groups) != 1 else ''} {', '.join(groups) or 'none: shared/fallback encoder'}).
-
-{how}
-
-## Usage
+    return f"""## Usage
 
 `pip install sprachbund-router` (the router; `sentence-transformers`, `transformers` or
 `onnxruntime` alone for the snippets below). Inputs longer than {max_len} tokens are truncated,
@@ -205,27 +239,7 @@ mask = batch["attention_mask"].unsqueeze(-1)
 {torch_pool}
 ```
 
-{_onnx_snippet(repo_id, prefix, max_len, pad_id) if onnx_info else ""}
-## ONNX
-
-{_onnx_section(onnx_info)}
-
-## How the sprachbund was found
-
-Language vectors: {config.provenance.get('language_vectors', {}).get('pooling', 'cls')} pooling of `{base}` over
-{config.provenance.get('language_vectors', {}).get('source', 'monolingual text')}; agglomerative clustering (cosine
-geometry) into K = {len(config.sprachbunds)} groups, as in Fan et al., *Discovering Representation Sprachbund For
-Multilingual Pre-Training*. Languages of this encoder: {', '.join(sorted(languages))}.
-
-## Limits
-
-- Trained and evaluated on interface strings and the UDHR: short, formal text; other domains are not measured.
-- Language identification (in the router) is weak on 1-2 word texts; such texts fall back to the shared encoder.
-- Scores compare with published Tatoeba tables only loosely: the test data are Firefox strings, not Tatoeba.
-- The int8 ONNX file quantises activations per batch (dynamic quantisation), so a text's int8 vector depends
-  slightly on the texts batched with it; the measured drop uses the runtime's token-length batching.
 """
-    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)
 
 
 def _pct(fraction: float) -> str:
