@@ -254,16 +254,18 @@ def check_sets_from_pairs(pairs: Sequence[tuple[str, str]], name: str = "pairs")
 
 
 def _verdict(result: dict[str, Any], bound: float, recorded: bool) -> tuple[bool, bool]:
-    """(accepted, resolved) for one plan's ``compare`` result. A check resolves the bound when every
-    set's drop has a standard error of at most half of it. A resolved check accepts a plan that
-    loses at most ``bound`` on every set. An unresolved one cannot accept a plan on its own: it
-    keeps the ``recorded`` plan (chosen on a check that resolved it) unless some set shows a loss
-    above the bound by more than two standard errors, and it accepts no other plan."""
-    sets = result["sources"].values()
-    resolved = all(r.get("drop_se", 0.0) <= bound / 2 for r in sets)
+    """(accepted, resolved) for one plan's ``compare`` result. The check resolves the bound when the
+    set that decides (the one with the largest drop) has a standard error of at most half of it. A
+    resolved check accepts a plan that loses at most ``bound`` on every set. An unresolved one
+    cannot accept a plan on its own: it keeps the ``recorded`` plan (chosen on a check that
+    resolved it) unless some set shows a loss above the bound by more than two standard errors,
+    and it accepts no other plan."""
+    sets = result["sources"]
+    worst = max(sets.values(), key=lambda r: r["drop"]) if sets else {}
+    resolved = worst.get("drop_se", 0.0) <= bound / 2
     if resolved:
         return result["max_drop"] <= bound, True
-    significant = any(r["drop"] - 2 * r.get("drop_se", 0.0) > bound for r in sets)
+    significant = any(r["drop"] - 2 * r.get("drop_se", 0.0) > bound for r in sets.values())
     return recorded and not significant, False
 
 
@@ -366,10 +368,10 @@ def _record_int8(encoder_dirs: Sequence[Path], outcome: dict[str, Any], accepted
         info_file.write_text(json.dumps(info, indent=1) + "\n")
 
 
-def default_check_sets(router_dir: Path, rows_per_language: int = 30) -> tuple[list[str], Any, str]:
+def default_check_sets(router_dir: Path, rows_per_language: int = 30, held_out: bool = True) -> tuple[list[str], Any, str]:
     """Parity texts (the bundled example: 120 real sentences, 12 languages) and the int8 check
     sets: the held-out sources' dev halves (at most ``rows_per_language`` rows per source and
-    language) when they are built, else the bundled example's pairs; and a description."""
+    language) when they are built and ``held_out``, else the bundled example's pairs; and a description."""
     from sprachbund_router.paths import data_dir
     from training.held_out_sources import MANIFEST
     from training.loso import Data
@@ -378,7 +380,7 @@ def default_check_sets(router_dir: Path, rows_per_language: int = 30) -> tuple[l
     parity = (examples / "queries.txt").read_text(encoding="utf-8").splitlines()
     corpus = data_dir() / "corpus"
     manifest = corpus / "sources" / MANIFEST
-    if manifest.is_file():
+    if held_out and manifest.is_file():
         cfg = RouterConfig.load(router_dir)
         sources = sorted(json.loads(manifest.read_text())["sources"])
         check = Data.load(corpus, sources, cfg.languages, cfg.language_to_sprachbund,

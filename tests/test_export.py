@@ -321,7 +321,8 @@ def _result(*sets):
 def test_a_check_too_small_to_resolve_the_bound_never_loosens_a_plan():
     from exporters.onnx import _verdict
 
-    assert _verdict(_result((0.4, 0.1), (0.2, 0.2)), 0.5, recorded=False) == (True, True)
+    assert _verdict(_result((0.4, 0.1), (0.2, 0.3)), 0.5, recorded=False) == (True, True)  # the worst set decides
+    assert _verdict(_result((0.4, 0.3), (0.2, 0.1)), 0.5, recorded=False) == (False, False)
     assert _verdict(_result((0.6, 0.1)), 0.5, recorded=True) == (False, True)  # resolved: the bound decides
     assert _verdict(_result((-0.8, 0.8)), 0.5, recorded=False) == (False, False)  # 120 sentences: verifies nothing
     assert _verdict(_result((0.9, 0.8)), 0.5, recorded=True) == (True, False)  # no significant loss: the record stands
