@@ -32,7 +32,7 @@ def default_router() -> SprachbundRouter:
         from training.pipeline import build_default_router
 
         build_default_router()
-    return SprachbundRouter.default()
+    return SprachbundRouter.default(backend="torch")  # the reference backend; tests/test_backends.py checks auto
 
 
 def assert_hub_roundtrip(router_dir: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,7 +46,7 @@ def assert_hub_roundtrip(router_dir: Path, repo: str, tmp_path: Path, monkeypatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     queries = (EXAMPLES / "queries.txt").read_text(encoding="utf-8").splitlines()
     corpus = (EXAMPLES / "corpus.txt").read_text(encoding="utf-8").splitlines()
-    want = [r.indices[0] for r in SprachbundRouter.from_pretrained(router_dir).retrieve(queries, corpus)]
+    want = [r.indices[0] for r in SprachbundRouter.from_pretrained(router_dir, backend="torch").retrieve(queries, corpus)]
     for backend in ("torch", "onnx"):
         hub = SprachbundRouter.from_pretrained(repo, backend=backend, cache_dir=tmp_path / "hub")
         assert "snapshots" in str(hub.directory)
