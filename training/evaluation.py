@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -276,111 +277,128 @@ def evaluate_langid(router: SprachbundRouter, corpus_dir: Path, per_bucket: int 
     the fallback; other packages name one language each (their argmax: no fallback). Each
     identifier's speed (texts/s, one process) is measured on the same texts.
     """
-    import time
-
-    from sprachbund_router.errors import CheckpointError
-    from sprachbund_router.language_id import COMPARED_IDENTIFIERS, decide, decide_by_length, make_identifier
-
     # every router language, whether or not the served identifier can name it: its texts then
     # count as routed wrong or fallen back (other packages are also compared on their common subset)
     langs = list(languages or router.config.languages)
     data = langid_test_set(corpus_dir, langs, per_bucket)
-    texts = [t for _, _, t in data]
     where = router.config.language_to_sprachbund
     lid = router.config.language_id
-    calibrated = lid.calibration.get("backends", {})
-    preds: dict[str, list[str | None]] = {}
-    groups: dict[str, list[str | None]] = {}
-    speed: dict[str, float] = {}
-    short_speed: dict[str, float] = {}
-    short = [t for _, b, t in data if b == "1-2 words"]
-    runners: dict[str, Callable[[list[str]], list[Any]]] = {}
-    if lid.by_length:  # the served rule: a backend and threshold per text length
-        rules, default = lid.rules()
-        idents = {b: make_identifier(b, router.config.languages, router.directory) for b in lid.backends}
-        name = "router: per length: " + ", ".join(f"{b} {r[0]} @ {r[1]:g}" for b, r in rules.items()) + " (served)"
-        started = time.perf_counter()
-        decisions = decide_by_length(idents, rules, default, texts, where, lid.level)
-        speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
-        runners[name] = lambda batch: decide_by_length(idents, rules, default, batch, where, lid.level)
-        short_speed[name] = _short_text_speed(runners[name], short)
-        preds[name] = [d.language for d in decisions]
-        groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
-    for backend in COMPARED_IDENTIFIERS:
-        if backend == lid.backend and not lid.by_length:
-            threshold = lid.min_confidence
-        else:
-            threshold = (calibrated.get(backend, {}).get("threshold") or {}).get("threshold", lid.min_confidence)
-        try:
-            ident = make_identifier(backend, router.config.languages, router.directory)
-        except CheckpointError as err:
-            logger.warning("identifier %s not available: %s", backend, err)
-            continue
-        name = f"router: {backend} @ {threshold:g}" + (" (served)" if backend == lid.backend and not lid.by_length else "")
-        started = time.perf_counter()
-        decisions = decide(ident, texts, where, threshold, lid.level)
-        speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
-        runners[name] = lambda batch, ident=ident, threshold=threshold: decide(ident, batch, where, threshold, lid.level)
-        short_speed[name] = _short_text_speed(runners[name], short)
-        preds[name] = [d.language for d in decisions]
-        groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
-    for name, fn in other_identifiers().items():
-        logger.info("running %s on %d texts", name, len(texts))
-        started = time.perf_counter()
-        preds[name] = fn(texts)
-        speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
-        groups[name] = [where.get(p, "(other)") if p is not None else None for p in preds[name]]
+    runs = _IdentifierRuns(router, [t for _, _, t in data], [t for _, b, t in data if b == "1-2 words"])
     common = set(langs)
-    for name in preds:
+    for name in runs.preds:
         common &= SUPPORTED.get(name, common)
     result: dict[str, Any] = {
-        "task": "langid", "n_texts": len(texts), "languages": langs, "common_languages": sorted(common),
+        "task": "langid", "n_texts": len(data), "languages": langs, "common_languages": sorted(common),
         "data": "Firefox test split (untranslated strings left out) and the test half of the CLDR emoji names; "
                 "thresholds were calibrated on the dev split and the other half",
         "served": {"backend": lid.backend, "threshold": lid.min_confidence, "level": lid.level, "by_length": lid.by_length},
-        "identifiers": {},
+        "identifiers": {name: _identifier_scores(runs.preds[name], runs.groups[name], data, langs, common, where)
+                        for name in runs.preds},
     }
+    for name, scores in result["identifiers"].items():
+        scores["texts_per_second"] = round(runs.speed[name])
+        if name in runs.short_speed and not math.isnan(runs.short_speed[name]):  # NaN: no 1-2-word texts to time
+            scores["short_texts_per_second"] = round(runs.short_speed[name])
+    ood = _out_of_domain(corpus_dir, langs, per_bucket, where, runs.runners)
+    if ood:
+        result["out_of_domain"] = ood
+    return result
+
+
+class _IdentifierRuns:
+    """Every identifier's decisions on ``texts`` (the router's served rule, each compared backend at
+    its calibrated threshold, other packages' argmax), with texts/s overall and on ``short`` texts."""
+
+    def __init__(self, router: SprachbundRouter, texts: list[str], short: list[str]) -> None:
+        from sprachbund_router.errors import CheckpointError
+        from sprachbund_router.language_id import COMPARED_IDENTIFIERS, decide, decide_by_length, make_identifier
+
+        self.preds: dict[str, list[str | None]] = {}
+        self.groups: dict[str, list[str | None]] = {}
+        self.speed: dict[str, float] = {}
+        self.short_speed: dict[str, float] = {}
+        self.runners: dict[str, Callable[[list[str]], list[Any]]] = {}
+        where, lid = router.config.language_to_sprachbund, router.config.language_id
+        calibrated = lid.calibration.get("backends", {})
+        if lid.by_length:  # the served rule: a backend and threshold per text length
+            rules, default = lid.rules()
+            idents = {b: make_identifier(b, router.config.languages, router.directory) for b in lid.backends}
+            name = "router: per length: " + ", ".join(f"{b} {r[0]} @ {r[1]:g}" for b, r in rules.items()) + " (served)"
+            self._router_rule(name, lambda batch: decide_by_length(idents, rules, default, batch, where, lid.level), texts, short)
+        for backend in COMPARED_IDENTIFIERS:
+            if backend == lid.backend and not lid.by_length:
+                threshold = lid.min_confidence
+            else:
+                threshold = (calibrated.get(backend, {}).get("threshold") or {}).get("threshold", lid.min_confidence)
+            try:
+                ident = make_identifier(backend, router.config.languages, router.directory)
+            except CheckpointError as err:
+                logger.warning("identifier %s not available: %s", backend, err)
+                continue
+            name = f"router: {backend} @ {threshold:g}" + (" (served)" if backend == lid.backend and not lid.by_length else "")
+            self._router_rule(name, lambda batch, ident=ident, threshold=threshold: decide(ident, batch, where, threshold, lid.level),
+                              texts, short)
+        for name, fn in other_identifiers().items():
+            logger.info("running %s on %d texts", name, len(texts))
+            started = time.perf_counter()
+            self.preds[name] = fn(texts)
+            self.speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
+            self.groups[name] = [where.get(p, "(other)") if p is not None else None for p in self.preds[name]]
+
+    def _router_rule(self, name: str, run: Callable[[list[str]], list[Any]], texts: list[str], short: list[str]) -> None:
+        started = time.perf_counter()
+        decisions = run(texts)
+        self.speed[name] = len(texts) / max(time.perf_counter() - started, 1e-9)
+        self.runners[name] = run
+        self.short_speed[name] = _short_text_speed(run, short)
+        self.preds[name] = [d.language for d in decisions]
+        self.groups[name] = [d.sprachbund if d.reason is None else None for d in decisions]
+
+
+def _identifier_scores(preds: Sequence[str | None], groups: Sequence[str | None], data: Sequence[tuple[str, str, str]],
+                       langs: Sequence[str], common: set[str], where: dict[str, str]) -> dict[str, Any]:
+    """One identifier's language and routing shares: overall, by text length, per language, on the common languages."""
     truth = np.array([where[a] for a, _, _ in data])
-    for name, p in preds.items():
-        lang_ok = np.array([a == b for (a, _, _), b in zip(data, p)])
-        got = np.array([g or "" for g in groups[name]])
-        routed = got != ""
-        right, wrong = routed & (got == truth), routed & (got != truth)
+    lang_ok = np.array([a == b for (a, _, _), b in zip(data, preds)])
+    got = np.array([g or "" for g in groups])
+    routed = got != ""
+    right, wrong = routed & (got == truth), routed & (got != truth)
 
-        def pct(x: np.ndarray, m: np.ndarray) -> float:
-            return round(100 * float(x[m].mean()), 2)
+    def pct(x: np.ndarray, m: np.ndarray) -> float:
+        return round(100 * float(x[m].mean()), 2)
 
-        by_bucket = {bucket: {"language": pct(lang_ok, m), **shares, "n": int(m.sum())}
-                     for bucket, m, shares in _route_shares(got, truth, data)}
-        per_lang = {}
-        for lang in langs:
-            m = np.array([a == lang for a, _, _ in data])
-            if m.any():
-                per_lang[lang] = {"language": pct(lang_ok, m), "sprachbund": pct(right, m), "wrong_sprachbund": pct(wrong, m)}
-        everything = np.ones(len(data), dtype=bool)
-        in_common = np.array([a in common for a, _, _ in data])
-        result["identifiers"][name] = {
-            "language": pct(lang_ok, everything), **_shares(got, truth, everything),
+    by_bucket = {bucket: {"language": pct(lang_ok, m), **shares, "n": int(m.sum())}
+                 for bucket, m, shares in _route_shares(got, truth, data)}
+    per_lang = {}
+    for lang in langs:
+        m = np.array([a == lang for a, _, _ in data])
+        if m.any():
+            per_lang[lang] = {"language": pct(lang_ok, m), "sprachbund": pct(right, m), "wrong_sprachbund": pct(wrong, m)}
+    everything = np.ones(len(data), dtype=bool)
+    in_common = np.array([a in common for a, _, _ in data])
+    return {"language": pct(lang_ok, everything), **_shares(got, truth, everything),
             "language_on_common": pct(lang_ok, in_common) if in_common.any() else None,
-            "texts_per_second": round(speed[name]), "by_length": by_bucket, "per_language": per_lang,
-        }
-        if name in short_speed and not math.isnan(short_speed[name]):  # NaN: no 1-2-word texts to time
-            result["identifiers"][name]["short_texts_per_second"] = round(short_speed[name])
+            "by_length": by_bucket, "per_language": per_lang}
+
+
+def _out_of_domain(corpus_dir: Path, langs: Sequence[str], per_bucket: int, where: dict[str, str],
+                   runners: dict[str, Callable[[list[str]], list[Any]]]) -> dict[str, Any] | None:
+    """The router's rules on software they were not calibrated on (and the n-gram model never saw)."""
     from training.calibration import ood_routing_set
 
     ood = ood_routing_set(corpus_dir, langs, per_bucket)
-    if ood:  # the router's rules on software they were not calibrated on (and the n-gram model never saw)
-        ood_truth = np.array([where[a] for a, _, _ in ood])
-        ood_texts = [t for _, _, t in ood]
-        result["out_of_domain"] = {
-            "data": "VLC interface strings (the out-of-domain set; strings left in English removed)", "n_texts": len(ood),
-            "languages": sorted({a for a, _, _ in ood}),
-            "identifiers": {
-                name: {bucket: {**shares, "n": int(m.sum())} for bucket, m, shares in _route_shares(
-                    np.array([d.sprachbund if d.reason is None else "" for d in run(ood_texts)]), ood_truth, ood)}
-                for name, run in runners.items()},
-        }
-    return result
+    if not ood:
+        return None
+    ood_truth = np.array([where[a] for a, _, _ in ood])
+    ood_texts = [t for _, _, t in ood]
+    return {
+        "data": "VLC interface strings (the out-of-domain set; strings left in English removed)", "n_texts": len(ood),
+        "languages": sorted({a for a, _, _ in ood}),
+        "identifiers": {
+            name: {bucket: {**shares, "n": int(m.sum())} for bucket, m, shares in _route_shares(
+                np.array([d.sprachbund if d.reason is None else "" for d in run(ood_texts)]), ood_truth, ood)}
+            for name, run in runners.items()},
+    }
 
 
 def _shares(got: np.ndarray, truth: np.ndarray, m: np.ndarray) -> dict[str, float]:
