@@ -491,10 +491,8 @@ def fit_space(
 
     report: dict[str, Any] = {"settings": settings.__dict__.copy(), "mean_texts": {k: len(v) for k, v in texts.items()},
                               "languages_without_own_mean": sorted(lang for lang in languages if f"lang:{lang}" not in means)}
-    maps: dict[str, np.ndarray] = {}
-    chosen: dict[str, str | None] = dict.fromkeys(groups)
     if settings.maps == "none":
-        return FittedSpace(means, maps, chosen, report)
+        return FittedSpace(means, {}, dict.fromkeys(groups), report)
 
     sources: dict[str, dict[str, int]] = {}
 
@@ -519,6 +517,19 @@ def fit_space(
     report["train_pairs"] = {lang: len(xy[0]) for lang, xy in train.items()}
     report["train_pairs_by_source"] = sources
 
+    maps, chosen = _fit_maps(train, dev, groups, mapped, settings, report)
+    return FittedSpace(means, maps, chosen, report)
+
+
+def _fit_maps(train: Mapping[str, tuple[np.ndarray, np.ndarray]], dev: Mapping[str, tuple[np.ndarray, np.ndarray]],
+              groups: Mapping[str, Sequence[str]], mapped: Sequence[str], settings: SpaceSettings,
+              report: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, str | None]]:
+    """The maps of the corpus route: one for all languages, then per sprachbund (``settings.maps``)
+    the own map shrunk towards it with the shrink chosen on the dev pairs, or (``auto``) whichever
+    of none / all / own scores best on dev. Writes the dev scores into ``report["dev"]``."""
+    maps: dict[str, np.ndarray] = {}
+    chosen: dict[str, str | None] = dict.fromkeys(groups)
+
     def stack(langs: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
         parts = [train[lang] for lang in langs if lang in train]
         if not parts:
@@ -532,14 +543,11 @@ def fit_space(
     all_xy = stack(mapped)
     if all_xy is None:
         logger.warning("no training pairs: the space has no maps")
-        return FittedSpace(means, maps, chosen, report)
+        return maps, chosen
     w_all = fit_map(*all_xy, kind=settings.map_kind, ridge=settings.ridge)  # type: ignore[arg-type]
     if settings.maps == "all":
-        maps["all"] = w_all
-        chosen = dict.fromkeys(groups, "all")
         report["dev"] = {g: {"all": dev_score(ms, w_all), "none": dev_score(ms, None)} for g, ms in groups.items()}
-        return FittedSpace(means, maps, chosen, report)
-
+        return {"all": w_all}, dict.fromkeys(groups, "all")
     report["dev"] = {}
     use_all = False
     for group, members in groups.items():
@@ -568,7 +576,7 @@ def fit_space(
         report["dev"][group] = {"scores": scores, "chosen": chosen[group], "best_own": best_name}
     if use_all:
         maps["all"] = w_all
-    return FittedSpace(means, maps, chosen, report)
+    return maps, chosen
 
 
 # ------------------------------------------------------------------------------ the build stage
