@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -143,18 +144,9 @@ def continue_pretraining(
     ckpt_dir = out_dir.with_name(out_dir.name + ".checkpoints")
     fingerprint = {"config": asdict(config), "base": str(base_dir),
                    "texts": {lang: [len(t), hash_texts(t)] for lang, t in sorted(texts.items())}}
-    if (out_dir / "training_metrics.json").is_file():
-        done = json.loads((out_dir / "training_metrics.json").read_text())
-        if done.get("fingerprint") == fingerprint:
-            logger.info("%s is already trained", out_dir)
-            return done
-        logger.info("%s was trained with other settings or text; training again", out_dir)
-        shutil.rmtree(out_dir)
-    if ckpt_dir.is_dir():
-        fp = ckpt_dir / "fingerprint.json"
-        if not fp.is_file() or json.loads(fp.read_text()) != fingerprint:
-            logger.info("discarding checkpoints of another run in %s", ckpt_dir)
-            shutil.rmtree(ckpt_dir)
+    done = _already_trained(out_dir, ckpt_dir, fingerprint)
+    if done is not None:
+        return done
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision)
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
@@ -165,19 +157,7 @@ def continue_pretraining(
     if not config.train_embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)
 
-    # held-out sentences for the before/after comparison; the rest trains
-    rng = random.Random(config.seed)
-    train: dict[str, list[str]] = {}
-    held: list[str] = []
-    for lang in sorted(texts):
-        sents = list(dict.fromkeys(t for t in texts[lang] if t.strip()))
-        rng.shuffle(sents)
-        k = min(config.eval_sentences, len(sents) // 5)
-        held += sents[:k]
-        if sents[k:]:
-            train[lang] = sents[k:]
-    if not train:
-        raise ValueError("no training text for continued pre-training")
+    train, held = _split_held_out(texts, config)
     probs = sampling_probabilities({lang: len(s) for lang, s in train.items()}, config.alpha)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
 
@@ -188,19 +168,8 @@ def continue_pretraining(
         batch["attention_mask"] = (batch["input_ids"] != tokenizer.pad_token_id).long()
         return {k: v.to(accelerator.device) for k, v in batch.items()}
 
-    head_params = list(model.head.parameters())
     body_params = [p for p in encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [{"params": head_params, "lr": config.lr * 10}, {"params": body_params, "lr": config.lr}],
-        weight_decay=config.weight_decay,
-    )
-
-    def schedule(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        return max(0.0, (config.steps - step) / max(1, config.steps - config.warmup_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer, scheduler = _optimizer(model, body_params, config)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     @torch.no_grad()
@@ -271,12 +240,68 @@ def continue_pretraining(
     }
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        unwrapped.encoder.save_pretrained(str(out_dir), safe_serialization=True)
-        tokenizer.save_pretrained(str(out_dir))
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in unwrapped.head.state_dict().items()}, str(out_dir / "mlm_head.safetensors"))
-        (out_dir / "training_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        _save(unwrapped, tokenizer, metrics, out_dir, ckpt_dir)
     return metrics
+
+
+def _already_trained(out_dir: Path, ckpt_dir: Path, fingerprint: dict) -> dict | None:
+    """The metrics of a finished run with this ``fingerprint``; else None, after removing a finished
+    run or checkpoints made with other settings or text."""
+    if (out_dir / "training_metrics.json").is_file():
+        done = json.loads((out_dir / "training_metrics.json").read_text())
+        if done.get("fingerprint") == fingerprint:
+            logger.info("%s is already trained", out_dir)
+            return done
+        logger.info("%s was trained with other settings or text; training again", out_dir)
+        shutil.rmtree(out_dir)
+    if ckpt_dir.is_dir():
+        fp = ckpt_dir / "fingerprint.json"
+        if not fp.is_file() or json.loads(fp.read_text()) != fingerprint:
+            logger.info("discarding checkpoints of another run in %s", ckpt_dir)
+            shutil.rmtree(ckpt_dir)
+    return None
+
+
+def _split_held_out(texts: Mapping[str, Sequence[str]], config: MLMConfig) -> tuple[dict[str, list[str]], list[str]]:
+    """Per language, up to ``eval_sentences`` (a fifth at most) held out for the before/after
+    comparison; the rest trains."""
+    rng = random.Random(config.seed)
+    train: dict[str, list[str]] = {}
+    held: list[str] = []
+    for lang in sorted(texts):
+        sents = list(dict.fromkeys(t for t in texts[lang] if t.strip()))
+        rng.shuffle(sents)
+        k = min(config.eval_sentences, len(sents) // 5)
+        held += sents[:k]
+        if sents[k:]:
+            train[lang] = sents[k:]
+    if not train:
+        raise ValueError("no training text for continued pre-training")
+    return train, held
+
+
+def _optimizer(model: Any, body_params: list[Any], config: MLMConfig) -> tuple[Any, Any]:
+    """AdamW (the MLM head at 10x the body's rate) and linear warm-up then decay."""
+    optimizer = torch.optim.AdamW(
+        [{"params": list(model.head.parameters()), "lr": config.lr * 10}, {"params": body_params, "lr": config.lr}],
+        weight_decay=config.weight_decay,
+    )
+
+    def schedule(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        return max(0.0, (config.steps - step) / max(1, config.steps - config.warmup_steps))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def _save(unwrapped: Any, tokenizer: Any, metrics: dict, out_dir: Path, ckpt_dir: Path) -> None:
+    """The trained encoder (safetensors), tokenizer, MLM head and metrics; the checkpoints go."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    unwrapped.encoder.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    save_file({k: v.contiguous() for k, v in unwrapped.head.state_dict().items()}, str(out_dir / "mlm_head.safetensors"))
+    (out_dir / "training_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
