@@ -361,3 +361,21 @@ def test_recorded_plan_is_where_settling_starts(exported_toy, tmp_path, monkeypa
     (d / "build_config.json").write_text(json.dumps({"int8_plan": "everything in int4"}))
     with pytest.raises(CheckpointError, match="int8_plan"):
         recorded_int8_plan(d)
+
+
+def test_a_head_fitted_on_the_onnx_backend_serves_every_backend(exported_toy, tmp_path):
+    """Issue 35 on the torch-free path: `fit_head` under ONNX, saved, and reloaded under auto and
+    torch classifies the same texts alike (the backends serve the same vectors)."""
+    d, _ = exported_toy
+    router = SprachbundRouter.from_pretrained(d, backend="onnx")
+    words = {"animal": ["cat", "dog", "horse", "cow", "bird", "fish", "mouse", "sheep"],
+             "colour": ["red", "blue", "green", "yellow", "black", "white", "purple", "orange"]}
+    texts = [f"the {w}" for ws in words.values() for w in ws] + [f"a {w} one" for ws in words.values() for w in ws]
+    labels = [label for label, ws in words.items() for _ in ws] * 2
+    record = router.fit_head("kind", texts, labels, languages="en", setting="english")
+    assert record and all(r["languages"] == ["en"] for r in record.values())
+    got = [p.label for p in router.classify(texts, task="kind", lang="en")]
+    router.save_pretrained(tmp_path / "saved")
+    for backend in ("auto", "torch"):
+        again = SprachbundRouter.from_pretrained(tmp_path / "saved", backend=backend)
+        assert [p.label for p in again.classify(texts, task="kind", lang="en")] == got, backend
