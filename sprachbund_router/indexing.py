@@ -16,7 +16,8 @@ from pathlib import Path
 
 from sprachbund_router.disk_index import DiskIndexWriter
 from sprachbund_router.inputs import validate_langs
-from sprachbund_router.router import CORPUS_MAJORITY, SprachbundRouter
+from sprachbund_router.retrieval import CORPUS_MAJORITY
+from sprachbund_router.router import SprachbundRouter
 
 logger = logging.getLogger(__name__)
 

@@ -4,109 +4,43 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import threading
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sprachbund_router.backend import AUTO, PROBE_MIN_COSINE, Encoder, check_backend
+from sprachbund_router.backend import AUTO, Encoder, check_backend
 from sprachbund_router.checkpoint import check_encoder_dir, check_encoder_settings, onnx_unready
 from sprachbund_router.config import (
     LANGUAGE_VECTORS_NAME,
     RouterConfig,
     load_language_vectors,
 )
-from sprachbund_router.disk_index import DiskIndex
 from sprachbund_router.errors import CheckpointError, InvalidInputError, MissingHeadError
 from sprachbund_router.heads import FALLBACK_HEAD, ClassificationHead, HeadConfig
 from sprachbund_router.hub import resolve
-from sprachbund_router.index import VectorIndex, check_scoring, check_top_k
 from sprachbund_router.inputs import validate_langs, validate_texts
-from sprachbund_router.language_id import NGRAM_FILE, LanguageGuess, decide_by_length, make_identifier
+from sprachbund_router.language_id import LanguageGuess, decide_by_length, make_identifier
+from sprachbund_router.results import Classification, PreparedCorpus, RetrievalResult, Route
+from sprachbund_router.retrieval import CORPUS_MAJORITY, PROBE_TEXT, RetrievalMixin
+from sprachbund_router.saving import SavingMixin
 from sprachbund_router.space import VectorSpace, unit
-from sprachbund_router.validation import confined, writable_inside
+from sprachbund_router.st_compat import (
+    SentenceTransformersMixin,
+    _as_numpy,
+    _check_encode_options,
+    _one_of,
+    _truncate_and_quantize,
+)
+from sprachbund_router.validation import confined
 
 logger = logging.getLogger(__name__)
 
-#: Share of a corpus that must fall in one sprachbund for that sprachbund's encoder to be used.
-CORPUS_MAJORITY = 0.9
-#: Text whose vector identifies an encoder's weights in an index file.
-PROBE_TEXT = "The quick brown fox jumps over the lazy dog. Der Hund läuft. Собака бежит. 犬が走る。"
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where one text goes.
-
-    Attributes:
-        language: identified (or given) language, None when unknown.
-        sprachbund: its sprachbund, None when the text fell back.
-        encoder: name of the encoder that will embed it.
-        confidence: probability of the routing decision: of the sprachbund (sum over its
-            languages) or of the language, as ``language_id.level`` says (1.0 for ``lang=``).
-        fallback: True when the text went to the fallback encoder; ``reason`` says why.
-        reason: why the text fell back, or None.
-    """
-
-    language: str | None
-    sprachbund: str | None
-    encoder: str
-    confidence: float
-    fallback: bool = False
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class RetrievalResult:
-    """Ranked corpus hits for one query.
-
-    Attributes:
-        indices: corpus indices, best first.
-        scores: cosine similarities, aligned with ``indices``.
-        encoder: the encoder that embedded both the query and the corpus.
-        route: how the query was routed.
-    """
-
-    indices: list[int]
-    scores: list[float]
-    encoder: str
-    route: Route
-
-
-@dataclass
-class PreparedCorpus:
-    """A corpus routed once for many :meth:`SprachbundRouter.retrieve` calls (e.g. queries read in chunks).
-
-    Attributes:
-        texts: the corpus texts.
-        routes: their routes.
-        sprachbund: the sprachbund holding at least 90% of the corpus, else None.
-        indexes: encoder name -> the corpus encoded by it (filled as queries need them).
-    """
-
-    texts: list[str]
-    routes: list[Route]
-    sprachbund: str | None
-    indexes: dict[str, VectorIndex]
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
-@dataclass(frozen=True)
-class Classification:
-    """A task head's prediction for one text."""
-
-    label: str
-    score: float
-    probabilities: dict[str, float]
-    route: Route
+__all__ = ["CORPUS_MAJORITY", "PROBE_TEXT", "Classification", "PreparedCorpus", "RetrievalResult", "Route",
+           "SprachbundRouter"]
 
 
 def _check_encoder_paths(paths: Mapping[str, str | os.PathLike[str]] | None, config: RouterConfig) -> dict[str, Path]:
@@ -126,64 +60,7 @@ def _check_encoder_paths(paths: Mapping[str, str | os.PathLike[str]] | None, con
     return out
 
 
-#: encode()'s precisions (sentence-transformers' quantize_embeddings beyond float32).
-PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
-
-
-def _one_of(sentences: Any, inputs: Any) -> Any:
-    """The texts, passed as ``sentences`` (sentence-transformers 5) or ``inputs`` (6), not both."""
-    if inputs is not None and sentences is not None:
-        raise ValueError("pass the texts once: as sentences (the first argument) or as inputs=, not both")
-    return inputs if sentences is None else sentences
-
-
-def _check_encode_options(prompt: str | None, prompt_name: str | None, output_value: str | None, precision: str,
-                          truncate_dim: int | None) -> int | None:
-    """Refuse what encode() cannot honour (never ignore it); returns ``truncate_dim``."""
-    if prompt is not None or prompt_name is not None:
-        raise ValueError("the router prepends each encoder's configured text prefix itself; prompt and prompt_name "
-                         "are not supported (they would move the vectors out of the router's space)")
-    if output_value not in (None, "sentence_embedding"):
-        raise ValueError(f"output_value {output_value!r} is not supported: the router returns sentence embeddings")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not supported (one of {PRECISIONS})")
-    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1):
-        raise ValueError(f"truncate_dim must be a positive number of dimensions, got {truncate_dim!r}")
-    return truncate_dim
-
-
-def _truncate_and_quantize(vecs: np.ndarray, truncate_dim: int | None, normalize: bool, precision: str) -> np.ndarray:
-    """The first ``truncate_dim`` dimensions (renormalised when normalising), then ``precision``."""
-    if truncate_dim is not None and truncate_dim < vecs.shape[1]:
-        vecs = unit(vecs[:, :truncate_dim]) if normalize else np.ascontiguousarray(vecs[:, :truncate_dim])
-    if precision != "float32":
-        from sentence_transformers.quantization import quantize_embeddings
-
-        vecs = quantize_embeddings(vecs, precision=precision)  # type: ignore[arg-type]
-    return vecs
-
-
-def _is_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _as_numpy(x: Any) -> np.ndarray:
-    if _is_tensor(x):
-        return x.detach().float().cpu().numpy()
-    if isinstance(x, list) and x and _is_tensor(x[0]):
-        return np.stack([t.detach().float().cpu().numpy() for t in x])
-    return np.asarray(x, dtype=np.float32)
-
-
-def _like_input(values: np.ndarray, as_tensor: bool) -> Any:
-    if not as_tensor:
-        return values
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
-
-
-class SprachbundRouter:
+class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
     """Embed, classify and search text with the encoder of each text's sprachbund.
 
     Build one with :meth:`from_pretrained` (a router directory or a Hub repo id) or
@@ -425,92 +302,6 @@ class SprachbundRouter:
             raise CheckpointError(f"encoder {name!r}: {err}") from err
         return SentenceEncoder(model, base.tokenizer, self.config.pooling, text_prefix=spec.text_prefix, max_length=spec.max_length)
 
-    def save_pretrained(self, directory: str | Path, overwrite: bool = False) -> Path:
-        """Write this router (config, language vectors, local encoders, heads, spaces) to ``directory``.
-
-        Atomic: everything is written into a fresh folder beside ``directory`` and moved into
-        place when complete, so no existing link is ever written through and an interrupted save
-        leaves the target as it was. A non-empty ``directory`` is refused unless ``overwrite=True``
-        (then it is replaced whole: no stale file mixes in). Every source file is read through
-        the same containment as loading (no link out of this router's folder).
-
-        Raises:
-            CheckpointError: the target is a link, or not empty without ``overwrite``, or cannot
-                be written (the reason named, nothing changed).
-        """
-        from sprachbund_router.staging import WriterLock, is_new_directory, replace_directory
-
-        directory = Path(directory)
-        if directory.is_symlink():
-            raise CheckpointError(f"{directory} is a symbolic link; save_pretrained never writes through a link")
-        own = self.directory.resolve()
-        target = directory.resolve() if directory.exists() else directory.absolute()
-        if target == own:
-            raise CheckpointError(f"{directory} is this router's own folder; save it to a new one")
-        if target in own.parents:
-            raise CheckpointError(f"{directory} contains this router's own folder ({self.directory}); replacing it would "
-                                  "delete the router being saved; choose another folder")
-        if directory.exists() and not is_new_directory(directory) and not overwrite:
-            raise CheckpointError(f"{directory} exists and is not empty; pass overwrite=True to replace it whole")
-        try:
-            lock = WriterLock(directory).acquire()  # one writer per target, as for indexes and exports
-        except OSError as err:
-            raise CheckpointError(f"cannot write {directory}: {err.strerror or err}") from None
-        try:
-            if directory.exists() and not is_new_directory(directory) and not overwrite:  # filled while we waited
-                raise CheckpointError(f"{directory} exists and is not empty; pass overwrite=True to replace it whole")
-            staged = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-", dir=directory.parent))
-        except OSError as err:
-            lock.release()
-            raise CheckpointError(f"cannot write {directory}: {err.strerror or err}") from None
-        except BaseException:
-            lock.release()
-            raise
-        try:
-            copied: list[tuple[str, ...]] = []
-            # folders first, so a path named twice (two keys, one folder) or inside a copied folder is copied once
-            for key, rel in sorted(self._local_relative_paths(), key=lambda kr: len(Path(kr[1]).parts)):
-                dst = writable_inside(staged, rel, key)
-                src = dst if rel in self._fitted_heads else self._local_path(rel, key)
-                parts = Path(os.path.normpath(rel)).parts
-                if rel in self._fitted_heads:  # a head fit_head trained: written, not copied
-                    self._fitted_heads[rel].save(dst)
-                    continue
-                if any(parts[:len(c)] == c for c in copied):
-                    continue
-                copied.append(parts)
-                if src.is_dir():
-                    shutil.copytree(src, dst, symlinks=False)
-                elif src.is_file():
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(src, dst)
-            self.config.save(staged)
-            replace_directory(staged, directory)
-        except OSError as err:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise CheckpointError(f"cannot write {directory}: {err.strerror or err}") from None
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        finally:
-            lock.release()
-        return directory
-
-    def _local_relative_paths(self) -> Iterable[tuple[str, str]]:
-        """(config key, relative path) of everything the router directory holds."""
-        yield LANGUAGE_VECTORS_NAME, LANGUAGE_VECTORS_NAME
-        for name, spec in self.config.encoders.items():
-            if spec.path is not None:
-                yield f"encoders.{name}.path", spec.path
-        for task, per_group in self.config.heads.items():
-            for group, rel in per_group.items():
-                yield f"heads.{task}.{group}", rel
-        for name, space in self.config.spaces.items():
-            yield f"spaces.{name}.path", space.path
-        yield "analysis", "analysis"
-        if "ngram" in "+".join(self.config.language_id.backends).split("+"):  # the n-gram identifier's model lives in the router folder
-            yield "language_id", NGRAM_FILE
-
     # ------------------------------------------------------------------ routing
     @property
     def identifiable_languages(self) -> list[str]:
@@ -671,75 +462,6 @@ class SprachbundRouter:
             return unit(vecs)
         return space.serve(vecs, rows, fallback)
 
-    def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> Any:
-        """Vectors of queries (sentence-transformers 5+; the router's own prefix is used for both sides)."""
-        return self.encode(sentences, **kwargs)
-
-    def encode_document(self, sentences: str | Sequence[str], **kwargs: Any) -> Any:
-        """Vectors of corpus documents (sentence-transformers 5+; the same space as :meth:`encode_query`)."""
-        return self.encode(sentences, **kwargs)
-
-    def similarity(self, a: Any, b: Any) -> Any:
-        """Cosine similarity matrix ``[len(a), len(b)]`` of two sets of vectors, as a torch tensor
-        (what sentence-transformers returns, so ``torch.topk(model.similarity(q, c), k)`` works)."""
-        x, y = np.atleast_2d(_as_numpy(a)), np.atleast_2d(_as_numpy(b))
-        return _like_input(unit(x) @ unit(y).T, True)
-
-    def similarity_pairwise(self, a: Any, b: Any) -> Any:
-        """Cosine of row i of ``a`` with row i of ``b`` (sentence-transformers' method), as a torch tensor."""
-        x, y = np.atleast_2d(_as_numpy(a)), np.atleast_2d(_as_numpy(b))
-        if x.shape != y.shape:
-            raise ValueError(f"similarity_pairwise needs inputs of one shape, got {x.shape} and {y.shape}")
-        return _like_input((unit(x) * unit(y)).sum(1), True)
-
-    #: How vectors are compared (sentence-transformers' attribute).
-    similarity_fn_name = "cosine"
-    #: Dimensions encode() keeps by default (sentence-transformers' attribute; None: all).
-    truncate_dim: int | None = None
-
-    def get_sentence_embedding_dimension(self) -> int:
-        """Dimension of the served vectors (sentence-transformers' method)."""
-        return int(self.encoder(self.config.shared_encoder).dim)
-
-    def get_embedding_dimension(self) -> int:
-        """Dimension of the served vectors (sentence-transformers 6's name)."""
-        return self.get_sentence_embedding_dimension()
-
-    @property
-    def max_seq_length(self) -> int:
-        """Tokens the shared encoder reads (longer texts are truncated with a warning)."""
-        return int(self.config.encoders[self.config.shared_encoder].max_length)
-
-    @property
-    def tokenizer(self) -> Any:
-        """The shared encoder's tokenizer (every encoder of a router shares the base's vocabulary)."""
-        return getattr(self.encoder(self.config.shared_encoder), "tokenizer", None)
-
-    def to(self, device: str) -> SprachbundRouter:
-        """Move the loaded torch encoders to ``device`` (later loads go there too); returns the router."""
-        with self._lock:
-            self.device = device
-            for enc in set(self._encoders.values()):
-                model = getattr(enc, "model", None)
-                if model is not None and hasattr(model, "to"):
-                    model.to(device)
-        return self
-
-    def eval(self) -> SprachbundRouter:
-        """No-op for API compatibility: the router's encoders are always in inference mode."""
-        return self
-
-    def start_multi_process_pool(self, target_devices: Sequence[str] | None = None) -> dict[str, Any]:
-        """sentence-transformers' multi-process pool: the router encodes in one process with torch's
-        own threads, so this returns an empty pool that :meth:`encode` accepts as ``pool=``
-        (ignored) and :meth:`stop_multi_process_pool` closes."""
-        return {"processes": [], "target_devices": list(target_devices or [])}
-
-    @staticmethod
-    def stop_multi_process_pool(pool: dict[str, Any]) -> None:
-        """Close a pool from :meth:`start_multi_process_pool` (nothing to stop)."""
-        pool.clear()
-
     def encode_routes(
         self, texts: Sequence[str], routes: Sequence[Route], batch_size: int = 32, normalize: bool = True
     ) -> np.ndarray:
@@ -780,150 +502,6 @@ class SprachbundRouter:
         return vecs
 
     # ------------------------------------------------------------------ retrieval
-    def corpus_sprachbund(self, routes: Sequence[Route]) -> str | None:
-        """The sprachbund of a corpus: the one holding at least 90% of its texts, else None."""
-        counts = Counter(r.sprachbund for r in routes)
-        group, n = counts.most_common(1)[0]
-        return group if group is not None and n >= CORPUS_MAJORITY * len(routes) else None
-
-    def build_index(
-        self,
-        corpus: Sequence[str],
-        lang: str | Sequence[str | None] | None = None,
-        encoder: str | None = None,
-        batch_size: int = 32,
-        keep_texts: bool = True,
-        progress: bool = False,
-    ) -> VectorIndex:
-        """Encode a corpus once for repeated :meth:`retrieve` calls.
-
-        The encoder is the corpus's sprachbund encoder when at least 90% of the corpus is in
-        one sprachbund, else the shared encoder; ``encoder=`` forces one.
-        """
-        items = validate_texts(corpus, name="corpus")
-        routes = self._route(items, validate_langs(lang, len(items)))
-        if encoder is None:
-            group = self.corpus_sprachbund(routes)
-            encoder = self.config.sprachbund_encoders[group] if group else self.config.shared_encoder
-        vecs = self._encode_routed(items, [encoder] * len(items), routes, batch_size, True, progress)
-        return VectorIndex(vecs, encoder, list(items) if keep_texts else None, self.encoder_identity(encoder))
-
-    def encoder_identity(self, name: str) -> dict:
-        """What an index built with encoder ``name`` records about it: pooling, prefix, length,
-        vector space (settings and file checksum), the backend, and the encoder's vector of
-        :data:`PROBE_TEXT` (which identifies the weights)."""
-        import hashlib
-        from dataclasses import asdict
-
-        with self._lock:
-            if name not in self._identities:
-                spec = self.config.encoders[name]
-                space = self.config.spaces.get(name)
-                space_info = None
-                if space is not None:
-                    data = self._local_path(space.path, f"spaces.{name}.path").read_bytes()
-                    settings = {k: v for k, v in asdict(space).items() if k not in ("path", "provenance")}
-                    space_info = {"sha256": hashlib.sha256(data).hexdigest(), **settings}
-                probe = self.encoder(name).encode([PROBE_TEXT], normalize=True)[0]
-                self._identities[name] = {
-                    "encoder": name, "adapter_base": spec.adapter_base, "text_prefix": spec.text_prefix,
-                    "max_length": spec.max_length, "pooling": asdict(self.config.pooling), "space": space_info,
-                    "backend": self.backend, "probe": [round(float(x), 6) for x in probe],
-                }
-            return self._identities[name]
-
-    def check_index(self, index: VectorIndex | DiskIndex) -> None:
-        """Refuse an index this router's encoders did not make.
-
-        Raises:
-            CheckpointError: the index's encoder is not in this router, it has no identity, or
-                its pooling, prefix, space or weights (probe vector) differ.
-        """
-        if index.encoder not in self.config.encoders:
-            raise CheckpointError(f"the index was built with encoder {index.encoder!r}, which this router lacks "
-                                  f"(it has {sorted(self.config.encoders)})")
-        if not index.identity:
-            raise CheckpointError("the index records no encoder identity (it was not built by router.build_index); "
-                                  "rebuild it with this router")
-        own = self.encoder_identity(index.encoder)
-        differ = [k for k in own if k not in ("probe", "backend") and index.identity.get(k) != own[k]]
-        if differ:
-            detail = "; ".join(f"{k}: index {index.identity.get(k)!r} vs router {own[k]!r}" for k in differ)
-            raise CheckpointError(f"the index was built by another encoder than {index.encoder!r} of this router ({detail[:400]}); "
-                                  "rebuild it with this router")
-        theirs = np.asarray(index.identity.get("probe") or [], dtype=np.float32)
-        mine = np.asarray(own["probe"], dtype=np.float32)
-        if theirs.shape != mine.shape:
-            raise CheckpointError(f"the index's vectors have dimension {theirs.shape[-1] if theirs.ndim else 0}, "
-                                  f"encoder {index.encoder!r} gives {mine.shape[0]}; rebuild it with this router")
-        bound = min(PROBE_MIN_COSINE.get(str(index.identity.get("backend")), 0.999), PROBE_MIN_COSINE.get(self.backend, 0.999))
-        cos = float(theirs @ mine / max(float(np.linalg.norm(theirs) * np.linalg.norm(mine)), 1e-12))
-        if cos < bound:
-            raise CheckpointError(f"the index was built with other weights than encoder {index.encoder!r} of this router "
-                                  f"(probe vectors agree at cosine {cos:.4f} < {bound}); rebuild it with this router")
-
-    def prepare_corpus(self, corpus: Sequence[str], lang: str | Sequence[str | None] | None = None) -> PreparedCorpus:
-        """Route a corpus once; :meth:`retrieve` encodes it with each encoder its queries need, once."""
-        items = validate_texts(corpus, name="corpus")
-        routes = self._route(items, validate_langs(lang, len(items)))
-        return PreparedCorpus(items, routes, self.corpus_sprachbund(routes), {})
-
-    def retrieve(
-        self,
-        queries: str | Sequence[str],
-        corpus: Sequence[str] | VectorIndex | DiskIndex | PreparedCorpus,
-        top_k: int = 1,
-        query_lang: str | Sequence[str | None] | None = None,
-        corpus_lang: str | Sequence[str | None] | None = None,
-        batch_size: int = 32,
-        progress: bool = False,
-        scoring: str | None = None,
-    ) -> list[RetrievalResult]:
-        """Rank corpus texts for each query by cosine similarity (or ratio margin).
-
-        Both sides of every comparison come from one encoder: a query in the corpus's
-        sprachbund uses that sprachbund's encoder, any other query the shared encoder. With
-        a prebuilt :class:`VectorIndex`, queries use the index's encoder (the index is checked
-        against it: :meth:`check_index`). A :class:`PreparedCorpus` (:meth:`prepare_corpus`)
-        keeps the corpus vectors between calls.
-
-        ``scoring`` (default: the router's ``retrieval_scoring``): ``"margin"`` ranks by ratio
-        margin (Artetxe & Schwenk 2019; :func:`~sprachbund_router.index.top_k_margin`) instead of
-        cosine, which discounts corpus texts that are near everything. The neighbourhoods are
-        taken among the corpus and among the queries of the same call (with one query the
-        ranking is the cosine one).
-        """
-        scoring = check_scoring(scoring or self.config.retrieval_scoring)
-        q_items = validate_texts(queries, name="queries")
-        q_routes = self._route(q_items, validate_langs(query_lang, len(q_items)))
-        if isinstance(corpus, (VectorIndex, DiskIndex)):
-            check_top_k(top_k, len(corpus))
-            self.check_index(corpus)
-            indexes = {corpus.encoder: corpus}
-            q_encoders = [corpus.encoder] * len(q_items)
-        else:
-            prepared = corpus if isinstance(corpus, PreparedCorpus) else self.prepare_corpus(corpus, corpus_lang)
-            check_top_k(top_k, len(prepared))
-            group_encoder = self.config.sprachbund_encoders[prepared.sprachbund] if prepared.sprachbund else None
-            q_encoders = [
-                group_encoder if (group_encoder and r.sprachbund == prepared.sprachbund) else self.config.shared_encoder
-                for r in q_routes
-            ]
-            for name in dict.fromkeys(q_encoders):
-                if name not in prepared.indexes:
-                    vecs = self._encode_routed(prepared.texts, [name] * len(prepared), prepared.routes, batch_size, True, progress)
-                    prepared.indexes[name] = VectorIndex(vecs, name)
-            indexes = {name: prepared.indexes[name] for name in dict.fromkeys(q_encoders)}
-        results: list[RetrievalResult | None] = [None] * len(q_items)
-        q_vecs = self._encode_routed(q_items, q_encoders, q_routes, batch_size, True, progress)
-        for name, index in indexes.items():
-            rows = [i for i, e in enumerate(q_encoders) if e == name]
-            if not rows:
-                continue
-            idx, scores = index.search(q_vecs[rows], top_k, scoring)
-            for j, row in enumerate(rows):
-                results[row] = RetrievalResult(idx[j].tolist(), scores[j].tolist(), name, q_routes[row])
-        return [r for r in results if r is not None]
 
     # ------------------------------------------------------------------ classification
     @property

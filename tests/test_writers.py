@@ -26,7 +26,7 @@ def test_the_default_router_saves_and_reloads_whole(default_router, tmp_path):
     rels = [rel for per in heads.values() for rel in per.values()]
     assert len(rels) > len(set(rels)), "the default router no longer shares head folders between keys"
     out = default_router.save_pretrained(tmp_path / "copy")
-    again = SprachbundRouter.from_pretrained(out)
+    again = SprachbundRouter.from_pretrained(out, backend=default_router.backend)
     assert again.config.heads == heads
     np.testing.assert_array_equal(again.encode(TEXTS), default_router.encode(TEXTS))
     got = again.classify(TEXTS[:2], task="emoji-topic")
