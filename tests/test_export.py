@@ -196,9 +196,9 @@ def test_refused_int8_variant_is_explained(tmp_path, toy_router_dir, monkeypatch
     shutil.copytree(toy_router_dir, d)
     real = source_eval.compare
 
-    def losing(reference, other):  # every plan loses 5 points, resolved (standard error 0)
+    def losing(reference, other):  # every plan loses 5 points, resolved (standard error 0 on many rows)
         out = real(reference, other)
-        return {**out, "sources": {s: {**r, "drop": 5.0, "drop_se": 0.0} for s, r in out["sources"].items()},
+        return {**out, "sources": {s: {**r, "drop": 5.0, "drop_se": 0.0, "rows": 10_000} for s, r in out["sources"].items()},
                 "max_drop": 5.0}
 
     monkeypatch.setattr(source_eval, "compare", losing)
@@ -296,9 +296,11 @@ def test_int8_keeps_the_first_plan_within_the_bound(exported_toy, monkeypatch):
     drops = iter([0.9, 0.3, 0.0])
     real = source_eval.compare
 
-    def fake_compare(reference, other):
+    def fake_compare(reference, other):  # a check that resolves the bound: many rows, small errors
         out = real(reference, other)
-        return {**out, "max_drop": next(drops)}
+        drop = next(drops)
+        return {**out, "sources": {s: {**r, "drop": drop, "drop_se": 0.1, "rows": 10_000} for s, r in out["sources"].items()},
+                "max_drop": drop}
 
     monkeypatch.setattr(source_eval, "compare", fake_compare)
     dirs = [d / "encoders" / name for name in ("west", "east", "shared")]
@@ -327,6 +329,10 @@ def test_a_check_too_small_to_resolve_the_bound_never_loosens_a_plan():
     assert _verdict(_result((-0.8, 0.8)), 0.5, recorded=False) == (False, False)  # 120 sentences: verifies nothing
     assert _verdict(_result((0.9, 0.8)), 0.5, recorded=True) == (True, False)  # no significant loss: the record stands
     assert _verdict(_result((2.4, 0.8)), 0.5, recorded=True) == (False, False)  # a significant loss refuses it
+    few = {"sources": {"pairs": {"drop": 0.0, "drop_se": 0.0, "rows": 120}}, "max_drop": 0.0}
+    assert _verdict(few, 0.5, recorded=False) == (False, False)  # no row changed, but one row is 0.83 points
+    many = {"sources": {"dev": {"drop": 0.0, "drop_se": 0.0, "rows": 1500}}, "max_drop": 0.0}
+    assert _verdict(many, 0.5, recorded=False) == (True, True)
 
 
 def test_recorded_plan_is_where_settling_starts(exported_toy, tmp_path, monkeypatch):
