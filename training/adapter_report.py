@@ -69,7 +69,6 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         only: Sequence[str] | None = None) -> dict[str, Any]:
     """Score every system; returns the result (also written to ``output``). ``only``: score
     these sets (:data:`SET_KEYS`) and leave the others out (a quicker look)."""
-    from sprachbund_router.adapters import apply_lora
     from sprachbund_router.config import RouterConfig
     from sprachbund_router.encoder import SentenceEncoder
     from sprachbund_router.space import VectorSpace
@@ -81,10 +80,9 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
     spec = cfg.encoders[cfg.shared_encoder]
     if encoder is None:
         encoder = SentenceEncoder.from_pretrained(router_dir / spec.path, cfg.pooling, spec, device=device)  # type: ignore[operator]
-    where = cfg.language_to_sprachbund
-    space = None
-    if cfg.shared_encoder in cfg.spaces:
-        space = VectorSpace.load(router_dir, cfg.spaces[cfg.shared_encoder], where)
+    space = VectorSpace.load(router_dir, cfg.spaces[cfg.shared_encoder], cfg.language_to_sprachbund) \
+        if cfg.shared_encoder in cfg.spaces else None
+    if space is not None:
         space.check_encoder(encoder, "torch", cfg.shared_encoder)
     trained = adapter_groups(adapters_dir)
     residual = {name for name in trained if _settings(adapters_dir / name).get("residual")}
@@ -92,29 +90,11 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         raise ValueError(f"adapters {sorted(residual)} were trained under a vector space, but router {router_dir} has none")
     if not trained:
         raise FileNotFoundError(f"no PEFT adapter folders (adapter_config.json) in {adapters_dir}")
-    vectors_dir = cache_root() / "vectors"
-    caches: dict[str, VectorCache] = {"base": VectorCache(lambda t: encoder.encode(t, batch_size=batch_size), vectors_dir / "base.npz")}
-    models = {}
-    for name in trained:
-        models[name] = apply_lora(encoder.model, adapters_dir / name)
-        enc = SentenceEncoder(models[name], encoder.tokenizer, cfg.pooling, text_prefix=spec.text_prefix, max_length=spec.max_length)
-        caches[name] = VectorCache(lambda t, e=enc: e.encode(t, batch_size=batch_size), vectors_dir / "adapter.npz")
+    models, caches = _adapter_encoders(encoder, adapters_dir, trained, cfg.pooling, spec, batch_size)
 
     sets = {**held_out_sets(corpus, cfg.languages, cfg.sprachbunds, n), **dev_set(corpus, cfg.languages, min(n, 200))}
-    if only is not None:
-        unknown = sorted(set(only) - set(SET_KEYS))
-        if unknown:
-            raise ValueError(f"unknown set(s) {unknown}; the sets are {', '.join(SET_KEYS)}")
-        sets = {k: v for k, v in sets.items() if k in only}
-    # each adapter system: name -> (what, adapter -> the languages it serves)
-    adapter_systems = {name: (what, layout) for name, what, layout in (
-        ("adapters: sprachbund", "each language served by its sprachbund's adapter",
-         {g: trained[g] or list(cfg.sprachbunds[g]) for g in cfg.sprachbunds if g in trained}),
-        ("adapters: all", "one adapter trained on every language, same total steps",
-         {"all": trained["all"]} if "all" in trained else {}),
-        ("adapters: random", "random groups of the sprachbunds' sizes, one adapter each",
-         {name: ms for name, ms in trained.items() if name.startswith("random")}),
-    ) if layout}
+    sets = _only(sets, only)
+    adapter_systems = _adapter_systems(trained, cfg.sprachbunds)
     _prefill(encoder, models, caches, sets, [layout for _, layout in adapter_systems.values()], batch_size)
 
     def serve_base(lang: str, texts: list[str]) -> np.ndarray:
@@ -142,29 +122,7 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
     }
     systems.update({name: (what, by_groups(layout)) for name, (what, layout) in adapter_systems.items()})
 
-    result_systems: dict[str, Any] = {}
-    for name, (what, serve) in systems.items():
-        t0 = time.time()
-        scores = score_sets(lambda key, lang, texts, s=serve: s(lang, texts), sets)
-        result_systems[name] = {"what": what, **scores}
-        logger.info("%-32s %s  (%.0fs)", name, "  ".join(f"{k} {_cell(scores.get(k))}" for k in SET_KEYS), time.time() - t0)
-        for c in caches.values():
-            c.save()
-    per_sprachbund: dict[str, dict[str, float]] = {}
-    for name, s in result_systems.items():
-        for g, ms in cfg.sprachbunds.items():
-            vals = [v for lang, v in s.get("per_test", {}).items() if lang in ms]
-            if vals:
-                per_sprachbund.setdefault(g, {})[name] = round(float(np.mean(vals)), 2)
-    result_paired = paired_differences(result_systems)
-    training = {}
-    for name in trained:
-        f = adapters_dir / name / "training_metrics.json"
-        if f.is_file():
-            m = json.loads(f.read_text())
-            training[name] = {k: m.get(k) for k in ("steps", "examples", "seconds", "steps_per_second", "device", "train_loss",
-                                                    "adapter_bytes")}
-            training[name]["settings"] = m.get("settings")
+    result_systems = _score_systems(systems, sets, caches)
     result = {
         "task": "sprachbund adapters against the base, the router's space and the all / random baselines",
         "router": str(router_dir),
@@ -173,16 +131,92 @@ def run(adapters_dir: Path, router_dir: Path | None = None, output: Path | None 
         "command": f"python -m training.adapter_report {adapters_dir} --n {n}" + (f" --sets {','.join(only)}" if only else ""),
         "metric": "top-1 accuracy (%), mean of both directions; 'test' = mean over languages; 'dev' = dev split (choices)",
         "pairs_per_set": n,
-        "training": training,
+        "training": _training_records(adapters_dir, trained),
         "systems": result_systems,
-        "test_per_sprachbund": per_sprachbund,
-        "paired_bootstrap": result_paired,
+        "test_per_sprachbund": _per_sprachbund(result_systems, cfg.sprachbunds),
+        "paired_bootstrap": paired_differences(result_systems),
         "seconds": round(time.time() - started, 1),
     }
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return result
+
+
+def _only(sets: dict[str, Any], only: Sequence[str] | None) -> dict[str, Any]:
+    """The sets named in ``only`` (None: all); an unknown name is refused."""
+    if only is None:
+        return sets
+    unknown = sorted(set(only) - set(SET_KEYS))
+    if unknown:
+        raise ValueError(f"unknown set(s) {unknown}; the sets are {', '.join(SET_KEYS)}")
+    return {k: v for k, v in sets.items() if k in only}
+
+
+def _adapter_encoders(encoder: Any, adapters_dir: Path, trained: Mapping[str, Any], pooling: Any, spec: Any,
+                      batch_size: int) -> tuple[dict[str, Any], dict[str, VectorCache]]:
+    """Each trained adapter applied to the shared encoder, and a vector cache per system (base included)."""
+    from sprachbund_router.adapters import apply_lora
+    from sprachbund_router.encoder import SentenceEncoder
+
+    vectors_dir = cache_root() / "vectors"
+    caches: dict[str, VectorCache] = {"base": VectorCache(lambda t: encoder.encode(t, batch_size=batch_size), vectors_dir / "base.npz")}
+    models = {}
+    for name in trained:
+        models[name] = apply_lora(encoder.model, adapters_dir / name)
+        enc = SentenceEncoder(models[name], encoder.tokenizer, pooling, text_prefix=spec.text_prefix, max_length=spec.max_length)
+        caches[name] = VectorCache(lambda t, e=enc: e.encode(t, batch_size=batch_size), vectors_dir / "adapter.npz")
+    return models, caches
+
+
+def _score_systems(systems: Mapping[str, tuple[str, Callable[[str, list[str]], np.ndarray]]], sets: Any,
+                   caches: Mapping[str, VectorCache]) -> dict[str, Any]:
+    """Every system scored on every set (the caches saved after each)."""
+    result_systems: dict[str, Any] = {}
+    for name, (what, serve) in systems.items():
+        t0 = time.time()
+        scores = score_sets(lambda key, lang, texts, s=serve: s(lang, texts), sets)
+        result_systems[name] = {"what": what, **scores}
+        logger.info("%-32s %s  (%.0fs)", name, "  ".join(f"{k} {_cell(scores.get(k))}" for k in SET_KEYS), time.time() - t0)
+        for c in caches.values():
+            c.save()
+    return result_systems
+
+
+def _adapter_systems(trained: Mapping[str, list[str]], sprachbunds: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, dict]]:
+    """Each adapter system: name -> (what, adapter -> the languages it serves); systems without adapters left out."""
+    return {name: (what, layout) for name, what, layout in (
+        ("adapters: sprachbund", "each language served by its sprachbund's adapter",
+         {g: trained[g] or list(sprachbunds[g]) for g in sprachbunds if g in trained}),
+        ("adapters: all", "one adapter trained on every language, same total steps",
+         {"all": trained["all"]} if "all" in trained else {}),
+        ("adapters: random", "random groups of the sprachbunds' sizes, one adapter each",
+         {name: ms for name, ms in trained.items() if name.startswith("random")}),
+    ) if layout}
+
+
+def _per_sprachbund(result_systems: Mapping[str, Mapping[str, Any]], sprachbunds: Mapping[str, Sequence[str]]) -> dict:
+    """Each system's mean test top-1 over each sprachbund's languages."""
+    per_sprachbund: dict[str, dict[str, float]] = {}
+    for name, s in result_systems.items():
+        for g, ms in sprachbunds.items():
+            vals = [v for lang, v in s.get("per_test", {}).items() if lang in ms]
+            if vals:
+                per_sprachbund.setdefault(g, {})[name] = round(float(np.mean(vals)), 2)
+    return per_sprachbund
+
+
+def _training_records(adapters_dir: Path, trained: Mapping[str, Any]) -> dict[str, Any]:
+    """What each adapter's training recorded (steps, examples, time, device, loss, size, settings)."""
+    training = {}
+    for name in trained:
+        f = adapters_dir / name / "training_metrics.json"
+        if f.is_file():
+            m = json.loads(f.read_text())
+            training[name] = {k: m.get(k) for k in ("steps", "examples", "seconds", "steps_per_second", "device", "train_loss",
+                                                    "adapter_bytes")}
+            training[name]["settings"] = m.get("settings")
+    return training
 
 
 #: the system every baseline is compared with, and the baselines (report names)

@@ -135,7 +135,6 @@ def continue_pretraining(
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
     from transformers import AutoModel, AutoTokenizer, DataCollatorForLanguageModeling
 
     from training.corpus import hash_texts
@@ -184,23 +183,52 @@ def continue_pretraining(
         model.train()
         return {"mlm_loss": float(np.mean(losses)), "masked_accuracy": float(np.mean(accs))} if losses else {}
 
-    start_step = 0
+    start_step, before = _resume_or_start(accelerator, ckpt_dir, evaluate, fingerprint)
+    unwrapped = accelerator.unwrap_model(model)
+    losses = _train_steps(accelerator, model, optimizer, scheduler, body_params, make_batch, train, probs, config,
+                          start_step, ckpt_dir, f"MLM {out_dir.name}")
+    metrics = {
+        "fingerprint": fingerprint, "config": asdict(config), "languages": sorted(train),
+        "sampling_probabilities": {k: round(v, 4) for k, v in probs.items()},
+        "train_sentences": {lang: len(s) for lang, s in train.items()}, "held_out_sentences": len(held),
+        "before": before, "after": evaluate(),
+        "loss_first_last": [losses[0], losses[-1]] if losses else [],
+        "loss_curve": [round(float(np.mean(losses[i : i + 10])), 4) for i in range(0, len(losses), 10)],
+        "devices": accelerator.num_processes, "device_type": accelerator.device.type,
+        "nan_free": all(math.isfinite(x) for x in losses),
+    }
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _save(unwrapped, tokenizer, metrics, out_dir, ckpt_dir)
+    return metrics
+
+
+def _resume_or_start(accelerator: Any, ckpt_dir: Path, evaluate: Any, fingerprint: dict) -> tuple[int, dict]:
+    """(first step, held-out scores before training): from the latest checkpoint, or measured now."""
     latest = _latest_checkpoint(ckpt_dir)
     if latest:
         start_step, path = latest
         accelerator.load_state(str(path))
-        before = json.loads((ckpt_dir / "before.json").read_text())
         logger.info("resuming from %s", path)
-    else:
-        before = evaluate()
-        if accelerator.is_main_process:
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            (ckpt_dir / "before.json").write_text(json.dumps(before))
-            (ckpt_dir / "fingerprint.json").write_text(json.dumps(fingerprint))
-    unwrapped = accelerator.unwrap_model(model)
+        return start_step, json.loads((ckpt_dir / "before.json").read_text())
+    before = evaluate()
+    if accelerator.is_main_process:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir / "before.json").write_text(json.dumps(before))
+        (ckpt_dir / "fingerprint.json").write_text(json.dumps(fingerprint))
+    return 0, before
+
+
+def _train_steps(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, body_params: list[Any], make_batch: Any,
+                 train: Mapping[str, list[str]], probs: Mapping[str, float], config: MLMConfig, start_step: int,
+                 ckpt_dir: Path, label: str) -> list[float]:
+    """The training steps from ``start_step`` (the body frozen for the first ``head_warmup_steps``),
+    checkpointing every ``checkpoint_every``; returns the loss of each step."""
+    from tqdm.auto import tqdm
+
     losses: list[float] = []
     model.train()
-    bar = tqdm(range(start_step, config.steps), desc=f"MLM {out_dir.name}", disable=not accelerator.is_main_process)
+    bar = tqdm(range(start_step, config.steps), desc=label, disable=not accelerator.is_main_process)
     for step in bar:
         train_body = step >= config.head_warmup_steps
         for p in body_params:
@@ -222,26 +250,7 @@ def continue_pretraining(
             accelerator.save_state(str(path))
             if accelerator.is_main_process:
                 (path / "done").write_text("")
-    after = evaluate()
-    metrics = {
-        "fingerprint": fingerprint,
-        "config": asdict(config),
-        "languages": sorted(train),
-        "sampling_probabilities": {k: round(v, 4) for k, v in probs.items()},
-        "train_sentences": {lang: len(s) for lang, s in train.items()},
-        "held_out_sentences": len(held),
-        "before": before,
-        "after": after,
-        "loss_first_last": [losses[0], losses[-1]] if losses else [],
-        "loss_curve": [round(float(np.mean(losses[i : i + 10])), 4) for i in range(0, len(losses), 10)],
-        "devices": accelerator.num_processes,
-        "device_type": accelerator.device.type,
-        "nan_free": all(math.isfinite(x) for x in losses),
-    }
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _save(unwrapped, tokenizer, metrics, out_dir, ckpt_dir)
-    return metrics
+    return losses
 
 
 def _already_trained(out_dir: Path, ckpt_dir: Path, fingerprint: dict) -> dict | None:
