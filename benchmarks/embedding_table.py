@@ -34,8 +34,7 @@ def dev_texts(rows: int) -> tuple[list[str], str]:
     _, check, what = default_check_sets(default_router_dir(), rows)
     if isinstance(check, list):
         return sorted({t for pair in check for t in pair}), what
-    texts = {t for per_split in check.rows.values() for pairs in per_split["dev"].values() for pair in pairs for t in pair}
-    return sorted(texts), what
+    return check.texts(("dev",)), what
 
 
 def main() -> None:

@@ -306,10 +306,11 @@ def settle_int8(router_dir: Path, encoder_dirs: Sequence[Path], check: Any, spli
     del reference
     tried: list[dict[str, Any]] = []
     accepted: dict[str, Any] | None = None
+    kept: dict[Path, list[str]] = {}
     for index, (name, pattern) in enumerate(plans):
         if index < first:
             continue
-        _write_int8(encoder_dirs, pattern)
+        kept = _write_int8(encoder_dirs, name, pattern)
         try:
             router = SprachbundRouter.from_pretrained(router_dir, backend="onnx-int8")
             got = served_hits(ServedVectors(router, check, split), scoring)
@@ -318,8 +319,7 @@ def settle_int8(router_dir: Path, encoder_dirs: Sequence[Path], check: Any, spli
             break
         result = compare(ref, got)
         ok, resolved = _verdict(result, max_int8_drop, recorded_plan is not None)
-        tried.append({"plan": name, "fp32_nodes": len(fp32_nodes(encoder_dirs[0] / ONNX_DIR / ONNX_FILES["onnx"], pattern)),
-                      "resolved": resolved, **result})
+        tried.append({"plan": name, "fp32_nodes": max(len(v) for v in kept.values()), "resolved": resolved, **result})
         worst = result["sources"].get(result["worst_source"], {})
         logger.info("int8 plan %r: worst drop %.2f points (%s, standard error %.2f), mean %.2f%s", name, result["max_drop"],
                     result["worst_source"], worst.get("drop_se", float("nan")), result["mean_drop"],
@@ -331,19 +331,28 @@ def settle_int8(router_dir: Path, encoder_dirs: Sequence[Path], check: Any, spli
             break  # a check this small verifies nothing: no tighter plan would be verified either
     outcome = {"split": split, "metric": "top-1 to English (%), served vectors, mean over languages, per set",
                "scoring": scoring, "max_int8_drop": max_int8_drop, "recorded_plan": recorded_plan, "plans_tried": tried}
-    _record_int8(encoder_dirs, outcome, accepted, dict(plans), split)
+    _record_int8(encoder_dirs, outcome, accepted, kept, split)
     return outcome
 
 
-def _write_int8(encoder_dirs: Sequence[Path], pattern: str | None) -> None:
+def _write_int8(encoder_dirs: Sequence[Path], name: str, pattern: str | None) -> dict[Path, list[str]]:
+    """Quantise each encoder with plan ``name`` (unless its int8 graph already holds that plan, as
+    the one export wrote does); returns each encoder's nodes kept in fp32."""
+    kept = {}
     for d in encoder_dirs:
+        graph, int8 = d / ONNX_DIR / ONNX_FILES["onnx"], d / ONNX_DIR / ONNX_FILES["onnx-int8"]
+        kept[d] = fp32_nodes(graph, pattern)
+        recorded = json.loads((d / ONNX_DIR / ONNX_EXPORT_INFO).read_text()).get("int8", {})
+        if int8.is_file() and recorded.get("plan") == name:
+            continue
         tmp = d / ONNX_DIR / f"{ONNX_FILES['onnx-int8']}.tmp"
-        quantize_int8(d / ONNX_DIR / ONNX_FILES["onnx"], tmp, fp32_nodes(d / ONNX_DIR / ONNX_FILES["onnx"], pattern))
-        tmp.replace(d / ONNX_DIR / ONNX_FILES["onnx-int8"])
+        quantize_int8(graph, tmp, kept[d])
+        tmp.replace(int8)
+    return kept
 
 
 def _record_int8(encoder_dirs: Sequence[Path], outcome: dict[str, Any], accepted: dict[str, Any] | None,
-                 patterns: dict[str, str | None], split: str) -> None:
+                 kept: dict[Path, list[str]], split: str) -> None:
     """Write the int8 outcome into each encoder's ``export.json`` (deleting a refused graph)."""
     tried, bound = outcome["plans_tried"], outcome["max_int8_drop"]
     for d in encoder_dirs:
@@ -352,7 +361,7 @@ def _record_int8(encoder_dirs: Sequence[Path], outcome: dict[str, Any], accepted
         info.pop("retrieval_eval", None)
         if accepted is not None:
             info["int8"] = {"file": f"{ONNX_DIR}/{ONNX_FILES['onnx-int8']}", "plan": accepted["plan"],
-                            "fp32_nodes": fp32_nodes(d / ONNX_DIR / ONNX_FILES["onnx"], patterns[accepted["plan"]])}
+                            "fp32_nodes": kept[d]}  # the accepted plan is the last one written
             if not accepted["resolved"]:
                 info["int8"]["check"] = (f"kept as recorded: the {split} check cannot resolve {bound} points "
                                          "and shows no significant loss")
