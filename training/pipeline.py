@@ -679,10 +679,15 @@ def head_stage(build: Build, router_config: RouterConfig, sb: Any, langs: list[s
     build.report["seconds"] = round(time.time() - build.started, 1)
     router_config.provenance["build_seconds"] = build.report["seconds"]
     router_config.save(out)
-    (out / TRAINING_REPORT).write_text(json.dumps(build.report, indent=1, ensure_ascii=False, default=_json_default) + "\n")
+    _write_training_report(build)
     logger.info("router written to %s in %.0fs: %d languages in %d sprachbunds", build.target or out, build.report["seconds"], len(langs),
                 len(sb.groups))
     return out
+
+
+def _write_training_report(build: Build) -> None:
+    """``training_report.json`` in the router being built (the heads write it; the ONNX stage adds to it)."""
+    (build.out / TRAINING_REPORT).write_text(json.dumps(build.report, indent=1, ensure_ascii=False, default=_json_default) + "\n")
 
 
 def onnx_stage(build: Build) -> None:
@@ -708,7 +713,7 @@ def onnx_stage(build: Build) -> None:
     build.report["onnx"] = {"seconds": round(time.time() - started, 1), "int8_check_on": what,
                             **{name: {"fp32_parity": info["fp32"]["parity_min_cosine"], "int8": info["int8"]}
                                for name, info in infos.items()}}
-    (build.out / TRAINING_REPORT).write_text(json.dumps(build.report, indent=1, ensure_ascii=False, default=_json_default) + "\n")
+    _write_training_report(build)
 
 
 def _texts_key(texts: Any) -> str:
