@@ -9,7 +9,7 @@ against the space's probe vectors, trains one adapter per sprachbund plus the "a
 "random" baselines with :func:`training.adapters.build_adapters` (sentence-transformers'
 trainer, peft LoRA, MSE distillation into the router's space), loads each adapter with the
 runtime's own loader (:func:`sprachbund_router.adapters.apply_lora`) and scores every system
-with :func:`training.adapter_report.run` (the protocol of ``python -m training.space_report``; the
+with :func:`training.adapter_report.run` (the protocol of ``python -m benchmarks.space_report``; the
 returned ``adapters.tar`` can be scored again on CPU with ``python -m training.adapter_report``).
 
     python -m benchmarks.gpu_adapters pack --out .gpu/pack
@@ -161,10 +161,11 @@ def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int |
     sprachbund adapters (``adapters.tar``) into ``out``."""
     import torch
 
+    from benchmarks import space_report
     from sprachbund_router.config import PoolingConfig, RouterConfig
     from sprachbund_router.encoder import SentenceEncoder
     from sprachbund_router.space import VectorSpace
-    from training import adapter_report, space_report
+    from training import adapter_report
     from training.adapters import AdapterSettings, build_adapters
 
     started = time.time()
@@ -225,7 +226,7 @@ def run(pack_dir: Path, out: Path, steps: int, batch_size: int, all_steps: int |
     result["seconds"] = round(time.time() - started, 1)
     (out / "gpu_adapters.json").write_text(json.dumps(result, indent=1) + "\n")
     if space_after is not None and time.time() - started < space_after:
-        # the space variants (python -m training.space_report) on this machine's encoder, if time is left
+        # the space variants (python -m benchmarks.space_report) on this machine's encoder, if time is left
         t0 = time.time()
         report = space_report.run(router_dir, out / "space.json", heads=True, corpus=corpus, encoder=base,
                                   cache_file=work / "vectors.npz", batch_size=256)

@@ -1,6 +1,6 @@
 """How many LibreOffice pairs per language the vector space's maps should take: "all", the
 sprachbund procedure (``maps = "auto"``) and random groups (3 seeds) at 500 and 1,000 extra pairs
-per language (2,000 is in ``python -m training.space_report --extra libreoffice``), scored on the
+per language (2,000 is in ``python -m benchmarks.space_report --extra libreoffice``), scored on the
 held-out sets of the space report (400 pairs per language or pair). Uses the space report's
 cached base vectors, so it takes a few minutes once that report has run.
 Writes ``benchmarks/results/space_extra_sizes.json``.
@@ -24,11 +24,12 @@ SETS = ("test", "ood", "help", "cross", "table3")
 
 
 def main() -> None:
+    from benchmarks.space_report import FINE_SHRINK
     from sprachbund_router.config import RouterConfig
     from sprachbund_router.encoder import SentenceEncoder
     from sprachbund_router.paths import cache_root, data_dir, default_router_dir
+    from training.held_out_eval import held_out_sets, make_space, score_sets, served_by
     from training.space import SpaceSettings, VectorCache, ensure_space_data, fit_space
-    from training.space_report import FINE_SHRINK, held_out_sets, make_space, score_sets, served_by
     from training.sprachbunds import random_groups
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -57,7 +58,7 @@ def main() -> None:
     cache.save()
     result = {"task": "extra LibreOffice pairs per language for the maps", "machine": describe(),
               "command": f"python -m benchmarks.space_extra_sizes --sizes {args.sizes} --n {args.n}",
-              "metric": "top-1 (%), mean of both directions, as training.space_report", "variants": out}
+              "metric": "top-1 (%), mean of both directions, as benchmarks.space_report", "variants": out}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "space_extra_sizes.json").write_text(json.dumps(result, indent=1) + "\n")
     print("| extra pairs, variant | " + " | ".join(SETS) + " |")

@@ -6,7 +6,9 @@ language, usually English, and classify every language, because the served vecto
 sprachbunds live in one space. The paper's three settings are offered:
 
 * ``english``: every head is trained on the English texts of the data;
-* ``pivot``: a sprachbund's head on the texts of its pivot language;
+* ``pivot``: a sprachbund's head on the texts of its pivot language (where the data has no text
+  in it: the data's language of that sprachbund with the highest summed cosine to its members,
+  the pivot rule of §5.2 applied to the languages the data has, see :func:`data_pivots`);
 * ``every``: a sprachbund's head on the texts of all its languages.
 
 ``per="sprachbund"`` trains one head per sprachbund (plus the fallback head ``"*"`` for texts
@@ -35,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 SETTINGS = ("english", "pivot", "every")
 PER = ("sprachbund", "all")
+#: Bias of a label that a head's training rows lack: it is never predicted (softmax gives it 0).
+ABSENT_BIAS = -1e4
 #: Inverse regularisation strengths tried by cross-validation.
 CS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 #: A task name becomes a folder name: letters, digits, ``.``, ``_``, ``-`` and ``:``.
@@ -111,7 +115,7 @@ def fit_logistic(vectors: np.ndarray, labels: Sequence[str], label_set: Sequence
     else:
         clf = LogisticRegression(C=best_c, max_iter=3000).fit(vectors, labels)
     weight = np.zeros((len(label_set), vectors.shape[1]), dtype=np.float32)
-    bias = np.zeros(len(label_set), dtype=np.float32)
+    bias = np.full(len(label_set), ABSENT_BIAS, dtype=np.float32)  # labels without a training row stay impossible
     classes = list(clf.classes_)
     if len(classes) == 2:  # scikit-learn keeps one row for two classes: split it so the softmax is its sigmoid
         for sign, label in ((-0.5, classes[0]), (0.5, classes[1])):
@@ -125,6 +129,28 @@ def fit_logistic(vectors: np.ndarray, labels: Sequence[str], label_set: Sequence
                       "cv_log_loss": None if best_loss is None else round(best_loss, 4), "train_rows": len(labels),
                       "class_counts": dict(sorted(counts.items()))}
     return FittedHead(ClassificationHead(config, weight, bias), best_c, best_loss, len(labels))
+
+
+def data_pivots(members: dict[str, Sequence[str]], pivots: dict[str, str], present: set[str],
+                languages: Sequence[str], vectors: np.ndarray) -> dict[str, str]:
+    """Sprachbund -> the pivot language its ``pivot`` head trains on, among the languages ``present``
+    in the data: the router's pivot when the data has it, else the present member with the highest
+    summed cosine to all members (the pivot rule, language vectors centred); none when the data has
+    no language of the sprachbund."""
+    pos = {lang: i for i, lang in enumerate(languages)}
+    x = vectors - vectors.mean(axis=0, keepdims=True)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    out = {}
+    for group, langs in members.items():
+        if pivots.get(group) in present:
+            out[group] = pivots[group]
+            continue
+        have = [lang for lang in langs if lang in present and lang in pos]
+        if have:
+            idx = [pos[lang] for lang in langs if lang in pos]
+            sums = {lang: float((x[idx] @ x[pos[lang]]).sum()) for lang in have}
+            out[group] = max(have, key=lambda lang: (sums[lang], lang))
+    return out
 
 
 def training_rows(setting: str, per: str, languages: Sequence[str | None], groups: Sequence[str | None],

@@ -543,7 +543,8 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
         The heads see the vectors the router serves (every sprachbund in one space), so heads
         trained on English text classify every language (``setting="english"``, the paper's
         zero-shot setting); ``"pivot"`` and ``"every"`` train each sprachbund's head on its pivot
-        language or on all its languages. Regularisation is chosen by cross-validation. The heads
+        language (or, where the data lacks it, the data's language closest to the sprachbund's
+        members) or on all its languages. Regularisation is chosen by cross-validation. The heads
         serve :meth:`classify` at once and are written by :meth:`save_pretrained`.
 
         Args:
@@ -563,15 +564,16 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
                 setting without data (no English text for ``"english"``), or a label set that
                 differs between the sprachbunds' heads.
         """
-        from sprachbund_router.head_fitting import check_labels, check_task, fit_logistic, training_rows
+        from sprachbund_router.head_fitting import check_labels, check_task, data_pivots, fit_logistic, training_rows
 
         check_task(task)
         items = validate_texts(texts)
         names = check_labels(labels, len(items))
         routes = self._route(items, validate_langs(languages, len(items)))
         langs = [r.language for r in routes]
-        rows_of = training_rows(setting, per, langs, [r.sprachbund for r in routes], list(self.config.sprachbunds),
-                                dict(self.config.pivots))
+        pivots = data_pivots(self.config.sprachbunds, dict(self.config.pivots), set(filter(None, langs)), self.languages,
+                             self.language_vectors)
+        rows_of = training_rows(setting, per, langs, [r.sprachbund for r in routes], list(self.config.sprachbunds), pivots)
         label_set = sorted(set(names))
         for key, rows in rows_of.items():
             missing = sorted(set(label_set) - {names[i] for i in rows})

@@ -236,8 +236,8 @@ def _synthetic_corpus(root, groups, n_meanings=800, dim=24, seed=0):
 
 def test_fit_space_recovers_sprachbund_rotations(tmp_path):
     from training.corpus import read_pairs
+    from training.held_out_eval import make_space, served_by
     from training.space import SpaceSettings, fit_space, top1_both
-    from training.space_report import make_space, served_by
 
     groups = {"a": ["xa", "ya"], "b": ["xb", "yb"]}
     embed = _synthetic_corpus(tmp_path, groups)
@@ -274,8 +274,8 @@ def test_extra_libreoffice_pairs_feed_the_maps_but_never_held_out_text(tmp_path)
     source, and rows repeating a dev/test text are dropped even when the source file has them;
     with few corpus training rows they are what makes sprachbund maps work."""
     from training.corpus import read_pair_rows, read_pairs
+    from training.held_out_eval import make_space, served_by
     from training.space import SpaceSettings, fit_space, top1_both, train_pairs
-    from training.space_report import make_space, served_by
 
     groups = {"a": ["xa", "ya"], "b": ["xb", "yb"]}
     embed = _synthetic_corpus(tmp_path, groups)
@@ -312,3 +312,35 @@ def test_extra_libreoffice_pairs_feed_the_maps_but_never_held_out_text(tmp_path)
         SpaceSettings(extra_pairs=["wikipedia"])
     # the shipped default space keeps its key: settings without extra sources hash as before
     assert "extra_pairs" not in SpaceSettings().key_fields() and "extra_pairs" in more.key_fields()
+
+
+def test_the_space_report_runs_its_steps_on_a_small_corpus(tmp_path):
+    """``python -m benchmarks.space_report``'s steps, in its order, on a synthetic corpus: every
+    variant is scored on the held-out sets, and maps per sprachbund undo what they should."""
+    from types import SimpleNamespace
+
+    from benchmarks.space_report import SpaceReport, markdown
+    from training.space import SpaceSettings
+
+    groups = {"a": ["xa", "ya"], "b": ["xb", "yb"]}
+    embed = _synthetic_corpus(tmp_path, groups)
+
+    class Cache:  # the report's vector cache, without a file
+        def __call__(self, texts):
+            return embed(texts)
+
+        def save(self):
+            pass
+
+    cfg = SimpleNamespace(sprachbunds=groups, languages=["en", "xa", "ya", "xb", "yb"], spaces={})
+    report = SpaceReport(cfg, None, tmp_path, Cache(), n=200)
+    report.shipped(None)
+    report.fitted("centred", "minus the language mean", SpaceSettings(maps="none", min_mean_sentences=10))
+    report.fitted("+ maps: sprachbund", "a map per sprachbund", SpaceSettings(maps="sprachbund", shrink=[0.0],
+                                                                              min_mean_sentences=10))
+    policies = report.fallback_policies()
+    record = report.record(heads=False)
+    assert set(record["variants"]) == {"base", "centred", "+ maps: sprachbund"}
+    assert record["variants"]["base"]["test"] < 50 < 95 < record["variants"]["+ maps: sprachbund"]["test"]
+    assert set(policies) == {"global", "none"} and record["command"].startswith("python -m benchmarks.space_report")
+    assert "| + maps: sprachbund |" in markdown(record)

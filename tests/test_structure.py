@@ -108,9 +108,9 @@ def test_runtime_imports_have_no_circle():
 
 
 def test_evaluation_and_training_serve_what_the_router_serves(default_router):
-    """Heads (training.stages), space variants (training.space_report) and the router's encode
+    """Heads (training.stages), space variants (training.held_out_eval) and the router's encode
     give identical vectors on a mixed batch, fallback rows included."""
-    from training.space_report import served_by
+    from training.held_out_eval import served_by
     from training.stages import FALLBACK, served_embed
 
     router = default_router

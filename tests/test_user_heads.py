@@ -98,3 +98,29 @@ def test_training_rows_follow_the_papers_settings():
     assert training_rows("every", "sprachbund", langs, groups, ["g1", "g2", "g3", "g4"], pivots)["g4"] == [0, 1, 2, 3, 4]
     one = training_rows("every", "all", langs, groups, ["g1", "g2", "g3"], pivots)
     assert all(rows == [0, 1, 2, 3, 4] for rows in one.values())
+
+
+def test_a_pivot_missing_from_the_data_is_replaced_by_the_datas_closest_member():
+    from sprachbund_router.head_fitting import data_pivots
+
+    languages = ["de", "nl", "fr", "ru", "uk", "hi"]
+    vectors = np.array([[1, 0.1, 0], [0.9, 0.2, 0], [0.5, 0.6, 0], [0, 1, 0.1], [0, 0.9, 0.2], [0, 0, 1]], dtype=np.float32)
+    members = {"west": ["de", "nl", "fr"], "east": ["ru", "uk"], "south": ["hi"]}
+    pivots = {"west": "de", "east": "ru", "south": "hi"}
+    # the router's pivot wherever the data has it
+    assert data_pivots(members, pivots, {"de", "fr", "uk", "ru"}, languages, vectors) == {"west": "de", "east": "ru"}
+    # west without German: of the two it has, Dutch (the closer to German and French) is the pivot; no Hindi: no south pivot
+    got = data_pivots(members, pivots, {"nl", "fr", "uk"}, languages, vectors)
+    assert got == {"west": "nl", "east": "uk"}
+
+
+def test_a_label_missing_from_a_heads_rows_is_never_predicted():
+    from sprachbund_router.head_fitting import fit_logistic
+    from sprachbund_router.heads import HeadConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.1, (20, 4)) + np.repeat(np.eye(4)[:2], 10, axis=0)
+    head = fit_logistic(x.astype(np.float32), ["a"] * 10 + ["b"] * 10, ["a", "b", "c"],
+                        HeadConfig(task="t", labels=["a", "b", "c"], setting="every", train_languages=["de"])).head
+    probs = head.predict_proba(np.array([[0, 0, 1, 0], [0, 0, 0, 1], [0, 0, -1, -1]], dtype=np.float32))
+    assert probs[:, 2].max() < 1e-30 and np.allclose(probs.sum(1), 1)

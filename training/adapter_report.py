@@ -1,5 +1,5 @@
 """Score sprachbund adapters against their baselines: base / the router's space / adapters
-(sprachbund, all, random), with the protocol of :mod:`training.space_report`.
+(sprachbund, all, random), with the held-out sets of :mod:`training.held_out_eval`.
 
 ``python -m training.adapter_report ADAPTERS_DIR [--router DIR] [--n 400] [--output benchmarks/results/adapters.json]``
 
@@ -31,9 +31,9 @@ import numpy as np
 from sprachbund_router.config import invert_sprachbunds
 from sprachbund_router.paths import cache_root, data_dir, default_router_dir
 from sprachbund_router.space import unit
+from training.held_out_eval import HeldOut, held_out_sets, score_sets, served_by
 from training.metrics import paired_bootstrap
 from training.space import VectorCache
-from training.space_report import HeldOut, held_out_sets, score_sets, served_by
 
 logger = logging.getLogger(__name__)
 

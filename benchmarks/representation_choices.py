@@ -1,6 +1,6 @@
 """How the choice of language representation and linkage changes the sprachbunds.
 
-    .venv/bin/python -m training.representation_choices
+    .venv/bin/python -m benchmarks.representation_choices
 
 For the base encoder of the default router and its languages: [CLS] of the last layer (the
 paper's choice), masked mean of the last and of the 7th layer; Ward / average / complete
