@@ -32,6 +32,7 @@ import numpy as np
 
 from sprachbund_router.errors import InvalidInputError
 from sprachbund_router.heads import FALLBACK_HEAD, ClassificationHead, HeadConfig
+from sprachbund_router.space import unit
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def data_pivots(members: dict[str, Sequence[str]], pivots: dict[str, str], prese
     no language of the sprachbund."""
     pos = {lang: i for i, lang in enumerate(languages)}
     x = vectors - vectors.mean(axis=0, keepdims=True)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = unit(x)
     out = {}
     for group, langs in members.items():
         if pivots.get(group) in present:

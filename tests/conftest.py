@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,27 @@ from tests.toy import write_toy_router
 EXAMPLES = Path(__file__).resolve().parents[1] / "sprachbund_router" / "examples"
 
 
+#: Fixtures that load or build the real default router (minutes on a fresh machine): every test
+#: that uses one, directly or through another fixture, is marked ``slow``, so
+#: ``pytest -m "not slow"`` runs the rest in a couple of minutes without the default router.
+SLOW_FIXTURES = frozenset({"default_router"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def toy_router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_toy_router(tmp_path_factory.mktemp("toy-router"))
+
+
+@pytest.fixture()
+def router_copy(toy_router_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the toy router to damage."""
+    return Path(shutil.copytree(toy_router_dir, tmp_path / "router"))
 
 
 @pytest.fixture()

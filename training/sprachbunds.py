@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from sprachbund_router.encoder import SentenceEncoder
+from sprachbund_router.space import unit
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def prepare(vectors: np.ndarray, centre: bool = True) -> np.ndarray:
     x = np.asarray(vectors, dtype=np.float64)
     if centre:
         x = x - x.mean(axis=0, keepdims=True)
-    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
+    return unit(x)
 
 
 def cosine_matrix(vectors: np.ndarray, centre: bool = True) -> np.ndarray:
