@@ -31,7 +31,7 @@ Regularisation is chosen by cross-validation on each head's training rows (log l
 macro-F1 (%) per language over the modules in its test rows; the mean over the non-English
 languages, the lowest quarter (by the card's English-setting score) and paired differences with
 their standard error over languages. Writes ``benchmarks/results/help_modules.json`` and
-``docs/classification.md``'s table.
+``docs/results/classification.md``'s table.
 
     .venv/bin/python -m benchmarks.help_modules
 """
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "classification.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "results" / "classification.md"
 SOURCE = "libreoffice-help"
 #: Help folder -> module.
 MODULES = {"swriter": "Writer", "scalc": "Calc", "simpress": "Impress", "sdraw": "Draw", "smath": "Math",
@@ -345,7 +345,7 @@ def finding(result: Mapping[str, Any]) -> str:
 
 
 def render(result: Mapping[str, Any]) -> str:
-    """The markdown block of docs/classification.md (generated from the results file)."""
+    """The markdown block of docs/results/classification.md (generated from the results file)."""
     n = len(result["per_language"]["english setting"][CARD])
     lines = [f"Macro-F1 (%) over the modules, mean over {n} non-English languages' test paragraphs, lowest quarter: "
              f"{', '.join(result['lowest_quarter'])}; paired differences with their standard error over languages; "
@@ -364,7 +364,7 @@ DOC_BLOCK = "help-modules"
 
 
 def render_files(result: Mapping[str, Any], doc: Path = DOC) -> None:
-    """Write :func:`render` into docs/classification.md's ``<!-- help-modules -->`` block."""
+    """Write :func:`render` into docs/results/classification.md's ``<!-- help-modules -->`` block."""
     from benchmarks.loso import replace_block
 
     doc.write_text(replace_block(doc.read_text(encoding="utf-8"), DOC_BLOCK, render(result)), encoding="utf-8")
@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--router", type=Path, default=None, help="Router directory (default: the embedded default).")
     ap.add_argument("--out", type=Path, default=RESULTS / "help_modules.json")
-    ap.add_argument("--render", action="store_true", help="Only rewrite docs/classification.md's table from --out.")
+    ap.add_argument("--render", action="store_true", help="Only rewrite docs/results/classification.md's table from --out.")
     args = ap.parse_args(argv)
     if not args.render:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -1,5 +1,5 @@
 """Leave one source out, run: every held-out source scored with settings chosen on the others,
-summarised, and rendered into the README and docs/generalisation.md.
+summarised, and rendered into the README and docs/results/generalisation.md.
 
 The protocol itself (data, candidates, fitting, choosing) is :mod:`training.loso`; this module
 runs it over every built source, writes ``benchmarks/results/loso.json`` and generates the tables.
@@ -179,7 +179,7 @@ def render_headline(summary: Mapping[str, Any]) -> str:
 
 
 def render_details(summary: Mapping[str, Any]) -> str:
-    """The per-source table and the compared variants (docs/generalisation.md)."""
+    """The per-source table and the compared variants (docs/results/generalisation.md)."""
     lines = ["| source | kind | languages | card | best plain (dev) | best plain (hindsight) | router | vs card | vs best plain "
              "| chosen on the other sources |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s, r in summary["per_source"].items():
@@ -259,7 +259,7 @@ def replace_block(text: str, name: str, block: str) -> str:
 
 
 def render_files(summary: Mapping[str, Any], readme: Path, details: Path) -> None:
-    """Write the generated tables into the README and docs/generalisation.md."""
+    """Write the generated tables into the README and docs/results/generalisation.md."""
     readme.write_text(replace_block(readme.read_text(encoding="utf-8"), "loso:headline", render_headline(summary)), encoding="utf-8")
     details.write_text(replace_block(details.read_text(encoding="utf-8"), "loso:details", render_details(summary)), encoding="utf-8")
 
@@ -306,7 +306,7 @@ def main() -> None:
     parser.add_argument("--seed-space-cache", action="store_true",
                         help="Copy the cached vectors of the shipped choice (--out) into the space build's cache.")
     parser.add_argument("--render", action="store_true",
-                        help="Only rewrite the README's and docs/generalisation.md's tables from --out (no computing).")
+                        help="Only rewrite the README's and docs/results/generalisation.md's tables from --out (no computing).")
     args = parser.parse_args()
     if args.seed_space_cache:
         stored = json.loads(Path(args.out).read_text())
@@ -319,7 +319,7 @@ def main() -> None:
         stored["summary"] = summary
         Path(args.out).write_text(json.dumps(stored, indent=1, default=str) + "\n")
         root = Path(__file__).resolve().parents[1]
-        render_files(summary, root / "README.md", root / "docs" / "generalisation.md")
+        render_files(summary, root / "README.md", root / "docs" / "results" / "generalisation.md")
         print(render_headline(summary))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -17,7 +17,7 @@ that one encoder, along its own route (its language's centring and map), as
     ds.write_parquet("s3://bucket/vectors/")
 
 (each actor reserves ``num_cpus`` for its life: keep ``max_size * num_cpus`` below the CPUs Ray
-has, so read and write tasks still run; see docs/usage.md).
+has, so read and write tasks still run; see docs/guide/usage.md).
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ def test_two_routers_keep_their_own_scores_in_one_mteb_cache(toy_router_dir, tmp
 
 
 def test_index_folder_opens_with_plain_numpy_and_faiss(toy_router_dir, tmp_path):
-    """What docs/usage.md shows: vectors.npy with numpy, ann.faiss with faiss.read_index (nprobe stored
+    """What docs/guide/usage.md shows: vectors.npy with numpy, ann.faiss with faiss.read_index (nprobe stored
     in the file), texts.jsonl line by line; the folder has the umask's modes, not 0700."""
     import os
 
@@ -298,15 +298,15 @@ def test_index_folder_opens_with_plain_numpy_and_faiss(toy_router_dir, tmp_path)
     assert (folder.stat().st_mode & 0o777) == (0o777 & ~mask)
     res = _cli("retrieve", "-q", corpus, "--index", folder, "--model", toy_router_dir, "--nprobe", "2")
     assert res.exit_code == 0, res.output
-    # docs/usage.md's block, run as written in the folder above the index
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    # docs/guide/usage.md's block, run as written in the folder above the index
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "usage.md").read_text(encoding="utf-8")
     block = doc.split("<!-- faiss-example -->\n```python\n", 1)[1].split("```", 1)[0]
     block = block.replace('"org/router", ["Die Katze schläft."]', f'{str(toy_router_dir)!r}, ["sentence number 7 about cats and dogs"]')
     names: dict = {}
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        exec(compile(block, "docs/usage.md", "exec"), names)
+        exec(compile(block, "docs/guide/usage.md", "exec"), names)
     finally:
         os.chdir(cwd)
     assert len(names["texts"]) == 300 and names["ids"].shape == (1, 5)
@@ -346,7 +346,7 @@ def test_sentence_transformers_users_get_the_served_vectors_from_a_hub_layout(tm
 
 
 def test_the_ray_example_runs_as_written(toy_router_dir, tmp_path):
-    """docs/usage.md's Ray Data block, with local paths, on ray.init(num_cpus=2): no row lost, the
+    """docs/guide/usage.md's Ray Data block, with local paths, on ray.init(num_cpus=2): no row lost, the
     vectors equal the router's (every text in the shared encoder's space, as encoder="base" asks)."""
     ray = pytest.importorskip("ray")
     import re
@@ -354,7 +354,7 @@ def test_the_ray_example_runs_as_written(toy_router_dir, tmp_path):
     import sys
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "usage.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- ray-example -->\n```python\n(.*?)```\n<!-- /ray-example -->", doc, re.S).group(1)
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -9,7 +9,7 @@ is the lowest one that keeps wrong routes at most ``max_wrong_short`` on 1-2-wor
 strings right at its threshold (ties: the faster). Everything measured goes into the router
 config (``language_id.calibration``) and a curve (routed-right vs wrong share) is drawn.
 
-    python -m training.calibration ROUTER_DIR [--write] [--plot docs/routing_threshold.png]
+    python -m training.calibration ROUTER_DIR [--write] [--plot docs/results/routing_threshold.png]
 """
 
 from __future__ import annotations

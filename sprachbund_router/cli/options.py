@@ -50,7 +50,7 @@ ScoringOpt = Annotated[
     typer.Option("--scoring", help="cosine, or margin: ratio margin (Artetxe & Schwenk 2019), which discounts texts "
                  "near everything; its query-side neighbours are the queries of the same 512-line chunk. Default: the "
                  "router's retrieval_scoring. Scores are on the router's scale: cosines of translation pairs "
-                 "sit near 0.7, not the plain e5's 0.9 (docs/usage.md); margins above 1 mean closer than usual."),
+                 "sit near 0.7, not the plain e5's 0.9 (docs/guide/usage.md); margins above 1 mean closer than usual."),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details (INFO level).")]
 InputArg = Annotated[Path, typer.Argument(help="Text file, one text per line ('-' for stdin).")]
