@@ -18,7 +18,7 @@ It writes ``<corpus>/extra/libreoffice/<lang>-en.tsv`` (``key <TAB> text <TAB> E
 in ``[space]`` for the maps, in ``[adapters]`` for the distillation pairs) and builds them then if
 they are missing (:func:`ensure_pairs`).
 
-    python -m training.libreoffice [--languages de,fr,...] [--corpus DIR] [--help-set N] [--measure-identifier N]
+    python -m training.libreoffice [--languages de,fr,...] [--corpus DIR] [--help-set N]
 
 ``--help-set N`` also builds an **out-of-domain test set** from the help pages
 (``libreoffice-help-*``, 29 router languages): up to N paragraphs per language, aligned on the
@@ -37,7 +37,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sprachbund_router.config import invert_sprachbunds
 from training.sources import SourceError, extract_deb, fetch_debian, list_debian, read_mo_entries
 
 logger = logging.getLogger(__name__)
@@ -192,48 +191,6 @@ def read_pairs_file(corpus_dir: Path, lang: str, source: str = "libreoffice") ->
     return [tuple(r) for r in (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()) if len(r) == 3]
 
 
-def measure_identifier(corpus_dir: Path, router_dir: Path, per_language: int = 3000, max_features: int = 100_000,
-                       work: Path | None = None) -> dict[str, Any]:
-    """The n-gram identifier trained as the build does, with and without ``per_language`` LibreOffice
-    strings per language added to its training text: language accuracy per length bucket (dev and
-    test) and 1-2-word routing at the threshold the calibration rule picks on dev."""
-    import random
-    import tempfile
-
-    from sprachbund_router.config import RouterConfig
-    from sprachbund_router.language_id import NgramIdentifier
-    from training.calibration import THRESHOLDS, WRONG_PERCENTILE, rates, routing_set
-    from training.identifier import train_ngram, training_texts
-
-    groups = RouterConfig.load(router_dir).sprachbunds
-    where = invert_sprachbunds(groups)
-    langs = sorted(where)
-    dev, test = routing_set(corpus_dir, langs, "dev"), routing_set(corpus_dir, langs, "test", 50)
-    plain = training_texts(corpus_dir, langs)
-    extended = {}
-    for lang in langs:
-        rows = read_pairs_file(corpus_dir, lang)
-        random.Random(0).shuffle(rows)
-        extended[lang] = plain.get(lang, []) + [text for _, text, _ in rows[:per_language]]
-
-    results = {}
-    root = Path(work or tempfile.mkdtemp(prefix="sbr-lo-"))
-    for name, texts in (("firefox + udhr", plain), (f"+ {per_language} LibreOffice strings", extended)):
-        report = train_ngram(corpus_dir, langs, root / name.replace(" ", "_"), max_features=max_features, texts=texts)
-        ident = NgramIdentifier(langs, root / name.replace(" ", "_"))
-        d, t = rates(ident, dev, where, THRESHOLDS)["buckets"], rates(ident, test, where, THRESHOLDS)["buckets"]
-        i = next((j for j, r in enumerate(d["1-2 words"]["curve"]) if r["wrong_q90"] <= 3.0), None)
-        results[name] = {
-            "features": report["features"], "scaling": report["scaling"],
-            "language_accuracy": {"dev": {b: v["language_accuracy"] for b, v in d.items()},
-                                  "test": {b: v["language_accuracy"] for b, v in t.items()}},
-            "short_routing": None if i is None else {"threshold": THRESHOLDS[i], "dev": d["1-2 words"]["curve"][i],
-                                                     "test": t["1-2 words"]["curve"][i]},
-        }
-    return {"per_language": per_language, "max_features": max_features, "results": results,
-            "rule": f"1-2 words: lowest threshold with wrong routes <= 3% at the {WRONG_PERCENTILE}th bootstrap percentile on dev"}
-
-
 HELP_PREFIX = "libreoffice-help-"
 HELP_ENGLISH = "libreoffice-help-en-us"
 #: Paragraphs and headings of the help pages carry ids shared by every language's copy.
@@ -359,9 +316,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--languages", default=None, help="Comma-separated (default: the default router's).")
     parser.add_argument("--corpus", type=Path, default=None)
-    parser.add_argument("--measure-identifier", type=int, default=None, metavar="N",
-                        help="Also train the n-gram identifier with N LibreOffice strings per language and compare.")
-    parser.add_argument("--max-features", type=int, default=100_000)
     parser.add_argument("--rebuild", action="store_true", help="Rebuild the pairs even when counts.json covers the languages.")
     parser.add_argument("--help-set", type=int, default=None, metavar="N",
                         help="Also build the out-of-domain set of N help paragraphs per language (libreoffice-help-*).")
@@ -377,16 +331,8 @@ def main() -> None:
     report = build(corpus, languages, data_dir() / "downloads") if args.rebuild else ensure_pairs(corpus, languages)
     for lang, c in report["languages"].items():
         logger.info("%s: %d pairs (%d sentence-like), dropped %s", lang, c["pairs"], c["sentence_like"], c["dropped"])
-    counts = report["languages"]
     if args.help_set:
         build_help_set(corpus, languages, data_dir() / "downloads", per_language=args.help_set)
-    if args.measure_identifier:
-        measured = measure_identifier(corpus, default_router_dir(), args.measure_identifier, args.max_features)
-        out = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "libreoffice_identifier.json"
-        out.write_text(json.dumps({**measured, "pairs": {k: v["pairs"] for k, v in counts.items()}}, indent=1) + "\n")
-        for name, r in measured["results"].items():
-            logger.info("%s: 1-2-word language accuracy %s (test); short routing %s", name,
-                        r["language_accuracy"]["test"].get("1-2 words"), r["short_routing"] and r["short_routing"]["test"])
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ class BuildConfig:
         k / linkage / centre: clustering (see :mod:`training.sprachbunds`).
         must_link_rate: routing-aware sprachbunds: languages of which fastText names another
             language for at least this share of dev sentences are kept in one sprachbund (ward
-            linkage; None = plain clustering). Measured by ``python -m training.routing_clusters``.
+            linkage; None = plain clustering). Measured by ``python -m benchmarks.routing_clusters``.
         must_link_min_count: and for at least this many of its dev sentences.
         pooling_layer: ``hidden_states`` index for sentence vectors; None = measure on the
             dev split of ``selection_languages``.

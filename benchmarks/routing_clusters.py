@@ -13,7 +13,7 @@ and routing see:
 
 Identifier distributions are computed once per text and reused for every grouping.
 
-    .venv/bin/python -m training.routing_clusters [ROUTER_DIR] [--rates 0.2,0.1,0.05,0.02] \
+    .venv/bin/python -m benchmarks.routing_clusters [ROUTER_DIR] [--rates 0.2,0.1,0.05,0.02] \
         [-o benchmarks/results/routing_clusters.json]
 """
 
@@ -39,7 +39,7 @@ from training.sprachbunds import cluster_languages, link_components
 
 logger = logging.getLogger(__name__)
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class CachedIdentifier:
@@ -168,7 +168,7 @@ def main() -> None:
                  [float(x) for x in args.rates.split(",")], min_counts=[int(x) for x in args.min_counts.split(",")])
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    result["command"] = f"python -m training.routing_clusters --rates {args.rates} --min-counts {args.min_counts}"
+    result["command"] = f"python -m benchmarks.routing_clusters --rates {args.rates} --min-counts {args.min_counts}"
     print(_table(result))
     args.output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
 
