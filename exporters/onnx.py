@@ -361,6 +361,7 @@ def _record_int8(encoder_dirs: Sequence[Path], outcome: dict[str, Any], accepted
         info.pop("retrieval_eval", None)
         if accepted is not None:
             info["int8"] = {"file": f"{ONNX_DIR}/{ONNX_FILES['onnx-int8']}", "plan": accepted["plan"],
+                            "max_drop": accepted["max_drop"], "resolved": accepted["resolved"],
                             "fp32_nodes": kept[d]}  # the accepted plan is the last one written
             if not accepted["resolved"]:
                 info["int8"]["check"] = (f"kept as recorded: the {split} check cannot resolve {bound} points "

@@ -160,12 +160,17 @@ def read_onnx_export_info(path: Path, onnx_dir: str = ONNX_DIR) -> dict:
 
 #: fp32 parity (ONNX against PyTorch, cosine) an export must have recorded for ``auto`` to serve it.
 AUTO_MIN_PARITY = 0.9995
+#: ``auto`` serves int8 only where its check resolved a drop of at most this many top-1 points on
+#: every set: the bound fp32 ONNX keeps against PyTorch, so the default never trades accuracy
+#: for int8's speed (``--backend onnx-int8`` serves any graph that passed its own, looser, check).
+AUTO_INT8_MAX_DROP = 0.1
 
 
 def onnx_unready(path: Path, backend: str) -> str | None:
     """Why encoder directory ``path`` cannot serve ``backend`` (``onnx`` or ``onnx-int8``) under
     ``auto``, or None when it can: the files must be there and ``onnx/export.json`` must record
-    fp32 parity of at least :data:`AUTO_MIN_PARITY` (and for int8 a plan that passed its check)."""
+    fp32 parity of at least :data:`AUTO_MIN_PARITY` (and for int8 a plan whose check resolved a
+    drop of at most :data:`AUTO_INT8_MAX_DROP`)."""
     try:
         check_encoder_dir(path, backend)
         info = read_onnx_export_info(path)
@@ -180,4 +185,9 @@ def onnx_unready(path: Path, backend: str) -> str | None:
         int8 = info.get("int8") if isinstance(info.get("int8"), dict) else {}
         if "plan" not in int8 or int8.get("unchecked") or int8.get("unverified") or "refused" in int8:
             return f"the int8 graph of {path} was {'refused' if 'refused' in int8 else 'not verified'} at export"
+        drop = int8.get("max_drop")
+        if int8.get("resolved") is not True or not isinstance(drop, (int, float)) or drop > AUTO_INT8_MAX_DROP:
+            return (f"the int8 graph of {path} is not shown to lose at most {AUTO_INT8_MAX_DROP} top-1 points "
+                    f"(its check: {'worst drop ' + format(drop, '.2f') if isinstance(drop, (int, float)) else 'none recorded'}"
+                    f"{'' if int8.get('resolved') is True else ', not resolved'})")
     return None

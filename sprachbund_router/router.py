@@ -207,7 +207,8 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
 
     def _auto_backend(self) -> str:
         """What ``auto`` becomes here: onnx-int8 / onnx when every served encoder is a local folder
-        whose graphs passed their checks at export (int8 only on a CPU with fast int8 kernels), else torch."""
+        whose graphs passed their checks at export (int8 only on a CPU with fast int8 kernels, and
+        only where its check resolved a drop within the fp32 bound), else torch."""
         from importlib.util import find_spec
 
         from sprachbund_router.cpu import fast_int8

@@ -83,13 +83,24 @@ def test_auto_backend_serves_checked_graphs_only(exported_toy, toy_router_dir, t
     monkeypatch.setattr(cpu, "fast_int8", lambda: False)
     assert SprachbundRouter.from_pretrained(d).backend == "onnx"
     monkeypatch.setattr(cpu, "fast_int8", lambda: True)
-    assert SprachbundRouter.from_pretrained(d).backend == "onnx-int8"  # the toy's int8 passed (bound 100)
     assert SprachbundRouter.from_pretrained(d, device="cuda:0").backend == "torch"
     assert SprachbundRouter.from_pretrained(d, backend="torch").backend == "torch"
     copy = tmp_path / "r"
     shutil.copytree(d, copy)
+    infos = {p: json.loads(p.read_text()) for p in copy.glob("encoders/*/onnx/export.json")}
+    assert all(i["int8"]["resolved"] for i in infos.values())  # the toy's int8 passed its check (bound 100)
+    for path, i in infos.items():  # int8 within the fp32 bound on every encoder: auto serves it
+        path.write_text(json.dumps({**i, "int8": {**i["int8"], "max_drop": 0.05}}))
+    assert SprachbundRouter.from_pretrained(copy).backend == "onnx-int8"
     info_file = copy / "encoders" / "east" / "onnx" / "export.json"
     info = json.loads(info_file.read_text())
+    info["int8"] = {**info["int8"], "max_drop": 0.3}
+    info_file.write_text(json.dumps(info))
+    assert SprachbundRouter.from_pretrained(copy).backend == "onnx"  # passed at 0.5, but loses more than fp32 may
+    assert SprachbundRouter.from_pretrained(copy, backend="onnx-int8").backend == "onnx-int8"  # asked for: served
+    info["int8"] = {**info["int8"], "max_drop": 0.0, "resolved": False}
+    info_file.write_text(json.dumps(info))
+    assert SprachbundRouter.from_pretrained(copy).backend == "onnx"  # a check that resolved nothing
     info["int8"] = {"refused": "lost 2 points"}
     info_file.write_text(json.dumps(info))
     assert SprachbundRouter.from_pretrained(copy).backend == "onnx"  # one encoder's int8 failed: fp32 for all
@@ -356,7 +367,8 @@ def test_recorded_plan_is_where_settling_starts(exported_toy, tmp_path, monkeypa
     assert [t["plan"] for t in outcome["plans_tried"]] == [INT8_PLANS[2][0]]  # nothing looser is tried
     info = json.loads((dirs[0] / "onnx" / "export.json").read_text())
     assert info["int8"]["plan"] == INT8_PLANS[2][0] and "cannot resolve" in info["int8"]["check"]
-    assert onnx_unready(dirs[0], "onnx-int8") is None  # a recorded plan the check could not fault is served
+    assert "not resolved" in onnx_unready(dirs[0], "onnx-int8")  # a recorded plan the check could not fault: kept,
+    assert SprachbundRouter.from_pretrained(d, backend="onnx-int8").backend == "onnx-int8"  # served when asked for
     settle_int8(d, dirs, pairs, max_int8_drop=0.5)  # no record: the small check verifies nothing
     info = json.loads((dirs[0] / "onnx" / "export.json").read_text())
     assert "unverified" in info["int8"] and "not verified" in onnx_unready(dirs[0], "onnx-int8")
