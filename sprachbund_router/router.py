@@ -536,7 +536,7 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
         labels: Sequence[Any],
         languages: str | Sequence[str | None] | None = None,
         setting: str = "english",
-        per: str = "sprachbund",
+        per: str = "all",
         batch_size: int = 32,
     ) -> dict[str, dict[str, Any]]:
         """Train heads for ``task`` on the user's labelled texts (see :mod:`sprachbund_router.head_fitting`).
@@ -554,7 +554,9 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
             texts / labels: the labelled texts (labels: strings or integers, at least two classes).
             languages: one language for all texts or one per text (None: identified).
             setting: ``"english"``, ``"pivot"`` or ``"every"``.
-            per: ``"sprachbund"`` (a head per sprachbund plus the fallback head) or ``"all"``.
+            per: ``"all"`` (one head for every sprachbund: it beat per-sprachbund heads at the same
+                data on the LibreOffice-help task, docs/results/classification.md) or
+                ``"sprachbund"`` (a head per sprachbund plus the fallback head).
 
         Returns:
             head key (sprachbund or ``"*"``) -> its training record (C, cross-validated log loss,

@@ -23,6 +23,21 @@ def test_generated_tables_match_their_json():
     assert _block((ROOT / "docs" / "results" / "generalisation.md").read_text(encoding="utf-8"), "loso:details") == render_details(summary)
 
 
+def test_the_classification_tables_match_their_json():
+    """docs/results/classification.md and the README's line are what benchmarks.help_modules renders
+    from benchmarks/results/help_modules.json (issue 35), and the summary is recomputed from the
+    per-language scores."""
+    from benchmarks.help_modules import CARD, SPACE, headline, render, summarise
+
+    stored = json.loads((ROOT / "benchmarks" / "results" / "help_modules.json").read_text())
+    assert _block((ROOT / "docs" / "results" / "classification.md").read_text(encoding="utf-8"), "help-modules") == render(stored)
+    assert _block((ROOT / "README.md").read_text(encoding="utf-8"), "help-modules") == headline(stored)
+    per = stored["per_language"]
+    assert summarise(per["english setting"], CARD, stored["lowest_quarter"]) == stored["english_setting"]
+    assert summarise(per["settings"], f"{SPACE}: every, sprachbund", stored["lowest_quarter"]) == stored["settings"]
+    assert len(per["english setting"][CARD]) == 28 and "en" not in per["english setting"][CARD]
+
+
 def test_readme_is_a_front_door_and_its_links_exist():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 200  # issue 34: a front door, not a manual

@@ -79,7 +79,9 @@ def test_bad_labels_and_settings_are_named(default_router):
         router.fit_head("t", texts[2:], ["a", "b"], languages="de")
     with pytest.raises(InvalidInputError, match="lack label"):  # "every": the Cyrillic sprachbund's texts lack a and b
         router.fit_head("t", [*texts, "Файл"], ["a", "b", "a", "b", "c"], languages=["en", "en", "de", "de", "ru"],
-                        setting="every")
+                        setting="every", per="sprachbund")
+    router.fit_head("t", [*texts, "Файл"], ["a", "b", "a", "b", "c"], languages=["en", "en", "de", "de", "ru"],
+                    setting="every")  # one head for all (the default) knows every label
     with pytest.raises(InvalidInputError, match="task"):
         router.fit_head("../x", texts, ["a", "b", "a", "b"], languages="en")
 

@@ -101,7 +101,8 @@ def head(
     revision: RevisionOpt = None,
     setting: Annotated[str, typer.Option(help="english (train on the English texts: zero-shot for the rest), pivot, "
                                          "or every (each sprachbund's head on all its languages).")] = "english",
-    per: Annotated[str, typer.Option(help="sprachbund (a head per sprachbund and a fallback head) or all.")] = "sprachbund",
+    per: Annotated[str, typer.Option(help="all (one head for every sprachbund; measured best) or sprachbund (a head per "
+                                          "sprachbund and a fallback head).")] = "all",
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT whole if it exists.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
