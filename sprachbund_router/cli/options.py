@@ -38,7 +38,8 @@ ModelOpt = Annotated[
 RevisionOpt = Annotated[str | None, typer.Option("--revision", help="Hub revision (branch, tag or commit) of --model.")]
 BackendOpt = Annotated[
     Backend, typer.Option("--backend", help="Inference backend: auto (ONNX where `sbr export onnx` wrote checked graphs and "
-                          "onnxruntime is installed, int8 on CPUs with fast int8 where it loses at most 0.1 points; else torch), torch, onnx or onnx-int8.")
+                          "onnxruntime is installed, int8 on CPUs with fast int8 where it loses at most 0.1 points; "
+                          "else torch), torch, onnx or onnx-int8.")
 ]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output: tsv, json (a list) or jsonl (one object per line).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")]
