@@ -95,10 +95,9 @@ def evaluate_retrieval(
         key = (id(enc), tag, len(texts))
         if key not in cache:
             cache[key] = enc.encode(texts, batch_size=batch_size)
-        space = router.spaces.get(enc_name)
-        if system == "base" or space is None:  # the base system is the shared encoder's raw vectors
+        if system == "base" or enc_name not in router.spaces:  # the base system is the shared encoder's raw vectors
             return cache[key]
-        return space.serve(cache[key], [lang] * len(texts))
+        return router.apply_space(cache[key], [lang] * len(texts), enc_name)
 
     from tqdm.auto import tqdm
 

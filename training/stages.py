@@ -72,11 +72,9 @@ def served_embed(router: SprachbundRouter) -> Embed:
             for t, v in zip(todo, router.encoder(name).encode(todo)):
                 raw[name, t] = v
         vecs = np.stack([raw[name, t] for t in texts])
-        space = router.spaces.get(name)
-        if space is None:
+        if name not in router.spaces:
             return vecs
-        n = len(texts)
-        return space.serve(vecs, [lang] * n, [fallback] * n)
+        return router.apply_space(vecs, [None if fallback else lang] * len(texts), name)  # None: the fallback path
 
     return embed
 
