@@ -367,7 +367,10 @@ def render(result: Mapping[str, Any]) -> str:
     lines += ["", f"The best plain configuration was chosen on the dev halves: {result['best_plain']['chosen']}. The shipped "
               f"router ran on the {result['product_path']['backend']} backend with identified languages "
               f"({result['product_path']['misrouted']} test paragraphs routed to another language, "
-              f"{result['product_path']['fell_back']} fell back).", "",
+              f"{result['product_path']['fell_back']} fell back). In English itself (the English test paragraphs, the same "
+              f"heads) the plain model scores {result['english_test_in_english'][CARD]:.2f} and the router's space "
+              f"{result['english_test_in_english'][SPACE]:.2f}: the space is built for crossing languages, and English "
+              "itself pays for it.", "",
               "**Every setting and grouping** (the same training rows, split across heads differently):", ""]
     lines += _table(result["settings"], f"{SPACE}: every, sprachbund", {})
     return "\n".join([*lines, "", finding(result)])
