@@ -218,7 +218,7 @@ def left_out_space(encoder: Any, cfg: Any) -> tuple[Callable[[np.ndarray, Sequen
     data = Data.load(corpus, sources, cfg.languages, cfg.language_to_sprachbund, {"train": CAPS["train"], "dev": 0, "test": 0})
     lower = LowerStates(encoder, 8, 64, cache_root() / "sprachbund_encoders")
     lower.ensure(data.texts())
-    choice = Choice(**json.loads((RESULTS / "loso.json").read_text())["results"]["shipped"]["chosen"])
+    choice = Choice.from_record(json.loads((RESULTS / "loso.json").read_text())["results"]["shipped"]["chosen"])
     fitted = Experiment(data, {choice.prefix: BaseVectors(lower)}).fit(choice, sources)
     space = fitted.space(choice, cfg.language_to_sprachbund)
     return (lambda v, langs: space.serve(v, list(langs))), {

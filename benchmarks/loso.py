@@ -310,7 +310,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.seed_space_cache:
         stored = json.loads(Path(args.out).read_text())
-        choice = Choice(**stored["results"]["shipped"]["chosen"])
+        choice = Choice.from_record(stored["results"]["shipped"]["chosen"])
         print(f"{seed_space_cache(choice, cache_root() / 'loso')} vectors of {choice.label()} added to the space cache")
         return
     if args.render:
@@ -340,9 +340,9 @@ def main() -> None:
     mean_texts = []
     for lang in languages:
         parts = [[x for x, _ in data.rows[s]["train"].get(lang, [])] for s in data.sources]
-        mean_texts += _interleave([p for p in parts if p], start.mean_texts)
+        mean_texts += _interleave([p for p in parts if p], start.mean_sentences)
     mean_texts += _interleave([[e for _, e in p] for s in data.sources for p in data.rows[s]["train"].values()],
-                              start.mean_texts * 4)
+                              start.mean_sentences * 4)
     vectors["query: "].ensure([*data.texts(("dev", "test")), *mean_texts])
     stages = [st for st in STAGES if not args.stages or st[0] in args.stages.split(",")]
     exp = Experiment(data, vectors)

@@ -243,7 +243,7 @@ class Comparison:
                                                        EncoderSpec(path="base", max_length=256))
         self.lower = LowerStates(self.encoder, self.args.first_layer, 64, self.work)
         self.lower.ensure(self.full.texts())
-        self.choice = Choice(**json.loads((RESULTS / "loso.json").read_text())["results"]["shipped"]["chosen"])
+        self.choice = Choice.from_record(json.loads((RESULTS / "loso.json").read_text())["results"]["shipped"]["chosen"])
         if self.choice.layer != self.encoder.num_layers or self.choice.prefix:
             raise SystemExit(f"the shipped setting pools layer {self.choice.layer} with prefix {self.choice.prefix!r}; "
                              "this comparison trains the last layers of an unprefixed encoder")

@@ -147,19 +147,19 @@ class _Scores:
 
     def dev_scores(self, cand: Choice, source: str) -> dict[str, float]:
         self.asked.append(source)
-        return {"xx": self.table[(cand.lsar_rank, source)]}
+        return {"xx": self.table[(cand.subspace_rank, source)]}
 
 
 def test_the_selector_never_looks_at_the_held_out_source():
     # rank 8 is best on a and b; rank 16 wins only thanks to a huge score on c
     table = {(8, "a"): 0.8, (8, "b"): 0.8, (8, "c"): 0.1, (16, "a"): 0.7, (16, "b"): 0.7, (16, "c"): 1.0}
-    stages = [("rank", [{"lsar_rank": 8}, {"lsar_rank": 16}])]
+    stages = [("rank", [{"subspace_rank": 8}, {"subspace_rank": 16}])]
     exp = _Scores(table, ["a", "b", "c"])
     chosen, trail = choose(exp, "c", Choice(), stages)  # type: ignore[arg-type]
-    assert chosen.lsar_rank == 8 and "c" not in exp.asked
+    assert chosen.subspace_rank == 8 and "c" not in exp.asked
     exp.asked.clear()
     chosen, _ = choose(exp, "a", Choice(), stages)  # type: ignore[arg-type]
-    assert chosen.lsar_rank == 16 and "a" not in exp.asked  # mean over b, c: 0.45 vs 0.85
+    assert chosen.subspace_rank == 16 and "a" not in exp.asked  # mean over b, c: 0.45 vs 0.85
     assert trail[0]["chosen"].startswith("L12") and trail[0]["candidates"]
 
 
@@ -194,13 +194,13 @@ def test_the_protocol_on_a_toy_prefers_centring_where_languages_carry_an_offset(
     data = _toy_data()
     exp = Experiment(data, {"": _FakeVectors(), "query: ": _FakeVectors()})
     plain = Choice(centring=False)
-    centred = Choice(centring=True, mean_texts=100)
+    centred = Choice(centring=True, mean_sentences=100)
     fit_plain = exp.fit(plain, ["s1", "s2"])
     fit_centred = exp.fit(centred, ["s1", "s2"])
     base = np.mean(list(exp.score(plain, "s3", "test", fit_plain).values()))
     better = np.mean(list(exp.score(centred, "s3", "test", fit_centred).values()))
     assert better > base + 0.05
-    chosen, _ = choose(exp, "s3", plain, [("means", [{"centring": False}, {"centring": True, "mean_texts": 100}])])
+    chosen, _ = choose(exp, "s3", plain, [("means", [{"centring": False}, {"centring": True, "mean_sentences": 100}])])
     assert chosen.centring
 
 

@@ -179,3 +179,26 @@ def test_identifiers_meet_the_identifier_protocol():
     assert isinstance(ident, Identifier)
     probs = ident.distribution(["Die Katze schläft auf dem Sofa."])
     assert probs.shape == (1, len(ident.languages)) and ident.languages[int(probs.argmax())] == "de"
+
+
+def test_the_space_settings_speak_one_vocabulary():
+    """Issue 34: a served-vector setting has one name everywhere: the protocol's candidates
+    (``training.loso.Choice``) are the build's space settings (``SpaceSettings``, the TOML's
+    ``[space]``) plus the encoder's layer and prefix and the retrieval scoring, and the runtime
+    spec (``SpaceSpec``) names what it shares with them the same way; old results files still load."""
+    from dataclasses import fields
+
+    from sprachbund_router.space import SpaceSpec
+    from training.loso import Choice
+    from training.space import SpaceSettings
+
+    choice = {f.name for f in fields(Choice)} - {"layer", "prefix", "scoring"}
+    settings = {f.name for f in fields(SpaceSettings)}
+    assert choice <= settings, choice - settings
+    assert {"centring", "missing_mean", "fallback_mean", "anchor", "subspace_rows"} <= settings & {f.name for f in fields(SpaceSpec)}
+    chosen = SpaceSettings(protocol="sources", mean_sentences=700, subspace_rank=8, subspace_rows="without own mean",
+                           maps="sprachbund", shrink_group=0.0).choice()
+    legacy = {"layer": 12, "prefix": "", "centring": True, "mean_texts": 700, "missing": "sprachbund", "lsar_rank": 8,
+              "lsar_rows": "without own mean", "maps": "sprachbund", "shrink_group": 0.0, "shrink_language": 1.0,
+              "scoring": "cosine"}
+    assert Choice.from_record(legacy) == chosen

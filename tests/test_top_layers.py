@@ -70,11 +70,11 @@ def _toy_experiment() -> tuple[Experiment, dict[str, str]]:
 
 
 @pytest.mark.parametrize("choice", [
-    Choice(centring=False), Choice(centring=True, missing="global"),
-    Choice(centring=True, lsar_rank=2, lsar_rows="all", maps="all"),
-    Choice(centring=True, lsar_rank=2, lsar_rows="without own mean", maps="sprachbund", shrink_group=0.0),
+    Choice(centring=False), Choice(centring=True, missing_mean="global"),
+    Choice(centring=True, subspace_rank=2, subspace_rows="all", maps="all"),
+    Choice(centring=True, subspace_rank=2, subspace_rows="without own mean", maps="sprachbund", shrink_group=0.0),
     Choice(centring=True, maps="language", shrink_group=1.0, shrink_language=4.0),
-    Choice(centring=False, lsar_rank=2, lsar_rows="without own mean", maps="random"),
+    Choice(centring=False, subspace_rank=2, subspace_rows="without own mean", maps="random"),
 ])
 def test_the_protocol_serves_with_the_runtime_space_bit_for_bit(choice):
     exp, sprachbund_of = _toy_experiment()

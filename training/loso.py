@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -202,10 +202,10 @@ class Choice:
     Attributes:
         layer / prefix: pooling layer and text prefix.
         centring: subtract each language's mean (English's for English).
-        mean_texts: training texts per language for its mean (pooled over the fitting sources).
-        missing: mean of a language without its own: ``"sprachbund"`` or ``"global"``.
-        lsar_rank: directions of the language means removed (0: none).
-        lsar_rows: ``"all"`` rows, or only rows ``"without own mean"``.
+        mean_sentences: training texts per language for its mean (pooled over the fitting sources).
+        missing_mean: mean of a language without its own: ``"sprachbund"`` or ``"global"``.
+        subspace_rank: directions of the language means removed (0: none; "lsar" in labels).
+        subspace_rows: ``"all"`` rows, or only rows ``"without own mean"``.
         maps: ``"none"``, ``"all"``, ``"sprachbund"``, ``"language"`` (per language shrunk to its
             sprachbund, shrunk to all), ``"random"`` (random groups of the sprachbunds' sizes) or
             ``"language-random"`` (per language shrunk to its random group).
@@ -217,21 +217,30 @@ class Choice:
     layer: int = 12
     prefix: str = ""
     centring: bool = True
-    mean_texts: int = 100
-    missing: str = "sprachbund"
-    lsar_rank: int = 0
-    lsar_rows: str = "all"
+    mean_sentences: int = 100
+    missing_mean: str = "sprachbund"
+    subspace_rank: int = 0
+    subspace_rows: str = "all"
     maps: str = "none"
     shrink_group: float = 1.0
     shrink_language: float = 1.0
     scoring: str = "cosine"
 
+    #: Names results files written before the space settings had one vocabulary use.
+    LEGACY_NAMES: ClassVar[dict[str, str]] = {"mean_texts": "mean_sentences", "missing": "missing_mean",
+                                              "lsar_rank": "subspace_rank", "lsar_rows": "subspace_rows"}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Choice:
+        """A choice from a results file's ``chosen`` record (older files' names accepted)."""
+        return cls(**{cls.LEGACY_NAMES.get(k, k): v for k, v in record.items()})
+
     def label(self) -> str:
         parts = [f"L{self.layer}", f"prefix={self.prefix.strip() or 'none'}"]
         if self.centring:
-            parts.append(f"centred(n={self.mean_texts},missing={self.missing})")
-        if self.lsar_rank:
-            parts.append(f"lsar(r={self.lsar_rank},{self.lsar_rows})")
+            parts.append(f"centred(n={self.mean_sentences},missing={self.missing_mean})")
+        if self.subspace_rank:
+            parts.append(f"lsar(r={self.subspace_rank},{self.subspace_rows})")
         if self.maps != "none":
             parts.append(f"maps={self.maps}(g={self.shrink_group:g},l={self.shrink_language:g})")
         if self.scoring != "cosine":
@@ -241,7 +250,7 @@ class Choice:
 
 def plain(layer: int, prefix: str) -> Choice:
     """The base model with no space."""
-    return Choice(layer=layer, prefix=prefix, centring=False, lsar_rank=0, maps="none", scoring="cosine")
+    return Choice(layer=layer, prefix=prefix, centring=False, subspace_rank=0, maps="none", scoring="cosine")
 
 
 #: Map groupings compared at the same data and budget on every held-out source.
@@ -249,9 +258,9 @@ COMPARED_MAPS = ("none", "all", "sprachbund", "random", "language", "language-ra
 #: The stages of the choice and their candidates (each a change of the current choice).
 STAGES: list[tuple[str, list[dict[str, Any]]]] = [
     ("layer and prefix", [{"layer": la, "prefix": p} for la in LAYERS for p in PREFIXES]),
-    ("means", [{"centring": False}] + [{"centring": True, "mean_texts": n, "missing": m}
+    ("means", [{"centring": False}] + [{"centring": True, "mean_sentences": n, "missing_mean": m}
                                        for n in (100, 300, 700) for m in ("sprachbund", "global")]),
-    ("language subspace", [{"lsar_rank": r, "lsar_rows": w} for r in (0, 8, 16, 32, 64) for w in ("all", "without own mean")
+    ("language subspace", [{"subspace_rank": r, "subspace_rows": w} for r in (0, 8, 16, 32, 64) for w in ("all", "without own mean")
                            if not (r == 0 and w != "all")]),
     ("maps", [{"maps": "none"}] + [{"maps": "all"}]
      + [{"maps": "sprachbund", "shrink_group": g} for g in (0.0, 1.0, 4.0)]
@@ -299,7 +308,7 @@ class Fitted:
         """This fit as the runtime's :class:`~sprachbund_router.space.VectorSpace` (every map a
         language map, named by its level), so the protocol serves vectors with the router's own
         steps; ``maps=False``: centring and subspace removal only (the input of the map fit)."""
-        key = (choice.centring, choice.missing, choice.lsar_rank, choice.lsar_rows, maps)
+        key = (choice.centring, choice.missing_mean, choice.subspace_rank, choice.subspace_rows, maps)
         if key in self._spaces:
             return self._spaces[key]
         means: dict[str, np.ndarray] = {}
@@ -317,10 +326,10 @@ class Fitted:
             else:
                 name = next((f"group.{g}" for g, gw in self.group_maps.items() if gw is w), f"lang.{lang}")
             named[name], language_maps[lang] = w, name
-        spec = SpaceSpec(path="protocol", centring=choice.centring, missing_mean=choice.missing,  # type: ignore[arg-type]
+        spec = SpaceSpec(path="protocol", centring=choice.centring, missing_mean=choice.missing_mean,  # type: ignore[arg-type]
                          fallback_mean="global", anchor="en", language_maps=language_maps,
-                         subspace_rows=choice.lsar_rows if choice.lsar_rank and self.subspace is not None else "none")
-        space = VectorSpace(spec, means, named, sprachbund_of, subspace=self.subspace if choice.lsar_rank else None)
+                         subspace_rows=choice.subspace_rows if choice.subspace_rank and self.subspace is not None else "none")
+        space = VectorSpace(spec, means, named, sprachbund_of, subspace=self.subspace if choice.subspace_rank else None)
         self._spaces[key] = space
         return space
 
@@ -395,7 +404,7 @@ class Experiment:
 
     def fit(self, choice: Choice, sources: Sequence[str]) -> Fitted:
         """Means, subspace and maps from the train halves of ``sources``."""
-        means = self.own_means(choice.layer, choice.prefix, choice.mean_texts, sources)
+        means = self.own_means(choice.layer, choice.prefix, choice.mean_sentences, sources)
         own = set(means)
         groups: dict[str, list[np.ndarray]] = {}
         for lang, m in means.items():
@@ -404,14 +413,14 @@ class Experiment:
         global_mean = np.mean([m for m in means.values()], axis=0) if means else None
         for lang, g in self.data.sprachbund_of.items():
             if lang not in means and global_mean is not None:
-                means[lang] = group_means.get(g, global_mean) if choice.missing == "sprachbund" else global_mean
+                means[lang] = group_means.get(g, global_mean) if choice.missing_mean == "sprachbund" else global_mean
         means["*"] = global_mean if global_mean is not None else np.zeros(1, np.float32)
         fitted = Fitted(means, own, None, {}, group_means)
-        if choice.lsar_rank:
+        if choice.subspace_rank:
             mat = np.stack([means[lang] for lang in sorted(own)])
             mat = mat - mat.mean(0)
             _, _, vt = np.linalg.svd(mat, full_matrices=False)
-            rank = min(choice.lsar_rank, len(own) - 1)  # beyond the means' rank a direction would be arbitrary
+            rank = min(choice.subspace_rank, len(own) - 1)  # beyond the means' rank a direction would be arbitrary
             fitted.subspace = vt[:rank].T.astype(np.float32)
         if choice.maps != "none":
             self._fit_maps(choice, sources, self.train_vectors(choice.layer, choice.prefix), fitted)
@@ -557,9 +566,9 @@ def run(exp: Experiment, stages: Sequence[tuple[str, list[dict[str, Any]]]] = ST
         others = [o for o in sources if o != s]
         variants = {f"maps={m}": replace(chosen, maps=m) for m in COMPARED_MAPS}
         variants.update({"no space (chosen layer and prefix)": plain(chosen.layer, chosen.prefix),
-                         "centring only": replace(chosen, lsar_rank=0, maps="none", scoring="cosine"),
-                         "subspace removal only": replace(chosen, centring=False, lsar_rank=chosen.lsar_rank or 32,
-                                                          lsar_rows="all", maps="none", scoring="cosine"),
+                         "centring only": replace(chosen, subspace_rank=0, maps="none", scoring="cosine"),
+                         "subspace removal only": replace(chosen, centring=False, subspace_rank=chosen.subspace_rank or 32,
+                                                          subspace_rows="all", maps="none", scoring="cosine"),
                          "cosine scoring": replace(chosen, scoring="cosine"), "margin scoring": replace(chosen, scoring="margin")})
         compared = {name: exp.score(v, s, "test", exp.fit(v, others)) for name, v in variants.items()}
         results["folds"][s] = {

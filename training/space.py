@@ -122,13 +122,14 @@ class SpaceSettings:
         return out
 
     def choice(self) -> Any:
-        """The :class:`training.loso.Choice` of a ``protocol = "sources"`` space (layer and prefix
-        are the encoder's own)."""
+        """The :class:`training.loso.Choice` of a ``protocol = "sources"`` space: the fields the
+        two share, under the same names (layer, prefix and scoring are the encoder's and the
+        router's own, not the space's)."""
+        from dataclasses import fields
+
         from training.loso import Choice
 
-        return Choice(centring=self.centring, mean_texts=self.mean_sentences, missing=self.missing_mean,
-                      lsar_rank=self.subspace_rank, lsar_rows=self.subspace_rows, maps=self.maps,
-                      shrink_group=self.shrink_group, shrink_language=self.shrink_language)
+        return Choice(**{f.name: getattr(self, f.name) for f in fields(Choice) if f.name in self.__dict__})
 
     def __post_init__(self) -> None:
         if self.mean_source not in ("interface", "udhr", "both"):
