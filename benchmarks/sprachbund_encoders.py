@@ -44,6 +44,9 @@ logger = logging.getLogger("benchmarks.sprachbund_encoders")
 
 #: Sources kept out of all training and choosing (5 interface, 1 prose): only their test halves are read.
 JUDGE = ("gimp", "evince", "pidgin", "gnumeric", "geany", "installation-guide")
+#: The second judge group (``--judge fold2``): five other interface sources and the other prose source.
+JUDGE_FOLD2 = ("audacity", "gedit", "hexchat", "nautilus", "thunar", "libreoffice-help")
+JUDGES = {"fold1": JUDGE, "fold2": JUDGE_FOLD2}
 #: Random groupings of the sprachbunds' sizes (the paper's random baseline, two seeds).
 RANDOM_SEEDS = (0, 1)
 
@@ -199,9 +202,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--eval-every", type=int, default=TopLayerSettings.eval_every)
     ap.add_argument("--choice-steps", type=int, default=100, help="steps of each objective's all-model trial")
     ap.add_argument("--only", default=None, help="comma-separated systems to train (default: all)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "sprachbund_encoders.json")
+    ap.add_argument("--judge", choices=sorted(JUDGES), default="fold1",
+                    help="the judge sources kept out of everything (fold2: the rotation)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results file (default: sprachbund_encoders.json, fold2: sprachbund_encoders_fold2.json)")
     ap.add_argument("--render", action="store_true", help="only rewrite the README's block from --out (no computing)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS / ("sprachbund_encoders.json" if args.judge == "fold1" else f"sprachbund_encoders_{args.judge}.json")
+    return args
 
 
 class Comparison:
@@ -217,7 +226,7 @@ class Comparison:
         corpus = data_dir() / "corpus"
         self.cfg = RouterConfig.load(default_router_dir())
         sources = sorted(ensure_sources(corpus, self.cfg.languages)["sources"])
-        self.judge = [s for s in JUDGE if s in sources]
+        self.judge = [s for s in JUDGES[args.judge] if s in sources]
         self.training_sources = [s for s in sources if s not in self.judge]
         self.sprachbund_of = self.cfg.language_to_sprachbund
         self.full = Data.load(corpus, sources, self.cfg.languages, self.sprachbund_of, CAPS)
