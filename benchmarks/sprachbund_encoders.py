@@ -395,6 +395,20 @@ class Comparison:
         }
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "results" / "sprachbund-encoders.md"
+
+
+def render_files(result: Mapping[str, Any], judge: str) -> None:
+    """The first judge group's table goes into the README, a rotation's into
+    docs/results/sprachbund-encoders.md (block ``sprachbund-encoders:<judge>``)."""
+    from benchmarks.loso import replace_block
+
+    if judge == "fold1":
+        render_readme(result)
+    else:
+        DOC.write_text(replace_block(DOC.read_text(encoding="utf-8"), f"{BLOCK}:{judge}", render(result)), encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.render:  # the finding and what the comparison can detect, from the stored scores
@@ -402,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         result["summary"]["detectable"] = detectable(result["summary"])
         result["finding"] = result["summary"]["finding"] = finding(result["summary"])
         args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
-        render_readme(result)
+        render_files(result, args.judge)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.perf_counter()
@@ -413,8 +427,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(render(result))
-    if args.out.resolve() == (RESULTS / "sprachbund_encoders.json").resolve():
-        render_readme(result)
+    if args.out.resolve() == (RESULTS / ("sprachbund_encoders.json" if args.judge == "fold1"
+                                         else f"sprachbund_encoders_{args.judge}.json")).resolve():
+        render_files(result, args.judge)
 
 
 if __name__ == "__main__":

@@ -163,3 +163,8 @@ def test_the_sprachbund_encoder_table_is_generated_from_its_results():
     rows = result["summary"]["systems"]
     assert {"sprachbund", "all", "the router's space", "the plain model as its card says"} <= set(rows)
     assert any(name.startswith("random") for name in rows)
+    # the rotation's table (other judge sources), once measured, is in docs/results/sprachbund-encoders.md
+    for path in sorted((ROOT / "benchmarks" / "results").glob("sprachbund_encoders_*.json")):
+        judge = path.stem.split("_")[-1]
+        doc = (ROOT / "docs" / "results" / "sprachbund-encoders.md").read_text(encoding="utf-8")
+        assert _block(doc, f"{BLOCK}:{judge}") == render(json.loads(path.read_text())), path.name
