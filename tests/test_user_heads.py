@@ -126,3 +126,28 @@ def test_a_label_missing_from_a_heads_rows_is_never_predicted():
                         HeadConfig(task="t", labels=["a", "b", "c"], setting="every", train_languages=["de"])).head
     probs = head.predict_proba(np.array([[0, 0, 1, 0], [0, 0, 0, 1], [0, 0, -1, -1]], dtype=np.float32))
     assert probs[:, 2].max() < 1e-30 and np.allclose(probs.sum(1), 1)
+
+
+def test_the_help_module_task_trains_each_setting_on_its_own_rows():
+    """benchmarks.help_modules: which languages each setting's heads train on, and the scoring of
+    heads per language on separable synthetic vectors (macro-F1 100 where the classes separate)."""
+    from benchmarks.help_modules import Heads, HelpData, trained_on
+
+    group_of = {"de": "g1", "nl": "g1", "ru": "g2", "uk": "g2"}
+    assert trained_on("pivot", group_of, ["de", "nl", "ru"], {"g1": "nl", "g2": "ru"}) == {"g1": ["nl"], "g2": ["ru"]}
+    assert trained_on("every", group_of, ["de", "nl", "ru"], {}) == {"g1": ["de", "nl"], "g2": ["ru"]}
+    labels = ["Writer", "Calc", "Math"]
+    rows = {split: {lang: [(f"{lang} {split} {i}", labels[i % 3]) for i in range(12)] for lang in ["en", *group_of]}
+            for split in ("train", "dev", "test")}
+    centre = {label: np.eye(8)[i] for i, label in enumerate(labels)}
+    data = HelpData(rows)
+
+    def embed(texts, langs):
+        rng = np.random.default_rng(len(texts))
+        return np.stack([centre[labels[int(t.split()[-1]) % 3]] for t in texts]) + rng.normal(0, 0.05, (len(texts), 8))
+
+    heads = Heads(data, embed, labels)
+    scores = heads.score({"all": ["en"]}, dict.fromkeys(data.languages, "all"))
+    assert sorted(scores) == ["de", "nl", "ru", "uk"] and min(scores.values()) == 100.0
+    # a group without training rows takes the fallback rule (all the plan's rows)
+    assert heads.score({"g1": ["de"]}, group_of, langs=["uk"]) == {"uk": 100.0}
