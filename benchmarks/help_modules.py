@@ -111,6 +111,7 @@ class Heads:
     def __init__(self, data: HelpData, embed: Embed, label_set: Sequence[str]) -> None:
         self.data, self.embed, self.label_set = data, embed, list(label_set)
         self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self._heads: dict[tuple[str, ...], Any] = {}  # the head trained on these languages (fits are deterministic)
 
     def vectors(self, split: str, lang: str) -> np.ndarray:
         if (split, lang) not in self._cache:
@@ -119,12 +120,16 @@ class Heads:
         return self._cache[split, lang]
 
     def fit(self, langs: Sequence[str]) -> Any:
+        """The head trained on ``langs``' train rows (fitted once per set of languages)."""
         from sprachbund_router.head_fitting import fit_logistic
         from sprachbund_router.heads import HeadConfig
 
-        x = np.concatenate([self.vectors("train", lang) for lang in langs])
-        y = [m for lang in langs for m in self.data.labels("train", lang)]
-        return fit_logistic(x, y, self.label_set, HeadConfig(task="help", labels=self.label_set)).head
+        key = tuple(langs)
+        if key not in self._heads:
+            x = np.concatenate([self.vectors("train", lang) for lang in langs])
+            y = [m for lang in langs for m in self.data.labels("train", lang)]
+            self._heads[key] = fit_logistic(x, y, self.label_set, HeadConfig(task="help", labels=self.label_set)).head
+        return self._heads[key]
 
     def score(self, trained_on: Mapping[str, Sequence[str]], group_of: Mapping[str, str], split: str = "test",
               langs: Sequence[str] | None = None) -> dict[str, float]:
@@ -155,6 +160,8 @@ def compare_settings(heads: Heads, systems: Mapping[str, Mapping[str, str]], spr
 
     langs = heads.data.languages
     present = [lang for lang in langs if heads.data.rows["train"].get(lang)]
+    sprachbund_members = {g: [la for la, x in sprachbund_of.items() if x == g] for g in set(sprachbund_of.values())}
+    sprachbund_pivots = data_pivots(sprachbund_members, dict(router_pivots), set(present), languages, vectors)
     out = {"english": heads.score({"all": ["en"]}, dict.fromkeys(langs, "all")),
            "english, in English": heads.score({"all": ["en"]}, {"en": "all"}, "test", ["en"])}
     for system, group_of in {**systems, "per language": {lang: lang for lang in langs}}.items():
@@ -165,9 +172,7 @@ def compare_settings(heads: Heads, systems: Mapping[str, Mapping[str, str]], spr
             if setting == "pivot" and system == "per language":
                 continue
             if setting == "pivot" and system == "all":  # one head on the sprachbunds' pivots: their data
-                sb = data_pivots({g: [la for la, x in sprachbund_of.items() if x == g] for g in set(sprachbund_of.values())},
-                                 dict(router_pivots), set(present), languages, vectors)
-                plan = {"all": sorted(set(sb.values()))}
+                plan = {"all": sorted(set(sprachbund_pivots.values()))}
             else:
                 plan = trained_on(setting, group_of, present, pivots)
             out[f"{setting}, {system}"] = heads.score(plan, group_of)
@@ -244,21 +249,24 @@ def product_path(data: HelpData, router_dir: Path) -> dict[str, Any]:
             "c": record["*"]["c"], "seconds": round(time.perf_counter() - started, 1)}
 
 
-def best_plain(data: HelpData, layers: Mapping[str, Any], label_set: Sequence[str]) -> tuple[str, Embed, dict[str, float]]:
-    """The plain configuration (layer x prefix) with the best mean dev macro-F1, English setting."""
+def plain_heads(data: HelpData, layers: Mapping[str, Any], label_set: Sequence[str]) -> dict[tuple[str, int], Heads]:
+    """(prefix, layer) -> heads on the plain model's vectors of that configuration."""
     from training.loso import LAYERS
 
+    return {(prefix, layer): Heads(data, lambda ts, _, lv=lv, layer=layer: lv.get(ts, layer), label_set)
+            for prefix, lv in layers.items() for layer in LAYERS}
+
+
+def best_plain(data: HelpData, candidates: Mapping[tuple[str, int], Heads]) -> tuple[str, Heads, dict[str, float]]:
+    """The plain configuration (layer x prefix) with the best mean dev macro-F1, English setting."""
     dev = {}
-    for prefix, lv in layers.items():
-        for layer in LAYERS:
-            heads = Heads(data, lambda ts, _, lv=lv, layer=layer: lv.get(ts, layer), label_set)
-            langs = [lang for lang in data.languages if data.rows["dev"].get(lang)]
-            per = heads.score({"all": ["en"]}, dict.fromkeys(langs, "all"), "dev", langs)
-            dev[f"layer {layer}, prefix {prefix!r}"] = (round(float(np.mean(list(per.values()))), 2), prefix, layer)
-            logger.info("plain, layer %d, prefix %r: dev %.2f", layer, prefix, dev[f"layer {layer}, prefix {prefix!r}"][0])
+    langs = [lang for lang in data.languages if data.rows["dev"].get(lang)]
+    for (prefix, layer), heads in candidates.items():
+        per = heads.score({"all": ["en"]}, dict.fromkeys(langs, "all"), "dev", langs)
+        dev[f"layer {layer}, prefix {prefix!r}"] = (round(float(np.mean(list(per.values()))), 2), heads)
+        logger.info("plain, layer %d, prefix %r: dev %.2f", layer, prefix, dev[f"layer {layer}, prefix {prefix!r}"][0])
     label = max(dev, key=lambda k: dev[k][0])
-    _, prefix, layer = dev[label]
-    return label, (lambda ts, _: layers[prefix].get(ts, layer)), {k: v[0] for k, v in dev.items()}
+    return label, dev[label][1], {k: v[0] for k, v in dev.items()}
 
 
 def rerun_product(out: Path, router: Path | None) -> None:
@@ -293,16 +301,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     layers = plain_vectors(encoder, data)
     serve, space_record = left_out_space(encoder, cfg)
     languages, lang_vectors = load_language_vectors(router_dir)
-    embeds: dict[str, Embed] = {
-        CARD: lambda ts, _: layers[CARD_SETTING["prefix"]].get(ts, CARD_SETTING["layer"]),
-        SPACE: lambda ts, langs: serve(layers[""].get(ts, 12), langs)}
-    best_label, embeds["best plain configuration (chosen on dev)"], dev_scores = best_plain(data, layers, label_set)
+    plain = plain_heads(data, layers, label_set)
+    heads = {CARD: plain[CARD_SETTING["prefix"], CARD_SETTING["layer"]],  # the card is one plain configuration
+             SPACE: Heads(data, lambda ts, langs: serve(layers[""].get(ts, 12), langs), label_set)}
+    best_label, best, dev_scores = best_plain(data, plain)
     systems = groupings(cfg.language_to_sprachbund)
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for name in (CARD, SPACE):
-        scores[name] = compare_settings(Heads(data, embeds[name], label_set), systems, cfg.language_to_sprachbund,
-                                        cfg.pivots, languages, lang_vectors)
-    best = Heads(data, embeds["best plain configuration (chosen on dev)"], label_set)
+        scores[name] = compare_settings(heads[name], systems, cfg.language_to_sprachbund, cfg.pivots, languages, lang_vectors)
     scores["best plain configuration (chosen on dev)"] = {"english": best.score({"all": ["en"]}, dict.fromkeys(data.languages, "all"))}
     product = product_path(data, router_dir)
     in_english = {name: round(scores[name].pop("english, in English")["en"], 2) for name in (CARD, SPACE)}

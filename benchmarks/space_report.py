@@ -21,6 +21,7 @@ import logging
 import platform
 import time
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,9 @@ class SpaceReport:
     """The variants of one router's space, fitted and scored in the report's order."""
 
     def __init__(self, cfg: Any, router_dir: Path | None, corpus: Path, cache: VectorCache, n: int = 1000,
-                 extra: Sequence[str] = ()) -> None:
+                 extra: Sequence[str] = (), max_extra: int = 2000) -> None:
         self.cfg, self.router_dir, self.corpus, self.cache, self.n, self.extra = cfg, router_dir, corpus, cache, n, list(extra)
+        self.max_extra = max_extra
         self.groups = cfg.sprachbunds
         if self.extra:  # the data stage: fitting itself fetches nothing
             ensure_space_data(self.corpus, self.groups, SpaceSettings(maps="all", extra_pairs=self.extra))
@@ -54,7 +56,6 @@ class SpaceReport:
             for _, _, pairs in items.values():
                 self.cache([t for pair in pairs for t in pair])
         self.cache.save()
-        self.max_extra = 2000
         self.variants: dict[str, dict[str, Any]] = {}
         self.spaces: dict[str, VectorSpace | None] = {}
 
@@ -94,10 +95,15 @@ class SpaceReport:
             self.fitted(f"centred ({source}, {size})", f"minus the language mean over {size} {source} texts", SpaceSettings(
                 mean_source=source, mean_sentences=size, maps="none"))
 
+    @cached_property
+    def centred(self) -> Any:
+        """Centring alone (interface, 300): the fit both mean-policy steps start from."""
+        return fit_space(self.cache, self.corpus, self.groups, SpaceSettings(maps="none"))
+
     def missing_mean_policies(self) -> dict[str, float]:
         """A language without a mean of its own: its sprachbund's (leave-one-out), the global one, or none."""
         groups, cache = self.groups, self.cache
-        centred = fit_space(cache, self.corpus, groups, SpaceSettings(maps="none"))
+        centred = self.centred
         out: dict[str, float] = {}
         for policy in ("sprachbund", "global", "none"):
             scores = []
@@ -118,7 +124,7 @@ class SpaceReport:
 
     def fallback_policies(self) -> dict[str, float]:
         """A text that fell back: the global mean or nothing (the English side served as usual)."""
-        centred = fit_space(self.cache, self.corpus, self.groups, SpaceSettings(maps="none"))
+        centred = self.centred
         out: dict[str, float] = {}
         for policy in ("global", "none"):
             serve = served_by(make_space(centred, self.groups, SpaceSettings(maps="none", fallback_mean=policy)))
@@ -159,10 +165,9 @@ class SpaceReport:
     def tag(self) -> str:
         return f"+{'+'.join(self.extra)} {self.max_extra}"
 
-    def extra_maps(self, max_extra: int) -> None:
+    def extra_maps(self) -> None:
         """The same map variants with ``max_extra`` more training pairs per language from the extra sources."""
-        self.max_extra = max_extra
-        more = {"extra_pairs": self.extra, "max_extra_pairs": max_extra, "shrink": list(FINE_SHRINK)}
+        more = {"extra_pairs": self.extra, "max_extra_pairs": self.max_extra, "shrink": list(FINE_SHRINK)}
         tag, fitted = self.tag, self.fitted
         fitted(f"{tag}: map all", "one Procrustes map for all languages", SpaceSettings(maps="all", **more))
         fitted(f"{tag}: maps sprachbund (orth.)", "a Procrustes map per sprachbund, no shrinkage",
@@ -233,14 +238,13 @@ def run(router_dir: Path, output: Path | None, heads: bool = True, corpus: Path 
     enc = encoder
     cache = VectorCache(lambda texts: enc.encode(texts, batch_size=batch_size),
                         cache_file if cache_file is not None else cache_root() / "vectors" / "base.npz")
-    report = SpaceReport(cfg, router_dir, corpus or data_dir() / "corpus", cache, n, extra)
-    report.max_extra = max_extra
+    report = SpaceReport(cfg, router_dir, corpus or data_dir() / "corpus", cache, n, extra, max_extra)
     report.shipped(encoder)
     report.centring()
     missing, fallback = report.missing_mean_policies(), report.fallback_policies()
     report.maps()
     if extra:  # the same variants with more training pairs per language (equal data for every grouping)
-        report.extra_maps(max_extra)
+        report.extra_maps()
     report.random_means()
     result = {**report.record(heads), "missing_mean_policy": missing, "fallback_mean_policy": fallback}
     result["variants"] = result.pop("variants")

@@ -209,8 +209,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--render", action="store_true", help="only rewrite the README's block from --out (no computing)")
     args = ap.parse_args(argv)
     if args.out is None:
-        args.out = RESULTS / ("sprachbund_encoders.json" if args.judge == "fold1" else f"sprachbund_encoders_{args.judge}.json")
+        args.out = default_out(args.judge)
     return args
+
+
+def default_out(judge: str) -> Path:
+    """The results file of a judge group (its generated table follows it: :func:`render_files`)."""
+    return RESULTS / ("sprachbund_encoders.json" if judge == "fold1" else f"sprachbund_encoders_{judge}.json")
 
 
 class Comparison:
@@ -427,8 +432,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(render(result))
-    if args.out.resolve() == (RESULTS / ("sprachbund_encoders.json" if args.judge == "fold1"
-                                         else f"sprachbund_encoders_{args.judge}.json")).resolve():
+    if args.out.resolve() == default_out(args.judge).resolve():
         render_files(result, args.judge)
 
 

@@ -185,9 +185,9 @@ def onnx_unready(path: Path, backend: str) -> str | None:
         int8 = info.get("int8") if isinstance(info.get("int8"), dict) else {}
         if "plan" not in int8 or int8.get("unchecked") or int8.get("unverified") or "refused" in int8:
             return f"the int8 graph of {path} was {'refused' if 'refused' in int8 else 'not verified'} at export"
-        drop = int8.get("max_drop")
-        if int8.get("resolved") is not True or not isinstance(drop, (int, float)) or drop > AUTO_INT8_MAX_DROP:
+        drop, resolved = int8.get("max_drop"), int8.get("resolved") is True
+        if not resolved or not isinstance(drop, (int, float)) or drop > AUTO_INT8_MAX_DROP:
+            measured = f"worst drop {drop:.2f}" if isinstance(drop, (int, float)) else "no drop recorded"
             return (f"the int8 graph of {path} is not shown to lose at most {AUTO_INT8_MAX_DROP} top-1 points "
-                    f"(its check: {'worst drop ' + format(drop, '.2f') if isinstance(drop, (int, float)) else 'none recorded'}"
-                    f"{'' if int8.get('resolved') is True else ', not resolved'})")
+                    f"(its check: {measured}{'' if resolved else ', not resolved'})")
     return None

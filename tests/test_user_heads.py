@@ -149,5 +149,6 @@ def test_the_help_module_task_trains_each_setting_on_its_own_rows():
     heads = Heads(data, embed, labels)
     scores = heads.score({"all": ["en"]}, dict.fromkeys(data.languages, "all"))
     assert sorted(scores) == ["de", "nl", "ru", "uk"] and min(scores.values()) == 100.0
+    assert heads.fit(["en"]) is heads.fit(["en"])  # one fit per set of languages, however often it is asked for
     # a group without training rows takes the fallback rule (all the plan's rows)
     assert heads.score({"g1": ["de"]}, group_of, langs=["uk"]) == {"uk": 100.0}
