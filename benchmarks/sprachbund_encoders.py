@@ -46,7 +46,9 @@ logger = logging.getLogger("benchmarks.sprachbund_encoders")
 JUDGE = ("gimp", "evince", "pidgin", "gnumeric", "geany", "installation-guide")
 #: The second judge group (``--judge fold2``): five other interface sources and the other prose source.
 JUDGE_FOLD2 = ("audacity", "gedit", "hexchat", "nautilus", "thunar", "libreoffice-help")
-JUDGES = {"fold1": JUDGE, "fold2": JUDGE_FOLD2}
+#: ``none``: no judge group; the all-languages model trained on every source and served through the
+#: default router's own space (what ``benchmarks.ship_artifacts top-layers`` ships; nothing is scored).
+JUDGES: dict[str, tuple[str, ...]] = {"fold1": JUDGE, "fold2": JUDGE_FOLD2, "none": ()}
 #: Random groupings of the sprachbunds' sizes (the paper's random baseline, two seeds).
 RANDOM_SEEDS = (0, 1)
 
@@ -241,7 +243,7 @@ class Comparison:
             self.full.rows[s]["test"] = {}
         self.train = Data({s: self.full.rows[s] for s in self.training_sources},
                           {s: self.full.kinds[s] for s in self.training_sources}, self.sprachbund_of)
-        self.only = set(args.only.split(",")) if args.only else None
+        self.only = set(args.only.split(",")) if args.only else ({"all"} if not self.judge else None)
         self.systems = {k: v for k, v in groupings(self.sprachbund_of).items() if not self.only or k in self.only}
 
     def prepare(self) -> None:
@@ -261,16 +263,27 @@ class Comparison:
         if self.choice.layer != self.encoder.num_layers or self.choice.prefix:
             raise SystemExit(f"the shipped setting pools layer {self.choice.layer} with prefix {self.choice.prefix!r}; "
                              "this comparison trains the last layers of an unprefixed encoder")
-        exp = Experiment(self.train, {self.choice.prefix: BaseVectors(self.lower)})
-        self.fitted = exp.fit(self.choice, self.training_sources)  # the space, from the training sources' train halves alone
-        self.space_key = json.dumps([self.choice.label(), self.training_sources, self.judge, CAPS])
+        if self.judge:
+            exp = Experiment(self.train, {self.choice.prefix: BaseVectors(self.lower)})
+            fitted = exp.fit(self.choice, self.training_sources)  # the space, from the training sources' train halves alone
+            self.space = fitted.space(self.choice, self.sprachbund_of)
+            self.space_key = json.dumps([self.choice.label(), self.training_sources, self.judge, CAPS])
+        else:  # shipping: the default router's own space, which the model will be served through
+            from sprachbund_router.paths import default_router_dir
+            from sprachbund_router.space import VectorSpace
+            from training.files import file_sha256
+
+            spec = self.cfg.spaces[self.cfg.shared_encoder]
+            self.space = VectorSpace.load(default_router_dir(), spec, self.sprachbund_of)
+            self.space_sha256 = file_sha256(default_router_dir() / spec.path)
+            self.space_key = json.dumps([self.space_sha256, self.training_sources, CAPS])
         english = sorted({e for per in self.full.rows.values() for split in per.values() for pairs in split.values()
                           for _, e in pairs})
         self.teacher = dict(zip(english, self.serve(self.lower.base_vectors(english), ["en"] * len(english))))
 
     def serve(self, vectors: Any, langs: Sequence[str]) -> Any:
         """The router's space on rows of mixed languages (numpy, or torch while training: the runtime's steps)."""
-        return self.fitted.space(self.choice, self.sprachbund_of).serve(vectors, list(langs))
+        return self.space.serve(vectors, list(langs))
 
     def served_base(self, texts: Sequence[str], lang: str) -> np.ndarray:
         """What the router's space serves (English: the teacher vectors)."""
@@ -330,8 +343,9 @@ class Comparison:
         """One model per group of every compared grouping, each with ``settings`` (resumed when cached)."""
         from training.top_layers import load_top_layers, train_top_layers
 
-        self.settings, self.records, self.models = settings, {}, {}
+        self.settings, self.records, self.models, self.dirs = settings, {}, {}, {}
         run = f"{settings.loss}-{settings.steps}-{settings.batch_size}-{settings.lr:g}-L{settings.first_layer}"
+        run = run if self.judge else f"ship-{run}"
         for system, group_of in self.systems.items():
             for group in sorted(set(group_of.values()) - set(self.models)):
                 members = {lang for lang, g in group_of.items() if g == group}
@@ -343,6 +357,7 @@ class Comparison:
                 self.records[group] = train_top_layers(group, self.encoder, self.lower, pairs, self.teacher, self.serve,
                                                        self.dev_score_for(members), settings, out_dir, self.space_key)
                 self.models[group] = load_top_layers(self.encoder, out_dir)
+                self.dirs[group] = out_dir
 
     def score(self) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """Per system, judge source and language: the hits of the test rows (the protocol's ranking)."""
@@ -428,6 +443,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     comparison = Comparison(args)
     comparison.prepare()
     comparison.train_models(comparison.choose_objective())
+    if not comparison.judge:  # the model to ship: `python -m benchmarks.ship_artifacts top-layers` packs it
+        logger.info("trained the all-languages model on every source: %s", comparison.dirs["all"])
+        return
     result = comparison.result(comparison.score(), time.perf_counter() - started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")

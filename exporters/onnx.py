@@ -50,6 +50,7 @@ from sprachbund_router.errors import CheckpointError
 from sprachbund_router.onnx_encoder import SLOW_CPU_FUSIONS, OnnxSentenceEncoder
 from sprachbund_router.pooling import pool, resolve_layer
 from sprachbund_router.tensors import save_tensors
+from sprachbund_router.top_layers import is_top_layers
 from sprachbund_router.validation import confined
 
 logger = logging.getLogger(__name__)
@@ -92,13 +93,15 @@ def export_token_embeddings(encoder: SentenceEncoder, out_file: Path) -> Path:
     return out_file
 
 
-def export_fp32(encoder: SentenceEncoder, out_file: Path, opset: int = 17) -> Path:
+def export_fp32(encoder: SentenceEncoder, out_file: Path, opset: int = 17, table: bool = True) -> Path:
     """Write the pooled encoder as ONNX taking ``inputs_embeds``, with dynamic batch and sequence
-    axes, and its token-embedding table beside it (:func:`export_token_embeddings`)."""
+    axes, and its token-embedding table beside it (:func:`export_token_embeddings`; not with
+    ``table=False``: a top-layer encoder gathers from its base's table)."""
     wrapper = PooledEncoder(encoder.model, encoder.layer, encoder.pooling.mode).eval()
     sample = encoder.tokenize(["Hallo Welt, dies ist ein Beispiel.", "猫"])
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    export_token_embeddings(encoder, out_file.parent / ONNX_TOKEN_EMBEDDINGS)
+    if table:
+        export_token_embeddings(encoder, out_file.parent / ONNX_TOKEN_EMBEDDINGS)
     with torch.no_grad():
         embeds = encoder.model.get_input_embeddings()(sample["input_ids"])
         torch.onnx.export(
@@ -180,6 +183,35 @@ def export_encoder(
         raise
 
 
+def export_top_layers(
+    encoder_dir: Path,
+    base_dir: Path,
+    pooling: PoolingConfig,
+    spec: EncoderSpec,
+    base_spec: EncoderSpec,
+    parity_texts: Sequence[str],
+    *,
+    min_cosine: float = 0.9995,
+) -> dict[str, Any]:
+    """Export a top-layer encoder (:mod:`sprachbund_router.top_layers`) into its own folder: the
+    graph of its base with its trained top layers, checked against PyTorch like any encoder; it
+    takes the base's token embeddings, so its base must be exported first."""
+    from sprachbund_router.top_layers import apply_top_layers
+
+    require_export_extra()
+    base = SentenceEncoder.from_pretrained(base_dir, pooling, base_spec)
+    encoder = SentenceEncoder(apply_top_layers(base.model, encoder_dir), base.tokenizer, pooling,
+                              text_prefix=spec.text_prefix, max_length=spec.max_length)
+    onnx_base = OnnxSentenceEncoder(base_dir, pooling, base_spec, "onnx")
+    partial = f"{ONNX_DIR}.partial"
+    shutil.rmtree(encoder_dir / partial, ignore_errors=True)
+    try:
+        return _export_into(encoder, encoder_dir, pooling, spec, parity_texts, min_cosine, partial, base=onnx_base)
+    except BaseException:
+        shutil.rmtree(encoder_dir / partial, ignore_errors=True)
+        raise
+
+
 def require_export_extra() -> None:
     """Refuse to start an export without the ``[export]`` extra (before any work, naming it).
 
@@ -197,21 +229,23 @@ def require_export_extra() -> None:
 
 
 def _export_into(encoder: SentenceEncoder, encoder_dir: Path, pooling: PoolingConfig, spec: EncoderSpec,
-                 parity_texts: Sequence[str], min_cosine: float, partial: str) -> dict[str, Any]:
+                 parity_texts: Sequence[str], min_cosine: float, partial: str,
+                 base: OnnxSentenceEncoder | None = None) -> dict[str, Any]:
     onnx_dir = encoder_dir / partial
-    fp32 = export_fp32(encoder, onnx_dir / ONNX_FILES["onnx"])
+    fp32 = export_fp32(encoder, onnx_dir / ONNX_FILES["onnx"], table=base is None)
     fused = fuse_transformer_ops(fp32, encoder.model.config)
     info: dict[str, Any] = {
         "layer": pooling.layer, "layer_resolved": encoder.layer, "num_layers": encoder.num_layers, "mode": pooling.mode,
         "dim": encoder.dim, "inputs": "inputs_embeds", "opset": 17, "text_prefix": spec.text_prefix, "max_length": spec.max_length,
         "fused_operators": fused, "disabled_onnxruntime_fusions": list(SLOW_CPU_FUSIONS),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **({"token_embeddings": "the base's (adapter_base)"} if base is not None else {}),
     }
     info_file = onnx_dir / ONNX_EXPORT_INFO
     info_file.write_text(json.dumps(info, indent=1) + "\n")  # the ONNX backend reads it; completed below
     # the check runs the ONNX file through the runtime backend, batching and session options included
     ref = encoder.encode(list(parity_texts))
-    got = OnnxSentenceEncoder(encoder_dir, pooling, spec, "onnx", onnx_dir=partial).encode(list(parity_texts))
+    got = OnnxSentenceEncoder(encoder_dir, pooling, spec, "onnx", onnx_dir=partial, base=base).encode(list(parity_texts))
     cos = (ref * got).sum(axis=1)
     if cos.min() < min_cosine:
         shutil.rmtree(onnx_dir, ignore_errors=True)
@@ -417,22 +451,31 @@ def export_router(
     :func:`recorded_int8_plan`)."""
     require_export_extra()
     config = RouterConfig.load(router_dir)
-    served = {*config.sprachbund_encoders.values(), config.shared_encoder, config.fallback_encoder}
+    served = config.served_encoders()
+    served |= {config.encoders[e].adapter_base for e in served if config.encoders[e].adapter_base}  # type: ignore[misc]
     done: dict[Path, dict[str, Any]] = {}
     out = {}
-    for name, spec in config.encoders.items():
+    # the same containment as loading: an encoder folder linked from outside the router is never written into
+    folder = {name: confined(router_dir, spec.path, f"encoders.{name}.path").resolve()
+              for name, spec in config.encoders.items() if spec.path is not None}
+    for name, spec in sorted(config.encoders.items(), key=lambda item: item[1].adapter_base is not None):  # bases first
         if name not in served and not include_baselines:
             continue
         if spec.path is None:
             logger.warning("encoder %s lives on the Hub (%s); export it from its own directory", name, spec.repo_id)
             continue
-        if spec.adapter_base is not None:  # a LoRA file on the shared base: the torch backend runs it
+        path = folder[name]
+        if spec.adapter_base is not None and not is_top_layers(path):  # a LoRA file on the shared base: torch runs it
             logger.warning("encoder %s is a LoRA adapter on %s: not exported to ONNX (the torch backend serves it)",
                            name, spec.adapter_base)
             continue
-        # the same containment as loading: an encoder folder linked from outside the router is never written into
-        path = confined(router_dir, spec.path, f"encoders.{name}.path").resolve()
-        if path not in done:
+        if spec.adapter_base is not None and folder.get(spec.adapter_base) not in done:
+            raise CheckpointError(f"encoder {name!r} has top layers on {spec.adapter_base!r}, which is not exported "
+                                  "from this router's folder")
+        if path not in done and spec.adapter_base is not None:
+            done[path] = export_top_layers(path, folder[spec.adapter_base], config.pooling, spec,
+                                           config.encoders[spec.adapter_base], parity_texts, min_cosine=min_cosine)
+        elif path not in done:
             done[path] = export_encoder(path, config.pooling, spec, parity_texts, min_cosine=min_cosine)
         out[name] = path
     if isinstance(check, (list, tuple)):

@@ -24,11 +24,12 @@ def onnx_file(path: Path, backend: str, onnx_dir: str = ONNX_DIR) -> Path:
     return current
 
 
-def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_DIR) -> Path | None:
+def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_DIR, base: Path | None = None) -> Path | None:
     """Raise :class:`CheckpointError` unless ``path`` holds what ``backend`` needs.
 
     torch: ``config.json`` and ``.safetensors`` weights (pickled weights are refused).
-    onnx / onnx-int8: ``tokenizer.json`` and the ONNX file written by ``sbr export onnx``.
+    onnx / onnx-int8: ``tokenizer.json`` and the ONNX file written by ``sbr export onnx``; for a
+    top-layer encoder (``base``: its base's folder) the tokenizer is the base's.
 
     Returns:
         the ONNX graph to load for the ONNX backends (None for torch).
@@ -54,8 +55,8 @@ def check_encoder_dir(path: Path, backend: str = "torch", onnx_dir: str = ONNX_D
         if backend == "onnx-int8" and refused:
             raise CheckpointError(f"{path} has no int8 variant: it was refused at export ({refused}); use backend='onnx'")
         raise CheckpointError(f"{graph} not found: export the router first (`sbr export onnx ROUTER_DIR`)")
-    if not (path / "tokenizer.json").is_file():
-        raise CheckpointError(f"encoder directory {path} has no tokenizer.json (needed by the ONNX backend)")
+    if not ((base or path) / "tokenizer.json").is_file():
+        raise CheckpointError(f"encoder directory {base or path} has no tokenizer.json (needed by the ONNX backend)")
     return graph
 
 
@@ -166,21 +167,25 @@ AUTO_MIN_PARITY = 0.9995
 AUTO_INT8_MAX_DROP = 0.1
 
 
-def onnx_unready(path: Path, backend: str) -> str | None:
+def onnx_unready(path: Path, backend: str, base: Path | None = None) -> str | None:
     """Why encoder directory ``path`` cannot serve ``backend`` (``onnx`` or ``onnx-int8``) under
-    ``auto``, or None when it can: the files must be there and ``onnx/export.json`` must record
+    ``auto``, or None when it can (``base``: a top-layer encoder's base folder, which must be ready
+    too): the files must be there and ``onnx/export.json`` must record
     fp32 parity of at least :data:`AUTO_MIN_PARITY` (and for int8 a plan whose check resolved a
     drop of at most :data:`AUTO_INT8_MAX_DROP`)."""
     try:
-        check_encoder_dir(path, backend)
+        check_encoder_dir(path, backend, base=base)
         info = read_onnx_export_info(path)
     except CheckpointError as err:
         return str(err)
     parity = info.get("fp32", {}).get("parity_min_cosine") if isinstance(info.get("fp32"), dict) else None
     if not isinstance(parity, (int, float)) or parity < AUTO_MIN_PARITY:
         return f"{path / ONNX_DIR / ONNX_EXPORT_INFO} records no fp32 parity of at least {AUTO_MIN_PARITY} (got {parity})"
-    if info.get("inputs") == "inputs_embeds" and not (path / ONNX_DIR / ONNX_TOKEN_EMBEDDINGS).is_file():
-        return f"{path / ONNX_DIR / ONNX_TOKEN_EMBEDDINGS} is missing"
+    table = (base or path) / ONNX_DIR / ONNX_TOKEN_EMBEDDINGS  # a top-layer encoder gathers from its base's table
+    if info.get("inputs") == "inputs_embeds" and not table.is_file():
+        return f"{table} is missing"
+    if base is not None and (why := onnx_unready(base, backend)) is not None:
+        return why
     if backend == "onnx-int8":
         int8 = info.get("int8") if isinstance(info.get("int8"), dict) else {}
         if "plan" not in int8 or int8.get("unchecked") or int8.get("unverified") or "refused" in int8:

@@ -36,7 +36,7 @@ PoolingMode = Literal["mean", "cls"]
 #: Every top-level key of ``router_config.json`` this release reads or writes.
 TOP_LEVEL_KEYS = frozenset({"format_version", "sprachbunds", "encoders", "sprachbund_encoders", "shared_encoder",
                             "fallback_encoder", "pooling", "language_id", "pivots", "heads", "spaces",
-                            "sprachbund_parts", "provenance", "retrieval_scoring"})
+                            "sprachbund_parts", "provenance", "retrieval_scoring", "language_encoders"})
 
 
 def resolve_layer(layer: int, num_hidden_layers: int) -> int:
@@ -205,6 +205,12 @@ class RouterConfig:
             default: ``"cosine"`` or ``"margin"`` (ratio margin; chosen out of source for the
             default router).
         provenance: how the router was built (base model, data, measured figures).
+        language_encoders: language -> encoder, where a language is not served by its
+            sprachbund's encoder: the anchor of the one vector space (English) stays on the base
+            that the space was fitted on, while the rest of its sprachbund is served by an
+            encoder trained under that space. Rows of these languages (and fallback rows) take
+            their own encoder whenever the encoder asked for serves the same space
+            (:meth:`row_encoder`), so ``encode``, indexes and retrieval give each text one vector.
         format_version: the file format this release reads and writes.
     """
 
@@ -220,6 +226,7 @@ class RouterConfig:
     spaces: dict[str, SpaceSpec] = field(default_factory=dict)
     retrieval_scoring: str = "cosine"
     provenance: dict[str, Any] = field(default_factory=dict)
+    language_encoders: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -243,7 +250,11 @@ class RouterConfig:
                 seen[lang] = group
             if group not in self.sprachbund_encoders:
                 raise ValueError(f"sprachbund {group!r} has no entry in sprachbund_encoders")
-        for name in [*self.sprachbund_encoders.values(), self.shared_encoder, self.fallback_encoder]:
+        for lang in self.language_encoders:
+            if lang not in seen:
+                raise ValueError(f"language_encoders names language {lang!r}, which is in no sprachbund")
+        for name in [*self.sprachbund_encoders.values(), self.shared_encoder, self.fallback_encoder,
+                     *self.language_encoders.values()]:
             if name not in self.encoders:
                 raise ValueError(f"encoder {name!r} is referenced but not defined in encoders")
         for name, spec in self.encoders.items():
@@ -280,7 +291,35 @@ class RouterConfig:
             space = self.spaces.get(enc)
             out[group] = {"encoder": enc, "adapter_of": self.encoders[enc].adapter_base,
                           "space": space.parts(group) if space else []}
+            own = {lang: self.language_encoders[lang] for lang in self.sprachbunds[group] if lang in self.language_encoders}
+            if own:
+                out[group]["languages_on_their_own_encoder"] = own
         return out
+
+    def served_encoders(self) -> set[str]:
+        """Every encoder a text can be embedded with (sprachbunds', per-language, shared, fallback)."""
+        return {*self.sprachbund_encoders.values(), *self.language_encoders.values(), self.shared_encoder,
+                self.fallback_encoder}
+
+    def encoder_of(self, lang: str) -> str:
+        """The encoder that serves ``lang`` (its own entry in ``language_encoders``, else its sprachbund's)."""
+        return self.language_encoders.get(lang) or self.sprachbund_encoders[self.sprachbund_of(lang)]
+
+    def same_space(self, a: str, b: str) -> bool:
+        """Whether encoders ``a`` and ``b`` serve one vector space: the same encoder, or both
+        served through the same space file (an encoder trained under its base's space)."""
+        if a == b:
+            return True
+        sa, sb = self.spaces.get(a), self.spaces.get(b)
+        return sa is not None and sb is not None and sa.path == sb.path
+
+    def row_encoder(self, requested: str, language: str | None, fallback: bool) -> str:
+        """The encoder that embeds a row when ``requested`` is asked for it (an index or a
+        retrieval embeds all its rows with one encoder): a fallback row takes the fallback
+        encoder and a row of a ``language_encoders`` language its own encoder, whenever that
+        encoder serves the same space as ``requested``; every other row takes ``requested``."""
+        own = self.fallback_encoder if fallback or language is None else self.language_encoders.get(language)
+        return own if own is not None and self.same_space(own, requested) else requested
 
     @property
     def language_to_sprachbund(self) -> dict[str, str]:
@@ -319,6 +358,7 @@ class RouterConfig:
             "heads": self.heads,
             "spaces": {k: asdict(v) for k, v in self.spaces.items()},
             "retrieval_scoring": self.retrieval_scoring,
+            **({"language_encoders": self.language_encoders} if self.language_encoders else {}),
             "sprachbund_parts": self.sprachbund_parts(),
             "provenance": self.provenance,
         }
@@ -362,6 +402,7 @@ class RouterConfig:
             spaces={k: dataclass_from_dict(SpaceSpec, v, f"spaces.{k}") for k, v in spaces.items()},
             retrieval_scoring=expect(data.get("retrieval_scoring", "cosine"), str, "retrieval_scoring", "'cosine' or 'margin'"),
             provenance=dict(expect(data.get("provenance", {}), dict, "provenance", "an object")),
+            language_encoders=dict(expect_str_map(data.get("language_encoders", {}), "language_encoders")),
         )
 
     def save(self, directory: str | Path) -> Path:

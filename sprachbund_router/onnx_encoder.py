@@ -46,16 +46,19 @@ class OnnxSentenceEncoder:
             :data:`SLOW_CPU_FUSIONS`).
         onnx_dir: subfolder holding the ONNX files (the exporter checks a folder before moving
             it into place).
+        base: for a top-layer encoder (:mod:`sprachbund_router.top_layers`), its loaded base:
+            its tokenizer and token-embedding table are used (shared, not loaded again).
     """
 
     def __init__(
         self, path: Path, pooling: PoolingConfig, spec: EncoderSpec, variant: str = "onnx",
         disabled_optimizers: Sequence[str] = SLOW_CPU_FUSIONS, onnx_dir: str = ONNX_DIR,
+        base: OnnxSentenceEncoder | None = None,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        graph = check_encoder_dir(path, variant, onnx_dir)
+        graph = check_encoder_dir(path, variant, onnx_dir, base=base.path if base is not None else None)
         info = read_onnx_export_info(path, onnx_dir)
         try:
             wanted = resolve_layer(pooling.layer, info["num_layers"])
@@ -66,15 +69,22 @@ class OnnxSentenceEncoder:
                 f"{path / onnx_dir} was exported for hidden_states[{info['layer_resolved']}] ({info['mode']}) but the "
                 f"router pools hidden_states[{pooling.layer}] ({pooling.mode}); export again"
             )
+        self.path = path
         self.text_prefix = spec.text_prefix
         self.max_length = spec.max_length
         self.layer = info["layer_resolved"]
         self.num_layers = info["num_layers"]
         self.dim = int(info["dim"])
-        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        self.pad_id = pad_token_id(path)
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=self.max_length)
+        if base is not None:
+            if base.max_length != self.max_length or base.dim != self.dim:
+                raise CheckpointError(f"{path}: its base {base.path} serves max_length {base.max_length} and dim "
+                                      f"{base.dim}, this encoder {self.max_length} and {self.dim}")
+            self.tokenizer, self.pad_id = base.tokenizer, base.pad_id
+        else:
+            self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+            self.pad_id = pad_token_id(path)
+            self.tokenizer.no_padding()
+            self.tokenizer.enable_truncation(max_length=self.max_length)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
@@ -87,8 +97,10 @@ class OnnxSentenceEncoder:
         self.graph = graph
         self.table: np.ndarray | None = None  # graphs taking input_ids hold their own table
         if "inputs_embeds" in {i.name for i in self.session.get_inputs()}:
-            self.table_file = path / onnx_dir / ONNX_TOKEN_EMBEDDINGS
-            self.table = map_tensor(self.table_file, "weight")
+            if base is not None and base.table is None:
+                raise CheckpointError(f"{graph} takes token embeddings but its base {base.path} has none; export again")
+            self.table_file = base.table_file if base is not None else path / onnx_dir / ONNX_TOKEN_EMBEDDINGS
+            self.table = base.table if base is not None else map_tensor(self.table_file, "weight")
             if self.table.ndim != 2 or self.table.shape[1] != self._width():
                 raise CheckpointError(f"{self.table_file} holds a table of shape {self.table.shape}; the graph "
                                       f"{graph.name} takes rows of {self._width()}")

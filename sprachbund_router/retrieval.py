@@ -75,6 +75,16 @@ class RetrievalMixin:
                     "max_length": spec.max_length, "pooling": asdict(self.config.pooling), "space": space_info,
                     "backend": self.backend, "probe": [round(float(x), 6) for x in probe],
                 }
+                # rows of some languages (and fallback rows) are embedded by their own encoder in the same space
+                others = sorted({o for o in (self.config.fallback_encoder, *self.config.language_encoders.values())
+                                 if o != name and self.config.same_space(o, name)})
+                if others:
+                    self._identities[name]["row_encoders"] = {
+                        "languages": {lang: e for lang, e in sorted(self.config.language_encoders.items()) if e in others},
+                        "fallback": self.config.fallback_encoder if self.config.fallback_encoder in others else None,
+                        "probes": {o: [round(float(x), 6) for x in self.encoder(o).encode([PROBE_TEXT], normalize=True)[0]]
+                                   for o in others},
+                    }
             return self._identities[name]
 
     def check_index(self, index: VectorIndex | DiskIndex) -> None:
@@ -91,21 +101,27 @@ class RetrievalMixin:
             raise CheckpointError("the index records no encoder identity (it was not built by router.build_index); "
                                   "rebuild it with this router")
         own = self.encoder_identity(index.encoder)
-        differ = [k for k in own if k not in ("probe", "backend") and index.identity.get(k) != own[k]]
+        mine_rows = own.get("row_encoders") or {}
+        theirs_rows = index.identity.get("row_encoders") or {}
+        differ = [k for k in own if k not in ("probe", "backend", "row_encoders") and index.identity.get(k) != own[k]]
+        differ += [f"row_encoders.{k}" for k in ("languages", "fallback") if mine_rows.get(k) != theirs_rows.get(k)]
         if differ:
-            detail = "; ".join(f"{k}: index {index.identity.get(k)!r} vs router {own[k]!r}" for k in differ)
+            detail = "; ".join(f"{k}: index {index.identity.get(k)!r} vs router {own.get(k)!r}" for k in differ)
             raise CheckpointError(f"the index was built by another encoder than {index.encoder!r} of this router ({detail[:400]}); "
                                   "rebuild it with this router")
-        theirs = np.asarray(index.identity.get("probe") or [], dtype=np.float32)
-        mine = np.asarray(own["probe"], dtype=np.float32)
-        if theirs.shape != mine.shape:
-            raise CheckpointError(f"the index's vectors have dimension {theirs.shape[-1] if theirs.ndim else 0}, "
-                                  f"encoder {index.encoder!r} gives {mine.shape[0]}; rebuild it with this router")
         bound = min(PROBE_MIN_COSINE.get(str(index.identity.get("backend")), 0.999), PROBE_MIN_COSINE.get(self.backend, 0.999))
-        cos = float(theirs @ mine / max(float(np.linalg.norm(theirs) * np.linalg.norm(mine)), 1e-12))
-        if cos < bound:
-            raise CheckpointError(f"the index was built with other weights than encoder {index.encoder!r} of this router "
-                                  f"(probe vectors agree at cosine {cos:.4f} < {bound}); rebuild it with this router")
+        probes = [(index.encoder, index.identity.get("probe"), own["probe"]),
+                  *((o, (theirs_rows.get("probes") or {}).get(o), p) for o, p in (mine_rows.get("probes") or {}).items())]
+        for name, theirs_probe, mine_probe in probes:
+            theirs = np.asarray(theirs_probe or [], dtype=np.float32)
+            mine = np.asarray(mine_probe, dtype=np.float32)
+            if theirs.shape != mine.shape:
+                raise CheckpointError(f"the index's vectors have dimension {theirs.shape[-1] if theirs.ndim else 0}, "
+                                      f"encoder {name!r} gives {mine.shape[0]}; rebuild it with this router")
+            cos = float(theirs @ mine / max(float(np.linalg.norm(theirs) * np.linalg.norm(mine)), 1e-12))
+            if cos < bound:
+                raise CheckpointError(f"the index was built with other weights than encoder {name!r} of this router "
+                                      f"(probe vectors agree at cosine {cos:.4f} < {bound}); rebuild it with this router")
 
     def prepare_corpus(self, corpus: Sequence[str], lang: str | Sequence[str | None] | None = None) -> PreparedCorpus:
         """Route a corpus once; :meth:`retrieve` encodes it with each encoder its queries need, once."""

@@ -35,6 +35,7 @@ from sprachbund_router.st_compat import (
     _one_of,
     _truncate_and_quantize,
 )
+from sprachbund_router.top_layers import apply_top_layers, is_top_layers
 from sprachbund_router.validation import confined
 
 logger = logging.getLogger(__name__)
@@ -213,24 +214,30 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
 
         from sprachbund_router.cpu import fast_int8
 
-        served = sorted({*self.config.sprachbund_encoders.values(), self.config.shared_encoder, self.config.fallback_encoder})
+        served = sorted(self.config.served_encoders())
         specs = {name: self.config.encoders[name] for name in served}
         why = None
         if self.device not in (None, "cpu"):
             why = f"device {self.device!r}"
-        elif any(spec.path is None or spec.adapter_base is not None for spec in specs.values()):
+        elif any(spec.path is None or (spec.adapter_base is not None and not is_top_layers(self._spec_path(name)))
+                 for name, spec in specs.items()):
             why = "an encoder is a Hub repo id or a LoRA adapter"
         elif find_spec("onnxruntime") is None or find_spec("tokenizers") is None:
             why = "onnxruntime is not installed"
-        else:
-            paths = [self._local_path(spec.path, f"encoders.{name}.path") for name, spec in specs.items()]  # type: ignore[arg-type]
-            why = next((r for p in paths if (r := onnx_unready(p, "onnx")) is not None), None)
+        else:  # (encoder folder, its base's folder for a top-layer encoder)
+            paths = [(self._spec_path(name), self._spec_path(spec.adapter_base) if spec.adapter_base else None)
+                     for name, spec in specs.items()]
+            why = next((r for p, b in paths if (r := onnx_unready(p, "onnx", b)) is not None), None)
         if why is not None:
             logger.info("backend auto: torch (%s)", why)
             return "torch"
-        int8 = fast_int8() and all(onnx_unready(p, "onnx-int8") is None for p in paths)
+        int8 = fast_int8() and all(onnx_unready(p, "onnx-int8", b) is None for p, b in paths)
         logger.info("backend auto: %s", "onnx-int8 (the CPU has fast int8 kernels)" if int8 else "onnx")
         return "onnx-int8" if int8 else "onnx"
+
+    def _spec_path(self, name: str) -> Path:
+        """The local folder of encoder ``name`` (one with a ``path``), inside the router directory."""
+        return self._local_path(self.config.encoders[name].path, f"encoders.{name}.path")  # type: ignore[arg-type]
 
     def encoder(self, name: str) -> Encoder:
         """The encoder called ``name`` in the config, loaded on first use.
@@ -287,8 +294,11 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
         return self._encoders[name]
 
     def _load_adapter(self, name: str, path: Path) -> Encoder:
-        """An adapter encoder: its base (loaded once, shared) with the adapter's LoRA weights."""
+        """An adapter encoder: its base (loaded once, shared) with the adapter's LoRA weights or
+        trained top layers (:mod:`sprachbund_router.top_layers`)."""
         spec = self.config.encoders[name]
+        if is_top_layers(path):
+            return self._load_top_layers(name, path)
         if self.backend != "torch":
             raise CheckpointError(f"encoder {name!r} is a LoRA adapter, which the {self.backend} backend cannot run; "
                                   "use backend='torch'")
@@ -302,6 +312,27 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
         except CheckpointError as err:
             raise CheckpointError(f"encoder {name!r}: {err}") from err
         return SentenceEncoder(model, base.tokenizer, self.config.pooling, text_prefix=spec.text_prefix, max_length=spec.max_length)
+
+    def _load_top_layers(self, name: str, path: Path) -> Encoder:
+        """A top-layer encoder on its base (loaded once): torch shares the base's lower layers;
+        the ONNX backends run the graph exported into its folder with the base's tokenizer and
+        token-embedding table."""
+        spec = self.config.encoders[name]
+        base = self._load_encoder(spec.adapter_base)  # type: ignore[arg-type]
+        try:
+            if self.backend == "torch":
+                from sprachbund_router.encoder import SentenceEncoder
+
+                assert isinstance(base, SentenceEncoder)
+                model = apply_top_layers(base.model, path)
+                return SentenceEncoder(model, base.tokenizer, self.config.pooling, text_prefix=spec.text_prefix,
+                                       max_length=spec.max_length)
+            from sprachbund_router.onnx_encoder import OnnxSentenceEncoder
+
+            assert isinstance(base, OnnxSentenceEncoder)
+            return OnnxSentenceEncoder(path, self.config.pooling, spec, self.backend, base=base)
+        except CheckpointError as err:
+            raise CheckpointError(f"encoder {name!r}: {err}") from err
 
     # ------------------------------------------------------------------ routing
     @property
@@ -339,14 +370,14 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
         routes = []
         for i, lang in enumerate(langs):
             if lang is not None:
-                group = cfg.sprachbund_of(lang)
-                routes.append(Route(lang, group, cfg.sprachbund_encoders[group], 1.0))
+                routes.append(Route(lang, cfg.sprachbund_of(lang), cfg.encoder_of(lang), 1.0))
                 continue
             g = guesses[i]
             if g.reason is not None or g.sprachbund is None:
                 routes.append(Route(g.language, None, cfg.fallback_encoder, g.confidence, True, g.reason))
             else:
-                routes.append(Route(g.language, g.sprachbund, cfg.sprachbund_encoders[g.sprachbund], g.confidence))
+                encoder = cfg.encoder_of(g.language) if g.language in cfg.language_encoders else cfg.sprachbund_encoders[g.sprachbund]
+                routes.append(Route(g.language, g.sprachbund, encoder, g.confidence))
         return routes
 
     # ------------------------------------------------------------------ vectors
@@ -480,6 +511,8 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
         self, items: list[str], encoders: list[str], routes: Sequence[Route], batch_size: int, normalize: bool,
         progress: bool = False,
     ) -> np.ndarray:
+        # a row of the anchor language or a fallback row takes its own encoder where it serves the same space
+        encoders = [self.config.row_encoder(e, r.language, r.fallback) for e, r in zip(encoders, routes)]
         # one pass per set of weights: names that share an encoder (loaded once) are batched together
         groups: dict[Encoder, list[int]] = defaultdict(list)
         for i, name in enumerate(encoders):

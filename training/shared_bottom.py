@@ -22,6 +22,7 @@ import torch
 from sprachbund_router.batching import length_sorted_batches
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.pooling import layer_of, pool
+from sprachbund_router.top_layers import layer_stack
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +31,6 @@ BASE = "base"
 
 class _Stop(Exception):
     """Raised by the capture hook when the base's own vectors are not needed."""
-
-
-def layer_stack(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The encoder's list of transformer layers (``encoder.layer`` of BERT / XLM-R)."""
-    n = int(model.config.num_hidden_layers)
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n and name.endswith(("layer", "layers")):
-            return module
-    raise ValueError(f"{type(model).__name__} has no list of {n} transformer layers")
 
 
 def first_changed_layer(base: torch.nn.Module, adapted: torch.nn.Module) -> int | None:

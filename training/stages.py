@@ -59,14 +59,15 @@ def find_sprachbunds(
 
 
 def served_embed(router: SprachbundRouter) -> Embed:
-    """What a head of each sprachbund sees: the router's served vectors (the group's encoder,
-    then the text language's centring and map); group ``"*"`` takes the fallback path."""
+    """What a head of each sprachbund sees: the router's served vectors (the group's encoder, or
+    the language's own where it has one in the same space, then the text language's centring and
+    map); group ``"*"`` takes the fallback path."""
     cfg = router.config
     raw: dict[tuple[str, str], np.ndarray] = {}  # (encoder, text) -> pooled vector: groups sharing weights encode once
 
     def embed(group: str, lang: str, texts: list[str]) -> np.ndarray:
         fallback = group == FALLBACK
-        name = cfg.fallback_encoder if fallback else cfg.sprachbund_encoders[group]
+        name = cfg.fallback_encoder if fallback else cfg.row_encoder(cfg.sprachbund_encoders[group], lang, False)
         todo = [t for t in dict.fromkeys(texts) if (name, t) not in raw]
         if todo:
             for t, v in zip(todo, router.encoder(name).encode(todo)):

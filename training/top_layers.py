@@ -44,7 +44,7 @@ import torch
 from sprachbund_router.encoder import SentenceEncoder
 from sprachbund_router.pooling import pool
 from sprachbund_router.tensors import load_tensors, save_tensors
-from training.shared_bottom import layer_stack
+from sprachbund_router.top_layers import layer_stack
 
 logger = logging.getLogger(__name__)
 
