@@ -2,6 +2,7 @@
 
     python -m benchmarks.ship_artifacts language-vectors BUILD_WORK_DIR [--config PRESET]
     python -m benchmarks.ship_artifacts space ROUTER_DIR [--loso benchmarks/results/loso.json]
+    python -m benchmarks.ship_artifacts top-layers MODEL_DIR [--router ROUTER_DIR]
 
 Each artifact is recorded with its stage key, the sha256 of its file and the probe vectors of the
 encoder that computed it; a build takes it only when all three match (``training.shipped``,
@@ -31,13 +32,42 @@ def main() -> None:
     sp = sub.add_parser("space", help="a built router's fitted vector space")
     sp.add_argument("router", type=Path)
     sp.add_argument("--loso", type=Path, default=LOSO_RESULTS, help="the protocol's results recorded with it")
+    tl = sub.add_parser("top-layers", help="the all-languages top layers trained on every source "
+                                           "(`python -m benchmarks.sprachbund_encoders --judge none`)")
+    tl.add_argument("model", type=Path, help="the trained model's folder (top_layers.safetensors, record.json)")
+    tl.add_argument("--router", type=Path, default=None, help="the router whose space it was trained under (default: the default router)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.what == "language-vectors":
         config = load_build_config(args.config)
         print(f"shipped {ship_language_vectors(args.work, load_base_encoder_for(config), config.vector_mode)}")
-    else:
+    elif args.what == "space":
         print(f"shipped {ship_space(args.router, loso=loso_summary(args.loso))}")
+    else:
+        print(f"shipped {ship_top_layers_model(args.model, args.router)}")
+
+
+def ship_top_layers_model(model: Path, router: Path | None) -> Path:
+    """Ship a trained all-languages top-layer model with its training record and what the paper's
+    comparison measured for a model trained the same way on each judge group (sources kept out)."""
+    import json
+
+    from benchmarks.sprachbund_encoders import JUDGES, default_out
+    from sprachbund_router.paths import default_router_dir
+    from training.shipped import ship_top_layers
+
+    record = json.loads((model / "record.json").read_text())
+    measured = {}
+    for judge in JUDGES:
+        file = default_out(judge)
+        if judge != "none" and file.is_file():
+            rows = json.loads(file.read_text())["summary"]["systems"]
+            space, alone = rows["the router's space"], rows["all"]
+            measured[judge] = {"file": file.name, "space": space["interface"], "all": alone["interface"],
+                               "all minus space": round(alone["interface"] - space["interface"], 2)}
+    record["summary"] = {k: record.get(k) for k in ("best_step", "best_dev", "pairs", "seconds", "device")}
+    record["judged"] = measured
+    return ship_top_layers(model, router or default_router_dir(), record)
 
 
 if __name__ == "__main__":

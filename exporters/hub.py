@@ -29,6 +29,7 @@ from sprachbund_router.language_id import NGRAM_FILE
 from sprachbund_router.onnx_encoder import pad_token_id
 from sprachbund_router.st_layout import write_st_adapter_folder, write_st_folder
 from sprachbund_router.staging import StagedDirectory, link_or_copy, link_tree
+from sprachbund_router.top_layers import TOP_LAYERS_CONFIG, TOP_LAYERS_WEIGHTS, is_top_layers, write_merged
 from sprachbund_router.validation import confined, writable_inside
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def plan_export(router_dir: str | Path, org: str, name: str | None = None, *, dr
     name = name or _slug(router_dir.resolve().name)
     router_repo = f"{org}/{name}"
     plan = HubPlan(router_dir, config, router_repo)
-    served = {*config.sprachbund_encoders.values(), config.shared_encoder, config.fallback_encoder}
+    served = config.served_encoders()
     served |= {config.encoders[e].adapter_base for e in served if config.encoders[e].adapter_base}  # type: ignore[misc]
     by_dir: dict[Path, str] = {}
     adapters = sorted(e for e in served if config.encoders[e].adapter_base)
@@ -89,7 +90,10 @@ def plan_export(router_dir: str | Path, org: str, name: str | None = None, *, dr
         except CheckpointError as err:
             raise ExportError(f"encoder {enc!r}: {err}") from err
         if spec.adapter_base is not None:
-            if not (path / ADAPTER_WEIGHTS).is_file() or not (path / ADAPTER_CONFIG).is_file():
+            if is_top_layers(path):
+                if not (path / TOP_LAYERS_WEIGHTS).is_file():
+                    raise ExportError(f"top-layer encoder {enc!r} at {path} has no {TOP_LAYERS_WEIGHTS}")
+            elif not (path / ADAPTER_WEIGHTS).is_file() or not (path / ADAPTER_CONFIG).is_file():
                 raise ExportError(f"adapter encoder {enc!r} at {path} has no {ADAPTER_CONFIG} / {ADAPTER_WEIGHTS}")
             base_repo = plan.encoder_repos.get(spec.adapter_base) or config.encoders[spec.adapter_base].repo_id
             if base_repo is None:
@@ -179,7 +183,8 @@ def _write_folders(plan: HubPlan, out_dir: Path, revisions: dict[str, str] | Non
     folders: dict[str, Path] = {}
     for repo, src in plan.encoder_dirs.items():
         names = [e for e, r in plan.encoder_repos.items() if r == repo]
-        write = _adapter_folder if repo in plan.adapter_bases else _encoder_folder
+        write = (_encoder_folder if repo not in plan.adapter_bases else
+                 _top_layers_folder if is_top_layers(src) else _adapter_folder)
         folders[repo] = write(plan, repo, src, names, out_dir)
     folders[plan.router_repo] = _router_folder(plan, out_dir, revisions or {})
     (out_dir / REPOS_FILE).write_text(json.dumps({r: str(p.relative_to(out_dir)) for r, p in folders.items()}, indent=1) + "\n")
@@ -207,7 +212,22 @@ def _adapter_folder(plan: HubPlan, repo: str, src: Path, names: list[str], out_d
     return folder
 
 
-def _encoder_folder(plan: HubPlan, repo: str, src: Path, names: list[str], out_dir: Path) -> Path:
+def _top_layers_folder(plan: HubPlan, repo: str, src: Path, names: list[str], out_dir: Path) -> Path:
+    """A top-layer encoder: the full merged encoder (what ``SentenceTransformer(repo)`` loads), plus
+    its own top-layer files and ONNX graph, which the router loads onto its base repo."""
+    import tempfile
+
+    base_src = plan.encoder_dirs[plan.adapter_bases[repo]]
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        merged = write_merged(base_src, src, Path(tmp) / "merged")
+        folder = _encoder_folder(plan, repo, merged, names, out_dir, onnx_src=src)
+    for fname in (TOP_LAYERS_CONFIG, TOP_LAYERS_WEIGHTS):
+        link_or_copy(src / fname, folder / fname)
+    return folder
+
+
+def _encoder_folder(plan: HubPlan, repo: str, src: Path, names: list[str], out_dir: Path,
+                    onnx_src: Path | None = None) -> Path:
     """An encoder in sentence-transformers' layout, truncated to the router's layer (so that
     ``SentenceTransformer(folder)`` is the router's encoder), with its ONNX files and card."""
     from hub_cards.cards import encoder_card
@@ -218,13 +238,14 @@ def _encoder_folder(plan: HubPlan, repo: str, src: Path, names: list[str], out_d
         if (src / fname).is_file() and not (folder / fname).exists():
             link_or_copy(src / fname, folder / fname)
     onnx_info = None
-    if (src / ONNX_DIR / ONNX_EXPORT_INFO).is_file():
-        link_tree(src / ONNX_DIR, folder / ONNX_DIR)
+    onnx_from = onnx_src or src  # a top-layer encoder's graph lives in its own folder
+    if (onnx_from / ONNX_DIR / ONNX_EXPORT_INFO).is_file():
+        link_tree(onnx_from / ONNX_DIR, folder / ONNX_DIR)
         for backend, legacy in LEGACY_ONNX_FILES.items():  # never publish a pooled graph as `onnx/model.onnx`
             old, new = folder / ONNX_DIR / legacy, folder / ONNX_DIR / ONNX_FILES[backend]
             if old.is_file() and not new.exists():
                 old.rename(new)
-        onnx_info = _optional_json(src, f"{ONNX_DIR}/{ONNX_EXPORT_INFO}")
+        onnx_info = _optional_json(onnx_from, f"{ONNX_DIR}/{ONNX_EXPORT_INFO}")
     langs = _languages(plan, names)
     with _card_errors(repo):
         card = encoder_card(repo, names[0], cfg, plan.router_repo, languages=langs, onnx_info=onnx_info,

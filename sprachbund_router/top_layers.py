@@ -131,3 +131,41 @@ def write_top_layers(directory: Path, state: Mapping[str, np.ndarray], first_lay
     cfg = {"format": TOP_LAYERS_FORMAT, "first_layer": first_layer, "num_layers": num_layers, **meta}
     (directory / TOP_LAYERS_CONFIG).write_text(json.dumps(cfg, indent=1, ensure_ascii=False) + "\n")
     return directory
+
+
+def write_merged(base_dir: Path, top_dir: Path, out: Path) -> Path:
+    """A full transformers encoder folder: ``base_dir``'s weights with ``top_dir``'s trained layers
+    in place (for users of plain transformers or sentence-transformers; the router itself loads the
+    top layers onto its base). Config and tokenizer files are copied from the base."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from sprachbund_router.pooling import layer_of
+
+    cfg, tensors = read_top_layers(top_dir)
+    files = sorted(base_dir.glob("*.safetensors"))
+    if len(files) != 1:
+        raise CheckpointError(f"{base_dir} must hold one .safetensors weights file to merge into, found {len(files)}")
+    weights = load_file(str(files[0]))
+    first, replaced = cfg["first_layer"], 0
+    for key in list(weights):
+        at = layer_of(key)
+        if at is None or at < first:
+            continue
+        suffix = key.split(f"layer.{at}.", 1)[1]
+        name = f"{at - first}.{suffix}"
+        if name not in tensors:
+            raise CheckpointError(f"{top_dir} lacks {name!r} for the base's {key!r}")
+        if tensors[name].shape != weights[key].shape:
+            raise CheckpointError(f"{top_dir}: {name!r} has shape {tensors[name].shape}, the base's {key!r} {weights[key].shape}")
+        weights[key] = tensors[name].astype(weights[key].dtype)
+        replaced += 1
+    if replaced != len(tensors):
+        raise CheckpointError(f"{top_dir} holds {len(tensors)} tensors but {replaced} matched the base's layers")
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    for f in base_dir.iterdir():
+        if f.is_file() and f.suffix != ".safetensors" and not f.is_symlink():
+            shutil.copyfile(f, out / f.name)
+    return out

@@ -173,3 +173,27 @@ def test_onnx_serves_the_top_layers_with_the_base_table(top_router_dir):
     assert float((got * want).sum(1).min()) > 0.999
     assert onnx_router.encoder("all").table is onnx_router.encoder("shared").table  # one table, shared
     assert SprachbundRouter.from_pretrained(top_router_dir).backend in ("onnx", "onnx-int8")
+
+
+def test_the_hub_export_publishes_the_merged_encoder_and_the_router_loads_its_top_layers(top_router_dir, tmp_path,
+                                                                                          monkeypatch):
+    pytest.importorskip("onnxscript")
+    from sentence_transformers import SentenceTransformer
+
+    from exporters.hub import plan_export, write_folders
+    from exporters.onnx import export_router
+    from tests.conftest import assert_hub_roundtrip
+
+    export_router(top_router_dir, [EN, DE, RU], [])
+    folders = write_folders(plan_export(top_router_dir, "org", "toy", dry_run=True), tmp_path / "dry")
+    folder = folders["org/toy-all"]
+    assert (folder / TOP_LAYERS_WEIGHTS).is_file() and (folder / "onnx" / "model_pooled.onnx").is_file()
+    router = SprachbundRouter.from_pretrained(top_router_dir, backend="torch")
+    # plain sentence-transformers gets the top-layer encoder's own vectors; apply_space gives the router's
+    st = SentenceTransformer(str(folder), device="cpu").encode([DE, RU])
+    np.testing.assert_allclose(st, router.encoder("all").encode([DE, RU]), atol=1e-5)
+    served = router.apply_space(st, ["de", "ru"], "all")
+    np.testing.assert_allclose(served, router.encode([DE, RU], lang=["de", "ru"]), atol=1e-5)
+    hub_cfg = json.loads((folders["org/toy"] / "router_config.json").read_text())
+    assert hub_cfg["encoders"]["all"]["adapter_base"] == "shared" and hub_cfg["language_encoders"] == {"en": "shared"}
+    assert_hub_roundtrip(top_router_dir, "org/toy2", tmp_path / "rt", monkeypatch)

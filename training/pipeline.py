@@ -73,9 +73,13 @@ from training.stages import find_sprachbunds, train_sprachbund_heads
 logger = logging.getLogger(__name__)
 
 BASELINES = ("random", "all")
-SPRACHBUND_MODELS = ("mlm", "base", "adapters")
+SPRACHBUND_MODELS = ("mlm", "base", "adapters", "top-layers")
 #: Bump when the build itself changes, so routers built by an older pipeline are rebuilt.
-PIPELINE_VERSION = 9
+PIPELINE_VERSION = 10
+#: The top-layer encoder's name in the router (``sprachbund_models = "top-layers"``).
+TOP_LAYERS_ENCODER = "all-languages"
+#: The anchor of the one vector space: served by the base the space was fitted on.
+ANCHOR_LANGUAGE = "en"
 #: The build's last file: a router folder without it is incomplete.
 TRAINING_REPORT = "training_report.json"
 #: The preset of the embedded default router (``sbr setup``).
@@ -112,8 +116,15 @@ class BuildConfig:
         max_length: encoder truncation length.
         sprachbund_models: ``"mlm"`` (continued masked-LM pre-training per sprachbund, the
             paper's recipe), ``"base"`` (every sprachbund shares the base encoder and is
-            specialised by its vector space only) or ``"adapters"`` (a LoRA adapter per
-            sprachbund on the shared base, distilled into the vector space; needs ``[space]``).
+            specialised by its vector space only), ``"adapters"`` (a LoRA adapter per
+            sprachbund on the shared base, distilled into the vector space; needs ``[space]``) or
+            ``"top-layers"`` (the base with its top layers trained under the vector space for
+            every language but the anchor, English, which stays on the base; needs ``[space]``).
+            The paper's comparison at an equal per-model budget (``benchmarks.sprachbund_encoders``)
+            found one such model for all languages as good as one per sprachbund and beating the
+            space on sources kept out of training, so the build serves the shipped all-languages
+            layers (``training/artifacts/default-top-layers.*``) when they were trained under this
+            build's space on this base; otherwise the router serves the space alone, and says so.
         mlm_max_sentences: cap on monolingual sentences per language for MLM.
         baselines: what the sprachbund models are measured against, trained with the same
             budget: ``random`` (random groups, same sizes) and ``all`` (every language).
@@ -180,8 +191,8 @@ class BuildConfig:
                              "or 'adapters' (a space per MLM-trained encoder is not supported yet)")
         if self.int8_plan is not None and self.int8_plan not in [name for name, _ in INT8_PLANS]:
             raise ValueError(f"int8_plan must be one of {[name for name, _ in INT8_PLANS]}, got {self.int8_plan!r}")
-        if self.sprachbund_models == "adapters" and self.space is None:
-            raise ValueError("sprachbund_models = 'adapters' distils each adapter into the router's vector space: "
+        if self.sprachbund_models in ("adapters", "top-layers") and self.space is None:
+            raise ValueError(f"sprachbund_models = {self.sprachbund_models!r} trains under the router's vector space: "
                              "the config needs a [space] table")
 
     @property
@@ -314,6 +325,7 @@ class SprachbundModels:
     random: dict[str, list[str]] = field(default_factory=dict)
     plans: dict[str, list[str]] = field(default_factory=dict)
     adapters: dict[str, Any] = field(default_factory=dict)
+    language_encoders: dict[str, str] = field(default_factory=dict)
 
 
 def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
@@ -335,6 +347,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
         models = sprachbund_model_stage(build, sb.groups, langs, layer, prefix)
         spaces, served = space_stage(build, encoder, models, sb.groups)
         adapter_stage(build, served, models, spaces, sb.groups)
+        top_layer_stage(build, served, models, spaces, sb.groups)
         language_id = routing_stage(build, langs, sb.groups)
         router_config = config_stage(build, sb, models, spaces, language_id, langs, vecs)
         adapter_report_stage(build, models, served)
@@ -600,6 +613,38 @@ def adapter_stage(build: Build, served: SentenceEncoder, models: SprachbundModel
                                 for n, m in models.adapters["metrics"].items()}
 
 
+def top_layer_stage(build: Build, served: SentenceEncoder, models: SprachbundModels, spaces: dict[str, Any],
+                    groups: dict[str, list[str]]) -> None:
+    """The shipped all-languages top layers (``sprachbund_models = "top-layers"``), served through
+    the base's space for every language but the anchor, when they were trained under this build's
+    space on this base; else the space alone (logged and reported)."""
+    if build.config.sprachbund_models != "top-layers":
+        return
+    from training.shipped import TOP_LAYERS_ARTIFACT, shipped_top_layers, space_identity
+
+    folder = build.out / "encoders" / TOP_LAYERS_ENCODER
+    shutil.rmtree(folder, ignore_errors=True)
+    meta = shipped_top_layers(served, space_identity(build.out, spaces["base"]), folder)
+    if meta is None:
+        build.report["top_layers"] = {"served": False, "why": f"the shipped {TOP_LAYERS_ARTIFACT} does not fit this "
+                                      "build's base or space: the router serves the space alone"}
+        return
+    record = meta["record"]
+    models.specs[TOP_LAYERS_ENCODER] = EncoderSpec(
+        path=f"encoders/{TOP_LAYERS_ENCODER}", text_prefix=models.prefix, max_length=build.config.max_length,
+        adapter_base="base",
+        description=(f"the shared base with its top {meta['num_layers'] - meta['first_layer']} layers trained under the "
+                     f"router's space for every language but {ANCHOR_LANGUAGE} ({record['settings']['steps']} steps of "
+                     f"{record['settings']['batch_size']} pairs, {record['settings']['loss']} loss, best dev step "
+                     f"{record['best_step']})"))
+    models.sprachbund_encoders = dict.fromkeys(groups, TOP_LAYERS_ENCODER)
+    models.language_encoders = {ANCHOR_LANGUAGE: "base"}
+    spaces[TOP_LAYERS_ENCODER] = spaces["base"]  # trained under the base's space: served through it
+    build.report["top_layers"] = {"served": True, "encoder": TOP_LAYERS_ENCODER, "source": f"{TOP_LAYERS_ARTIFACT} "
+                                  "shipped with the package", **{k: record.get(k) for k in (
+                                      "best_step", "best_dev", "pairs", "seconds", "steps_per_second", "device")}}
+
+
 def routing_stage(build: Build, langs: list[str], groups: dict[str, list[str]]) -> LanguageIdConfig:
     """The router's own language identifier and the sprachbund thresholds, calibrated on dev."""
     from sprachbund_router.language_id import NGRAM_FILE
@@ -637,6 +682,7 @@ def config_stage(build: Build, sb: Any, models: SprachbundModels, spaces: dict[s
     router_config = RouterConfig(
         sprachbunds=sb.groups, encoders=models.specs, sprachbund_encoders=models.sprachbund_encoders, shared_encoder="base",
         fallback_encoder="base", pooling=models.pooling, language_id=language_id, pivots=sb.pivots, spaces=spaces,
+        language_encoders=models.language_encoders,
         retrieval_scoring=config.retrieval_scoring,
         provenance={
             "builder": "training.pipeline", "build": config.name, "build_key": build.key,
