@@ -197,3 +197,46 @@ def test_the_hub_export_publishes_the_merged_encoder_and_the_router_loads_its_to
     hub_cfg = json.loads((folders["org/toy"] / "router_config.json").read_text())
     assert hub_cfg["encoders"]["all"]["adapter_base"] == "shared" and hub_cfg["language_encoders"] == {"en": "shared"}
     assert_hub_roundtrip(top_router_dir, "org/toy2", tmp_path / "rt", monkeypatch)
+
+
+def test_the_int8_delta_rebuilds_the_trained_layers():
+    from training.shipped import from_int8_delta, int8_delta
+
+    rng = np.random.default_rng(0)
+    base = {"0.w": rng.normal(size=(16, 8)).astype(np.float32), "0.b": rng.normal(size=8).astype(np.float32)}
+    trained = {k: v + rng.normal(scale=1e-3, size=v.shape).astype(np.float32) for k, v in base.items()}
+    packed = int8_delta(trained, base)
+    assert packed["q.0.w"].dtype == np.int8 and packed["s.0.w"].shape == (16,)
+    rebuilt = from_int8_delta(packed, base)
+    np.testing.assert_allclose(rebuilt["0.b"], trained["0.b"], atol=1e-7)  # vectors: exact
+    # matrices: within half a step of 1/127 of each row's largest change
+    bound = np.abs(trained["0.w"] - base["0.w"]).max(axis=1) / 254 + 1e-7
+    assert (np.abs(rebuilt["0.w"] - trained["0.w"]).max(axis=1) <= bound).all()
+    with pytest.raises(ValueError, match="another base"):
+        from_int8_delta(packed, {"0.w": base["0.w"]})
+
+
+def test_shipped_top_layers_are_taken_only_for_their_space_and_base(top_router_dir, tmp_path):
+    from sprachbund_router.config import PoolingConfig
+    from sprachbund_router.encoder import SentenceEncoder
+    from tests.toy import write_toy_encoder
+    from training.shipped import ship_top_layers, shipped_top_layers, space_identity
+
+    artifacts = tmp_path / "artifacts"
+    ship_top_layers(top_router_dir / "encoders" / "all", top_router_dir, {"best_step": 1}, artifacts, "top")
+    config = RouterConfig.load(top_router_dir)
+    key = space_identity(top_router_dir, config.spaces["shared"])
+    base = SentenceEncoder.from_pretrained(top_router_dir / "encoders" / "shared", config.pooling,
+                                           config.encoders["shared"])
+    out = tmp_path / "built"
+    meta = shipped_top_layers(base, key, out, artifacts, "top")
+    assert meta is not None and meta["record"]["best_step"] == 1
+    router = SprachbundRouter.from_pretrained(top_router_dir, backend="torch")
+    from sprachbund_router.top_layers import apply_top_layers
+
+    rebuilt = SentenceEncoder(apply_top_layers(base.model, out), base.tokenizer, PoolingConfig(-1, "mean"), max_length=16)
+    assert float((rebuilt.encode([DE, RU]) * router.encoder("all").encode([DE, RU])).sum(1).min()) > 0.9999
+    assert shipped_top_layers(base, "another space", tmp_path / "b", artifacts, "top") is None
+    other = SentenceEncoder.from_pretrained(write_toy_encoder(tmp_path / "other", 11), config.pooling, config.encoders["shared"])
+    assert shipped_top_layers(other, key, tmp_path / "c", artifacts, "top") is None
+    assert not (tmp_path / "c").exists()  # nothing half-written
