@@ -208,9 +208,9 @@ class RouterConfig:
         language_encoders: language -> encoder, where a language is not served by its
             sprachbund's encoder: the anchor of the one vector space (English) stays on the base
             that the space was fitted on, while the rest of its sprachbund is served by an
-            encoder trained under that space. Rows of these languages (and fallback rows) take
-            their own encoder whenever the encoder asked for serves the same space
-            (:meth:`row_encoder`), so ``encode``, indexes and retrieval give each text one vector.
+            encoder trained under that space. Every row takes its own route's encoder whenever the
+            encoder asked for serves the same space (:meth:`row_encoder`), so ``encode``, indexes
+            and retrieval give each text one vector.
         format_version: the file format this release reads and writes.
     """
 
@@ -313,13 +313,18 @@ class RouterConfig:
         sa, sb = self.spaces.get(a), self.spaces.get(b)
         return sa is not None and sb is not None and sa.path == sb.path
 
-    def row_encoder(self, requested: str, language: str | None, fallback: bool) -> str:
-        """The encoder that embeds a row when ``requested`` is asked for it (an index or a
-        retrieval embeds all its rows with one encoder): a fallback row takes the fallback
-        encoder and a row of a ``language_encoders`` language its own encoder, whenever that
-        encoder serves the same space as ``requested``; every other row takes ``requested``."""
-        own = self.fallback_encoder if fallback or language is None else self.language_encoders.get(language)
-        return own if own is not None and self.same_space(own, requested) else requested
+    def row_encoder(self, requested: str, own: str) -> str:
+        """The encoder that embeds a row whose route names encoder ``own`` when ``requested`` is asked
+        for it (an index or a retrieval asks one encoder for all its rows): ``own`` whenever the two
+        serve one vector space, so every text gets the one vector ``encode`` gives it (the anchor
+        language on the base, every other on its trained encoder); else ``requested``."""
+        return own if self.same_space(own, requested) else requested
+
+    def canonical_encoder(self, name: str) -> str:
+        """The name an index or retrieval asks for instead of ``name``: the shared encoder where it
+        serves the same space (rows then take their own encoders, :meth:`row_encoder`, so both
+        names give the same vectors and a corpus is encoded once)."""
+        return self.shared_encoder if self.same_space(name, self.shared_encoder) else name
 
     @property
     def language_to_sprachbund(self) -> dict[str, str]:

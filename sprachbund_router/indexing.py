@@ -49,8 +49,8 @@ def build_disk_index(
         counts.update(r.sprachbund for r in router.route(texts, lang=lang))
     total = sum(counts.values())
     group, n = counts.most_common(1)[0]
-    encoder = (router.config.sprachbund_encoders[group]
-               if group is not None and n >= CORPUS_MAJORITY * total else router.config.shared_encoder)
+    encoder = router.config.canonical_encoder(router.config.sprachbund_encoders[group]
+                                              if group is not None and n >= CORPUS_MAJORITY * total else router.config.shared_encoder)
     logger.info("indexing %d texts with encoder %s (%s)", total, encoder, dict(counts))
     writer = DiskIndexWriter(out_dir, keep_texts=keep_texts)
     try:

@@ -49,7 +49,7 @@ class RetrievalMixin:
         routes = self._route(items, validate_langs(lang, len(items)))
         if encoder is None:
             group = self.corpus_sprachbund(routes)
-            encoder = self.config.sprachbund_encoders[group] if group else self.config.shared_encoder
+            encoder = self.config.canonical_encoder(self.config.sprachbund_encoders[group] if group else self.config.shared_encoder)
         vecs = self._encode_routed(items, [encoder] * len(items), routes, batch_size, True, progress)
         return VectorIndex(vecs, encoder, list(items) if keep_texts else None, self.encoder_identity(encoder))
 
@@ -75,13 +75,14 @@ class RetrievalMixin:
                     "max_length": spec.max_length, "pooling": asdict(self.config.pooling), "space": space_info,
                     "backend": self.backend, "probe": [round(float(x), 6) for x in probe],
                 }
-                # rows of some languages (and fallback rows) are embedded by their own encoder in the same space
-                others = sorted({o for o in (self.config.fallback_encoder, *self.config.language_encoders.values())
-                                 if o != name and self.config.same_space(o, name)})
+                # rows take their own route's encoder where it serves the same space: the index depends on them all
+                cfg = self.config
+                others = sorted(o for o in cfg.served_encoders() if o != name and cfg.same_space(o, name))
                 if others:
                     self._identities[name]["row_encoders"] = {
-                        "languages": {lang: e for lang, e in sorted(self.config.language_encoders.items()) if e in others},
-                        "fallback": self.config.fallback_encoder if self.config.fallback_encoder in others else None,
+                        "sprachbunds": {g: e for g, e in sorted(cfg.sprachbund_encoders.items()) if cfg.same_space(e, name)},
+                        "languages": {lang: e for lang, e in sorted(cfg.language_encoders.items()) if cfg.same_space(e, name)},
+                        "fallback": cfg.fallback_encoder if cfg.same_space(cfg.fallback_encoder, name) else None,
                         "probes": {o: [round(float(x), 6) for x in self.encoder(o).encode([PROBE_TEXT], normalize=True)[0]]
                                    for o in others},
                     }
@@ -104,7 +105,7 @@ class RetrievalMixin:
         mine_rows = own.get("row_encoders") or {}
         theirs_rows = index.identity.get("row_encoders") or {}
         differ = [k for k in own if k not in ("probe", "backend", "row_encoders") and index.identity.get(k) != own[k]]
-        differ += [f"row_encoders.{k}" for k in ("languages", "fallback") if mine_rows.get(k) != theirs_rows.get(k)]
+        differ += [f"row_encoders.{k}" for k in ("sprachbunds", "languages", "fallback") if mine_rows.get(k) != theirs_rows.get(k)]
         if differ:
             detail = "; ".join(f"{k}: index {index.identity.get(k)!r} vs router {own.get(k)!r}" for k in differ)
             raise CheckpointError(f"the index was built by another encoder than {index.encoder!r} of this router ({detail[:400]}); "
@@ -165,7 +166,8 @@ class RetrievalMixin:
         else:
             prepared = corpus if isinstance(corpus, PreparedCorpus) else self.prepare_corpus(corpus, corpus_lang)
             check_top_k(top_k, len(prepared))
-            group_encoder = self.config.sprachbund_encoders[prepared.sprachbund] if prepared.sprachbund else None
+            group_encoder = (self.config.canonical_encoder(self.config.sprachbund_encoders[prepared.sprachbund])
+                             if prepared.sprachbund else None)
             q_encoders = [
                 group_encoder if (group_encoder and r.sprachbund == prepared.sprachbund) else self.config.shared_encoder
                 for r in q_routes
@@ -183,5 +185,6 @@ class RetrievalMixin:
                 continue
             idx, scores = index.search(q_vecs[rows], top_k, scoring)
             for j, row in enumerate(rows):
-                results[row] = RetrievalResult(idx[j].tolist(), scores[j].tolist(), name, q_routes[row])
+                used = self.config.row_encoder(name, q_routes[row].encoder)  # the encoder of this query's vector
+                results[row] = RetrievalResult(idx[j].tolist(), scores[j].tolist(), used, q_routes[row])
         return [r for r in results if r is not None]

@@ -511,8 +511,8 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
         self, items: list[str], encoders: list[str], routes: Sequence[Route], batch_size: int, normalize: bool,
         progress: bool = False,
     ) -> np.ndarray:
-        # a row of the anchor language or a fallback row takes its own encoder where it serves the same space
-        encoders = [self.config.row_encoder(e, r.language, r.fallback) for e, r in zip(encoders, routes)]
+        # every row takes its own route's encoder where it serves the same space as the one asked for
+        encoders = [self.config.row_encoder(e, r.encoder) for e, r in zip(encoders, routes)]
         # one pass per set of weights: names that share an encoder (loaded once) are batched together
         groups: dict[Encoder, list[int]] = defaultdict(list)
         for i, name in enumerate(encoders):

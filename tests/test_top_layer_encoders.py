@@ -94,16 +94,25 @@ def test_english_stays_on_the_base_and_every_other_language_takes_the_top_layers
 def test_an_index_gives_each_text_the_vector_encode_gives(top_router_dir):
     router = SprachbundRouter.from_pretrained(top_router_dir, backend="torch")
     corpus, langs = [EN, DE, "der hund", "the dog runs"], ["en", "de", "de", "en"]
-    index = router.build_index(corpus, lang=langs)  # one sprachbund: its encoder, "all", is asked for every row
-    assert index.encoder == "all"
+    index = router.build_index(corpus, lang=langs)  # one space: asked of the shared encoder, each row takes its own
+    assert index.encoder == "shared"
     np.testing.assert_allclose(index.vectors, router.encode(corpus, lang=langs), atol=1e-5)
-    assert index.identity["row_encoders"]["languages"] == {"en": "shared"}
+    forced = router.build_index(corpus, lang=langs, encoder="all")  # whichever encoder of the space is asked for
+    np.testing.assert_allclose(forced.vectors, index.vectors, atol=1e-6)
+    rows = index.identity["row_encoders"]
+    assert rows["languages"] == {"en": "shared"} and rows["sprachbunds"] == {"east": "all", "west": "all"}
+    assert set(rows["probes"]) == {"all"}
     hits = router.retrieve(corpus, index, query_lang=langs)
     assert [h.indices[0] for h in hits] == [0, 1, 2, 3]
+    assert [h.encoder for h in hits] == ["shared", "all", "all", "shared"]  # the encoder of each query's vector
     router.check_index(index)
+    # a corpus in one language and queries in others: every query on its own encoder, the corpus encoded once
+    prepared = router.prepare_corpus([EN, "the dog runs"], lang="en")
+    hits = router.retrieve([DE, RU], prepared, query_lang=["de", "ru"])
+    assert [h.encoder for h in hits] == ["all", "all"] and list(prepared.indexes) == ["shared"]
 
 
-def test_an_index_whose_english_came_from_another_encoder_is_refused(top_router_dir, tmp_path):
+def test_an_index_whose_rows_came_from_other_encoders_is_refused(top_router_dir, tmp_path):
     router = SprachbundRouter.from_pretrained(top_router_dir, backend="torch")
     index = router.build_index([EN, DE], lang=["en", "de"])
     edit_config(top_router_dir, lambda cfg: cfg.pop("language_encoders"))
@@ -151,10 +160,11 @@ def test_language_encoders_are_checked(top_router_dir):
             RouterConfig.from_dict({**cfg, "language_encoders": change})
     config = RouterConfig.from_dict(cfg)
     assert config.encoder_of("en") == "shared" and config.encoder_of("de") == "all"
-    assert config.row_encoder("all", "en", False) == "shared"
-    assert config.row_encoder("all", None, True) == "shared"  # fallback rows: the fallback encoder, same space
+    assert config.row_encoder("all", "shared") == "shared" and config.row_encoder("shared", "all") == "all"
+    assert config.canonical_encoder("all") == "shared"
     config.encoders["other"] = EncoderSpec(path="encoders/shared", max_length=16)
-    assert config.row_encoder("other", "en", False) == "other"  # another space: the row keeps what was asked
+    assert config.row_encoder("other", "all") == "other"  # another space: the row keeps what was asked
+    assert config.canonical_encoder("other") == "other"
 
 
 def test_onnx_serves_the_top_layers_with_the_base_table(top_router_dir):

@@ -67,7 +67,8 @@ def served_embed(router: SprachbundRouter) -> Embed:
 
     def embed(group: str, lang: str, texts: list[str]) -> np.ndarray:
         fallback = group == FALLBACK
-        name = cfg.fallback_encoder if fallback else cfg.row_encoder(cfg.sprachbund_encoders[group], lang, False)
+        asked = cfg.sprachbund_encoders[group] if not fallback else cfg.fallback_encoder
+        name = asked if fallback or lang not in cfg.language_to_sprachbund else cfg.row_encoder(asked, cfg.encoder_of(lang))
         todo = [t for t in dict.fromkeys(texts) if (name, t) not in raw]
         if todo:
             for t, v in zip(todo, router.encoder(name).encode(todo)):
