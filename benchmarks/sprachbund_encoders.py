@@ -80,6 +80,10 @@ def groupings(sprachbund_of: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+#: The closed-form space every trained model is served through (the system each must beat to ship).
+SPACE = "the router's space"
+
+
 def summarise(hits: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], kinds: Mapping[str, str], card: str,
               reference: str, no_libreoffice: Sequence[str]) -> dict[str, Any]:
     """Per system: mean top-1 (%) over interface and prose judge sources, the lowest quarter of
@@ -116,6 +120,12 @@ def summarise(hits: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], kinds:
             # the reference minus this system, over sources: a mean of independent paired differences
             row[f"{name}: {reference} - this"] = round(float(np.mean([d["drop"] for d in diffs])), 2)
             row[f"{name}: standard error"] = round(float(np.sqrt(sum(d["drop_se"] ** 2 for d in diffs))) / len(diffs), 2)
+            if SPACE in hits and system != SPACE:  # what each trained model adds to the space it is served through
+                space = {s: v for s, v in restrict(SPACE, sources, langs).items() if v}
+                over = [compare(space, mine)["sources"][s] for s in mine]
+                row[f"{name}: over the space"] = round(-float(np.mean([d["drop"] for d in over])), 2)
+                row[f"{name}: over the space, standard error"] = round(
+                    float(np.sqrt(sum(d["drop_se"] ** 2 for d in over))) / len(over), 2)
         out["systems"][system] = row
         out["per_source"][system] = {s: round(100 * float(np.mean([h.mean() for h in v.values()])), 2)
                                      for s, v in hits[system].items()}
@@ -345,7 +355,7 @@ class Comparison:
 
         self.settings, self.records, self.models, self.dirs = settings, {}, {}, {}
         run = f"{settings.loss}-{settings.steps}-{settings.batch_size}-{settings.lr:g}-L{settings.first_layer}"
-        run = run if self.judge else f"ship-{run}"
+        run = f"{self.args.judge}-{run}" if self.judge else f"ship-{run}"  # each judge group's models apart
         for system, group_of in self.systems.items():
             for group in sorted(set(group_of.values()) - set(self.models)):
                 members = {lang for lang, g in group_of.items() if g == group}
@@ -456,3 +466,66 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ------------------------------------------------------------------------------ what the default serves
+SHIPPED_BLOCKS = ("top-layers:judged", "top-layers:cost")
+
+
+def render_judged(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Per judge group: the space, the all-languages model and its paired gain over the space on
+    interface text (and the lowest quarter), from each group's results file."""
+    lines = ["| judge group (sources kept out of everything) | the router's space | all-languages model | "
+             "gain on interface text (± SE) | gain on the lowest quarter (± SE) |", "|---|---|---|---|---|"]
+    for judge, result in results.items():
+        rows = result["summary"]["systems"]
+        alone, space = rows["all"], rows[SPACE]
+
+        def gain(subset: str, alone: Mapping[str, Any] = alone, space: Mapping[str, Any] = space) -> str:
+            if f"{subset}: over the space" in alone:
+                return f"{alone[f'{subset}: over the space']:+.2f} ± {alone[f'{subset}: over the space, standard error']:.2f}"
+            return f"{alone[subset] - space[subset]:+.2f} (SE not recorded)"
+
+        lines.append(f"| {judge}: {', '.join(result['judge'])} | {space['interface']:.2f} | {alone['interface']:.2f} | "
+                     f"{gain('interface')} | {gain('lowest quarter')} |")
+    per_source = [(j, s, r["summary"]["per_source"]["all"][s] - r["summary"]["per_source"][SPACE][s])
+                  for j, r in results.items() for s in r["judge"]]
+    worst = min(per_source, key=lambda x: x[2])
+    lines += ["", f"On every one of the {len(per_source)} judge sources the all-languages model scores above the space "
+              f"(smallest gain: {worst[2]:+.2f} on {worst[1]})." if worst[2] > 0 else
+              f"The all-languages model scores below the space on {worst[1]} ({worst[2]:+.2f})."]
+    return "\n".join(lines)
+
+
+def render_cost(cold: Mapping[str, Any]) -> str:
+    """The default router (space and trained layers) against its copy serving the space alone."""
+    lines = ["| backend | `sbr encode` of 10 lines (s) | peak memory (MB) | first encode (s) | "
+             "time / space alone | memory / space alone | first encode / space alone |", "|---|---|---|---|---|---|---|"]
+    for name, row in cold["backends"].items():
+        over = row.get("over_space_alone")
+        if over is None:
+            continue
+        alone = cold["backends"][f"{name}, space alone"]
+        cli, first = row["sbr_encode_10_lines_s"], row["first_encode_s"]
+        lines.append(f"| {name} (serves {row['serves']}) | {cli:.2f} (alone {alone['sbr_encode_10_lines_s']:.2f}) | "
+                     f"{row['peak_rss_mb']} (alone {alone['peak_rss_mb']}) | {first:.2f} (alone {alone['first_encode_s']:.2f}) | "
+                     f"{over['time']:.2f} | {over['memory']:.2f} | {over['first_encode']:.2f} |")
+    lines += ["", f"`{cold['command']}`, medians of {cold['rounds']} rounds, each run a fresh process; {cold['machine']}."]
+    return "\n".join(lines)
+
+
+def shipped_blocks() -> dict[str, str]:
+    """The two generated blocks of docs/results/sprachbund-encoders.md, from their results files."""
+    results = {j: json.loads(default_out(j).read_text()) for j in JUDGES if j != "none" and default_out(j).is_file()}
+    return {"top-layers:judged": render_judged(results),
+            "top-layers:cost": render_cost(json.loads((RESULTS / "cold_start.json").read_text()))}
+
+
+def render_shipped(doc: Path = DOC) -> None:
+    """Write :func:`shipped_blocks` into docs/results/sprachbund-encoders.md."""
+    from benchmarks.loso import replace_block
+
+    text = doc.read_text(encoding="utf-8")
+    for name, block in shipped_blocks().items():
+        text = replace_block(text, name, block)
+    doc.write_text(text, encoding="utf-8")

@@ -111,8 +111,10 @@ def test_default_router_is_sprachbund_specialised_and_says_how(default_router):
     parts = cfg.to_dict()["sprachbund_parts"]
     assert set(parts) == set(cfg.sprachbunds)
     for group, p in parts.items():
-        assert p["encoder"] == "base" and p["space"][0] == "centring", group
-        assert p["space"] == space.parts(group)
+        # one all-languages top-layer encoder on the shared base, served through the base's space
+        assert p["encoder"] == "all-languages" and p["adapter_of"] == "base" and p["space"][0] == "centring", group
+        assert p["space"] == space.parts(group) and cfg.spaces["all-languages"] == space
+    assert parts[cfg.sprachbund_of("en")]["languages_on_their_own_encoder"] == {"en": "base"}
     # every setting was chosen by leave one source out, and the router says so
     assert space.provenance["protocol"] == "sources" and len(space.provenance["sources"]) >= 9
     assert space.provenance["loso"]["interface_sources"] >= 6
@@ -126,10 +128,19 @@ def test_default_router_reproduces_the_shipped_reference_vectors(default_router)
 
     meta = json.loads((SHIPPED_DIR / "default-space.json").read_text())
     ref = meta["reference"]
-    got = default_router.encode(ref["texts"], lang=ref["languages"])
     want = np.array(ref["served_vectors"], dtype=np.float32)
-    cos = (got * want).sum(1) / np.linalg.norm(want, axis=1)
-    assert cos.min() > 0.999, cos
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    # the space alone: the base's vectors through it
+    alone = default_router.apply_space(default_router.encoder("base").encode(ref["texts"]), ref["languages"], "base")
+    assert (alone * want).sum(1).min() > 0.999
+    # the router: English (the anchor) exactly so, every other language through its trained top layers
+    got = default_router.encode(ref["texts"], lang=ref["languages"])
+    cos = (got * want).sum(1)
+    english = np.array([lang == "en" for lang in ref["languages"]])
+    assert english.any() and cos[english].min() > 0.999 and 0.9 < cos[~english].max() < 0.999, cos
+    top = json.loads((SHIPPED_DIR / "default-top-layers.json").read_text())["probe"]
+    vecs = default_router.encoder("all-languages").encode(top["texts"])
+    assert (vecs * np.asarray(top["top_vectors"], dtype=np.float32)).sum(1).min() > 0.999
 
 
 def test_served_vectors_beat_the_base_and_keep_one_space(default_router):

@@ -39,7 +39,8 @@ def setup(verbose: VerboseOpt = False) -> None:
     typer.echo(f"pooling: hidden_states[{cfg.pooling.layer}] ({cfg.pooling.mode}), {chosen}; "
                f"retrieval scoring: {cfg.retrieval_scoring}")
     for name, langs in cfg.sprachbunds.items():
-        typer.echo(f"{name} (pivot {cfg.pivots.get(name)}): {' '.join(langs)}")
+        own = "".join(f"; {lang} on {cfg.language_encoders[lang]}" for lang in langs if lang in cfg.language_encoders)
+        typer.echo(f"{name} (pivot {cfg.pivots.get(name)}, encoder {cfg.sprachbund_encoders[name]}{own}): {' '.join(langs)}")
     from sprachbund_router.router import SprachbundRouter
 
     typer.echo(f"backend auto serves it with: {SprachbundRouter.from_pretrained(out).backend}")
