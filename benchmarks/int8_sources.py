@@ -39,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=CAPS["test"], help="Test rows per source and language.")
     ap.add_argument("--router", type=Path, default=None, help="Router directory (default: the embedded default).")
+    ap.add_argument("--out", type=Path, default=RESULTS / "int8_sources.json", help="Results file.")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     router_dir = args.router or default_router_dir()
@@ -62,7 +63,7 @@ def main() -> None:
     fp32 = compare(scores["torch"], scores["onnx"])
     fp32["max_abs_difference"] = max(abs(r["drop"]) for r in fp32["sources"].values())
     export = {}
-    for name in {cfg.shared_encoder, *cfg.sprachbund_encoders.values()}:
+    for name in sorted(cfg.served_encoders()):
         spec = cfg.encoders[name]
         info_file = router_dir / (spec.path or "") / ONNX_DIR / ONNX_EXPORT_INFO
         if spec.path and info_file.is_file():
@@ -83,9 +84,10 @@ def main() -> None:
            "kinds": kinds, **result, "onnx_fp32": fp32, "export": export, "seconds": timings,
            "total_seconds": round(time.perf_counter() - started, 1),
            "machine": describe() + " (no GPU)",
-           "command": "python -m benchmarks.int8_sources"}
+           "command": f"python -m benchmarks.int8_sources --rows {args.rows}"
+                      + (f" --out {args.out.name}" if args.out.name != "int8_sources.json" else "")}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "int8_sources.json").write_text(json.dumps(out, indent=1) + "\n")
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -179,6 +179,17 @@ Multilingual Pre-Training*. Languages of this encoder: {', '.join(sorted(languag
 
 def _training_summary(config: RouterConfig, encoder_name: str, base: str, training_metrics: Mapping[str, Any] | None) -> str:
     """How the encoder was made (continued pre-training, or the base served through the space)."""
+    spec = config.encoders[encoder_name]
+    if spec.adapter_base is not None and not training_metrics:  # a top-layer encoder: its description says how
+        served = sorted(lang for lang in config.languages if config.encoder_of(lang) == encoder_name)
+        return (f"`{base}` with its top layers trained: {spec.description}. The router serves it for "
+                f"{len(served)} languages (every language whose route names it; "
+                + ", ".join(f"{lang} stays on `{e}`" for lang, e in sorted(config.language_encoders.items()))
+                + "), through the vector space of its base (the router repository's `spaces/`). This repository "
+                "holds the merged encoder (what sentence-transformers and transformers load) and the trained "
+                "layers alone (`top_layers.*`, which the router loads onto its base's repository); "
+                "`router.apply_space` turns this encoder's vectors into the router's (below). Its ONNX graph "
+                "gathers rows from the base repository's token table.")
     if training_metrics:
         how = (f"Continued masked-LM pre-training of `{base}` on the text of its sprachbund "
                f"({', '.join(training_metrics.get('languages', []))}) for {training_metrics['config']['steps']} updates; "
