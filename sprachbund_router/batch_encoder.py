@@ -22,7 +22,6 @@ has, so read and write tasks still run; see docs/guide/usage.md).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -65,9 +64,9 @@ class BatchEncoder:
         if self.encoder is None:
             vecs = self.router.encode(texts, lang=self.lang, batch_size=self.batch_size)
         else:
+            # asked of one encoder, as an index asks: each row still takes its own encoder where it serves that space
             routes = self.router.route(texts, lang=self.lang)
-            forced = [replace(r, encoder=self.encoder) for r in routes]
-            vecs = self.router.encode_routes(texts, forced, batch_size=self.batch_size)
+            vecs = self.router._encode_routed(texts, [self.encoder] * len(texts), routes, self.batch_size, True)
         out = dict(batch)
         out[self.output] = np.asarray(vecs, dtype=np.float32)
         return out

@@ -250,3 +250,17 @@ def test_shipped_top_layers_are_taken_only_for_their_space_and_base(top_router_d
     other = SentenceEncoder.from_pretrained(write_toy_encoder(tmp_path / "other", 11), config.pooling, config.encoders["shared"])
     assert shipped_top_layers(other, key, tmp_path / "c", artifacts, "top") is None
     assert not (tmp_path / "c").exists()  # nothing half-written
+
+
+def test_a_batch_encoder_asked_for_one_encoder_gives_what_the_index_holds(top_router_dir):
+    from sprachbund_router.batch_encoder import BatchEncoder
+
+    router = SprachbundRouter.from_pretrained(top_router_dir, backend="torch")
+    texts = [EN, DE, RU]
+    index = router.build_index(texts, lang=["en", "de", "ru"])
+    for name in ("shared", "all"):
+        got = BatchEncoder(model=str(top_router_dir), encoder=name, lang=None)({"text": texts})["embedding"]
+        routes = router.route(texts)
+        want = router.encode(texts, lang=[r.language for r in routes])
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert index.encoder == "shared"
