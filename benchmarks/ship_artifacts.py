@@ -18,6 +18,8 @@ from pathlib import Path
 
 from benchmarks.loso import LOSO_RESULTS, loso_summary
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
 
 def main() -> None:
     from training.pipeline import DEFAULT_PRESET, load_base_encoder_for, load_build_config
@@ -67,7 +69,14 @@ def ship_top_layers_model(model: Path, router: Path | None) -> Path:
                                "all minus space": round(alone["interface"] - space["interface"], 2)}
     record["summary"] = {k: record.get(k) for k in ("best_step", "best_dev", "pairs", "seconds", "device")}
     record["judged"] = measured
-    return ship_top_layers(model, router or default_router_dir(), record)
+    shipped = ship_top_layers(model, router or default_router_dir(), record)
+    # the cost and curve of what ships, beside the other results (the artifact's JSON holds the same record)
+    (RESULTS / "top_layers_shipped.json").write_text(json.dumps(
+        {"what": "the all-languages top layers the default router serves: trained on every source's train halves, "
+                 "stopped on their dev halves (in-domain), through the default router's space",
+         "command": "python -m benchmarks.sprachbund_encoders --judge none --steps 200 --eval-every 100 --loss contrastive",
+         "artifact": shipped.name, "record": record}, indent=1) + "\n")
+    return shipped
 
 
 if __name__ == "__main__":
