@@ -172,14 +172,19 @@ def export_encoder(
     """
     require_export_extra()
     encoder = SentenceEncoder.from_pretrained(encoder_dir, pooling, spec)
-    # everything is written and checked in a partial folder, moved to onnx/ only when complete
+    return _export_staged(encoder, encoder_dir, pooling, spec, parity_texts, min_cosine)
+
+
+def _export_staged(encoder: SentenceEncoder, encoder_dir: Path, pooling: PoolingConfig, spec: EncoderSpec,
+                   parity_texts: Sequence[str], min_cosine: float, base: OnnxSentenceEncoder | None = None) -> dict[str, Any]:
+    """:func:`_export_into` a partial folder, moved to ``onnx/`` only when complete; a failed
+    export leaves no partial folder."""
     partial = f"{ONNX_DIR}.partial"
-    onnx_dir = encoder_dir / partial
-    shutil.rmtree(onnx_dir, ignore_errors=True)
+    shutil.rmtree(encoder_dir / partial, ignore_errors=True)
     try:
-        return _export_into(encoder, encoder_dir, pooling, spec, parity_texts, min_cosine, partial)
+        return _export_into(encoder, encoder_dir, pooling, spec, parity_texts, min_cosine, partial, base=base)
     except BaseException:
-        shutil.rmtree(onnx_dir, ignore_errors=True)  # a failed export leaves no partial folder
+        shutil.rmtree(encoder_dir / partial, ignore_errors=True)
         raise
 
 
@@ -203,13 +208,7 @@ def export_top_layers(
     encoder = SentenceEncoder(apply_top_layers(base.model, encoder_dir), base.tokenizer, pooling,
                               text_prefix=spec.text_prefix, max_length=spec.max_length)
     onnx_base = OnnxSentenceEncoder(base_dir, pooling, base_spec, "onnx")
-    partial = f"{ONNX_DIR}.partial"
-    shutil.rmtree(encoder_dir / partial, ignore_errors=True)
-    try:
-        return _export_into(encoder, encoder_dir, pooling, spec, parity_texts, min_cosine, partial, base=onnx_base)
-    except BaseException:
-        shutil.rmtree(encoder_dir / partial, ignore_errors=True)
-        raise
+    return _export_staged(encoder, encoder_dir, pooling, spec, parity_texts, min_cosine, base=onnx_base)
 
 
 def require_export_extra() -> None:
