@@ -10,7 +10,9 @@ Stages: corpus -> pooling layer and prefix (dev split) -> language vectors -> sp
 analysis -> sprachbund models (continued MLM per sprachbund with the random / all baselines,
 or the shared base) -> vector space (language centring and per-sprachbund maps, see
 :mod:`training.space`) -> sprachbund adapters distilled into that space, with the same
-baselines (:mod:`training.adapters`; optional) -> task heads on the vectors the router serves.
+baselines (:mod:`training.adapters`; optional), or the shipped all-languages top layers trained
+under it (:mod:`training.top_layers`, :mod:`training.shipped`; the default preset) -> task heads on
+the vectors the router serves.
 
 The embedded default router is the preset ``training/configs/default.toml`` (``sbr setup``).
 
@@ -333,7 +335,7 @@ def build_router(config: BuildConfig, corpus_dir: Path | None = None) -> Path:
 
     A router already built from the same config, corpus and pipeline version is left as it is.
     Stages: corpus -> pooling layer and prefix -> language vectors -> sprachbunds -> sprachbund
-    models -> vector space -> adapters -> routing -> config -> adapter report -> heads -> ONNX.
+    models -> vector space -> adapters -> top layers -> routing -> config -> adapter report -> heads -> ONNX.
     """
     build = start_build(config, corpus_dir)
     if build is None:
