@@ -54,19 +54,17 @@ def ship_top_layers_model(model: Path, router: Path | None) -> Path:
     comparison measured for a model trained the same way on each judge group (sources kept out)."""
     import json
 
-    from benchmarks.sprachbund_encoders import JUDGES, default_out
+    from benchmarks.sprachbund_encoders import judged_files
     from sprachbund_router.paths import default_router_dir
     from training.shipped import ship_top_layers
 
     record = json.loads((model / "record.json").read_text())
     measured = {}
-    for judge in JUDGES:
-        file = default_out(judge)
-        if judge != "none" and file.is_file():
-            rows = json.loads(file.read_text())["summary"]["systems"]
-            space, alone = rows["the router's space"], rows["all"]
-            measured[judge] = {"file": file.name, "space": space["interface"], "all": alone["interface"],
-                               "all minus space": round(alone["interface"] - space["interface"], 2)}
+    for label, file in judged_files().items():
+        result = json.loads(file.read_text())
+        space, alone = result["summary"]["systems"]["the router's space"], result["summary"]["systems"]["all"]
+        measured[label] = {"file": file.name, "steps": result["settings"]["steps"], "space": space["interface"],
+                           "all": alone["interface"], "all minus space": round(alone["interface"] - space["interface"], 2)}
     record["summary"] = {k: record.get(k) for k in ("best_step", "best_dev", "pairs", "seconds", "device")}
     record["judged"] = measured
     shipped = ship_top_layers(model, router or default_router_dir(), record)
@@ -74,7 +72,8 @@ def ship_top_layers_model(model: Path, router: Path | None) -> Path:
     (RESULTS / "top_layers_shipped.json").write_text(json.dumps(
         {"what": "the all-languages top layers the default router serves: trained on every source's train halves, "
                  "stopped on their dev halves (in-domain), through the default router's space",
-         "command": "python -m benchmarks.sprachbund_encoders --judge none --steps 200 --eval-every 100 --loss contrastive",
+         "command": f"python -m benchmarks.sprachbund_encoders --judge none --steps {record['settings']['steps']} "
+                    f"--eval-every {record['settings']['eval_every']} --loss {record['settings']['loss']}",
          "artifact": shipped.name, "record": record}, indent=1) + "\n")
     return shipped
 

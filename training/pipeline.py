@@ -377,7 +377,7 @@ def start_build(config: BuildConfig, corpus_dir: Path | None = None) -> Build | 
     corpus = corpus_dir or build_corpus(data_dir() / "corpus", data_dir() / "downloads")
     manifest = load_manifest(corpus)
     key = _stage_key(asdict(config), manifest.get("built"), manifest.get("settings"), PIPELINE_VERSION, CONVERTER_VERSION,
-                     ROUTING_VERSION)
+                     ROUTING_VERSION, _shipped_layers_sha(config))
     if _up_to_date(out, key):
         return None
     lock = WriterLock(out).acquire()
@@ -391,6 +391,16 @@ def start_build(config: BuildConfig, corpus_dir: Path | None = None) -> Build | 
         lock.release()
         raise
     return Build(config, corpus, manifest, staging, work, stages, key, {"name": config.name}, target=out, lock=lock)
+
+
+def _shipped_layers_sha(config: BuildConfig) -> str | None:
+    """The shipped top layers' checksum where the build serves them: other shipped layers, another router."""
+    from training.files import file_sha256
+    from training.shipped import TOP_LAYERS_ARTIFACT
+    from training.space import SHIPPED_DIR
+
+    shipped = SHIPPED_DIR / f"{TOP_LAYERS_ARTIFACT}.safetensors"
+    return file_sha256(shipped) if config.sprachbund_models == "top-layers" and shipped.is_file() else None
 
 
 def _staging_folder(out: Path, key: str) -> Path:
