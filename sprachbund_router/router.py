@@ -376,7 +376,7 @@ class SprachbundRouter(SentenceTransformersMixin, SavingMixin, RetrievalMixin):
             if g.reason is not None or g.sprachbund is None:
                 routes.append(Route(g.language, None, cfg.fallback_encoder, g.confidence, True, g.reason))
             else:
-                encoder = cfg.encoder_of(g.language) if g.language in cfg.language_encoders else cfg.sprachbund_encoders[g.sprachbund]
+                encoder = cfg.language_encoders.get(g.language or "", cfg.sprachbund_encoders[g.sprachbund])
                 routes.append(Route(g.language, g.sprachbund, encoder, g.confidence))
         return routes
 

@@ -101,11 +101,11 @@ def space_identity(router_dir: Path, spec: Any) -> str:
 
 
 def _base_layers(encoder: Any, first_layer: int) -> dict[str, np.ndarray]:
-    """The base's own tensors of its layers from ``first_layer`` up (``<i>.<parameter>`` names)."""
-    from sprachbund_router.top_layers import layer_stack
+    """The base's own tensors of its layers from ``first_layer`` up (``<i>.<parameter>`` names, as
+    training writes them: the untrained stack's state)."""
+    from training.top_layers import TopLayers
 
-    return {f"{i}.{k}": v.detach().cpu().numpy() for i, layer in enumerate(layer_stack(encoder.model)[first_layer:])
-            for k, v in layer.state_dict().items()}
+    return TopLayers(encoder, first_layer).state()
 
 
 def int8_delta(trained: dict[str, np.ndarray], base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
